@@ -1,0 +1,5 @@
+"""ART-facing adapters (numpy in, numpy out) over art_ext's torch cores."""
+
+from art_ext.estimators.randomized_smoothing import RandomizedSmoothingEstimator
+
+__all__ = ["RandomizedSmoothingEstimator"]

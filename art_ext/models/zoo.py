@@ -1,0 +1,184 @@
+"""Registry of named models for the embedded digits dataset: architecture + deterministic recipe + seed.
+
+A zoo model is trained on CPU the first time it is asked for and cached under ``$ART_EXT_CACHE`` (default: the
+user's cache directory, ``~/.cache/art_ext``). The cache file name carries a fingerprint of the entry, so a changed
+recipe retrains instead of loading stale weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from art_ext.data import digits
+from art_ext.models.classifiers import ARCHITECTURES
+from art_ext.training.classifier import TrainConfig, accuracy, train_classifier
+
+#: bump when the training code changes in a way that changes the weights
+ZOO_FORMAT_VERSION = 1
+#: per-channel statistics of the 16x16 digits training split (checked by tests/models/test_zoo.py)
+DIGITS_MEAN = (0.305,)
+DIGITS_STD = (0.319,)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A named model: how to build it and how to train it.
+
+    Attributes:
+        name: Registry key (snake_case).
+        architecture: Key of ``art_ext.models.classifiers.ARCHITECTURES``.
+        arch_kwargs: Constructor arguments (normalization included).
+        train: The training recipe; ``train.noise_sigma`` is the Gaussian augmentation level.
+        description: One line for tables and docs.
+        dataset: Dataset key (``"digits"``) and ``resolution`` its side length.
+    """
+
+    name: str
+    architecture: str
+    arch_kwargs: dict[str, Any]
+    train: TrainConfig
+    description: str
+    dataset: str = "digits"
+    resolution: int = digits.DEFAULT_RESOLUTION
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def training_sigma(self) -> float:
+        return self.train.noise_sigma
+
+    def fingerprint(self) -> str:
+        spec = {
+            "architecture": self.architecture,
+            "arch_kwargs": self.arch_kwargs,
+            "train": dataclasses.asdict(self.train),
+            "dataset": self.dataset,
+            "resolution": self.resolution,
+            "format": ZOO_FORMAT_VERSION,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+    def build(self) -> nn.Module:
+        """The untrained module, initialized deterministically from ``train.seed`` (global RNG state restored)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.train.seed)
+            return ARCHITECTURES[self.architecture](**self.arch_kwargs)
+
+
+@dataclass
+class ZooModel:
+    """A trained zoo model (eval mode) with its entry and the facts recorded when it was trained."""
+
+    module: nn.Module
+    entry: ZooEntry
+    info: dict[str, Any]
+
+
+REGISTRY: dict[str, ZooEntry] = {}
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    """Add an entry (warns when it replaces one of the same name)."""
+    if entry.architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {entry.architecture!r}; expected one of {sorted(ARCHITECTURES)}")
+    if entry.name in REGISTRY:
+        warnings.warn(f"zoo entry {entry.name!r} replaced", stacklevel=2)
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_entry(name: str) -> ZooEntry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(names())}") from None
+
+
+def cache_dir() -> Path:
+    """``$ART_EXT_CACHE`` if set, else ``$XDG_CACHE_HOME/art_ext`` (default ``~/.cache/art_ext``)."""
+    if os.environ.get("ART_EXT_CACHE"):
+        return Path(os.environ["ART_EXT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "art_ext"
+
+
+def _load_data(entry: ZooEntry, split: str):
+    if entry.dataset != "digits":
+        raise ValueError(f"zoo entry {entry.name!r}: dataset {entry.dataset!r} cannot be trained here")
+    return digits.load_digits(split, resolution=entry.resolution)
+
+
+def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose: bool = False) -> ZooModel:
+    """Train ``entry`` from scratch (deterministic for a fixed device and thread count)."""
+    module = entry.build().to(device)
+    start = time.perf_counter()
+    history = train_classifier(module, _load_data(entry, "train"), entry.train, verbose=verbose)
+    seconds = time.perf_counter() - start
+    info = {
+        "name": entry.name,
+        "fingerprint": entry.fingerprint(),
+        "training_sigma": entry.training_sigma,
+        "val_accuracy": accuracy(module, _load_data(entry, "val")),
+        "test_accuracy": accuracy(module, _load_data(entry, "test")),
+        "final_train_loss": history[-1],
+        "train_seconds": round(seconds, 2),
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+    return ZooModel(module.eval(), entry, info)
+
+
+def load(
+    name: str, *, device: str | torch.device = "cpu", cache: Path | str | None = None, retrain: bool = False,
+    verbose: bool = False,
+) -> ZooModel:
+    """Load zoo model ``name`` from the cache, training and caching it first if needed. Returned in eval mode."""
+    entry = get_entry(name)
+    folder = Path(cache) if cache is not None else cache_dir()
+    path = folder / "zoo" / f"{entry.name}-{entry.fingerprint()}.pt"
+    if path.is_file() and not retrain:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        module = entry.build().to(device)
+        module.load_state_dict(saved["state_dict"])
+        return ZooModel(module.eval(), entry, saved["info"])
+    model = train_entry(entry, device=device, verbose=verbose)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": model.module.state_dict(), "info": model.info}, tmp)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees a half-written file
+    return model
+
+
+def _digits_entry(name: str, architecture: str, description: str, **train: Any) -> ZooEntry:
+    kwargs: dict[str, Any] = {"mean": DIGITS_MEAN, "std": DIGITS_STD}
+    if architecture == "mlp":
+        kwargs["in_features"] = digits.DEFAULT_RESOLUTION**2
+    return register(ZooEntry(name, architecture, kwargs, TrainConfig(**train), description))
+
+
+_digits_entry("digits_cnn", "small_cnn", "SmallCNN-w16 with BatchNorm, standard training", epochs=30)
+_digits_entry(
+    "digits_cnn_noise025", "small_cnn", "SmallCNN-w16, Gaussian augmentation sigma=0.25", epochs=60, noise_sigma=0.25
+)
+_digits_entry(
+    "digits_cnn_noise050", "small_cnn", "SmallCNN-w16, Gaussian augmentation sigma=0.50", epochs=60, noise_sigma=0.5
+)
+_digits_entry("digits_lenet", "lenet", "LeNet-style CNN without BatchNorm, standard training (surrogate)", epochs=30)
+_digits_entry("digits_mlp", "mlp", "2x256 MLP, standard training (surrogate)", epochs=30)

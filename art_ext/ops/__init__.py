@@ -1,0 +1,1 @@
+"""Pure-torch helpers shared by several art_ext modules."""

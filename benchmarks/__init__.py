@@ -1,0 +1,1 @@
+"""Benchmark suites for art_ext: ``python benchmarks/run.py --suite NAME``."""

@@ -1,0 +1,8 @@
+"""Suite kinds: each module offers ``run(suite, ctx)`` (append rows) and ``report(suite, rows, out, manifest)``
+(write tables and plots from the rows, return Markdown)."""
+
+from types import ModuleType
+
+from benchmarks.kinds import certify
+
+KINDS: dict[str, ModuleType] = {"certify": certify}

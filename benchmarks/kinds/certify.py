@@ -1,0 +1,173 @@
+"""Suite kind ``certify``: Cohen et al. CERTIFY of zoo models on a dataset, tables and curves as in the papers.
+
+Suite file keys: ``dataset`` ("digits"), ``split``, ``limit``, ``n0``, ``n``, ``alpha``, ``batch_size``,
+``images_per_chunk`` (images certified together under one derived seed; the unit of resume), ``radii`` (table
+columns) and ``[[configs]]`` tables with ``model`` (zoo name) and ``sigma``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from art_ext.certification import certify
+from art_ext.certification.metrics import abstain_rate, average_certified_radius, certified_accuracy
+from art_ext.data import digits
+from art_ext.models import zoo
+from benchmarks import common
+
+log = logging.getLogger("benchmarks")
+
+
+def config_id(config: dict[str, Any]) -> str:
+    return f"{config['model']}@sigma={float(config['sigma']):g}"
+
+
+def load_dataset(suite: dict[str, Any], limit: int | None):
+    if suite.get("dataset", "digits") != "digits":
+        raise ValueError(f"the certify kind supports dataset 'digits', got {suite.get('dataset')!r}")
+    data = digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16)))
+    return data.head(limit)
+
+
+def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
+    data = load_dataset(suite, ctx.limit)
+    chunk = int(suite.get("images_per_chunk", 10))
+    for config in suite["configs"]:
+        cid = config_id(config)
+        todo = [i for i in range(len(data)) if not ctx.is_done(cid, i)]
+        if not todo:
+            continue
+        model = zoo.load(config["model"], device=ctx.device, verbose=ctx.verbose)
+        bar = tqdm(total=len(data), initial=len(data) - len(todo), desc=cid, disable=not ctx.verbose, unit="img")
+        for start in range(0, len(data), chunk):
+            indices = list(range(start, min(start + chunk, len(data))))
+            if all(ctx.is_done(cid, i) for i in indices):
+                continue
+            generator = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
+            x = data.x[indices].to(ctx.device)
+            t0 = time.perf_counter()
+            certs = certify(
+                model.module, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
+                alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
+                generator=generator,
+            )
+            seconds = (time.perf_counter() - t0) / len(indices)
+            labels, radii = certs.label.tolist(), certs.radius.tolist()
+            p_lower = certs.p_a_lower.tolist()
+            rows = [
+                {
+                    "kind": "certify", "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+                    "training_sigma": model.entry.training_sigma, "index": i, "label": int(data.y[i]),
+                    "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
+                    "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4),
+                }
+                for j, i in enumerate(indices)
+                if not ctx.is_done(cid, i)
+            ]
+            ctx.write_rows(rows)
+            bar.update(len(rows))
+        bar.close()
+
+
+def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary record per config, in suite order, computed from rows only."""
+    radii = [float(r) for r in suite["radii"]]
+    out = []
+    for config in suite["configs"]:
+        cid = config_id(config)
+        mine = sorted((r for r in rows if r["config"] == cid), key=lambda r: r["index"])
+        if not mine:
+            continue
+        pair = (np.array([r["prediction"] for r in mine]), np.array([r["radius"] for r in mine]))
+        labels = np.array([r["label"] for r in mine])
+        predictions = Counter(r["prediction"] for r in mine if r["prediction"] >= 0)
+        top_class, top_count = predictions.most_common(1)[0] if predictions else (None, 0)
+        out.append({
+            "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+            "training_sigma": mine[0].get("training_sigma"), "examples": len(mine),
+            "certified_accuracy": certified_accuracy(pair, labels, radii),
+            "acr": average_certified_radius(pair, labels), "abstain": abstain_rate(pair),
+            "top_class_share": top_count / len(mine), "top_class": top_class,
+            "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
+        })
+    return out
+
+
+def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+    radii = [float(r) for r in suite["radii"]]
+    head = "| model | train σ | σ | images | " + " | ".join(f"r={r:.2f}" for r in radii) + " | ACR | abstain | s/img |"
+    sep = "|" + "---|" * (7 + len(radii))
+    lines = [head, sep]
+    notes = []
+    for s in summary:
+        accs = " | ".join(f"{s['certified_accuracy'][r]:.3f}" for r in radii)
+        flag = ""
+        if s["top_class_share"] >= 0.5:
+            flag = " †"
+            notes.append(
+                f"† {s['config']}: the smoothed classifier predicts class {s['top_class']} for "
+                f"{s['top_class_share']:.0%} of the images (near-constant under noise); its certified accuracy and "
+                "ACR come from the images of that class only."
+            )
+        lines.append(
+            f"| {s['model']}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | {accs} | "
+            f"{s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
+        )
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> Path | None:
+    from art_ext._optional import require
+    from art_ext.certification.metrics import certified_accuracy_curve
+
+    require("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sigmas = sorted({s["sigma"] for s in summary_rows})
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(5 * len(sigmas), 3.8), squeeze=False)
+    top = max((r["radius"] for r in rows), default=1.0) * 1.05 or 1.0
+    for ax, sigma in zip(axes[0], sigmas):
+        for s in (s for s in summary_rows if s["sigma"] == sigma):
+            mine = [r for r in rows if r["config"] == s["config"]]
+            pair = ([r["prediction"] for r in mine], [r["radius"] for r in mine])
+            grid, acc = certified_accuracy_curve(pair, [r["label"] for r in mine], max_radius=top, num=400)
+            ax.plot(grid, acc, label=f"{s['model']} (ACR {s['acr']:.2f})")
+        ax.set_title(f"σ = {sigma:g}")
+        ax.set_xlabel("L2 radius (pixel units)")
+        ax.set_ylabel("certified accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+    summary = summarize(suite, rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    plot = plot_curves(summary, rows, out / "certified_accuracy.png") if summary else None
+    header = (
+        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
+        f"CERTIFY (Cohen et al. 2019) with N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}; "
+        f"{suite.get('dataset', 'digits')} {suite.get('split', 'test')} split at "
+        f"{suite.get('resolution', 16)}x{suite.get('resolution', 16)}; radii are L2 in [0,1] pixel units; abstain "
+        f"counts as wrong. Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch "
+        f"{manifest['versions'].get('torch')}, device {manifest['device']}.\n\n"
+    )
+    body = markdown_table(suite, summary) if summary else "(no rows yet)"
+    footer = f"\n\nPlot: `{plot.name}`\n" if plot else "\n"
+    return header + body + footer
