@@ -1,0 +1,123 @@
+"""Projected gradient descent: the one PGD loop of art_ext (plain, EOT/expectation, any loss)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from art_ext.ops import norms
+from art_ext.types import Bounds, Norm
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+#: loss_fn(model, x_adv, y) -> per-example loss [B] that the attack *increases* (decreases when targeted)
+LossFn = Callable[[LogitsFn, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PGDConfig:
+    """Parameters of ``pgd`` (ART's names).
+
+    Attributes:
+        eps: Radius of the threat-model ball (pixel units), >= 0.
+        eps_step: Step size per iteration, > 0 (l2: length of the step; linf: size of the sign step).
+        max_iter: Iterations, >= 1.
+        norm: ``"l2"`` or ``"linf"`` (ART's 2 / np.inf / "inf" are accepted and converted).
+        targeted: Move toward ``y`` instead of away from it.
+        num_random_init: 0 starts at x; k >= 1 runs k random starts and keeps, per example, the final point of
+            the best start (highest loss; lowest when targeted), like ART.
+        eot_samples: Model calls averaged per gradient (expectation over the model's randomness; 1 = plain PGD).
+    """
+
+    eps: float
+    eps_step: float
+    max_iter: int = 20
+    norm: Norm = "l2"
+    targeted: bool = False
+    num_random_init: int = 0
+    eot_samples: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "norm", norms.norm_name(self.norm))
+        if not (math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be finite and >= 0, got {self.eps!r}")
+        if not (math.isfinite(self.eps_step) and self.eps_step > 0):
+            raise ValueError(f"eps_step must be finite and > 0, got {self.eps_step!r}")
+        for name in ("max_iter", "eot_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if isinstance(self.num_random_init, bool) or not isinstance(self.num_random_init, int) or \
+                self.num_random_init < 0:
+            raise ValueError(f"num_random_init must be an int >= 0, got {self.num_random_init!r}")
+
+
+def cross_entropy_loss(model: LogitsFn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy [B] of ``model(x)`` against ``y``."""
+    return F.cross_entropy(model(x), y, reduction="none")
+
+
+def expected_loss(model: LogitsFn, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, samples: int) -> torch.Tensor:
+    """Mean of ``samples`` independent evaluations of ``loss_fn`` (each model call draws fresh randomness)."""
+    total = loss_fn(model, x, y)
+    for _ in range(samples - 1):
+        total = total + loss_fn(model, x, y)
+    return total / samples
+
+
+def pgd(
+    model: LogitsFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: PGDConfig,
+    *,
+    loss_fn: LossFn = cross_entropy_loss,
+    bounds: Bounds = Bounds(),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """PGD (Madry et al., 2018, arXiv:1706.06083v4, Eq. 2) with optional EOT averaging (Athalye et al., 2018,
+    arXiv:1802.00420v4, Sec. 4.3).
+
+    Each step: delta <- Proj(delta + eps_step * steepest_ascent(grad_delta sign * mean_m loss(x + delta, y))),
+    where Proj is the eps-ball projection followed by the box clamp (``norms.project_and_clamp``). Only input
+    gradients are computed; the model's train/eval mode is left as the caller set it.
+
+    Args:
+        model: Logits function on [0, 1] inputs; may be stochastic (then use ``eot_samples`` > 1).
+        x: Clean inputs [B, ...] inside ``bounds``.
+        y: int64 labels [B] (targets when ``config.targeted``).
+        loss_fn: Per-example loss to ascend; cross-entropy by default.
+        generator: Randomness of the random starts (the model's own noise comes from the model).
+    Returns:
+        Adversarial inputs, same shape/dtype/device as ``x``, with ||x_adv - x|| <= eps and x_adv in ``bounds``.
+    """
+    if config.eps == 0:
+        return x.detach().clone()
+    x = x.detach()
+    sign = -1.0 if config.targeted else 1.0
+    best, best_loss = None, None
+    for _ in range(max(1, config.num_random_init)):
+        if config.num_random_init > 0:
+            delta = norms.random_start(x, config.eps, config.norm, bounds, generator)
+        else:
+            delta = torch.zeros_like(x)
+        for _ in range(config.max_iter):
+            delta.requires_grad_(True)
+            loss = expected_loss(model, x + delta, y, loss_fn, config.eot_samples)  # [B]
+            (grad,) = torch.autograd.grad(sign * loss.sum(), delta)
+            with torch.no_grad():
+                delta = delta + config.eps_step * norms.steepest_ascent(grad, config.norm)
+                delta = norms.project_and_clamp(x, delta, config.eps, config.norm, bounds)
+        if config.num_random_init <= 1:
+            return (x + delta).detach()
+        with torch.no_grad():
+            final = sign * expected_loss(model, x + delta, y, loss_fn, config.eot_samples)  # [B]
+            if best is None:
+                best, best_loss = delta.clone(), final
+            else:
+                better = final > best_loss
+                best[better], best_loss = delta[better], torch.where(better, final, best_loss)
+    return (x + best).detach()

@@ -1,0 +1,72 @@
+"""Lp-ball geometry shared by every attack: norms, steepest-ascent steps, random starts and the one projection."""
+
+from __future__ import annotations
+
+import torch
+
+from art_ext.types import Bounds, Norm
+
+_TINY = 1e-12
+
+
+def norm_name(norm: object) -> Norm:
+    """Convert ART's ``norm`` values (2, np.inf, "inf") or art_ext's ("l2", "linf") to ``"l2"`` / ``"linf"``."""
+    if isinstance(norm, str):
+        key = norm.lower()
+        if key in ("l2", "2"):
+            return "l2"
+        if key in ("linf", "inf"):
+            return "linf"
+    elif isinstance(norm, (int, float)) and not isinstance(norm, bool):
+        if norm == 2:
+            return "l2"
+        if norm == float("inf"):
+            return "linf"
+    raise ValueError(f"unsupported norm {norm!r}; expected 2 / 'l2' or np.inf / 'inf' / 'linf'")
+
+
+def lp_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """Per-example norm [B] of a perturbation [B, ...]."""
+    flat = delta.flatten(1)
+    return flat.norm(p=2, dim=1) if norm == "l2" else flat.abs().amax(dim=1)
+
+
+def _per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def steepest_ascent(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """Unit-norm steepest-ascent direction for the given norm: sign(g) for linf, g / ||g||_2 for l2."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / _per_example(lp_norm(grad, "l2").clamp_min(_TINY), grad)
+
+
+def project_and_clamp(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: Norm, bounds: Bounds) -> torch.Tensor:
+    """Project ``delta`` onto the eps-ball of ``norm``, then make x + delta lie in ``bounds``.
+
+    The box clamp after the ball projection keeps the result in the ball (clamping only shrinks each coordinate's
+    magnitude toward x, which is itself inside the box), so both constraints hold on return.
+    """
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        scale = (eps / lp_norm(delta, "l2").clamp_min(_TINY)).clamp(max=1.0)
+        delta = delta * _per_example(scale, delta)
+    return (x + delta).clamp(bounds.low, bounds.high) - x
+
+
+def random_start(
+    x: torch.Tensor, eps: float, norm: Norm, bounds: Bounds, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A uniform random point of the eps-ball around each x (linf: uniform cube; l2: uniform in the ball), clamped
+    to ``bounds``."""
+    if norm == "linf":
+        delta = (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps
+    else:
+        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        direction = direction / _per_example(lp_norm(direction, "l2").clamp_min(_TINY), x)
+        dim = x[0].numel()
+        radius = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / dim) * eps
+        delta = direction * _per_example(radius, x)
+    return project_and_clamp(x, delta, eps, norm, bounds)
