@@ -5,6 +5,8 @@ Everything ART-specific that the adapters need lives here, so an ART upgrade tou
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -41,13 +43,21 @@ class ARTModelView(nn.Module):
     therefore added in pixel space *before* ART's preprocessing, as Cohen et al. certify.
     """
 
-    def __init__(self, estimator: object) -> None:
+    def __init__(
+        self, estimator: object, *, wrap_defence: Callable[[object], Callable[[torch.Tensor], torch.Tensor]] | None = None
+    ) -> None:
         super().__init__()
         from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 
         check_pytorch_classifier(estimator)
         operations = [op for op in estimator.preprocessing_operations if op.apply_predict]  # type: ignore[attr-defined]
+        if wrap_defence is not None:
+            # BPDA: every preprocessing *defence* (not the mean/std standardisation) becomes a tensor function built
+            # by ``wrap_defence(op)``; numpy-only defences are allowed then, since the wrapper owns their gradient.
+            operations = [_wrap_operation(op, estimator, wrap_defence) for op in operations]
         for op in operations:
+            if callable(op) and not hasattr(op, "apply_predict"):
+                continue
             if not isinstance(op, PreprocessorPyTorch):
                 raise TypeError(
                     f"preprocessing operation {type(op).__name__} is numpy-only; art_ext keeps sampling in torch and "
@@ -59,8 +69,45 @@ class ARTModelView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for op in self._operations:
-            x, _ = op.forward(x, None)
+            if hasattr(op, "apply_predict"):
+                x, _ = op.forward(x, None)
+            else:  # a tensor function made by ``wrap_defence``
+                x = op(x)
         return self.model(x)
+
+
+def _wrap_operation(op: object, estimator: object, wrap_defence: Callable[[object], Callable]) -> object:
+    """A preprocessing defence becomes ``wrap_defence(op)``; a numpy mean/std standardisation becomes torch ops."""
+    from art.preprocessing.standardisation_mean_std.numpy import StandardisationMeanStd
+
+    defences = getattr(estimator, "preprocessing_defences", None) or []
+    if any(op is d for d in defences):
+        return wrap_defence(op)
+    if isinstance(op, StandardisationMeanStd):  # numpy standardisation (ART keeps it numpy next to numpy defences)
+        mean = torch.as_tensor(np.asarray(op.mean, dtype=np.float32))
+        std = torch.as_tensor(np.asarray(op.std, dtype=np.float32))
+
+        def standardise(x: torch.Tensor) -> torch.Tensor:
+            shape = (-1,) + (1,) * (x.dim() - 2) if mean.dim() == 1 and mean.numel() > 1 else mean.shape  # per channel
+            return (x - mean.to(x.device).view(shape)) / std.to(x.device).view(shape)
+
+        return standardise
+    return op
+
+
+def defence_as_tensor_function(op: object) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An ART preprocessing defence as a tensor function (torch defences run in torch; numpy defences run on a
+    detached numpy copy, so they carry no gradient and need BPDA)."""
+    from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
+
+    if isinstance(op, PreprocessorPyTorch):
+        return lambda x: op.forward(x, None)[0]
+
+    def numpy_defence(x: torch.Tensor) -> torch.Tensor:
+        out, _ = op(x.detach().cpu().numpy(), None)  # type: ignore[operator]
+        return torch.as_tensor(out, dtype=x.dtype, device=x.device)
+
+    return numpy_defence
 
 
 def generator_for(seed: int | None, device: torch.device) -> torch.Generator | None:

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from art_ext.attacks._adapter import TorchEvasionAttack
 from art_ext.ops import norms
 from art_ext.types import Bounds, Norm
 
@@ -121,3 +122,30 @@ def pgd(
                 better = final > best_loss
                 best[better], best_loss = delta[better], torch.where(better, final, best_loss)
     return (x + best).detach()
+
+
+# ---- ART adapter ---------------------------------------------------------------------------------------------------
+class PGD(TorchEvasionAttack):
+    """ART ``EvasionAttack`` running ``pgd`` (the same loop as every art_ext attack) on an ART ``PyTorchClassifier``.
+
+    Drop-in for ``art.attacks.evasion.ProjectedGradientDescent`` (same parameter names and defaults), except that
+    only input gradients are computed (no weight gradients, no extra ``predict`` passes for logging), restarts keep
+    the highest-loss point per example, and ``seed`` makes runs reproducible. ``generate`` equals
+    ``pgd(ARTModelView(estimator), ...)`` at the same seed when ``batch_size`` >= the number of inputs.
+    """
+
+    attack_params = TorchEvasionAttack.attack_params + [
+        "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init"]
+
+    def __init__(self, estimator, norm=float("inf"), eps: float = 0.3, eps_step: float = 0.1, max_iter: int = 100,
+                 targeted: bool = False, num_random_init: int = 0, batch_size: int = 32, verbose: bool = False,
+                 seed: int | None = None) -> None:
+        super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
+                         eps_step=eps_step, max_iter=max_iter, targeted=targeted, num_random_init=num_random_init)
+
+    def _build_config(self) -> PGDConfig:
+        return PGDConfig(eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter, norm=self.norm,
+                         targeted=self.targeted, num_random_init=self.num_random_init)
+
+    def _attack_batch(self, model, x, y, generator):
+        return pgd(model, x, y, self.config, generator=generator)
