@@ -1,0 +1,214 @@
+"""Algorithm-specific checks: BPDA straight-through, EPGD(M=1) == PGD, SmoothAdv's objective and fixed noise,
+NAttack's margin and query budget, and the randomized-defence scoring protocol."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from art_ext.attacks import (
+    EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized, smoothadv_pgd,
+)
+from art_ext.attacks.epgd import expectation_loss, gaussian_noise_fn
+from art_ext.attacks.nattack import margin_loss
+from art_ext.attacks.smoothadv import smoothadv_loss
+from art_ext.ops import norms
+
+
+# ---- BPDA ----------------------------------------------------------------------------------------------------------
+def test_bpda_value_is_defence_and_gradient_is_identity():
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    weights = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = bpda(lambda z: torch.round(z * 4) / 4)(x)
+    assert torch.equal(out, torch.round(x * 4) / 4)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    assert torch.equal(grad, weights)  # d/dx of identity: the incoming gradient unchanged (round alone gives 0)
+
+
+def test_bpda_gradient_is_the_surrogates():
+    x = torch.rand(3, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    out = bpda(torch.sign, surrogate=torch.tanh)(x)
+    assert torch.equal(out, torch.sign(x))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, 1 - torch.tanh(x) ** 2, rtol=0, atol=1e-7)
+
+
+def test_bpda_registers_module_defences(tiny_model):
+    wrapped = nn.Sequential(bpda(nn.Dropout(0.5)), tiny_model)
+    wrapped.train()
+    assert wrapped[0].defence.training
+    wrapped.eval()
+    assert not wrapped[0].defence.training and not tiny_model.training
+
+
+# ---- EPGD ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+@pytest.mark.parametrize("restarts", [0, 2])
+def test_epgd_one_sample_on_deterministic_model_equals_pgd(tiny_model, batch, norm, restarts):
+    x, y = batch
+    eps = 0.5 if norm == "l2" else 0.05
+    ours = epgd(tiny_model, x, y, EPGDConfig(eps, eps / 4, sigma=0.0, max_iter=6, norm=norm, eot_samples=1,
+                                             num_random_init=restarts), generator=torch.Generator().manual_seed(3))
+    ref = pgd(tiny_model, x, y, PGDConfig(eps, eps / 4, 6, norm, num_random_init=restarts),
+              generator=torch.Generator().manual_seed(3))
+    assert torch.equal(ours, ref)
+
+
+def test_epgd_gradient_is_mean_of_single_draw_gradients(tiny_model, batch):
+    """The M-sample loss draws [M, B] noise in one call; its gradient equals the mean of the M one-draw gradients
+    taken with the same noise (algorithms.md §11.5)."""
+    x, y = batch
+    x = x.clone().requires_grad_(True)
+    loss = expectation_loss(gaussian_noise_fn(0.3, generator=torch.Generator().manual_seed(5)), 4)
+    (g_m,) = torch.autograd.grad(loss(tiny_model, x, y).sum(), x)
+    noise = 0.3 * torch.randn((4, *x.shape), generator=torch.Generator().manual_seed(5))
+    singles = [torch.autograd.grad(F.cross_entropy(tiny_model(x + n), y, reduction="sum"), x)[0] for n in noise]
+    torch.testing.assert_close(g_m, torch.stack(singles).mean(0), rtol=1e-5, atol=1e-7)
+
+
+def test_epgd_normalized_noise_space_scales_per_channel():
+    x = torch.zeros(2, 3, 4, 4)
+    noise = gaussian_noise_fn(0.5, std=(0.1, 0.2, 0.4), generator=torch.Generator().manual_seed(0))(x, 2000)
+    observed = noise.transpose(0, 2).flatten(1).std(1)  # per channel, pixel units
+    torch.testing.assert_close(observed, torch.tensor([0.05, 0.1, 0.2]), rtol=0.03, atol=0)  # ~48k draws each
+
+
+# ---- SmoothAdv -----------------------------------------------------------------------------------------------------
+def test_smoothadv_losses_match_their_definitions(tiny_model, batch):
+    x, y = batch
+    noise = 0.4 * torch.randn((5, *x.shape), generator=torch.Generator().manual_seed(0))
+    logits = torch.stack([tiny_model(x + n) for n in noise])  # [m, B, K]
+    soft = -torch.log(logits.softmax(-1).mean(0).gather(1, y[:, None]).squeeze(1))
+    mean_logits = F.cross_entropy(logits.mean(0), y, reduction="none")
+    torch.testing.assert_close(smoothadv_loss(noise, "softmax")(tiny_model, x, y), soft)
+    torch.testing.assert_close(smoothadv_loss(noise, "logits")(tiny_model, x, y), mean_logits)
+    assert (soft - mean_logits).abs().min() > 1e-4  # the two objectives differ for m > 1 ...
+    one = noise[:1]
+    torch.testing.assert_close(smoothadv_loss(one, "softmax")(tiny_model, x, y),
+                               smoothadv_loss(one, "logits")(tiny_model, x, y))  # ... and coincide for m = 1
+
+
+def test_smoothadv_aggregates_give_different_attacks(tiny_model, batch):
+    x, y = batch
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    soft = smoothadv_pgd(tiny_model, x, y, SmoothAdvConfig(0.5, sigma=0.5, num_noise=6), generator=g())
+    mean_logits = smoothadv_pgd(tiny_model, x, y, SmoothAdvConfig(0.5, sigma=0.5, num_noise=6, aggregate="logits"),
+                                generator=g())
+    assert not torch.allclose(soft, mean_logits)
+
+
+def test_smoothadv_draws_noise_once_and_default_step(tiny_model, batch):
+    x, y = batch
+    config = SmoothAdvConfig(0.5, sigma=0.25, max_iter=10, num_noise=4)
+    assert config.eps_step == pytest.approx(2 * 0.5 / 10)
+    drawn = smoothadv_pgd(tiny_model, x, y, config, generator=torch.Generator().manual_seed(9))
+    noise = 0.25 * torch.randn((4, *x.shape), generator=torch.Generator().manual_seed(9))
+    assert torch.equal(drawn, smoothadv_pgd(tiny_model, x, y, config, noise=noise))
+    # fixed noise makes the attack a deterministic function: with T steps of 2 eps / T it reaches the boundary
+    assert (norms.lp_norm(drawn - x, "l2") > 0.45).any()
+
+
+def test_smoothadv_rejects_misshaped_noise(tiny_model, batch):
+    x, y = batch
+    with pytest.raises(ValueError, match=r"noise must have shape .*\[m, 6, 1, 8, 8\], got \(6, 1, 8, 8\)"):
+        smoothadv_pgd(tiny_model, x, y, SmoothAdvConfig(0.5, sigma=0.25), noise=torch.zeros_like(x))
+
+
+# ---- NAttack -------------------------------------------------------------------------------------------------------
+def test_margin_loss_is_per_candidate():
+    log_probs = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.2, 0.3, 0.5]]))
+    y = torch.tensor([0, 0, 0])
+    expected = torch.log(torch.tensor([0.7 / 0.2, 0.5 / 0.4, 0.0 + 1e-30]))  # last one is clipped to 0
+    torch.testing.assert_close(margin_loss(log_probs, y, targeted=False), expected.clamp(0, 1000))
+    # targeted toward class 2: max_{c != 2} log p_c - log p_2, clipped at 0
+    torch.testing.assert_close(margin_loss(log_probs, torch.tensor([2, 2, 2]), targeted=True),
+                               torch.log(torch.tensor([7.0, 1.25, 0.6])).clamp(0, 1000))
+
+
+def test_nattack_l2_sphere_option_puts_candidates_on_the_sphere():
+    from art_ext.attacks.nattack import _project
+
+    x = torch.full((3, 1, 4, 4), 0.5)
+    w = torch.atanh(torch.full_like(x, 0.2))  # image 0.6, |delta| = 0.1 * 4 = 0.4
+    ball = _project(x, w, NAttackConfig(1.0, norm="l2"), __import__("art_ext.types").types.Bounds())
+    sphere = _project(x, w, NAttackConfig(1.0, norm="l2", l2_sphere=True), __import__("art_ext.types").types.Bounds())
+    torch.testing.assert_close(norms.lp_norm(ball - x, "l2"), torch.full((3,), 0.4))
+    torch.testing.assert_close(norms.lp_norm(sphere - x, "l2"), torch.full((3,), 1.0))
+
+
+@pytest.mark.slow
+def test_nattack_lowers_digits_accuracy_within_budget():
+    from art_ext.data import digits
+    from art_ext.models import zoo
+
+    model = zoo.load("digits_cnn").module
+    data = digits.load_digits("test").head(24)
+    budget = 400
+    config = NAttackConfig(eps=0.15, max_iter=100, pop_size=50, max_queries=budget, check_every=2)
+    result = nattack(model, data.x, data.y, config, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean = (model(data.x).argmax(1) == data.y).float().mean()
+        adv = (model(result.x_adv).argmax(1) == data.y).float().mean()
+    assert clean >= 0.95 and adv <= clean - 0.5
+    assert (result.queries <= budget).all()
+    failed = ~result.success
+    assert failed.any() and (result.queries[failed] > budget - 50 - 2).all()  # failures used their whole budget
+    assert torch.equal(result.success, model(result.x_adv).argmax(1) != data.y)  # success = deployed decision
+    assert (norms.lp_norm(result.x_adv - data.x, "linf") <= 0.15 + 1e-6).all()
+
+
+def test_nattack_counts_queries_exactly(tiny_model, batch):
+    x, y = batch
+    config = NAttackConfig(eps=1e-4, max_iter=7, pop_size=10, check_every=3)  # too small to succeed
+    result = nattack(tiny_model, x, y, config, generator=torch.Generator().manual_seed(0))
+    # 1 clean check + 7 populations of 10 + checks after iterations 3, 6 and 7
+    assert not result.success.any()
+    assert result.queries.tolist() == [1 + 70 + 3] * 6
+    capped = nattack(tiny_model, x, y, NAttackConfig(eps=1e-4, max_iter=7, pop_size=10, check_every=3,
+                                                      max_queries=35), generator=torch.Generator().manual_seed(0))
+    # 1 + 10 + 10 + 10 (+ check at iteration 3) = 32; a 4th population would need 32 + 10 + 1 > 35
+    assert capped.queries.tolist() == [32] * 6
+
+
+# ---- protocol ------------------------------------------------------------------------------------------------------
+class _CoinModel(nn.Module):
+    """Predicts the label column y_true with probability p per call, class (y+1) % 5 otherwise."""
+
+    def __init__(self, labels: torch.Tensor, p: float, seed: int) -> None:
+        super().__init__()
+        self.labels, self.p = labels, p
+        self.generator = torch.Generator().manual_seed(seed)
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        keep = torch.rand(x.shape[0], generator=self.generator) < self.p
+        return torch.where(keep, self.labels, (self.labels + 1) % 5)
+
+
+def test_protocol_mean_and_worst_case_and_mode_restore():
+    n, k, p = 400, 5, 0.8
+    labels = torch.arange(n) % 5
+    model = _CoinModel(labels, p, seed=0).train()
+    score = score_randomized(model, torch.zeros(n, 1, 2, 2), labels, draws=k, batch_size=n)
+    assert score.correct.shape == (n, k) and score.draws == k
+    # binomial checks, each with false-failure rate < 1e-4 (|z| < 4)
+    se_mean = math.sqrt(p * (1 - p) / (n * k))
+    assert abs(score.mean_accuracy - p) < 4 * se_mean
+    worst = p**k
+    assert abs(score.worst_case_accuracy - worst) < 4 * math.sqrt(worst * (1 - worst) / n)
+    assert model.modes == [False] * k and model.training  # eval while scoring, train flag restored
+
+
+def test_protocol_on_deterministic_model_and_abstain(tiny_model, batch):
+    x, y = batch
+    score = score_randomized(tiny_model, x, y, draws=3)
+    assert score.mean_accuracy == score.worst_case_accuracy == 1.0
+    abstain = score_randomized(lambda z: torch.full((z.shape[0],), -1), x, y, draws=2)
+    assert abstain.mean_accuracy == 0.0
+    with pytest.raises(ValueError, match="draws must be >= 1, got 0"):
+        score_randomized(tiny_model, x, y, draws=0)
