@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from benchmarks.kinds import certify
+from benchmarks.kinds import attacks, certify
 
-KINDS: dict[str, ModuleType] = {"certify": certify}
+KINDS: dict[str, ModuleType] = {"certify": certify, "attacks": attacks}

@@ -1,0 +1,273 @@
+"""Suite kind ``attacks``: accuracy under PGD, BPDA-PGD, EPGD, SmoothAdv and NAttack for a standard model, a
+defended (quantised) model, a noise-trained model under soft smoothed inference and (when issue 4's module is
+present) a denoiser + classifier pipeline; every final adversarial example is scored over k draws of the deployed
+randomized model (mean and worst-case accuracy, ``art_ext.attacks.score_randomized``).
+
+Suite file keys: ``dataset`` ("digits"), ``split``, ``resolution``, ``limit``, ``chunk`` (images attacked together
+under one derived seed; the unit of resume), ``eps``, ``norm``, ``max_iter``, ``score_draws`` (k), and
+``[[targets]]`` tables: ``name``, ``model`` (zoo), ``deployment`` ("plain" | "quantised" | "smoothed" |
+"denoised"), ``sigma``, ``smoothing_samples`` (M of the deployed soft smoothing), ``denoiser`` (zoo name, denoised
+only) and ``attacks`` (list of attack tables with ``name`` and parameters, see ``ATTACK_BUILDERS``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from art_ext.attacks import (
+    EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized,
+    smoothadv_pgd,
+)
+from art_ext.attacks.bpda_pgd import warn_if_unreachable
+from art_ext.data import digits
+from art_ext.models import zoo
+from benchmarks import common
+
+log = logging.getLogger("benchmarks")
+
+
+# ---- deployed models -----------------------------------------------------------------------------------------------
+class LocalSoftSmoothing(nn.Module):
+    """LOCAL STAND-IN (until issue 5's ``SmoothedClassifier(mode="soft")`` is merged): mean softmax over M noisy
+    passes, fresh N(0, sigma^2) pixel noise per call from ``generator``. Returns probabilities [B, K]."""
+
+    def __init__(self, base: nn.Module, sigma: float, num_samples: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.base, self.sigma, self.num_samples, self.generator = base, sigma, num_samples, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = self.sigma * torch.randn((self.num_samples, *x.shape), generator=self.generator, device=x.device)
+        logits = self.base((x.unsqueeze(0) + noise).flatten(0, 1))  # [M * B, K]
+        return logits.softmax(-1).view(self.num_samples, x.shape[0], -1).mean(0)  # [B, K]
+
+
+def soft_smoothing(base: nn.Module, sigma: float, num_classes: int, num_samples: int,
+                   generator: torch.Generator) -> nn.Module:
+    """Issue 5's soft ``SmoothedClassifier`` when this checkout has it (``mode`` argument), else the local stand-in."""
+    from art_ext.certification import SmoothedClassifier
+
+    params = inspect.signature(SmoothedClassifier).parameters
+    if "mode" in params and "num_samples" in params:
+        kwargs: dict[str, Any] = {"mode": "soft", "num_samples": num_samples}
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return SmoothedClassifier(base, sigma, num_classes=num_classes, **kwargs)
+    return LocalSoftSmoothing(base, sigma, num_samples, generator)
+
+
+def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """A non-differentiable input defence (bit-depth reduction to ``levels`` grey levels): zero gradient a.e."""
+    return torch.round(x * (levels - 1)) / (levels - 1)
+
+
+class Target:
+    """What is deployed (``decide``: scores of the deployed, possibly randomized model), what gradient attacks
+    differentiate (``base``: the classifier EPGD/SmoothAdv add noise to; ``defended``: the full deployed map with a
+    differentiable path where one exists) and what NAttack queries."""
+
+    def __init__(self, spec: dict[str, Any], device: torch.device, num_classes: int, generator: torch.Generator):
+        self.spec = spec
+        self.kind = spec["deployment"]
+        model = zoo.load(spec["model"], device=device).module
+        self.base = model
+        self.sigma = float(spec.get("sigma", 0.0))
+        if self.kind == "plain":
+            self.decide = model
+            self.defended = model
+        elif self.kind == "quantised":
+            self.decide = nn.Sequential(_Fn(quantise), model)
+            self.defended = self.decide  # exact gradient: zero almost everywhere
+            self.bpda = nn.Sequential(bpda(quantise), model)
+        elif self.kind == "smoothed":
+            self.decide = soft_smoothing(model, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
+            self.defended = model  # PGD on the base classifier, transferred to the smoothed one
+        elif self.kind == "denoised":
+            from art_ext.defences.denoised_smoothing import DenoisedClassifier  # issue 4
+
+            denoiser = zoo.load(spec["denoiser"], device=device).module
+            self.base = DenoisedClassifier(denoiser, model)
+            self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
+            self.defended = self.base
+            self.bpda = nn.Sequential(bpda(denoiser), model)
+        else:
+            raise ValueError(f"unknown deployment {self.kind!r}; expected plain, quantised, smoothed or denoised")
+        self.randomized = self.kind in ("smoothed", "denoised")
+
+    def noisy_scores(self, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+        """NAttack's per-query score on a randomized target: one noisy pass (reference option (a))."""
+        if not self.randomized:
+            return self.decide
+        return lambda z: self.base(z + self.sigma * torch.randn(z.shape, generator=generator, device=z.device))
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+# ---- attacks -------------------------------------------------------------------------------------------------------
+def _pgd_config(suite: dict[str, Any], attack: dict[str, Any]) -> PGDConfig:
+    eps, steps = float(attack.get("eps", suite["eps"])), int(attack.get("max_iter", suite["max_iter"]))
+    return PGDConfig(eps=eps, eps_step=float(attack.get("eps_step", 2.5 * eps / steps)), max_iter=steps,
+                     norm=attack.get("norm", suite["norm"]), num_random_init=int(attack.get("num_random_init", 0)))
+
+
+def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Target, x: torch.Tensor, y: torch.Tensor,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Adversarial examples (and NAttack's per-example queries) for one attack table."""
+    name = attack["name"]
+    base_cfg = _pgd_config(suite, attack)
+    if name == "none":
+        return x, None
+    if name == "pgd":
+        return pgd(target.defended, x, y, base_cfg, generator=generator), None
+    if name == "bpda_pgd":
+        warn_if_unreachable(base_cfg)
+        return pgd(target.bpda, x, y, base_cfg, generator=generator), None
+    if name in ("epgd", "smoothadv"):
+        common_kw = dict(eps=base_cfg.eps, max_iter=base_cfg.max_iter, norm=base_cfg.norm,
+                         num_random_init=base_cfg.num_random_init, sigma=target.sigma)
+        if name == "epgd":
+            config = EPGDConfig(eps_step=base_cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
+            return epgd(target.base, x, y, config, generator=generator), None
+        config = SmoothAdvConfig(num_noise=int(attack["samples"]), aggregate=attack.get("aggregate", "softmax"),
+                                 eps_step=attack.get("eps_step"), **common_kw)
+        return smoothadv_pgd(target.base, x, y, config, generator=generator), None
+    if name == "nattack":
+        config = NAttackConfig(eps=base_cfg.eps, norm=base_cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
+                               pop_size=int(attack.get("pop_size", 100)), max_queries=int(attack["max_queries"]),
+                               check_every=int(attack.get("check_every", 5)))
+        result = nattack(target.noisy_scores(generator), x, y, config, predict=lambda z: target.decide(z).argmax(1),
+                         generator=generator)
+        return result.x_adv, result.queries
+    raise ValueError(f"unknown attack {name!r}; expected none, pgd, bpda_pgd, epgd, smoothadv or nattack")
+
+
+def attack_label(attack: dict[str, Any]) -> str:
+    extras = [f"{k}={attack[k]}" for k in sorted(attack) if k != "name"]
+    return attack["name"] + (f"({', '.join(extras)})" if extras else "")
+
+
+def config_id(target: dict[str, Any], attack: dict[str, Any]) -> str:
+    return f"{target['name']}/{attack_label(attack)}"
+
+
+def denoised_available() -> bool:
+    try:
+        from art_ext.defences.denoised_smoothing import DenoisedClassifier  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---- run / report --------------------------------------------------------------------------------------------------
+def load_dataset(suite: dict[str, Any], limit: int | None):
+    if suite.get("dataset", "digits") != "digits":
+        raise ValueError(f"the attacks kind supports dataset 'digits', got {suite.get('dataset')!r}")
+    return digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16))).head(limit)
+
+
+def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
+    data = load_dataset(suite, ctx.limit)
+    chunk, draws = int(suite.get("chunk", 25)), int(suite.get("score_draws", 10))
+    for spec in suite["targets"]:
+        if spec["deployment"] == "denoised" and not denoised_available():
+            log.warning("skipping target %s: art_ext.defences.denoised_smoothing (issue 4) is not in this checkout",
+                        spec["name"])
+            continue
+        for attack in spec["attacks"]:
+            cid = config_id(spec, attack)
+            if all(ctx.is_done(cid, i) for i in range(len(data))):
+                continue
+            bar = tqdm(total=len(data), desc=cid, disable=not ctx.verbose, unit="img")
+            for start in range(0, len(data), chunk):
+                indices = list(range(start, min(start + chunk, len(data))))
+                if all(ctx.is_done(cid, i) for i in indices):
+                    bar.update(len(indices))
+                    continue
+                attack_gen = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
+                score_gen = torch.Generator(device=ctx.device).manual_seed(
+                    common.seed_for(ctx.seed, cid, start, "score"))
+                target = Target(spec, ctx.device, data.num_classes, score_gen)
+                x, y = data.x[indices].to(ctx.device), data.y[indices].to(ctx.device)
+                t0 = time.perf_counter()
+                x_adv, queries = run_attack(suite, attack, target, x, y, attack_gen)
+                seconds = (time.perf_counter() - t0) / len(indices)
+                k = draws if target.randomized else 1
+                clean = score_randomized(target.decide, x, y, draws=k).per_example_rate.tolist()
+                adv = score_randomized(target.decide, x_adv, y, draws=k)
+                distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
+                rows = [{
+                    "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack),
+                    "index": i, "label": int(data.y[i]), "clean_rate": clean[j],
+                    "adv_rate": float(adv.per_example_rate[j]), "adv_all_draws": bool(adv.correct[j].all()),
+                    "draws": k, "l2_distance": distance[j], "seconds": round(seconds, 4),
+                    "queries": None if queries is None else int(queries[j]),
+                } for j, i in enumerate(indices) if not ctx.is_done(cid, i)]
+                ctx.write_rows(rows)
+                bar.update(len(indices))
+            bar.close()
+
+
+def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for spec in suite["targets"]:
+        for attack in spec["attacks"]:
+            cid = config_id(spec, attack)
+            mine = [r for r in rows if r["config"] == cid]
+            if not mine:
+                continue
+            queries = [r["queries"] for r in mine if r["queries"] is not None]
+            out.append({
+                "config": cid, "target": spec["name"], "attack": attack_label(attack), "examples": len(mine),
+                "draws": mine[0]["draws"], "clean": float(np.mean([r["clean_rate"] for r in mine])),
+                "robust_mean": float(np.mean([r["adv_rate"] for r in mine])),
+                "robust_worst": float(np.mean([r["adv_all_draws"] for r in mine])),
+                "mean_l2": float(np.mean([r["l2_distance"] for r in mine])),
+                "mean_queries": float(np.mean(queries)) if queries else None,
+                "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
+            })
+    return out
+
+
+def markdown_table(summary: list[dict[str, Any]]) -> str:
+    lines = ["| target | attack | images | k draws | clean acc | robust acc (mean) | robust acc (worst of k) | "
+             "mean L2 | queries | s/img |", "|" + "---|" * 10]
+    for s in summary:
+        queries = f"{s['mean_queries']:.0f}" if s["mean_queries"] is not None else "–"
+        lines.append(f"| {s['target']} | {s['attack']} | {s['examples']} | {s['draws']} | {s['clean']:.3f} | "
+                     f"{s['robust_mean']:.3f} | {s['robust_worst']:.3f} | {s['mean_l2']:.3f} | {queries} | "
+                     f"{s['seconds_per_example']:.3f} |")
+    return "\n".join(lines)
+
+
+def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+    summary = summarize(suite, rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    skipped = [t["name"] for t in suite["targets"] if t["deployment"] == "denoised" and not denoised_available()]
+    header = (
+        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
+        f"Threat model {suite['norm']} eps={suite['eps']} in [0,1] pixel units on {suite.get('dataset', 'digits')} "
+        f"{suite.get('split', 'test')} {suite.get('resolution', 16)}x{suite.get('resolution', 16)}. Randomized "
+        f"targets are scored after the attack over k={suite.get('score_draws', 10)} independent draws of the deployed "
+        f"model: 'mean' is the expected accuracy of one deployment, 'worst of k' counts an image robust only if all k "
+        f"draws are correct. Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch "
+        f"{manifest['versions'].get('torch')}, device {manifest['device']}.\n\n"
+    )
+    note = (f"\n\nSkipped (issue 4's DenoisedClassifier not in this checkout): {', '.join(skipped)}\n"
+            if skipped else "\n")
+    return header + (markdown_table(summary) if summary else "(no rows yet)") + note
