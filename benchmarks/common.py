@@ -23,18 +23,18 @@ MANIFEST_FILE = "manifest.json"
 
 
 def load_suite(name: str) -> dict[str, Any]:
-    """Read ``benchmarks/suites/<name>.toml``."""
+    """Read ``benchmarks/suites/<name>.toml``, or the TOML file at path ``name`` (ending in ``.toml``)."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    path = SUITES_DIR / f"{name}.toml"
+    path = Path(name) if name.endswith(".toml") else SUITES_DIR / f"{name}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
         raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(known)}")
     with open(path, "rb") as handle:
         suite = tomllib.load(handle)
-    suite.setdefault("name", name)
+    suite.setdefault("name", path.stem)
     if "kind" not in suite:
         raise ValueError(f"suite file {path} has no 'kind' entry")
     return suite

@@ -28,7 +28,7 @@ log = logging.getLogger("benchmarks")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default="default", help="suite name: benchmarks/suites/<name>.toml")
+    parser.add_argument("--suite", default="default", help="suite name (benchmarks/suites/<name>.toml) or a path to a suite .toml file")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/<suite>)")
     parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished examples")
     parser.add_argument("--limit", type=int, default=None, help="number of test examples (default: the suite's)")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if suite["kind"] not in KINDS:
         raise ValueError(f"suite {args.suite!r} has unknown kind {suite['kind']!r}; known: {sorted(KINDS)}")
     kind = KINDS[suite["kind"]]
-    out = args.out or common.REPO_ROOT / "results" / args.suite
+    out = args.out or common.REPO_ROOT / "results" / suite["name"]
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     limit = args.limit if args.limit is not None else suite.get("limit")
 

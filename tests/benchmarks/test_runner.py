@@ -1,0 +1,87 @@
+"""The benchmark runner: rows as produced, manifest, resume equals an uninterrupted run, refusal to overwrite."""
+
+import json
+
+import pytest
+
+from benchmarks import common, run
+
+SUITE = """
+kind = "certify"
+description = "tiny test suite"
+dataset = "digits"
+resolution = 16
+split = "test"
+limit = 6
+n0 = 20
+n = 200
+alpha = 0.01
+batch_size = 500
+images_per_chunk = 2
+radii = [0.0, 0.25, 0.5]
+
+[[configs]]
+model = "digits_lenet"
+sigma = 0.25
+
+[[configs]]
+model = "digits_mlp"
+sigma = 0.5
+"""
+
+
+@pytest.fixture
+def suite_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SUITE)
+    return path
+
+
+def strip_timing(rows):
+    return sorted((json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in rows))
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, suite_file):
+    full, partial = tmp_path / "full", tmp_path / "partial"
+    assert run.main(["--suite", str(suite_file), "--out", str(full), "--quiet"]) == 0
+    rows = common.read_rows(full)
+    assert len(rows) == 12 and {r["config"] for r in rows} == {"digits_lenet@sigma=0.25", "digits_mlp@sigma=0.5"}
+    manifest = json.loads((full / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["limit"] == 6 and "torch" in manifest["versions"]
+    assert "git_sha" in manifest and manifest["suite"]["n"] == 200
+    summary = (full / "summary.md").read_text()
+    assert "| digits_lenet | 0 | 0.25 | 6 |" in summary and (full / "certified_accuracy.png").stat().st_size > 0
+
+    # simulate a crash: keep 5 finished rows and half of the 6th line
+    assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"]) == 0
+    lines = (partial / "rows.jsonl").read_text().splitlines(keepends=True)
+    (partial / "rows.jsonl").write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
+    with pytest.raises(SystemExit, match="--resume"):
+        run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"])
+    with pytest.raises(SystemExit, match="different suite/seed/limit"):
+        run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet", "--resume", "--seed", "1"])
+    assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet", "--resume"]) == 0
+    resumed = common.read_rows(partial)
+    assert strip_timing(resumed) == strip_timing(rows)
+    untimed = lambda out: [  # noqa: E731
+        {k: v for k, v in s.items() if k != "seconds_per_example"} for s in json.loads((out / "summary.json").read_text())
+    ]
+    assert untimed(partial) == untimed(full)
+
+
+def test_seed_changes_results_and_limit_is_applied(tmp_path, suite_file):
+    assert run.main(["--suite", str(suite_file), "--out", str(tmp_path / "a"), "--quiet", "--limit", "2",
+                     "--seed", "5"]) == 0
+    rows = common.read_rows(tmp_path / "a")
+    assert len(rows) == 4 and {r["index"] for r in rows} == {0, 1}
+
+
+def test_unknown_suite_is_named():
+    with pytest.raises(ValueError, match="unknown suite 'nope'.*default"):
+        run.main(["--suite", "nope"])
+
+
+def test_seed_for_is_stable_and_distinct():
+    assert common.seed_for(0, "a", 1) == common.seed_for(0, "a", 1)
+    assert len({common.seed_for(0, "a", i) for i in range(100)}) == 100
+    assert 0 <= common.seed_for(123, "x") < 2**63
