@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from benchmarks.kinds import certify
+from benchmarks.kinds import bn_adaptation, certify
 
-KINDS: dict[str, ModuleType] = {"certify": certify}
+KINDS: dict[str, ModuleType] = {"bn_adaptation": bn_adaptation, "certify": certify}
