@@ -45,13 +45,6 @@ def _generator(ctx: common.RunContext, *keys: object) -> torch.Generator:
     return torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, *keys))
 
 
-def _noisy_accuracy(model, clean, test, ctx, *, sigma, rho, key) -> float:
-    """Accuracy under one noise draw per test image, of ``model`` adapted (when rho is not None) to ``sigma``."""
-    if rho is not None:
-        model = adapt_batchnorm(model, clean, sigma=sigma, rho=rho, generator=_generator(ctx, "adapt", *key))
-    return accuracy(model, test, sigma=sigma, generator=_generator(ctx, "noise", *key))
-
-
 def run_noise_accuracy(suite, ctx, clean, test) -> None:
     part = suite["noise_accuracy"]
     for name in part["models"]:
@@ -141,9 +134,9 @@ def run_certify(suite, ctx, clean, test) -> None:
                 certs = auto_noise_certify(lambda s: model, x, sigmas=sigmas, n_auto=int(part["n_auto"]),
                                            num_classes=data.num_classes, generator=gen, **common_kw)
             else:
-                plain = certify(model, x, sigma=float(part["sigma"]), num_classes=data.num_classes, generator=gen,
+                # fixed-sigma smoothing: the output is the certified label itself
+                certs = certify(model, x, sigma=float(part["sigma"]), num_classes=data.num_classes, generator=gen,
                                 **common_kw)
-                certs = plain  # fixed-sigma smoothing: prediction = certified label
             seconds = (time.perf_counter() - t0) / len(indices)
             label = certs.label.tolist()
             radius = certs.radius.tolist()
@@ -207,7 +200,7 @@ def table_ablation(suite, rows, kind: str, key: str, label: str) -> str:
     head = f"| {label} | " + " | ".join(f"{v:g}" for v in values) + " |"
     cells = [_mean_2sd([r["accuracy"] for r in mine if r[key] == v]) if any(r[key] == v for r in mine) else "–"
              for v in values]
-    return "\n".join([head, "|" + "---|" * (1 + len(values)), f"| accuracy (%) | " + " | ".join(cells) + " |"])
+    return "\n".join([head, "|" + "---|" * (1 + len(values)), "| accuracy (%) | " + " | ".join(cells) + " |"])
 
 
 def summarize_certify(suite, rows) -> list[dict[str, Any]]:

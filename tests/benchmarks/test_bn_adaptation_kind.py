@@ -63,7 +63,7 @@ def test_tiny_suite_runs_resumes_and_reports(tmp_path):
     by_config = {(r["config"], r["index"]): r for r in rows}
     # rho = 0 is the unadapted model on the same test noise as every other rho of that seed
     for seed in range(2):
-        assert 0 <= by_config[(f"rho/digits_cnn/sigma=0.5/rho=0", seed)]["accuracy"] <= 1
+        assert 0 <= by_config[("rho/digits_cnn/sigma=0.5/rho=0", seed)]["accuracy"] <= 1
     adapted_rows = [r for r in rows if r["config"] == "cert/adapt + auto"]
     assert all(r["sigma"] in (0.25, 0.5) for r in adapted_rows)
     assert all(r["certified_label"] in (-1, r["prediction"]) for r in adapted_rows)  # certificates only for f(x)
