@@ -1,5 +1,6 @@
 """ART-facing adapters (numpy in, numpy out) over art_ext's torch cores."""
 
+from art_ext.estimators.bn_adaptation import CertificationThroughAdaptationEstimator
 from art_ext.estimators.randomized_smoothing import RandomizedSmoothingEstimator
 
-__all__ = ["RandomizedSmoothingEstimator"]
+__all__ = ["CertificationThroughAdaptationEstimator", "RandomizedSmoothingEstimator"]

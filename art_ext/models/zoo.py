@@ -23,6 +23,7 @@ from torch import nn
 
 from art_ext.data import digits
 from art_ext.models.classifiers import ARCHITECTURES
+from art_ext.training.adversarial import AdversarialTrainConfig, train_adversarial
 from art_ext.training.classifier import TrainConfig, accuracy, train_classifier
 
 #: bump when the training code changes in a way that changes the weights
@@ -127,7 +128,15 @@ def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose:
     """Train ``entry`` from scratch (deterministic for a fixed device and thread count)."""
     module = entry.build().to(device)
     start = time.perf_counter()
-    history = train_classifier(module, _load_data(entry, "train"), entry.train, verbose=verbose)
+    extra: dict[str, Any] = {}
+    if isinstance(entry.train, AdversarialTrainConfig):  # PGD-AT, early-stopped on the val split
+        result = train_adversarial(
+            module, _load_data(entry, "train"), entry.train, val=_load_data(entry, "val"), verbose=verbose
+        )
+        history = result["history"]
+        extra = {"best_epoch": result["best_epoch"], "val_robust_accuracy": result["val_robust"]}
+    else:
+        history = train_classifier(module, _load_data(entry, "train"), entry.train, verbose=verbose)
     seconds = time.perf_counter() - start
     info = {
         "name": entry.name,
@@ -141,6 +150,7 @@ def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose:
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        **extra,
     }
     return ZooModel(module.eval(), entry, info)
 
@@ -166,11 +176,13 @@ def load(
     return model
 
 
-def _digits_entry(name: str, architecture: str, description: str, **train: Any) -> ZooEntry:
+def _digits_entry(
+    name: str, architecture: str, description: str, *, recipe: type[TrainConfig] = TrainConfig, **train: Any
+) -> ZooEntry:
     kwargs: dict[str, Any] = {"mean": DIGITS_MEAN, "std": DIGITS_STD}
     if architecture == "mlp":
         kwargs["in_features"] = digits.DEFAULT_RESOLUTION**2
-    return register(ZooEntry(name, architecture, kwargs, TrainConfig(**train), description))
+    return register(ZooEntry(name, architecture, kwargs, recipe(**train), description))
 
 
 _digits_entry("digits_cnn", "small_cnn", "SmallCNN-w16 with BatchNorm, standard training", epochs=30)
@@ -182,3 +194,15 @@ _digits_entry(
 )
 _digits_entry("digits_lenet", "lenet", "LeNet-style CNN without BatchNorm, standard training (surrogate)", epochs=30)
 _digits_entry("digits_mlp", "mlp", "2x256 MLP, standard training (surrogate)", epochs=30)
+
+# PGD adversarial training (Madry et al., 2018) with early stopping on "val" (Rice et al., 2020): the AT models that
+# certification through BN adaptation (Nandy et al.) starts from. Recipe of research/embedded_default.md: 7 steps of
+# 2.5 eps / 7, eps ramped over the first 30% of 30 epochs.
+_digits_entry(
+    "digits_cnn_pgd_l2", "small_cnn", "SmallCNN-w16, PGD-L2 adversarial training eps=0.5, early-stopped on val",
+    recipe=AdversarialTrainConfig, epochs=30, eps=0.5, norm="l2",
+)
+_digits_entry(
+    "digits_cnn_pgd_linf", "small_cnn", "SmallCNN-w16, PGD-Linf adversarial training eps=0.1, early-stopped on val",
+    recipe=AdversarialTrainConfig, epochs=30, eps=0.1, norm="linf",
+)

@@ -1,5 +1,8 @@
 """Training recipes (deterministic, CPU-friendly)."""
 
+from art_ext.training.adversarial import AdversarialTrainConfig, robust_accuracy, train_adversarial
 from art_ext.training.classifier import TrainConfig, accuracy, train_classifier
 
-__all__ = ["TrainConfig", "accuracy", "train_classifier"]
+__all__ = [
+    "AdversarialTrainConfig", "TrainConfig", "accuracy", "robust_accuracy", "train_adversarial", "train_classifier",
+]

@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from benchmarks.kinds import attacks, certify
+from benchmarks.kinds import attacks, bn_adaptation, certify
 
-KINDS: dict[str, ModuleType] = {"certify": certify, "attacks": attacks}
+KINDS: dict[str, ModuleType] = {"attacks": attacks, "bn_adaptation": bn_adaptation, "certify": certify}

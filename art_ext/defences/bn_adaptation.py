@@ -1,0 +1,500 @@
+"""Certification through BatchNorm adaptation, with Auto-Noise (Nandy, Saha, Hsu, Lee & Tan).
+
+An adversarially trained (AT) classifier f is not robust to large Gaussian noise, so it is a poor randomized-smoothing
+base classifier. Re-estimating its BatchNorm statistics on noisy clean images x + N(0, sigma^2 I) ("BN adaptation")
+gives a copy f_adapt that is, and smoothing f_adapt yields L2 certificates. Predictions keep coming from f, so its
+benign accuracy and empirical robustness are untouched (Algorithm 1). Auto-Noise picks sigma per example from a list
+with a cheap certification and certifies at that sigma with fresh samples (Algorithm 2).
+
+Reference: "Towards Bridging the gap between Empirical and Certified Robustness against Adversarial Examples"
+(arXiv:2102.05096v3): Eq. 4 (statistics mix), Alg. 1 (certification through adaptation), Alg. 2 and Eq. 5
+(Auto-Noise). No reference code is public; everything here follows the paper and research/algorithms.md §8.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from art_ext.certification.sampling import LogitsFn
+from art_ext.certification.smoothing import certify
+from art_ext.ops import validation
+from art_ext.ops.modes import eval_mode
+from art_ext.ops.noise import add_gaussian_noise
+from art_ext.types import ABSTAIN
+
+#: The noise list of the paper's Auto-Noise experiments (Sec. 3.2).
+DEFAULT_SIGMAS: tuple[float, ...] = (0.12, 0.25, 0.37, 0.50, 0.67, 0.75, 0.87, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# BN adaptation (Eq. 4)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BNAdaptationConfig:
+    """Parameters of ``adapt_batchnorm``.
+
+    Attributes:
+        sigma: Std of the Gaussian noise added to the clean adaptation images, pixel units (>= 0; 0 adapts to the
+            clean images themselves).
+        rho: Weight of the noisy-image statistics in Eq. 4 (rho = 1: full adaptation, rho = 0: training statistics).
+        batch_size: Images per forward pass while collecting statistics (memory only; the result does not depend
+            on it beyond float rounding).
+    """
+
+    sigma: float
+    rho: float = 1.0
+    batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma", validation.check_sigma(self.sigma, allow_zero=True))
+        try:
+            rho = float(self.rho)
+        except (TypeError, ValueError):
+            raise TypeError(f"rho must be a real number in [0, 1], got {self.rho!r}") from None
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"rho must be in [0, 1] (1 = full adaptation, 0 = none), got {self.rho!r}")
+        object.__setattr__(self, "rho", rho)
+        validation.check_positive_int(self.batch_size, "batch_size")
+
+
+def batchnorm_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
+    """The BatchNorm layers (1d/2d/3d) of ``model`` with their qualified names, in definition order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, _BatchNorm)]
+
+
+class _StopForward(Exception):
+    """Raised by a capture hook once the layer of interest has seen its input: the rest of the forward is not
+    needed, so it is skipped."""
+
+
+def _execution_order(model: nn.Module, probe: torch.Tensor) -> list[_BatchNorm]:
+    """BatchNorm layers in the order a forward pass calls them (each must be called exactly once)."""
+    layers = [m for _, m in batchnorm_layers(model)]
+    calls: list[_BatchNorm] = []
+    handles = [m.register_forward_pre_hook(lambda mod, _inputs: calls.append(mod)) for m in layers]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    repeated = {id(m) for m in calls if sum(c is m for c in calls) > 1}
+    if repeated:
+        names = [name for name, m in batchnorm_layers(model) if id(m) in repeated]
+        raise ValueError(
+            f"BatchNorm layer(s) {names} are called more than once per forward pass; their input statistics are "
+            "not defined per layer, so adapt_batchnorm cannot adapt this model"
+        )
+    return calls
+
+
+@torch.no_grad()
+def _noisy_input_statistics(
+    model: nn.Module,
+    layer: _BatchNorm,
+    clean: torch.Tensor,
+    sigma: float,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and unbiased variance (float64 [C]) of ``layer``'s inputs over the noisy set.
+
+    Batches are merged with the pairwise update of Chan, Golub & LeVeque (1979), which avoids the cancellation of
+    the sum-of-squares formula.
+    """
+    count = 0
+    mean = m2 = None
+    captured: list[torch.Tensor] = []
+
+    def capture(_mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        captured.append(inputs[0])
+        raise _StopForward
+
+    handle = layer.register_forward_pre_hook(capture)
+    try:
+        device = layer.running_mean.device  # type: ignore[union-attr]
+        for chunk in clean.split(batch_size):
+            noisy = add_gaussian_noise(chunk.to(device), sigma, generator)  # [b, C, H, W], no clipping
+            try:
+                model(noisy)
+            except _StopForward:
+                pass
+            h = captured.pop().double()  # [b, C] or [b, C, *spatial]
+            h = h.transpose(0, 1).reshape(h.shape[1], -1)  # [C, b * prod(spatial)]
+            n_b = h.shape[1]
+            mean_b = h.mean(dim=1)  # [C]
+            m2_b = ((h - mean_b[:, None]) ** 2).sum(dim=1)  # [C]
+            if mean is None:
+                mean, m2, count = mean_b, m2_b, n_b
+            else:
+                delta = mean_b - mean
+                total = count + n_b
+                mean = mean + delta * (n_b / total)
+                m2 = m2 + m2_b + delta**2 * (count * n_b / total)
+                count = total
+    finally:
+        handle.remove()
+    if count < 2:
+        raise ValueError(f"need at least 2 values per channel to estimate a variance, got {count}")
+    return mean, m2 / (count - 1)  # type: ignore[return-value,operator]
+
+
+def adapt_batchnorm(
+    model: nn.Module,
+    clean_images: torch.Tensor,
+    *,
+    sigma: float,
+    rho: float = 1.0,
+    batch_size: int = 512,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm statistics are adapted to Gaussian-noise inputs, frozen in eval mode.
+
+    Implements BN-ADAPTATION of Nandy et al. (arXiv:2102.05096v3, Alg. 1 lines 1-2, Eq. 4): the noisy set
+    X~ = {x + N(0, sigma^2 I) : x in ``clean_images``} is drawn once; then, for every BatchNorm layer in forward order,
+    the per-channel mean mu_t and standard deviation s_t of its inputs over X~ are computed (with all earlier layers
+    already adapted) and mixed with the training statistics (mu_T, s_T):
+
+        mu = rho * mu_t + (1 - rho) * mu_T,    s = rho * s_t + (1 - rho) * s_T            (Eq. 4)
+
+    and stored as ``running_mean = mu``, ``running_var = s^2``. The statistics are computed explicitly, never through
+    PyTorch's train-mode ``momentum`` update (algorithms.md §8.2). Variances are unbiased (divisor n - 1 over the
+    N * H * W values of a channel), the convention of PyTorch's ``running_var``.
+
+    Guarantee:
+        The input ``model`` is not modified (its ``state_dict`` is byte-identical afterwards); affine parameters,
+        ``eps``, ``momentum`` and ``num_batches_tracked`` of the copy equal the original's; the copy is in eval mode
+        with ``requires_grad`` off, so its outputs are a fixed function of each input (batch-independent) and it is
+        a valid randomized-smoothing base classifier. Gradients with respect to inputs still flow.
+
+    Args:
+        model: Classifier on [0, 1] pixels with at least one BatchNorm layer that tracks running statistics.
+        clean_images: Adaptation images [M, C, H, W] in [0, 1], on any device. They must be disjoint from the points
+            that will be certified (a training or validation split): adapting on a test point's own noisy copies
+            makes the base classifier depend on the input and voids the certificate (algorithms.md §8.3).
+        sigma: Noise std in pixel units (>= 0). rho: Mixing weight in [0, 1]. batch_size: Images per pass.
+        generator: Noise source on the model's device (``None``: one draw from torch's default generator seeds a
+            private one; the global RNG is never reseeded).
+    Returns:
+        The adapted deep copy, on the device of ``model``.
+    Raises:
+        ValueError: no BatchNorm layer, a layer without running statistics or called twice per forward, a bad
+            ``sigma``/``rho``/``batch_size``, or malformed ``clean_images``.
+    Deviations:
+        Eq. 4 mixes standard deviations, as written in the paper; Schneider et al. (2020) mix variances. Both agree
+        at rho in {0, 1}, the only values the paper's certification uses. The paper adapts with one forward pass
+        over X~ in train mode; here each layer's statistics are exact over the whole set whatever ``batch_size``,
+        and later layers see the inputs produced by earlier *adapted* layers (as at inference time), not by
+        batch-normalized ones.
+    """
+    config = BNAdaptationConfig(sigma, rho, batch_size)
+    validation.check_images(clean_images, name="clean_images")
+    if clean_images.shape[0] < 2:
+        raise ValueError(f"clean_images needs at least 2 images to estimate statistics, got {clean_images.shape[0]}")
+    if not batchnorm_layers(model):
+        raise ValueError(
+            f"{type(model).__name__} has no BatchNorm layer (BatchNorm1d/2d/3d); BN adaptation needs one. Use "
+            "Auto-Noise (auto_noise_certify) directly on a model without BatchNorm"
+        )
+    untracked = [name for name, m in batchnorm_layers(model) if m.running_mean is None or m.running_var is None]
+    if untracked:
+        raise ValueError(
+            f"BatchNorm layer(s) {untracked} have track_running_stats=False, so there are no training statistics "
+            "to adapt"
+        )
+
+    adapted = copy.deepcopy(model).eval()
+    adapted.requires_grad_(False)
+    device = next(b for _, b in batchnorm_layers(adapted)).running_mean.device  # type: ignore[union-attr]
+    if generator is None:
+        seed = int(torch.randint(0, 2**62, (1,)))  # one draw from the default generator; no reseeding
+        generator = torch.Generator(device=device).manual_seed(seed)
+    elif generator.device.type != device.type:
+        raise ValueError(f"generator is on device {generator.device}, but the model is on {device}; they must match")
+    if config.rho == 0.0:
+        return adapted  # Eq. 4 with rho = 0: the training statistics, exactly
+
+    layers = _execution_order(adapted, clean_images[:1].to(device))
+    start_state = generator.get_state()
+    for layer in layers:
+        generator.set_state(start_state)  # the same noisy set X~ for every layer
+        mu_t, var_t = _noisy_input_statistics(adapted, layer, clean_images, config.sigma, config.batch_size, generator)
+        running_mean, running_var = layer.running_mean, layer.running_var
+        assert running_mean is not None and running_var is not None  # checked above
+        if config.rho == 1.0:
+            mean, var = mu_t, var_t
+        else:
+            mean = config.rho * mu_t + (1 - config.rho) * running_mean.double()  # Eq. 4, means
+            std = config.rho * var_t.sqrt() + (1 - config.rho) * running_var.double().sqrt()  # Eq. 4, std devs
+            var = std**2
+        running_mean.copy_(mean.to(running_mean.dtype))
+        running_var.copy_(var.to(running_var.dtype))
+    return adapted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Certificates at per-example noise levels
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigmaCertificates:
+    """Certificates of B images, each at its own noise level (tensors on the device of the input).
+
+    Attributes:
+        label: int64 [B], certified class, ``ABSTAIN`` (-1) where no certificate is issued.
+        radius: float64 [B], certified L2 radius in pixel units at noise level ``sigma`` (0 where abstained).
+        p_a_lower: float64 [B], Clopper-Pearson lower bound on p_A from the final-stage draws.
+        sigma: float64 [B], the noise level each certificate holds for.
+        prediction: int64 [B], the label the method outputs for the image: the original model's f(x) for
+            certification through adaptation (never abstains); the certified label for plain smoothing.
+        selection_radius: float64 [B, S], Auto-Noise selection-stage radii per candidate sigma (0 = abstained),
+            ``None`` for a fixed sigma.
+        sigmas: Candidate noise levels (ascending). n_auto: Selection draws per sigma (0 for a fixed sigma).
+        n0, n, alpha: CERTIFY parameters of the final stage.
+    """
+
+    label: torch.Tensor
+    radius: torch.Tensor
+    p_a_lower: torch.Tensor
+    sigma: torch.Tensor
+    prediction: torch.Tensor
+    selection_radius: torch.Tensor | None
+    sigmas: tuple[float, ...]
+    n_auto: int
+    n0: int
+    n: int
+    alpha: float
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def abstained(self) -> torch.Tensor:
+        """bool [B]: where no certificate was issued."""
+        return self.label == ABSTAIN
+
+    def correct(self, labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """bool [B]: certified with the true label (abstentions count as wrong)."""
+        y = torch.as_tensor(labels, device=self.label.device).long()
+        return (self.label == y) & ~self.abstained
+
+
+def _check_sigmas(sigmas: Sequence[float]) -> tuple[float, ...]:
+    values = tuple(validation.check_sigma(s) for s in sigmas)
+    if not values:
+        raise ValueError("sigmas is empty; pass at least one noise level > 0")
+    if len(set(values)) != len(values):
+        raise ValueError(f"sigmas contains duplicates: {sigmas!r}")
+    return tuple(sorted(values))
+
+
+def _keep_agreeing(label: torch.Tensor, radius: torch.Tensor, reference: torch.Tensor | None):
+    """Algorithm 1, step 2: a certificate counts only where the smoothed label equals the reference label."""
+    if reference is None:
+        return label, radius
+    agree = label == reference
+    return torch.where(agree, label, torch.full_like(label, ABSTAIN)), torch.where(agree, radius, torch.zeros_like(radius))
+
+
+def auto_noise_certify(
+    base_for_sigma: Callable[[float], LogitsFn],
+    x: torch.Tensor,
+    *,
+    sigmas: Sequence[float] = DEFAULT_SIGMAS,
+    n_auto: int = 1000,
+    n0: int = 100,
+    n: int = 100_000,
+    alpha: float = 0.001,
+    num_classes: int,
+    batch_size: int = 1000,
+    reference: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> SigmaCertificates:
+    """Auto-Noise (Nandy et al., arXiv:2102.05096v3, Alg. 2, Eq. 5): choose sigma per image, then certify.
+
+    1. Selection: for every sigma_k in ``sigmas``, CERTIFY (Cohen et al., 2019) the smoothed ``base_for_sigma(sigma_k)``
+       with ``n0`` + ``n_auto`` draws -> radius R_k (0 when it abstains or, with ``reference``, when its label differs
+       from the reference label). sigma_auto = argmax_k R_k; ties go to the smallest sigma (in practice ties happen
+       when every sigma abstains, and the smallest sigma is the one most likely to certify with more draws).
+    2. Final: CERTIFY at sigma_auto with ``n0`` + ``n`` fresh draws, none of them shared with stage 1; with
+       ``reference``, the certificate is kept only where the certified label equals it (Alg. 1, step 2).
+
+    Guarantee:
+        For each image, conditional on the selected sigma_auto, with probability >= 1 - alpha over the final-stage
+        draws the result either abstains or the smoothed classifier g_{sigma_auto} (base ``base_for_sigma(
+        sigma_auto)``, noise N(0, sigma_auto^2 I)) returns ``label`` on the whole L2 ball of ``radius`` around x.
+        It is NOT a certificate of the end-to-end rule "pick sigma(x'), then smooth": at a perturbed x' the
+        selection may pick another sigma, so nothing is claimed for that input-dependent classifier (Sukenik et al.,
+        2021; algorithms.md §8.4).
+
+    Args:
+        base_for_sigma: sigma -> base classifier (eval mode) for that noise level; ``lambda s: model`` for a fixed
+            model, ``CertificationThroughAdaptation.adapted`` for BN-adapted copies.
+        x: Images [B, C, H, W] in [0, 1].
+        sigmas: Candidate noise levels (> 0, distinct; sorted internally).
+        n_auto: Selection draws per sigma (paper: 1,000). n0: CERTIFY class-selection draws. n: Final draws (paper:
+            100,000). alpha: Per-CERTIFY failure probability. num_classes: K. batch_size: Noisy samples per forward.
+        reference: Optional int64 [B] labels the certificate must agree with (f(x) in Algorithm 1).
+        generator: Noise source on the device of ``x``.
+    Returns:
+        ``SigmaCertificates``; ``prediction`` is ``reference`` when given, else the certified label.
+    Deviations:
+        Both stages run Cohen's CERTIFY with its own ``n0`` class-selection draws; the paper does not say how the
+        class is chosen. Ties are resolved to the smallest sigma (unspecified in the paper).
+    """
+    grid = _check_sigmas(sigmas)
+    validation.check_positive_int(n_auto, "n_auto")
+    validation.check_images(x)
+    if reference is not None and reference.shape != x.shape[:1]:
+        raise ValueError(f"reference must be int64 labels of shape [{x.shape[0]}], got {tuple(reference.shape)}")
+    common = dict(alpha=alpha, num_classes=num_classes, batch_size=batch_size, generator=generator)
+
+    selection = torch.zeros(x.shape[0], len(grid), dtype=torch.float64, device=x.device)  # [B, S]
+    for k, sigma in enumerate(grid):
+        stage1 = certify(base_for_sigma(sigma), x, n0=n0, n=n_auto, sigma=sigma, **common)
+        selection[:, k] = _keep_agreeing(stage1.label, stage1.radius, reference)[1]
+    chosen = selection.argmax(dim=1)  # [B]; first maximum = smallest sigma on ties (grid is ascending)
+
+    label = torch.full((x.shape[0],), ABSTAIN, dtype=torch.long, device=x.device)
+    radius = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    p_a_lower = torch.zeros_like(radius)
+    for k in chosen.unique().tolist():
+        rows = (chosen == k).nonzero().squeeze(1)  # images certified at grid[k]
+        final = certify(base_for_sigma(grid[k]), x[rows], n0=n0, n=n, sigma=grid[k], **common)  # fresh draws
+        ref = None if reference is None else reference[rows]
+        label[rows], radius[rows] = _keep_agreeing(final.label, final.radius, ref)
+        p_a_lower[rows] = final.p_a_lower
+    sigma_used = torch.tensor(grid, dtype=torch.float64, device=x.device)[chosen]  # [B]
+    prediction = label.clone() if reference is None else reference.clone()
+    return SigmaCertificates(
+        label, radius, p_a_lower, sigma_used, prediction, selection, grid, n_auto, n0, n, float(alpha)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Certification through adaptation (Algorithm 1) with Auto-Noise (Algorithm 2)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class CertificationThroughAdaptation:
+    """An AT classifier f that predicts as itself and certifies through BN-adapted smoothed copies.
+
+    Implements Nandy et al. (arXiv:2102.05096v3), Sec. 3.1-3.2: the output for x is always f(x) (benign accuracy
+    and empirical robustness are exactly f's). A certificate is issued for f(x) only when the smoothed classifier g
+    built on f_adapt (BN statistics adapted to N(0, sigma^2) noise, ``adapt_batchnorm``) returns the same label and
+    p_A_lower > 1/2; otherwise the certificate is ``ABSTAIN`` while the prediction stays f(x).
+
+    Adapted copies are built lazily, once per sigma, from the same ``clean_images`` with a noise seed derived from
+    ``adaptation_seed`` and sigma (so a copy does not depend on the order in which sigmas are first used).
+
+    Args:
+        model: The AT classifier f on [0, 1] pixels, with BatchNorm layers. It is never modified.
+        clean_images: Adaptation images [M, C, H, W] in [0, 1], disjoint from the points to certify (the paper uses
+            1,000 CIFAR-10 / 500 ImageNet training images).
+        num_classes: K.
+        sigmas: Candidate noise levels for Auto-Noise.
+        rho: Eq. 4 weight of the noisy statistics (the paper certifies with rho = 1).
+        adaptation_batch_size: Images per pass while adapting. adaptation_seed: Seed of the adaptation noise.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        clean_images: torch.Tensor,
+        *,
+        num_classes: int,
+        sigmas: Sequence[float] = DEFAULT_SIGMAS,
+        rho: float = 1.0,
+        adaptation_batch_size: int = 512,
+        adaptation_seed: int = 0,
+    ) -> None:
+        BNAdaptationConfig(sigma=0.0, rho=rho, batch_size=adaptation_batch_size)  # validate early
+        validation.check_images(clean_images, name="clean_images")
+        if not batchnorm_layers(model):
+            raise ValueError(f"{type(model).__name__} has no BatchNorm layer; certification through adaptation needs one")
+        self.model = model
+        self.clean_images = clean_images
+        self.num_classes = validation.check_num_classes(num_classes)
+        self.sigmas = _check_sigmas(sigmas)
+        self.rho = float(rho)
+        self.adaptation_batch_size = adaptation_batch_size
+        self.adaptation_seed = int(adaptation_seed)
+        self._adapted: dict[float, nn.Module] = {}
+        self.device = next(b for _, b in batchnorm_layers(model)).running_mean.device  # type: ignore[union-attr]
+
+    def adapted(self, sigma: float) -> nn.Module:
+        """f_adapt for ``sigma`` (built on first use, then cached)."""
+        sigma = validation.check_sigma(sigma)
+        if sigma not in self._adapted:
+            seed = (self.adaptation_seed * 1_000_003 + round(sigma * 1e6)) % 2**62
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            self._adapted[sigma] = adapt_batchnorm(
+                self.model, self.clean_images, sigma=sigma, rho=self.rho, batch_size=self.adaptation_batch_size,
+                generator=generator,
+            )
+        return self._adapted[sigma]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+        """int64 [B]: f(x), the original model's prediction (eval mode; the model's mode flags are restored)."""
+        validation.check_images(x)
+        with eval_mode(self.model):
+            return torch.cat([self.model(xb).argmax(dim=1) for xb in x.split(batch_size)])
+
+    def certify(
+        self,
+        x: torch.Tensor,
+        *,
+        sigma: float,
+        n0: int = 100,
+        n: int = 100_000,
+        alpha: float = 0.001,
+        batch_size: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> SigmaCertificates:
+        """Algorithm 1 at a fixed ``sigma``: prediction f(x); certificate from CERTIFY on g(f_adapt, sigma), kept
+        only where it certifies f(x).
+
+        Guarantee:
+            For each image, with probability >= 1 - alpha over the noise, the certificate abstains or the smoothed
+            classifier g (base f_adapt at this sigma) returns ``label`` = f(x) on the L2 ball of ``radius``. The
+            prediction f(x) itself is not smoothed: the certificate is about g, and g and f may disagree at x + d.
+        """
+        reference = self.predict(x, batch_size=batch_size)  # [B]
+        certs = certify(
+            self.adapted(sigma), x, n0=n0, n=n, sigma=sigma, alpha=alpha, num_classes=self.num_classes,
+            batch_size=batch_size, generator=generator,
+        )
+        label, radius = _keep_agreeing(certs.label, certs.radius, reference)
+        sigma_used = torch.full_like(certs.radius, certs.sigma)
+        return SigmaCertificates(
+            label, radius, certs.p_a_lower, sigma_used, reference, None, (certs.sigma,), 0, n0, n, certs.alpha
+        )
+
+    def certify_auto_noise(
+        self,
+        x: torch.Tensor,
+        *,
+        n_auto: int = 1000,
+        n0: int = 100,
+        n: int = 100_000,
+        alpha: float = 0.001,
+        batch_size: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> SigmaCertificates:
+        """Algorithm 2: Auto-Noise over ``self.sigmas`` with adapted bases and the f(x)-agreement rule; see
+        ``auto_noise_certify`` for the guarantee (per-sigma, at the selected sigma) and its limits."""
+        reference = self.predict(x, batch_size=batch_size)
+        return auto_noise_certify(
+            self.adapted, x, sigmas=self.sigmas, n_auto=n_auto, n0=n0, n=n, alpha=alpha,
+            num_classes=self.num_classes, batch_size=batch_size, reference=reference, generator=generator,
+        )

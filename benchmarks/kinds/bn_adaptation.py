@@ -1,0 +1,320 @@
+"""Suite kind ``bn_adaptation``: certification through BN adaptation with Auto-Noise (Nandy et al.), three parts.
+
+1. ``noise_accuracy`` (paper Table 3): top-1 accuracy under one Gaussian draw per test image at each sigma, with and
+   without BN adaptation to that sigma, for standard and AT models; one row per (model, sigma, adapted, seed).
+2. ``rho`` / ``adaptation_size`` (paper Tables 6-7): accuracy at one sigma vs the Eq. 4 weight rho and vs the number of
+   clean adaptation images; one row per (setting, seed).
+3. ``certify`` (paper Table 1): certified accuracy at radii and ACR for each ``[[certify.configs]]`` entry, with
+   ``adapt`` (Algorithm 1: predictions from f, certificate from the adapted smoothed g only when it agrees with f)
+   and ``auto`` (Algorithm 2 / Auto-Noise, else the fixed ``certify.sigma``); one row per test image.
+
+Adaptation images are the first ``adaptation_images`` of the *train* split (disjoint from the test points); for
+``adaptation_size`` each seed draws its own random subset of the train split. Every work unit gets its own derived
+seed, so ``--resume`` reproduces an uninterrupted run. ``--limit`` applies to part 3 only (parts 1-2 use the whole
+test split; they are cheap).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from art_ext.certification import certify
+from art_ext.certification.metrics import abstain_rate, average_certified_radius, certified_accuracy
+from art_ext.data import digits
+from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm, auto_noise_certify
+from art_ext.models import zoo
+from art_ext.training import accuracy
+from benchmarks import common
+
+log = logging.getLogger("benchmarks")
+
+
+def _data(suite: dict[str, Any], split: str):
+    return digits.load_digits(split, resolution=int(suite.get("resolution", 16)))
+
+
+def _generator(ctx: common.RunContext, *keys: object) -> torch.Generator:
+    return torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, *keys))
+
+
+def run_noise_accuracy(suite, ctx, clean, test) -> None:
+    part = suite["noise_accuracy"]
+    for name in part["models"]:
+        model = zoo.load(name, device=ctx.device, verbose=ctx.verbose).module
+        for sigma in part["sigmas"]:
+            for adapted in (False, True):
+                cid = f"acc/{name}/sigma={float(sigma):g}/bn={int(adapted)}"
+                for seed in range(int(suite["seeds"])):
+                    if ctx.is_done(cid, seed):
+                        continue
+                    # the test noise depends on (model, sigma, seed) only, so with/without BN see the same draws
+                    gen = _generator(ctx, "noise", name, float(sigma), seed)
+                    if adapted:
+                        adapted_model = adapt_batchnorm(model, clean, sigma=float(sigma),
+                                                        generator=_generator(ctx, "adapt", name, float(sigma), seed))
+                        acc = accuracy(adapted_model, test, sigma=float(sigma), generator=gen)
+                    else:
+                        acc = accuracy(model, test, sigma=float(sigma), generator=gen)
+                    ctx.write_rows([{"kind": "noise_accuracy", "config": cid, "index": seed, "model": name,
+                                     "sigma": float(sigma), "adapted": adapted, "accuracy": acc}])
+
+
+def run_rho_and_size(suite, ctx, train, test) -> None:
+    part = suite["ablation"]
+    name, sigma, m = part["model"], float(part["sigma"]), int(suite["adaptation_images"])
+    model = zoo.load(name, device=ctx.device, verbose=ctx.verbose).module
+    for seed in range(int(suite["seeds"])):
+        noise = _generator(ctx, "ablation-noise", seed)
+        state = noise.get_state()
+        for rho in part["rhos"]:
+            cid = f"rho/{name}/sigma={sigma:g}/rho={float(rho):g}"
+            if not ctx.is_done(cid, seed):
+                adapted = adapt_batchnorm(model, train.x[:m], sigma=sigma, rho=float(rho),
+                                          generator=_generator(ctx, "ablation-adapt", seed))
+                noise.set_state(state)  # every rho sees the same test noise of this seed
+                ctx.write_rows([{"kind": "rho", "config": cid, "index": seed, "model": name, "sigma": sigma,
+                                 "rho": float(rho), "accuracy": accuracy(adapted, test, sigma=sigma,
+                                                                         generator=noise)}])
+        order = torch.randperm(len(train), generator=_generator(ctx, "ablation-subset", seed))
+        for size in part["adaptation_sizes"]:
+            cid = f"size/{name}/sigma={sigma:g}/m={int(size)}"
+            if not ctx.is_done(cid, seed):
+                subset = train.x[order[: int(size)]]
+                adapted = adapt_batchnorm(model, subset, sigma=sigma, generator=_generator(ctx, "ablation-adapt", seed))
+                noise.set_state(state)
+                ctx.write_rows([{"kind": "adaptation_size", "config": cid, "index": seed, "model": name,
+                                 "sigma": sigma, "images": int(size),
+                                 "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}])
+
+
+def certify_config_id(config: dict[str, Any]) -> str:
+    return f"cert/{config['name']}"
+
+
+def run_certify(suite, ctx, clean, test) -> None:
+    part = suite["certify"]
+    data = test.head(ctx.limit)
+    chunk = int(part.get("images_per_chunk", 10))
+    common_kw = dict(n0=int(part["n0"]), n=int(part["n"]), alpha=float(part["alpha"]),
+                     batch_size=int(part["batch_size"]))
+    sigmas = tuple(float(s) for s in part["sigmas"])
+    for config in part["configs"]:
+        cid = certify_config_id(config)
+        if all(ctx.is_done(cid, i) for i in range(len(data))):
+            continue
+        model = zoo.load(config["model"], device=ctx.device, verbose=ctx.verbose).module
+        adapt, auto = bool(config.get("adapt", False)), bool(config.get("auto", False))
+        cta = None
+        if adapt:
+            cta = CertificationThroughAdaptation(model, clean.to(ctx.device), num_classes=data.num_classes,
+                                                 sigmas=sigmas, rho=float(part.get("rho", 1.0)),
+                                                 adaptation_seed=common.seed_for(ctx.seed, cid, "adapt"))
+        bar = tqdm(total=len(data), desc=cid, disable=not ctx.verbose, unit="img")
+        for start in range(0, len(data), chunk):
+            indices = list(range(start, min(start + chunk, len(data))))
+            if all(ctx.is_done(cid, i) for i in indices):
+                bar.update(len(indices))
+                continue
+            x = data.x[indices].to(ctx.device)
+            gen = _generator(ctx, cid, start)
+            t0 = time.perf_counter()
+            if cta is not None and auto:
+                certs = cta.certify_auto_noise(x, n_auto=int(part["n_auto"]), generator=gen, **common_kw)
+            elif cta is not None:
+                certs = cta.certify(x, sigma=float(part["sigma"]), generator=gen, **common_kw)
+            elif auto:
+                certs = auto_noise_certify(lambda s: model, x, sigmas=sigmas, n_auto=int(part["n_auto"]),
+                                           num_classes=data.num_classes, generator=gen, **common_kw)
+            else:
+                # fixed-sigma smoothing: the output is the certified label itself
+                certs = certify(model, x, sigma=float(part["sigma"]), num_classes=data.num_classes, generator=gen,
+                                **common_kw)
+            seconds = (time.perf_counter() - t0) / len(indices)
+            label = certs.label.tolist()
+            radius = certs.radius.tolist()
+            prediction = getattr(certs, "prediction", certs.label).tolist()
+            sigma_used = getattr(certs, "sigma", None)
+            sigma_used = [float(part["sigma"])] * len(indices) if not torch.is_tensor(sigma_used) else \
+                sigma_used.tolist()
+            rows = [
+                {"kind": "certify", "config": cid, "index": i, "model": config["model"], "adapt": adapt,
+                 "auto": auto, "label": int(data.y[i]), "certified_label": label[j], "radius": radius[j],
+                 "prediction": prediction[j], "sigma": sigma_used[j], "seconds": round(seconds, 4)}
+                for j, i in enumerate(indices) if not ctx.is_done(cid, i)
+            ]
+            ctx.write_rows(rows)
+            bar.update(len(indices))
+        bar.close()
+
+
+def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
+    torch_threads = suite.get("torch_threads")
+    if torch_threads:
+        torch.set_num_threads(int(torch_threads))
+    train, test = _data(suite, "train"), _data(suite, "test")
+    clean = train.x[: int(suite["adaptation_images"])]
+    t0 = time.perf_counter()
+    run_noise_accuracy(suite, ctx, clean, test)
+    run_rho_and_size(suite, ctx, train, test)
+    log.info("parts 1-2 took %.1f s", time.perf_counter() - t0)
+    run_certify(suite, ctx, clean, test)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Report (from rows only)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _mean_2sd(values: list[float]) -> str:
+    arr = np.asarray(values, dtype=float) * 100
+    sd = arr.std(ddof=1) if len(arr) > 1 else 0.0
+    return f"{arr.mean():.1f} ± {2 * sd:.1f}"
+
+
+def table_noise_accuracy(suite, rows) -> str:
+    part = suite["noise_accuracy"]
+    sigmas = [float(s) for s in part["sigmas"]]
+    lines = ["| model | " + " | ".join(f"σ={s:g}" for s in sigmas) + " |", "|" + "---|" * (1 + len(sigmas))]
+    for name in part["models"]:
+        for adapted in (False, True):
+            cells = []
+            for s in sigmas:
+                vals = [r["accuracy"] for r in rows if r["config"] == f"acc/{name}/sigma={s:g}/bn={int(adapted)}"]
+                cells.append(_mean_2sd(vals) if vals else "–")
+            lines.append(f"| {name}{' + adaptive BN' if adapted else ''} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_ablation(suite, rows, kind: str, key: str, label: str) -> str:
+    part = suite["ablation"]
+    values = part["rhos"] if kind == "rho" else part["adaptation_sizes"]
+    mine = [r for r in rows if r["kind"] == kind]
+    head = f"| {label} | " + " | ".join(f"{v:g}" for v in values) + " |"
+    cells = [_mean_2sd([r["accuracy"] for r in mine if r[key] == v]) if any(r[key] == v for r in mine) else "–"
+             for v in values]
+    return "\n".join([head, "|" + "---|" * (1 + len(values)), "| accuracy (%) | " + " | ".join(cells) + " |"])
+
+
+def summarize_certify(suite, rows) -> list[dict[str, Any]]:
+    part = suite["certify"]
+    radii = [float(r) for r in part["radii"]]
+    out = []
+    for config in part["configs"]:
+        cid = certify_config_id(config)
+        mine = sorted((r for r in rows if r["config"] == cid), key=lambda r: r["index"])
+        if not mine:
+            continue
+        pair = (np.array([r["certified_label"] for r in mine]), np.array([r["radius"] for r in mine]))
+        labels = np.array([r["label"] for r in mine])
+        chosen = [r["sigma"] for r in mine]
+        out.append({
+            "config": cid, "name": config["name"], "model": config["model"], "adapt": bool(config.get("adapt")),
+            "auto": bool(config.get("auto")), "examples": len(mine),
+            "certified_accuracy": certified_accuracy(pair, labels, radii), "acr": average_certified_radius(pair, labels),
+            "abstain": abstain_rate(pair),
+            "prediction_accuracy": float(np.mean([r["prediction"] == r["label"] for r in mine])),
+            "sigma_histogram": {f"{s:g}": chosen.count(s) for s in sorted(set(chosen))},
+            "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
+        })
+    return out
+
+
+def table_certify(suite, summary) -> str:
+    radii = [float(r) for r in suite["certify"]["radii"]]
+    head = "| method | images | output acc. | " + " | ".join(f"{r:g}" for r in radii) + " | ACR | s/img |"
+    lines = [head, "|" + "---|" * (5 + len(radii))]
+    for s in summary:
+        accs = " | ".join(f"{100 * s['certified_accuracy'][r]:.1f}" for r in radii)
+        lines.append(f"| {s['name']} | {s['examples']} | {100 * s['prediction_accuracy']:.1f} | {accs} | "
+                     f"{s['acr']:.3f} | {s['seconds_per_example']:.2f} |")
+    return "\n".join(lines)
+
+
+def table_sigma_histogram(suite, summary) -> str:
+    sigmas = [float(s) for s in suite["certify"]["sigmas"]]
+    lines = ["| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " |", "|" + "---|" * (1 + len(sigmas))]
+    for s in summary:
+        if s["auto"]:
+            lines.append(f"| {s['name']} | " + " | ".join(str(s["sigma_histogram"].get(f"{v:g}", 0)) for v in sigmas)
+                         + " |")
+    return "\n".join(lines)
+
+
+def plot_sigma_histogram(suite, summary, path: Path) -> Path | None:
+    from art_ext._optional import require
+
+    require("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    autos = [s for s in summary if s["auto"]]
+    if not autos:
+        return None
+    sigmas = [float(v) for v in suite["certify"]["sigmas"]]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(autos)
+    for k, s in enumerate(autos):
+        counts = [s["sigma_histogram"].get(f"{v:g}", 0) for v in sigmas]
+        ax.bar(np.arange(len(sigmas)) + k * width, counts, width, label=s["name"])
+    ax.set_xticks(np.arange(len(sigmas)) + 0.4 - width / 2, [f"{v:g}" for v in sigmas])
+    ax.set_xlabel("σ selected by Auto-Noise")
+    ax.set_ylabel("test images")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+    summary = summarize_certify(suite, rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    plot = plot_sigma_histogram(suite, summary, out / "selected_sigmas.png") if summary else None
+    part, ablation = suite["certify"], suite["ablation"]
+    return "\n".join([
+        f"# Suite `{suite['name']}`: {suite.get('description', '')}",
+        "",
+        f"Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch {manifest['versions'].get('torch')}, device "
+        f"{manifest['device']}. BN adaptation uses the first {suite['adaptation_images']} train images (rho = 1 "
+        f"unless stated); accuracies are mean ± 2 sd over {suite['seeds']} seeds on the whole test split, one noise "
+        "draw per image.",
+        "",
+        "## Top-1 accuracy (%) under Gaussian noise (Table 3 analog)",
+        "",
+        table_noise_accuracy(suite, rows),
+        "",
+        f"## Accuracy (%) of {ablation['model']} at σ = {ablation['sigma']} vs ρ (Table 6 analog)",
+        "",
+        table_ablation(suite, rows, "rho", "rho", "ρ"),
+        "",
+        f"## Accuracy (%) of {ablation['model']} at σ = {ablation['sigma']} vs number of adaptation images "
+        "(Table 7 analog)",
+        "",
+        table_ablation(suite, rows, "adaptation_size", "images", "images"),
+        "",
+        "## Certified accuracy (%) at L2 radius and ACR (Table 1 analog)",
+        "",
+        f"CERTIFY with n0 = {part['n0']}, N = {part['n']}, α = {part['alpha']}; Auto-Noise selection with N_auto = "
+        f"{part['n_auto']} per σ ∈ {part['sigmas']}; fixed rows use σ = {part['sigma']}. 'output acc.' is the "
+        "accuracy of what the method outputs (f(x) for adaptation rows, the smoothed label otherwise). Auto-Noise "
+        "radii certify the smoothed classifier at each image's selected σ, not the input-dependent rule.",
+        "",
+        table_certify(suite, summary) if summary else "(no certification rows yet)",
+        "",
+        "### σ selected by Auto-Noise (number of test images)",
+        "",
+        table_sigma_histogram(suite, summary) if summary else "",
+        "",
+        f"Plot: `{plot.name}`" if plot else "",
+        "",
+    ])
