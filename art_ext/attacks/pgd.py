@@ -113,7 +113,7 @@ def pgd(
                 delta = delta + config.eps_step * norms.steepest_ascent(grad, config.norm)
                 delta = norms.project_and_clamp(x, delta, config.eps, config.norm, bounds)
         if config.num_random_init <= 1:
-            return (x + delta).detach()
+            return (x + delta).clamp(bounds.low, bounds.high).detach()  # exact box after rounding
         with torch.no_grad():
             final = sign * expected_loss(model, x + delta, y, loss_fn, config.eot_samples)  # [B]
             if best is None:
@@ -121,7 +121,7 @@ def pgd(
             else:
                 better = final > best_loss
                 best[better], best_loss = delta[better], torch.where(better, final, best_loss)
-    return (x + best).detach()
+    return (x + best).clamp(bounds.low, bounds.high).detach()
 
 
 # ---- ART adapter ---------------------------------------------------------------------------------------------------
