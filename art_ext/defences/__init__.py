@@ -1,0 +1,1 @@
+"""Defences: modules that build or wrap classifiers (smoothed inference, ...)."""
