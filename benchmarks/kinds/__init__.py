@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from benchmarks.kinds import certify
+from benchmarks.kinds import certify, smoothed_inference
 
-KINDS: dict[str, ModuleType] = {"certify": certify}
+KINDS: dict[str, ModuleType] = {"certify": certify, "smoothed_inference": smoothed_inference}
