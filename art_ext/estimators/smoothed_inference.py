@@ -54,8 +54,6 @@ class SmoothedInferenceClassifier(PyTorchClassifier):
         seed: Seed of the noise generator (``None``: torch's default generator).
     """
 
-    estimator_params = PyTorchClassifier.estimator_params + ["sigma", "mode", "num_samples"]
-
     def __init__(
         self, estimator: Any, sigma: float, *, mode: str = "prediction", num_samples: int = 8,
         weights: Sequence[float] | None = None, soft_average: str = "probabilities", batch_size: int = 1000,

@@ -65,7 +65,7 @@ def _attack_configs(suite: dict[str, Any]) -> tuple[PGDConfig, PGDConfig]:
 
 def evaluate_chunk(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: dict[str, Any],
-    generator: torch.Generator,
+    generator: torch.Generator, *, num_classes: int = 10,
 ) -> dict[str, Any]:
     """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images."""
     grid = [int(m) for m in suite["num_samples"]]
@@ -84,7 +84,7 @@ def evaluate_chunk(
             draw_cfg = SmoothedInferenceConfig(sigma, max_m, "prediction", batch_size=batch_size)
             if sigma > 0:
                 logits = torch.cat([chunk for _, chunk in noisy_logits(
-                    model, xi, draw_cfg, num_classes=10, generator=generator)])  # [max M, B, K]
+                    model, xi, draw_cfg, num_classes=num_classes, generator=generator)])  # [max M, B, K]
             else:
                 logits = model(xi).unsqueeze(0).expand(max_m, -1, -1)  # every pass is the base itself
             correct[name], abstain[name] = {}, {}
@@ -118,7 +118,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
                     generator = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
                     x, y = data.x[indices].to(ctx.device), data.y[indices].to(ctx.device)
                     t0 = time.perf_counter()
-                    flags = evaluate_chunk(model, x, y, sigma, suite, generator)
+                    flags = evaluate_chunk(model, x, y, sigma, suite, generator, num_classes=data.num_classes)
                     seconds = (time.perf_counter() - t0) / len(indices)
                     as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}
                                       for name, per_mode in per_input.items()} for key, per_input in flags.items()}

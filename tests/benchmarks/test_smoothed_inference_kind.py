@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -45,6 +46,7 @@ def rows_for(split: str, sigma: float, pgd_by_m: list[int], seeds: int = 2) -> l
     return out
 
 
+@pytest.mark.slow  # imports matplotlib for the plots
 def test_selection_uses_val_only_and_report_renders(tmp_path) -> None:
     # val prefers sigma = 0.3 with M = 2; test would prefer sigma = 0 (all correct): selection must ignore test
     rows = (rows_for("val", 0.0, [0, 0, 0]) + rows_for("val", 0.3, [0, 1, 1])

@@ -25,6 +25,7 @@ def tiny_model() -> nn.Module:
                          nn.Linear(4 * 36, 2))
 
 
+@pytest.mark.slow  # ~5 s on a loaded 2-core box (mostly first-use optimizer/autograd setup)
 def test_finetune_is_deterministic_trains_and_calls_the_one_pgd_loop(monkeypatch) -> None:
     calls = []
     real_pgd = noise_injection.pgd
