@@ -235,15 +235,12 @@ def _smoothed_scores(
 ) -> torch.Tensor:
     if config.sigma == 0:  # every pass is identical: the base itself, exactly
         return finish(votes(_checked_logits(base(x), num_classes), config), config)
-    parts = []
-    for start in range(0, x.shape[0], config.batch_size):
-        block = x[start : start + config.batch_size]
-        total = None
-        for _, logits in noisy_logits(base, block, config, num_classes=num_classes, generator=generator):
-            chunk = votes(logits, config).sum(dim=0)  # [b, K]
-            total = chunk if total is None else total + chunk
-        parts.append(finish(total / config.num_samples, config))  # [b, K]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+    totals: dict[int, torch.Tensor] = {}  # block start -> summed votes [b, K]
+    for images, logits in noisy_logits(base, x, config, num_classes=num_classes, generator=generator):
+        chunk = votes(logits, config).sum(dim=0)  # [b, K]
+        totals[images.start] = chunk if images.start not in totals else totals[images.start] + chunk
+    parts = [finish(totals[start] / config.num_samples, config) for start in sorted(totals)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)  # [B, K]
 
 
 def labels_from_scores(scores: torch.Tensor) -> torch.Tensor:
