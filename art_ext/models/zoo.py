@@ -131,14 +131,13 @@ def _load_data(entry: ZooEntry, split: str):
 
 
 def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose: bool = False) -> ZooModel:
-    """Train ``entry`` from scratch (deterministic for a fixed device and thread count)."""
+    """Train ``entry`` from scratch, or fine-tune its ``parent`` (deterministic for a fixed device and thread count)."""
+    module = entry.build().to(device)
     start = time.perf_counter()
     if entry.parent is not None:  # fine-tune a copy of the parent's weights
-        module = entry.build().to(device)
         module.load_state_dict(load(entry.parent, device=device, verbose=verbose).module.state_dict())
         history = entry.finetune.apply(module, _load_data(entry, "train"), verbose=verbose)
     else:
-        module = entry.build().to(device)
         history = train_classifier(module, _load_data(entry, "train"), entry.train, verbose=verbose)
     seconds = time.perf_counter() - start
     info = {
