@@ -1,4 +1,5 @@
-"""Defences: modules that build a (smoothing) base classifier or a certified prediction rule."""
+"""Defences: modules that build a (smoothing) base classifier, wrap a classifier (smoothed inference) or certify a
+prediction rule."""
 
 from art_ext.defences.bn_adaptation import (
     DEFAULT_SIGMAS,

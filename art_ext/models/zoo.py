@@ -54,6 +54,10 @@ class ZooEntry:
     dataset: str = "digits"
     resolution: int = digits.DEFAULT_RESOLUTION
     tags: tuple[str, ...] = field(default_factory=tuple)
+    #: fine-tuned entries: the zoo model to start from, and a recipe object with
+    #: ``apply(module, data, *, verbose) -> list[float]`` (e.g. ``training.noise_injection.NoiseInjectionConfig``)
+    parent: str | None = None
+    finetune: Any = None
 
     @property
     def training_sigma(self) -> float:
@@ -68,6 +72,9 @@ class ZooEntry:
             "resolution": self.resolution,
             "format": ZOO_FORMAT_VERSION,
         }
+        if self.parent is not None:  # only fine-tuned entries add keys, so existing fingerprints are unchanged
+            spec["parent"] = get_entry(self.parent).fingerprint()
+            spec["finetune"] = {"type": type(self.finetune).__name__, **dataclasses.asdict(self.finetune)}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
     def build(self) -> nn.Module:
@@ -125,11 +132,14 @@ def _load_data(entry: ZooEntry, split: str):
 
 
 def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose: bool = False) -> ZooModel:
-    """Train ``entry`` from scratch (deterministic for a fixed device and thread count)."""
+    """Train ``entry`` from scratch, or fine-tune its ``parent`` (deterministic for a fixed device and thread count)."""
     module = entry.build().to(device)
     start = time.perf_counter()
     extra: dict[str, Any] = {}
-    if isinstance(entry.train, AdversarialTrainConfig):  # PGD-AT, early-stopped on the val split
+    if entry.parent is not None:  # fine-tune a copy of the parent's weights
+        module.load_state_dict(load(entry.parent, device=device, verbose=verbose).module.state_dict())
+        history = entry.finetune.apply(module, _load_data(entry, "train"), verbose=verbose)
+    elif isinstance(entry.train, AdversarialTrainConfig):  # PGD-AT, early-stopped on the val split
         result = train_adversarial(
             module, _load_data(entry, "train"), entry.train, val=_load_data(entry, "val"), verbose=verbose
         )
@@ -206,3 +216,19 @@ _digits_entry(
     "digits_cnn_pgd_linf", "small_cnn", "SmallCNN-w16, PGD-Linf adversarial training eps=0.1, early-stopped on val",
     recipe=AdversarialTrainConfig, epochs=30, eps=0.1, norm="linf",
 )
+
+def _register_finetuned() -> None:
+    from art_ext.training.noise_injection import NoiseInjectionConfig
+
+    parent = get_entry("digits_cnn_noise025")
+    register(dataclasses.replace(
+        parent, name="digits_cnn_cni",
+        description="digits_cnn_noise025 fine-tuned under noise sigma=0.25 mixed 1:1 with EPGD-linf(0.1) examples "
+                    "(Nemcovsky et al. CNI-I+W idea, Eq. 23)",
+        parent=parent.name,
+        finetune=NoiseInjectionConfig(sigma=0.25, epochs=8, adversarial_weight=0.5, eps=0.1, eps_step=0.03,
+                                      max_iter=5, norm="linf", eot_samples=4, seed=0),
+    ))
+
+
+_register_finetuned()

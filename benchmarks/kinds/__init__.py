@@ -3,6 +3,11 @@
 
 from types import ModuleType
 
-from benchmarks.kinds import attacks, bn_adaptation, certify
+from benchmarks.kinds import attacks, bn_adaptation, certify, smoothed_inference
 
-KINDS: dict[str, ModuleType] = {"attacks": attacks, "bn_adaptation": bn_adaptation, "certify": certify}
+KINDS: dict[str, ModuleType] = {
+    "attacks": attacks,
+    "bn_adaptation": bn_adaptation,
+    "certify": certify,
+    "smoothed_inference": smoothed_inference,
+}

@@ -1,0 +1,250 @@
+"""Smoothed inference: prediction, weighted and soft voting over M noisy passes of a base classifier.
+
+Implements the smoothed classifiers of Nemcovsky, Zheltonozhskii, Baskin, Chmiel, Fishman, Bronstein & Mendelson,
+"Smoothed Inference for Improving Adversarial Robustness" (arXiv:1911.07198v2, Sec. 3, Eqs. 8-13), as pure torch:
+
+    scores_y(x) = 1/M * sum_{i=1..M} V(f(x + eta_i))_y,   eta_i ~ N(0, sigma^2 I),   prediction = argmax_y scores_y
+
+with the voting function V of the chosen mode (``votes``). ``smoothed_scores`` streams the M passes in chunks, so
+only a [B, K] accumulator persists and memory does not grow with M (under ``torch.no_grad``).
+
+Deviations (from the paper and from the reference code, yanemcovsky/SIAM@947630e):
+    * Noise is added in [0, 1] pixel space by default, in front of the base (whose first layer normalizes), as in
+      Cohen et al.; SIAM adds it to the *normalized* input. ``normalization=(mean, std)`` declares that space
+      instead: noise of std sigma after (x - mean) / std equals pixel noise of std sigma * std_c per channel, which
+      is how it is drawn here (the base still receives pixels).
+    * Soft smoothing averages softmax probabilities (Eq. 13, the paper). SIAM's ``mcepredict`` averages *logits*;
+      ``soft_average="logits"`` gives that rule, returned as softmax(mean logits) (the argmax is SIAM's).
+    * Weighted votes are normalized by the sum of the rank weights, so every mode returns rows that sum to 1
+      (vote shares); the argmax is unchanged.
+    * Ties (equal top scores; possible in the hard modes) are reported as ABSTAIN (-1) by ``labels_from_scores``
+      instead of being broken toward the lowest class index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from art_ext.ops import validation
+from art_ext.types import ABSTAIN
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+
+#: voting modes: hard vote (Eq. 10), rank-weighted vote (Eqs. 11-12), mean of softmax (Eq. 13)
+MODES = ("prediction", "weighted", "soft")
+#: what soft smoothing averages: softmax probabilities (paper, Eq. 13) or logits (reference code)
+SOFT_AVERAGES = ("probabilities", "logits")
+HARD_MODES = ("prediction", "weighted")
+
+
+def _as_float_tuple(values: object, name: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in values)  # type: ignore[union-attr]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if not out or not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got {values!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class SmoothedInferenceConfig:
+    """Parameters of smoothed inference.
+
+    Attributes:
+        sigma: Noise standard deviation (>= 0), in pixel units unless ``normalization`` is given. 0 gives the base.
+        num_samples: M, noisy forward passes per image (>= 1).
+        mode: ``"prediction"`` (Eq. 10), ``"weighted"`` (Eqs. 11-12) or ``"soft"`` (Eq. 13).
+        weights: Rank weights of the weighted mode, best rank first; missing ranks weigh 0. ``None`` is Eq. 11's
+            V = 2^(1-k); ``(1, C)`` is Eq. 12's V_C; ``(1,)`` is prediction voting.
+        soft_average: ``"probabilities"`` (Eq. 13) or ``"logits"`` (SIAM's ``mcepredict``).
+        batch_size: Noisy samples per forward pass (>= 1): the chunk that bounds memory.
+        normalization: ``(mean, std)`` per channel when the noise is declared in the normalized space of a base
+            whose first layer is ``(x - mean) / std``; ``None`` (default) adds the noise in pixel space.
+    """
+
+    sigma: float
+    num_samples: int = 8
+    mode: str = "soft"
+    weights: tuple[float, ...] | None = None
+    soft_average: str = "probabilities"
+    batch_size: int = 1000
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma", validation.check_sigma(self.sigma, allow_zero=True))
+        validation.check_positive_int(self.num_samples, "num_samples")
+        validation.check_positive_int(self.batch_size, "batch_size")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.soft_average not in SOFT_AVERAGES:
+            raise ValueError(f"soft_average must be one of {SOFT_AVERAGES}, got {self.soft_average!r}")
+        if self.weights is not None:
+            weights = _as_float_tuple(self.weights, "weights")
+            if min(weights) < 0 or weights[0] <= 0:
+                raise ValueError(f"weights must be >= 0 with a positive first (top-rank) weight, got {self.weights!r}")
+            object.__setattr__(self, "weights", weights)
+        if self.normalization is not None:
+            try:
+                mean, std = self.normalization
+            except (TypeError, ValueError):
+                raise ValueError(f"normalization must be a pair (mean, std), got {self.normalization!r}") from None
+            mean, std = _as_float_tuple(mean, "normalization mean"), _as_float_tuple(std, "normalization std")
+            if len(mean) != len(std) or min(std) <= 0:
+                raise ValueError(f"normalization needs equal-length mean and std with std > 0, got {mean}, {std}")
+            object.__setattr__(self, "normalization", (mean, std))
+
+    @property
+    def differentiable(self) -> bool:
+        return self.mode == "soft"
+
+
+def rank_weights(num_classes: int, weights: Sequence[float] | None = None, *, device: torch.device | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Weights [K] by rank (rank 0 = the class with the largest logit), normalized to sum 1.
+
+    ``None`` gives V = 2^(1-k) for k = 1..K (Eq. 11); a shorter sequence is padded with zeros (Eq. 12's V_C is
+    ``(1, C)``), a longer one is cut to K.
+    """
+    if weights is None:
+        w = 2.0 ** -torch.arange(num_classes, device=device, dtype=torch.float64)  # [K], 2^(1-k), k = r + 1
+    else:
+        w = torch.zeros(num_classes, device=device, dtype=torch.float64)
+        given = torch.as_tensor(weights[:num_classes], dtype=torch.float64, device=device)
+        w[: given.numel()] = given
+    return (w / w.sum()).to(dtype)
+
+
+def votes(logits: torch.Tensor, config: SmoothedInferenceConfig) -> torch.Tensor:
+    """The per-pass vote V(f(x + eta_i)) of ``config.mode`` for logits [..., K]; same shape, each row sums to 1
+    (except ``soft_average="logits"``, which returns the logits to be averaged)."""
+    k = logits.shape[-1]
+    if config.mode == "prediction":
+        return F.one_hot(logits.argmax(dim=-1), k).to(logits.dtype)  # Eq. 9
+    if config.mode == "weighted":
+        order = logits.argsort(dim=-1, descending=True, stable=True)  # [..., K] class at each rank
+        w = rank_weights(k, config.weights, device=logits.device, dtype=logits.dtype).expand_as(logits)
+        return torch.zeros_like(logits).scatter_(-1, order, w)  # Eqs. 11-12: class at rank r gets w[r]
+    if config.soft_average == "logits":
+        return logits
+    return logits.softmax(dim=-1)  # Eq. 13
+
+
+def finish(mean_votes: torch.Tensor, config: SmoothedInferenceConfig) -> torch.Tensor:
+    """Scores from the mean of the M votes: the identity except for averaged logits, which go through softmax."""
+    if config.mode == "soft" and config.soft_average == "logits":
+        return mean_votes.softmax(dim=-1)
+    return mean_votes
+
+
+def noise_scale(x: torch.Tensor, config: SmoothedInferenceConfig) -> torch.Tensor | float:
+    """Per-channel pixel-space noise std: sigma, or sigma * std_c for noise declared after normalization."""
+    if config.normalization is None:
+        return config.sigma
+    std = torch.tensor(config.normalization[1], device=x.device, dtype=x.dtype)
+    if std.numel() != x.shape[1]:
+        raise ValueError(f"normalization has {std.numel()} channels but x has {x.shape[1]} (shape {tuple(x.shape)})")
+    return config.sigma * std.view(1, 1, -1, 1, 1)  # [1, 1, C, 1, 1] for noise of shape [m, b, C, H, W]
+
+
+def noisy_logits(
+    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, *, num_classes: int,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Stream the logits of the M noisy passes in chunks of at most ``config.batch_size`` samples.
+
+    Images are taken in blocks of at most ``batch_size``; for each block, chunks of m = batch_size // b draws per
+    image are drawn as one ``torch.randn((m, b, C, H, W))`` call (this order fixes the noise for a seed).
+
+    Yields:
+        ``(images, logits)``: the slice of images of the block and their logits [m, b, K] for m fresh draws.
+        Logits narrower than ``num_classes`` are padded with -inf.
+    """
+    scale = noise_scale(x, config)
+    for start in range(0, x.shape[0], config.batch_size):
+        xb = x[start : start + config.batch_size]  # [b, C, H, W]
+        b = xb.shape[0]
+        per_chunk = max(1, config.batch_size // b)
+        done = 0
+        while done < config.num_samples:
+            m = min(per_chunk, config.num_samples - done)
+            noise = torch.randn((m, *xb.shape), generator=generator, device=x.device, dtype=x.dtype)  # [m, b, C, H, W]
+            noisy = (xb.unsqueeze(0) + scale * noise).flatten(0, 1)  # [m * b, C, H, W]
+            logits = _checked_logits(base(noisy), num_classes)  # [m * b, K]
+            yield slice(start, start + b), logits.view(m, b, -1)
+            done += m
+
+
+def _checked_logits(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+    validation.check_output_width(logits, num_classes)
+    if logits.shape[1] < num_classes:
+        pad = logits.new_full((logits.shape[0], num_classes - logits.shape[1]), -math.inf)
+        logits = torch.cat([logits, pad], dim=1)
+    return logits
+
+
+def smoothed_scores(
+    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, *, num_classes: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Scores [B, K] of the smoothed classifier (Eq. 8): the mean over M noisy passes of the mode's votes.
+
+    Args:
+        base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K'] with K' <= ``num_classes``. It is called as
+            is (put it in eval mode yourself; ``SmoothedClassifier`` and the ART adapter do).
+        x: Images [B, C, H, W] in [0, 1].
+        config: Mode, sigma, M, chunk size and noise space.
+        num_classes: K.
+        generator: Source of the noise on the device of ``x``; ``None`` uses torch's default generator. Each call
+            draws fresh noise.
+    Returns:
+        float tensor [B, K] on the device of ``x``, rows summing to 1: vote shares for ``"prediction"`` and
+        ``"weighted"``, probabilities for ``"soft"``. With sigma = 0 the base is called once and the result is
+        exactly ``votes(base(x))`` (softmax of the base's logits for ``"soft"``).
+        ``"soft"`` is differentiable in ``x`` (and the base's parameters); with autograd on, the graph keeps all M
+        passes, as any EOT estimate does. The hard modes are not differentiable.
+    Raises:
+        ValueError: on malformed ``x``, a generator on another device, or a hard mode asked for gradients (``x``
+            requires grad while autograd is enabled): its output is piecewise constant, so a gradient would be zero
+            almost everywhere; attack the soft mode or the noisy base (EPGD) instead.
+    """
+    validation.check_images(x.detach())
+    validation.check_num_classes(num_classes)
+    if generator is not None and generator.device.type != x.device.type:
+        raise ValueError(f"generator is on device {generator.device}, but x is on {x.device}; they must match")
+    if config.mode in HARD_MODES and torch.is_grad_enabled() and x.requires_grad:
+        raise ValueError(
+            f"mode={config.mode!r} is a hard vote and is not differentiable (its gradient is zero almost everywhere); "
+            "use mode='soft' for gradient-based attacks or training, or attack the noisy base (EPGD), or call it "
+            "under torch.no_grad()"
+        )
+    if config.mode in HARD_MODES:
+        with torch.no_grad():
+            return _smoothed_scores(base, x, config, num_classes, generator)
+    return _smoothed_scores(base, x, config, num_classes, generator)
+
+
+def _smoothed_scores(
+    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, num_classes: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    if config.sigma == 0:  # every pass is identical: the base itself, exactly
+        return finish(votes(_checked_logits(base(x), num_classes), config), config)
+    totals: dict[int, torch.Tensor] = {}  # block start -> summed votes [b, K]
+    for images, logits in noisy_logits(base, x, config, num_classes=num_classes, generator=generator):
+        chunk = votes(logits, config).sum(dim=0)  # [b, K]
+        totals[images.start] = chunk if images.start not in totals else totals[images.start] + chunk
+    parts = [finish(totals[start] / config.num_samples, config) for start in sorted(totals)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)  # [B, K]
+
+
+def labels_from_scores(scores: torch.Tensor) -> torch.Tensor:
+    """argmax labels [B] (int64) of scores [B, K], with ``ABSTAIN`` (-1) where the top score is tied."""
+    top2 = scores.topk(2, dim=1).values  # [B, 2]
+    labels = scores.argmax(dim=1)
+    return torch.where(top2[:, 0] == top2[:, 1], torch.full_like(labels, ABSTAIN), labels)

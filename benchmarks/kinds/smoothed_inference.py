@@ -1,0 +1,314 @@
+"""Suite kind ``smoothed_inference``: accuracy of smoothed inference vs M and sigma, clean and under PGD / EPGD
+(Nemcovsky et al., arXiv:1911.07198v2, Figs. 1-2 and Table 4).
+
+For each model, split ("val" for selection, "test" for the report), sigma and seed, a chunk of images is attacked
+with PGD (one noisy pass per step: EOT with 1 sample, as SIAM's ``PGD_FGSMk``) and EPGD (``epgd_samples`` noisy
+passes averaged per step), both on the noisy base ``nn.Sequential(GaussianNoise(sigma), model)``. Clean, PGD and
+EPGD inputs are then classified by the three smoothed-inference modes for every M in the grid. The M estimates are
+prefixes of one stream of ``max(M)`` draws per image (each estimate is an unbiased M-sample estimate; they are
+correlated across M). Ties abstain and count as wrong.
+
+Selection: for each model and mode the (sigma, M) with the best mean *val* accuracy under PGD (ties: smaller M,
+then smaller sigma) is chosen; the test split is only reported, never used to choose.
+
+Suite file keys: ``dataset`` ("digits"), ``resolution``, ``models``, ``val_limit``, ``limit`` (test images),
+``sigmas``, ``num_samples`` (the M grid), ``modes``, ``seeds`` (number of seeds per split: ``val_seeds``,
+``test_seeds``), ``batch_size`` (noisy samples per forward), ``images_per_chunk`` and an ``[attack]`` table with
+``norm``, ``eps``, ``eps_step``, ``max_iter``, ``num_random_init``, ``epgd_samples``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from art_ext.attacks.pgd import PGDConfig, pgd
+from art_ext.data import digits
+from art_ext.defences.smoothed_inference import (
+    SmoothedInferenceConfig, finish, labels_from_scores, noisy_logits, votes,
+)
+from art_ext.models import zoo
+from art_ext.ops.noise import GaussianNoise
+from benchmarks import common
+
+log = logging.getLogger("benchmarks")
+
+INPUTS = ("clean", "pgd", "epgd")
+
+
+def config_id(model: str, split: str, sigma: float, seed: int) -> str:
+    return f"{model}|{split}|sigma={sigma:g}|seed={seed}"
+
+
+def _splits(suite: dict[str, Any], limit: int | None) -> list[tuple[str, int | None, int]]:
+    """(split, number of images, number of seeds): val for selection, then test (``--limit`` sets test's size)."""
+    return [
+        ("val", int(suite["val_limit"]), int(suite.get("val_seeds", suite.get("seeds", 5)))),
+        ("test", limit, int(suite.get("test_seeds", suite.get("seeds", 5)))),
+    ]
+
+
+def _attack_configs(suite: dict[str, Any]) -> tuple[PGDConfig, PGDConfig]:
+    a = suite["attack"]
+    common_args = dict(eps=float(a["eps"]), eps_step=float(a["eps_step"]), max_iter=int(a["max_iter"]),
+                       norm=a["norm"], num_random_init=int(a.get("num_random_init", 1)))
+    return PGDConfig(**common_args, eot_samples=1), PGDConfig(**common_args, eot_samples=int(a["epgd_samples"]))
+
+
+def evaluate_chunk(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: dict[str, Any],
+    generator: torch.Generator, *, num_classes: int = 10,
+) -> dict[str, Any]:
+    """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images."""
+    grid = [int(m) for m in suite["num_samples"]]
+    max_m, batch_size, modes = max(grid), int(suite["batch_size"]), list(suite["modes"])
+    pgd_cfg, epgd_cfg = _attack_configs(suite)
+    noisy = nn.Sequential(GaussianNoise(sigma, generator=generator), model)
+    inputs = {"clean": x, "pgd": pgd(noisy, x, y, pgd_cfg, generator=generator)}
+    # sigma = 0: the base is deterministic, EPGD's average of identical gradients is PGD
+    inputs["epgd"] = pgd(noisy, x, y, epgd_cfg, generator=generator) if sigma > 0 else inputs["pgd"]
+    index = torch.tensor([m - 1 for m in grid], device=x.device)
+    counts = torch.tensor(grid, device=x.device, dtype=x.dtype).view(-1, 1, 1)  # [G, 1, 1]
+    correct: dict[str, dict[str, torch.Tensor]] = {}
+    abstain: dict[str, dict[str, torch.Tensor]] = {}
+    with torch.no_grad():
+        for name, xi in inputs.items():
+            draw_cfg = SmoothedInferenceConfig(sigma, max_m, "prediction", batch_size=batch_size)
+            if sigma > 0:
+                logits = torch.cat([chunk for _, chunk in noisy_logits(
+                    model, xi, draw_cfg, num_classes=num_classes, generator=generator)])  # [max M, B, K]
+            else:
+                logits = model(xi).unsqueeze(0).expand(max_m, -1, -1)  # every pass is the base itself
+            correct[name], abstain[name] = {}, {}
+            for mode in modes:
+                cfg = SmoothedInferenceConfig(sigma, max_m, mode, batch_size=batch_size)
+                running = votes(logits, cfg).cumsum(dim=0)[index] / counts  # [G, B, K], prefix means
+                labels = torch.stack([labels_from_scores(finish(s, cfg)) for s in running], dim=1)  # [B, G]
+                correct[name][mode] = labels == y.view(-1, 1)
+                abstain[name][mode] = labels < 0
+    return {"correct": correct, "abstain": abstain}
+
+
+def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
+    if suite.get("dataset", "digits") != "digits":
+        raise ValueError(f"the smoothed_inference kind supports dataset 'digits', got {suite.get('dataset')!r}")
+    chunk = int(suite.get("images_per_chunk", 100))
+    for model_name in suite["models"]:
+        model = None
+        for split, limit, num_seeds in _splits(suite, ctx.limit):
+            data = digits.load_digits(split, resolution=int(suite.get("resolution", 16))).head(limit)
+            units = [(float(s), k) for s in suite["sigmas"] for k in range(num_seeds)]
+            bar = tqdm(total=len(units), desc=f"{model_name}/{split}", disable=not ctx.verbose, unit="cfg")
+            for sigma, seed in units:
+                cid = config_id(model_name, split, sigma, seed)
+                for start in range(0, len(data), chunk):
+                    indices = list(range(start, min(start + chunk, len(data))))
+                    if all(ctx.is_done(cid, i) for i in indices):
+                        continue
+                    if model is None:
+                        model = zoo.load(model_name, device=ctx.device, verbose=ctx.verbose).module
+                    generator = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
+                    x, y = data.x[indices].to(ctx.device), data.y[indices].to(ctx.device)
+                    t0 = time.perf_counter()
+                    flags = evaluate_chunk(model, x, y, sigma, suite, generator, num_classes=data.num_classes)
+                    seconds = (time.perf_counter() - t0) / len(indices)
+                    as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}
+                                      for name, per_mode in per_input.items()} for key, per_input in flags.items()}
+                    ctx.write_rows([
+                        {
+                            "kind": "smoothed_inference", "config": cid, "model": model_name, "split": split,
+                            "sigma": sigma, "seed": seed, "index": i, "label": int(data.y[i]),
+                            "correct": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["correct"].items()},
+                            "abstain": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["abstain"].items()},
+                            "seconds": round(seconds, 4),
+                        }
+                        for j, i in enumerate(indices) if not ctx.is_done(cid, i)
+                    ])
+                bar.update(1)
+            bar.close()
+
+
+# ----------------------------------------------------------------------------------------------------- report
+
+
+def accuracy_grid(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
+    """(model, split, input, mode, sigma) -> accuracy [seeds, len(M grid)] (abstains count as wrong)."""
+    groups: dict[tuple, dict[int, list[list[int]]]] = {}
+    for r in rows:
+        for name in INPUTS:
+            for mode, flags in r["correct"][name].items():
+                key = (r["model"], r["split"], name, mode, float(r["sigma"]))
+                groups.setdefault(key, {}).setdefault(int(r["seed"]), []).append(flags)
+    out = {}
+    for key, per_seed in groups.items():
+        sizes = {len(v) for v in per_seed.values()}
+        if len(sizes) != 1:  # an unfinished seed: report only complete ones
+            n = max(sizes)
+            per_seed = {s: v for s, v in per_seed.items() if len(v) == n}
+        out[key] = np.array([np.mean(np.array(v), axis=0) for _, v in sorted(per_seed.items())])
+    return out
+
+
+def abstain_rates(rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
+    """(model, split, input, mode, sigma) -> abstain rate per M (all seeds pooled)."""
+    groups: dict[tuple, list[list[int]]] = {}
+    for r in rows:
+        for name in INPUTS:
+            for mode, flags in r["abstain"][name].items():
+                groups.setdefault((r["model"], r["split"], name, mode, float(r["sigma"])), []).append(flags)
+    return {k: np.mean(np.array(v), axis=0) for k, v in groups.items()}
+
+
+def select(suite: dict[str, Any], grid: dict[tuple, np.ndarray], model: str, mode: str) -> tuple[float, int] | None:
+    """(sigma, M) with the best mean val accuracy under PGD; ties -> smaller M, then smaller sigma."""
+    ms = [int(m) for m in suite["num_samples"]]
+    best, best_key = None, None
+    for sigma in sorted(float(s) for s in suite["sigmas"]):
+        acc = grid.get((model, "val", "pgd", mode, sigma))
+        if acc is None:
+            continue
+        for j, m in enumerate(ms):
+            key = (round(float(acc[:, j].mean()), 10), -m, -sigma)
+            if best_key is None or key > best_key:
+                best, best_key = (sigma, m), key
+    return best
+
+
+def _cell(acc: np.ndarray | None, j: int) -> str:
+    if acc is None:
+        return "–"
+    values = 100 * acc[:, j]
+    return f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.1f}"
+
+
+def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    grid = accuracy_grid(suite, rows)
+    ms = [int(m) for m in suite["num_samples"]]
+    selected, table = {}, []
+    for model in suite["models"]:
+        base = [grid.get((model, "test", name, "prediction", 0.0)) for name in INPUTS]
+        if base[0] is not None:
+            table.append({"model": model, "method": "base model (σ = 0, no noise)", "sigma": 0.0, "M": 1,
+                          **{name: _cell(a, 0) for name, a in zip(INPUTS, base)},
+                          "seeds": int(base[0].shape[0])})
+        for mode in suite["modes"]:
+            choice = select(suite, grid, model, mode)
+            if choice is None:
+                continue
+            sigma, m = choice
+            selected[f"{model}/{mode}"] = {"sigma": sigma, "M": m}
+            for label, mm in ((f"noise only, M = 1 ({mode})", 1), (f"smoothed {mode}", m)):
+                accs = [grid.get((model, "test", name, mode, sigma)) for name in INPUTS]
+                if accs[0] is None:
+                    continue
+                table.append({"model": model, "method": label, "sigma": sigma, "M": mm,
+                              **{name: _cell(a, ms.index(mm)) for name, a in zip(INPUTS, accs)},
+                              "seeds": int(accs[0].shape[0])})
+    full = {"|".join(map(str, k)): {"mean": a.mean(axis=0).tolist(), "std": a.std(axis=0, ddof=1).tolist()
+                                    if a.shape[0] > 1 else [0.0] * a.shape[1], "seeds": int(a.shape[0])}
+            for k, a in sorted(grid.items())}
+    return {"selected_on_val": selected, "table": table, "grid": full, "M": ms}
+
+
+def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[str, Any], out: Path) -> list[Path]:
+    from art_ext._optional import require
+
+    require("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ms = [int(m) for m in suite["num_samples"]]
+    sigmas = sorted(float(s) for s in suite["sigmas"])
+    paths = []
+    for model in suite["models"]:
+        # Fig. 1: accuracy vs sigma for several M (prediction smoothing), clean and under PGD, test split
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+        for ax, name in zip(axes, INPUTS):
+            for m in ms[:: max(1, len(ms) // 5)] + ([ms[-1]] if (len(ms) - 1) % max(1, len(ms) // 5) else []):
+                j = ms.index(m)
+                ys = [grid[(model, "test", name, "prediction", s)][:, j].mean()
+                      if (model, "test", name, "prediction", s) in grid else np.nan for s in sigmas]
+                ax.plot(sigmas, ys, marker="o", label=f"M = {m}")
+            ax.set_title(f"{name} (prediction smoothing, test)")
+            ax.set_xlabel("σ (pixel units)")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("accuracy")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"{model}_accuracy_vs_sigma.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+        # Fig. 2: accuracy vs M per mode at the val-selected sigma, test split, mean +- std over seeds
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+        for ax, name in zip(axes, INPUTS):
+            for mode in suite["modes"]:
+                choice = selected.get(f"{model}/{mode}")
+                acc = grid.get((model, "test", name, mode, choice["sigma"])) if choice else None
+                if acc is None:
+                    continue
+                mean, std = acc.mean(axis=0), acc.std(axis=0)
+                ax.errorbar(ms, mean, yerr=std, marker="o", capsize=2, label=f"{mode} (σ = {choice['sigma']:g})")
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{name} (test; σ chosen on val)")
+            ax.set_xlabel("M (noisy passes)")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("accuracy")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"{model}_accuracy_vs_samples.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+    summary = summarize(suite, rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    grid = accuracy_grid(suite, rows)
+    paths = plot(suite, grid, summary["selected_on_val"], out) if rows else []
+    a = suite["attack"]
+    lines = [
+        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n",
+        "Smoothed inference (Nemcovsky et al., arXiv:1911.07198v2): accuracy (%) on the digits test split, "
+        f"mean ± std over seeds. Attacks on the noisy base at the smoothing σ: PGD-{a['norm']} ε={a['eps']}, "
+        f"step {a['eps_step']}, {a['max_iter']} steps, {a.get('num_random_init', 1)} random start (1 noisy pass "
+        f"per step) and EPGD (same, {a['epgd_samples']} noisy passes averaged per step). Ties abstain and count "
+        "as wrong. **σ and M were chosen on the val split (best mean accuracy under PGD), never on test.** "
+        f"Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch {manifest['versions'].get('torch')}, "
+        f"device {manifest['device']}.\n",
+        "| model | method | σ | M | clean | PGD | EPGD | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in summary["table"]:
+        lines.append(f"| {t['model']} | {t['method']} | {t['sigma']:g} | {t['M']} | {t['clean']} | {t['pgd']} | "
+                     f"{t['epgd']} | {t['seeds']} |")
+    if not summary["table"]:
+        lines.append("| (no rows yet) |||||||")
+    ms = summary["M"]
+    for model in suite["models"]:
+        for mode in suite["modes"]:
+            choice = summary["selected_on_val"].get(f"{model}/{mode}")
+            if choice is None:
+                continue
+            lines += [f"\n**{model}, {mode}: test accuracy (%) vs M at the val-selected σ = {choice['sigma']:g}**\n",
+                      "| input | " + " | ".join(f"M={m}" for m in ms) + " |", "|---|" + "---|" * len(ms)]
+            for name in INPUTS:
+                acc = grid.get((model, "test", name, mode, choice["sigma"]))
+                if acc is not None:
+                    lines.append(f"| {name} | " + " | ".join(f"{100 * acc[:, j].mean():.1f}" for j in range(len(ms)))
+                                 + " |")
+    if paths:
+        lines.append("\nPlots: " + ", ".join(f"`{p.name}`" for p in paths))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""The smoothed_inference benchmark kind on a toy model: flags per M, val-only selection, report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.kinds import smoothed_inference as kind
+
+SUITE = {
+    "name": "toy", "models": ["toy"], "sigmas": [0.0, 0.3], "num_samples": [1, 2, 4], "modes":
+    ["prediction", "weighted", "soft"], "batch_size": 64, "val_limit": 4,
+    "attack": {"norm": "linf", "eps": 0.05, "eps_step": 0.02, "max_iter": 2, "num_random_init": 1, "epgd_samples": 2},
+}
+
+
+def toy() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
+
+
+def test_evaluate_chunk_sigma_zero_is_the_base_for_every_m() -> None:
+    model, x = toy(), torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3, 4])
+    flags = kind.evaluate_chunk(model, x, y, 0.0, SUITE, torch.Generator().manual_seed(0))
+    base_correct = model(x).argmax(1) == y
+    for mode in SUITE["modes"]:
+        assert torch.equal(flags["correct"]["clean"][mode], base_correct.view(-1, 1).expand(5, 3))
+    noisy = kind.evaluate_chunk(model, x, y, 0.3, SUITE, torch.Generator().manual_seed(0))
+    assert noisy["correct"]["pgd"]["soft"].shape == (5, 3)
+    # M = 2 prediction votes can tie: ties abstain and are never counted correct
+    assert not (noisy["correct"]["clean"]["prediction"] & noisy["abstain"]["clean"]["prediction"]).any()
+
+
+def rows_for(split: str, sigma: float, pgd_by_m: list[int], seeds: int = 2) -> list[dict]:
+    out = []
+    for seed in range(seeds):
+        for i in range(2):
+            flags = {mode: list(pgd_by_m) for mode in SUITE["modes"]}
+            out.append({"config": f"toy|{split}|{sigma}|{seed}", "model": "toy", "split": split, "sigma": sigma,
+                        "seed": seed, "index": i, "label": 0,
+                        "correct": {"clean": flags, "pgd": flags, "epgd": flags},
+                        "abstain": {n: {m: [0, 0, 0] for m in SUITE["modes"]} for n in kind.INPUTS}})
+    return out
+
+
+@pytest.mark.slow  # imports matplotlib for the plots
+def test_selection_uses_val_only_and_report_renders(tmp_path) -> None:
+    # val prefers sigma = 0.3 with M = 2; test would prefer sigma = 0 (all correct): selection must ignore test
+    rows = (rows_for("val", 0.0, [0, 0, 0]) + rows_for("val", 0.3, [0, 1, 1])
+            + rows_for("test", 0.0, [1, 1, 1]) + rows_for("test", 0.3, [0, 0, 1]))
+    grid = kind.accuracy_grid(SUITE, rows)
+    assert kind.select(SUITE, grid, "toy", "soft") == (0.3, 2)
+    manifest = {"seed": 0, "git_sha": "x", "versions": {"torch": "t"}, "device": "cpu"}
+    text = kind.report(SUITE, rows, tmp_path, manifest)
+    assert "chosen on the val split" in text and "| toy | smoothed soft | 0.3 | 2 | 0.0 ± 0.0 |" in text
+    assert (tmp_path / "toy_accuracy_vs_samples.png").is_file()
+    assert np.isclose(grid[("toy", "test", "pgd", "soft", 0.3)][:, 2].mean(), 1.0)
