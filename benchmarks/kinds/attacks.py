@@ -12,7 +12,6 @@ only) and ``attacks`` (list of attack tables with ``name`` and parameters, see `
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import time
@@ -37,32 +36,13 @@ log = logging.getLogger("benchmarks")
 
 
 # ---- deployed models -----------------------------------------------------------------------------------------------
-class LocalSoftSmoothing(nn.Module):
-    """LOCAL STAND-IN (until issue 5's ``SmoothedClassifier(mode="soft")`` is merged): mean softmax over M noisy
-    passes, fresh N(0, sigma^2) pixel noise per call from ``generator``. Returns probabilities [B, K]."""
-
-    def __init__(self, base: nn.Module, sigma: float, num_samples: int, generator: torch.Generator) -> None:
-        super().__init__()
-        self.base, self.sigma, self.num_samples, self.generator = base, sigma, num_samples, generator
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noise = self.sigma * torch.randn((self.num_samples, *x.shape), generator=self.generator, device=x.device)
-        logits = self.base((x.unsqueeze(0) + noise).flatten(0, 1))  # [M * B, K]
-        return logits.softmax(-1).view(self.num_samples, x.shape[0], -1).mean(0)  # [B, K]
-
-
 def soft_smoothing(base: nn.Module, sigma: float, num_classes: int, num_samples: int,
                    generator: torch.Generator) -> nn.Module:
-    """Issue 5's soft ``SmoothedClassifier`` when this checkout has it (``mode`` argument), else the local stand-in."""
+    """The deployed soft smoothed classifier: mean softmax over M noisy passes (Nemcovsky et al. Eq. 13)."""
     from art_ext.certification import SmoothedClassifier
 
-    params = inspect.signature(SmoothedClassifier).parameters
-    if "mode" in params and "num_samples" in params:
-        kwargs: dict[str, Any] = {"mode": "soft", "num_samples": num_samples}
-        if "generator" in params:
-            kwargs["generator"] = generator
-        return SmoothedClassifier(base, sigma, num_classes=num_classes, **kwargs)
-    return LocalSoftSmoothing(base, sigma, num_samples, generator)
+    return SmoothedClassifier(base, sigma, num_classes=num_classes, mode="soft", num_samples=num_samples,
+                              generator=generator)
 
 
 def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
