@@ -20,11 +20,11 @@ def check_images(x: object, *, name: str = "x", low: float = 0.0, high: float = 
         raise ValueError(f"{name} must be a floating-point tensor with values in [{low}, {high}], got dtype {x.dtype}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
-    finite = torch.isfinite(x)
+    finite = torch.isfinite(x.detach())
     if not bool(finite.all()):
         bad = int((~finite).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite values; expected finite values in [{low}, {high}]")
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = float(x.detach().min()), float(x.detach().max())
     if lo < low or hi > high:
         raise ValueError(
             f"{name} has values in [{lo:.4g}, {hi:.4g}], outside the declared range [{low}, {high}]; "
