@@ -5,7 +5,7 @@ Suite file keys: ``dataset`` ("digits"), ``split``, ``limit``, ``n0``, ``n``, ``
 columns) and ``[[configs]]`` tables with ``model`` (zoo name) and ``sigma``.
 
 Denoised smoothing (Salman et al. 2020): a config may add ``denoiser`` (a zoo denoiser name; the base classifier is
-then ``DenoisedClassifier(denoiser, model)``) and ``label`` (its row name). With ``paper_table = true`` the report
+then ``DenoisedClassifier(denoiser, model)``) and ``row`` (its row name in tables and plots). With ``paper_table = true`` the report
 adds, per sigma, the paper's Table 1-2 layout (certified accuracy at ``paper_radii`` with the clean smoothed accuracy,
 i.e. certified accuracy at radius 0, in parentheses, plus ACR) and the envelope over sigma.
 """
@@ -68,7 +68,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
         if not todo:
             continue
         base, model = load_base(config, ctx)
-        extra = {key: config[key] for key in ("denoiser", "label") if config.get(key)}
+        extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
         bar = tqdm(total=len(data), initial=len(data) - len(todo), desc=cid, disable=not ctx.verbose, unit="img")
         for start in range(0, len(data), chunk):
             indices = list(range(start, min(start + chunk, len(data))))
@@ -113,7 +113,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
         labels = np.array([r["label"] for r in mine])
         predictions = Counter(r["prediction"] for r in mine if r["prediction"] >= 0)
         top_class, top_count = predictions.most_common(1)[0] if predictions else (None, 0)
-        extra = {key: config[key] for key in ("denoiser", "label") if config.get(key)}
+        extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
         out.append({
             **extra, "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
             "training_sigma": mine[0].get("training_sigma"), "examples": len(mine),
@@ -142,7 +142,7 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                 "ACR come from the images of that class only."
             )
         lines.append(
-            f"| {s.get('label', s['model'])}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | {accs} | "
+            f"| {s.get('row', s['model'])}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | {accs} | "
             f"{s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
         )
     return "\n".join(lines + ([""] + notes if notes else []))
@@ -166,7 +166,7 @@ def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], 
             mine = [r for r in rows if r["config"] == s["config"]]
             pair = ([r["prediction"] for r in mine], [r["radius"] for r in mine])
             grid, acc = certified_accuracy_curve(pair, [r["label"] for r in mine], max_radius=top, num=400)
-            ax.plot(grid, acc, label=f"{s.get('label', s['model'])} (ACR {s['acr']:.2f})")
+            ax.plot(grid, acc, label=f"{s.get('row', s['model'])} (ACR {s['acr']:.2f})")
         ax.set_title(f"σ = {sigma:g}")
         ax.set_xlabel("L2 radius (pixel units)")
         ax.set_ylabel("certified accuracy")
@@ -221,16 +221,16 @@ def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                  "images)", "", head, sep]
         for s in mine:
             cells = " | ".join(_cell(s, r) for r in radii)
-            lines.append(f"| {s.get('label', s['model'])} | {cells} | {s['acr']:.3f} |")
+            lines.append(f"| {s.get('row', s['model'])} | {cells} | {s['acr']:.3f} |")
         ranking = sorted(mine, key=lambda s: -s["acr"])
-        lines += ["", "Ranking by ACR: " + " > ".join(f"{s.get('label', s['model'])} ({s['acr']:.3f})"
+        lines += ["", "Ranking by ACR: " + " > ".join(f"{s.get('row', s['model'])} ({s['acr']:.3f})"
                                                      for s in ranking)]
         parts.append("\n".join(lines))
-    labels = list(dict.fromkeys(s.get("label", s["model"]) for s in summary))
+    labels = list(dict.fromkeys(s.get("row", s["model"]) for s in summary))
     lines = ["### Envelope over σ (as the paper's tables: best σ per radius, its clean accuracy in parentheses)", "",
              head.replace("| ACR |", "| best ACR |"), sep]
     for label in labels:
-        mine = [s for s in summary if s.get("label", s["model"]) == label]
+        mine = [s for s in summary if s.get("row", s["model"]) == label]
         best = [max(mine, key=lambda s: (s["certified_accuracy"][r], s["certified_accuracy"][0.0])) for r in radii]
         cells = " | ".join(_cell(b, r) for b, r in zip(best, radii))
         lines.append(f"| {label} | {cells} | {max(s['acr'] for s in mine):.3f} |")
