@@ -1,5 +1,6 @@
 """Training recipes (deterministic, CPU-friendly)."""
 
 from art_ext.training.classifier import TrainConfig, accuracy, train_classifier
+from art_ext.training.denoiser import DenoiserTrainConfig, train_denoiser
 
-__all__ = ["TrainConfig", "accuracy", "train_classifier"]
+__all__ = ["DenoiserTrainConfig", "TrainConfig", "accuracy", "train_classifier", "train_denoiser"]
