@@ -153,15 +153,13 @@ def validation_loss(
     the denoiser is evaluated in eval mode (mode restored)."""
     device = next(denoiser.parameters()).device
     generator = torch.Generator(device=device).manual_seed(config.seed + 7919)  # same noise every epoch
-    total, count = 0.0, 0
+    total = torch.zeros((), device=device)
     with eval_mode(denoiser), frozen(classifiers):
         for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size)):
             xb, yb = xb.to(device), yb.to(device)
             noisy = xb + config.sigma * torch.randn(xb.shape, generator=generator, device=device, dtype=xb.dtype)
-            loss = denoiser_loss(loss_name or config.loss_name, denoiser, classifiers, xb, yb, noisy)
-            total += float(loss) * len(yb)
-            count += len(yb)
-    return total / count
+            total += denoiser_loss(loss_name or config.loss_name, denoiser, classifiers, xb, yb, noisy) * len(yb)
+    return float(total) / len(data)  # one host sync
 
 
 def train_denoiser(
