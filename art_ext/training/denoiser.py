@@ -256,7 +256,7 @@ def _train_phase(
         start_epoch, step = state["epoch"], state["step"]
     select = config.select_best and val is not None
     bar = tqdm(
-        range(start_epoch, epochs), desc=f"denoiser {prefix}{loss_name} σ={config.sigma:g}", disable=not verbose,
+        range(start_epoch, epochs), desc=f"denoiser {loss_name}{' pre-training' if prefix else ''} σ={config.sigma:g}", disable=not verbose,
         leave=False,
     )
     with frozen(classifiers):

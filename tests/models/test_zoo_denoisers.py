@@ -45,7 +45,6 @@ def test_black_box_entry_refuses_its_target() -> None:
         dataclasses.replace(entry, classifiers=("digits_lenet", "digits_cnn"))
 
 
-@pytest.mark.slow
 def test_black_box_training_never_loads_the_target(tmp_path, monkeypatch) -> None:
     loaded: list[str] = []
 

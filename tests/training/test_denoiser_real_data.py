@@ -26,7 +26,6 @@ def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
-@pytest.mark.slow
 def test_cifar10_files_with_torchvision_classifier(tmp_path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
