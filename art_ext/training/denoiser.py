@@ -189,7 +189,8 @@ def train_denoiser(
         val: Validation split for checkpoint selection (never the test split); selection uses the same
             classifiers, so a black-box run never touches the target.
         checkpoint: File for a resumable training state, written after every epoch; an existing file is loaded and
-            training continues from it (bit-identical to an uninterrupted run on the same device and threads).
+            training continues from it (bit-identical to an uninterrupted run on the same device and threads). A
+            finished run leaves its final state there, so calling again returns at once with the same weights.
         verbose: Show a tqdm progress bar.
     Returns:
         ``{"train_loss": [...], "val_loss": [...]}`` per epoch of the main phase (val empty without ``val``);
@@ -211,7 +212,7 @@ def train_denoiser(
         raise ValueError(f"data.x must be [N, C, H, W], got shape {tuple(data.x.shape)}")
     classifiers = list(classifiers)
     history: dict[str, list[float]] = {}
-    state = _load_checkpoint(checkpoint, denoiser)
+    state = _load_checkpoint(checkpoint, denoiser, config)
     phases = []
     if config.objective == "stab+mse" and config.mse_epochs > 0:
         phases.append(("mse", config.mse_epochs, config.mse_lr, "mse_"))
@@ -312,10 +313,15 @@ def _save_checkpoint(path: str | Path, state: dict) -> None:
     os.replace(tmp, path)  # atomic
 
 
-def _load_checkpoint(path: str | Path | None, denoiser: nn.Module) -> dict | None:
+def _load_checkpoint(path: str | Path | None, denoiser: nn.Module, config: DenoiserTrainConfig) -> dict | None:
     if path is None or not Path(path).is_file():
         return None
     state = torch.load(path, map_location=next(denoiser.parameters()).device, weights_only=False)
+    if state.get("config") != asdict(config):
+        raise ValueError(
+            f"checkpoint {path} was written by a different recipe ({state.get('config')}), not {asdict(config)}; "
+            "delete it or pass another checkpoint path"
+        )
     denoiser.load_state_dict(state["denoiser"])
     log.info("resuming denoiser training from %s (phase %d, epoch %s)", path, state["phase"], state.get("epoch"))
     return state

@@ -139,6 +139,9 @@ def test_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
     resumed_history = train_denoiser(resumed, data, config, classifiers=[_classifier()], val=val, checkpoint=path)
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
     assert resumed_history == history
+    other = dataclasses.replace(config, lr=5e-4)
+    with pytest.raises(ValueError, match="different recipe"):
+        train_denoiser(_denoiser(), data, other, classifiers=[_classifier()], val=val, checkpoint=path)
 
 
 @pytest.mark.parametrize(
