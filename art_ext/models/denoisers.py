@@ -86,7 +86,9 @@ class _BNReLUConv(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 3) -> None:
         super().__init__(
-            nn.BatchNorm2d(c_in), nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
         )
 
 

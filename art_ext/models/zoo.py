@@ -295,15 +295,15 @@ def train_denoiser_entry(
 ) -> ZooModel:
     """Train ``entry`` (loading its guiding classifiers and its ``init`` denoiser from the zoo, never its black-box
     target). Validation-split checkpoint selection; resumable through ``checkpoint``."""
-    module = entry.build().to(device)
-    if entry.init is not None:
-        module.load_state_dict(load_denoiser(entry.init, device=device, cache=cache, verbose=verbose).module.state_dict())
-    classifiers = [load(c, device=device, cache=cache, verbose=verbose).module for c in entry.classifiers]
-    train_data, val_data = digits.load_digits("train", resolution=entry.resolution), digits.load_digits(
-        "val", resolution=entry.resolution
-    )
     if entry.dataset != "digits":
         raise ValueError(f"zoo denoiser {entry.name!r}: dataset {entry.dataset!r} cannot be trained here")
+    module = entry.build().to(device)
+    if entry.init is not None:
+        init = load_denoiser(entry.init, device=device, cache=cache, verbose=verbose)
+        module.load_state_dict(init.module.state_dict())
+    classifiers = [load(c, device=device, cache=cache, verbose=verbose).module for c in entry.classifiers]
+    train_data = digits.load_digits("train", resolution=entry.resolution)
+    val_data = digits.load_digits("val", resolution=entry.resolution)  # checkpoint selection; never "test"
     start = time.perf_counter()
     history = train_denoiser(
         module, train_data, entry.train, classifiers=classifiers, val=val_data, checkpoint=checkpoint, verbose=verbose

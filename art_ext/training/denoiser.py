@@ -256,10 +256,8 @@ def _train_phase(
         best = (state["best_loss"], state["best_state"]) if state["best_state"] is not None else None
         start_epoch, step = state["epoch"], state["step"]
     select = config.select_best and val is not None
-    bar = tqdm(
-        range(start_epoch, epochs), desc=f"denoiser {loss_name}{' pre-training' if prefix else ''} σ={config.sigma:g}", disable=not verbose,
-        leave=False,
-    )
+    desc = f"denoiser {loss_name}{' pre-training' if prefix else ''} σ={config.sigma:g}"
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not verbose, leave=False)
     with frozen(classifiers):
         for epoch in bar:
             denoiser.train()

@@ -5,9 +5,10 @@ Suite file keys: ``dataset`` ("digits"), ``split``, ``limit``, ``n0``, ``n``, ``
 columns) and ``[[configs]]`` tables with ``model`` (zoo name) and ``sigma``.
 
 Denoised smoothing (Salman et al. 2020): a config may add ``denoiser`` (a zoo denoiser name; the base classifier is
-then ``DenoisedClassifier(denoiser, model)``) and ``row`` (its row name in tables and plots). With ``paper_table = true`` the report
-adds, per sigma, the paper's Table 1-2 layout (certified accuracy at ``paper_radii`` with the clean smoothed accuracy,
-i.e. certified accuracy at radius 0, in parentheses, plus ACR) and the envelope over sigma.
+then ``DenoisedClassifier(denoiser, model)``) and ``row`` (its row name in tables and plots). With
+``paper_table = true`` the report adds, per sigma, the paper's Table 1-2 layout (certified accuracy at ``paper_radii``
+with the clean smoothed accuracy, i.e. certified accuracy at radius 0, in parentheses, plus ACR) and the envelope
+over sigma.
 """
 
 from __future__ import annotations
@@ -142,8 +143,8 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                 "ACR come from the images of that class only."
             )
         lines.append(
-            f"| {s.get('row', s['model'])}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | {accs} | "
-            f"{s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
+            f"| {s.get('row', s['model'])}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | "
+            f"{accs} | {s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
         )
     return "\n".join(lines + ([""] + notes if notes else []))
 
