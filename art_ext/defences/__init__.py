@@ -1,5 +1,5 @@
-"""Defences: modules that build a (smoothing) base classifier, wrap a classifier (smoothed inference) or certify a
-prediction rule."""
+"""Defences: modules that build a (smoothing) base classifier (denoised smoothing, BN adaptation), wrap a classifier
+(smoothed inference) or certify a prediction rule, with their ART adapters."""
 
 from art_ext.defences.bn_adaptation import (
     DEFAULT_SIGMAS,
@@ -9,11 +9,14 @@ from art_ext.defences.bn_adaptation import (
     adapt_batchnorm,
     auto_noise_certify,
 )
+from art_ext.defences.denoised_smoothing import DenoisedClassifier, DenoiserPreprocessor
 
 __all__ = [
     "DEFAULT_SIGMAS",
     "BNAdaptationConfig",
     "CertificationThroughAdaptation",
+    "DenoisedClassifier",
+    "DenoiserPreprocessor",
     "SigmaCertificates",
     "adapt_batchnorm",
     "auto_noise_certify",

@@ -232,3 +232,217 @@ def _register_finetuned() -> None:
 
 
 _register_finetuned()
+
+_digits_entry(
+    "digits_cnn_noise100", "small_cnn", "SmallCNN-w16, Gaussian augmentation sigma=1.00", epochs=60, noise_sigma=1.0
+)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Denoisers for denoised smoothing (Salman et al., 2020): a registry of their own, cached like the classifiers.
+# ------------------------------------------------------------------------------------------------------------------
+
+from art_ext.models.denoisers import DENOISER_ARCHITECTURES, build_denoiser  # noqa: E402
+from art_ext.training.denoiser import DenoiserTrainConfig, train_denoiser, validation_loss  # noqa: E402
+
+ACCESS = ("white-box", "black-box")
+
+
+@dataclass(frozen=True)
+class DenoiserEntry:
+    """A named denoiser: architecture, recipe and the zoo classifiers that guide its training.
+
+    Attributes:
+        name: Registry key (snake_case).
+        architecture: Key of ``art_ext.models.denoisers.DENOISER_ARCHITECTURES``.
+        arch_kwargs: Constructor arguments.
+        train: The recipe (``train.sigma`` is the noise level it removes).
+        description: One line for tables and docs.
+        classifiers: Zoo classifiers used by the objective (STAB / CLF): the target in white-box, surrogates in
+            black-box; empty for MSE.
+        init: Denoiser entry whose trained weights start this one (``stab+mse`` fine-tunes an MSE denoiser).
+        target: The zoo classifier the denoiser is meant to defend (evaluation only; in black-box it never
+            appears in training or checkpoint selection).
+        access: ``"white-box"`` or ``"black-box"``.
+    """
+
+    name: str
+    architecture: str
+    arch_kwargs: dict[str, Any]
+    train: DenoiserTrainConfig
+    description: str
+    classifiers: tuple[str, ...] = ()
+    init: str | None = None
+    target: str | None = None
+    access: str = "white-box"
+    dataset: str = "digits"
+    resolution: int = digits.DEFAULT_RESOLUTION
+
+    def __post_init__(self) -> None:
+        if self.architecture not in DENOISER_ARCHITECTURES:
+            raise ValueError(
+                f"unknown denoiser architecture {self.architecture!r}; expected one of {sorted(DENOISER_ARCHITECTURES)}"
+            )
+        if self.access not in ACCESS:
+            raise ValueError(f"access must be one of {ACCESS}, got {self.access!r}")
+        if self.train.needs_classifier and not self.classifiers:
+            raise ValueError(f"denoiser {self.name!r}: objective {self.train.objective!r} needs classifiers")
+        if self.access == "black-box" and self.target in self.classifiers:
+            raise ValueError(
+                f"black-box denoiser {self.name!r} lists its target {self.target!r} among its training classifiers"
+            )
+        if self.train.objective == "stab+mse" and self.init is None and self.train.mse_epochs == 0:
+            raise ValueError(f"denoiser {self.name!r}: 'stab+mse' needs init (an MSE denoiser) or mse_epochs > 0")
+
+    @property
+    def sigma(self) -> float:
+        return self.train.sigma
+
+    def fingerprint(self) -> str:
+        spec = {
+            "architecture": self.architecture,
+            "arch_kwargs": self.arch_kwargs,
+            "train": dataclasses.asdict(self.train),
+            "classifiers": [get_entry(c).fingerprint() for c in self.classifiers],
+            "init": get_denoiser_entry(self.init).fingerprint() if self.init else None,
+            "dataset": self.dataset,
+            "resolution": self.resolution,
+            "format": ZOO_FORMAT_VERSION,
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+    def build(self) -> nn.Module:
+        """The untrained denoiser, initialized deterministically from ``train.seed`` (global RNG state restored)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.train.seed)
+            return build_denoiser(self.architecture, **self.arch_kwargs)
+
+
+DENOISERS: dict[str, DenoiserEntry] = {}
+
+
+def register_denoiser(entry: DenoiserEntry) -> DenoiserEntry:
+    """Add a denoiser entry (warns when it replaces one of the same name)."""
+    if entry.name in DENOISERS:
+        warnings.warn(f"zoo denoiser {entry.name!r} replaced", stacklevel=2)
+    DENOISERS[entry.name] = entry
+    return entry
+
+
+def denoiser_names() -> list[str]:
+    return sorted(DENOISERS)
+
+
+def get_denoiser_entry(name: str) -> DenoiserEntry:
+    try:
+        return DENOISERS[name]
+    except KeyError:
+        raise ValueError(f"unknown zoo denoiser {name!r}; known denoisers: {', '.join(denoiser_names())}") from None
+
+
+def train_denoiser_entry(
+    entry: DenoiserEntry, *, device: str | torch.device = "cpu", cache: Path | str | None = None,
+    checkpoint: Path | str | None = None, verbose: bool = False,
+) -> ZooModel:
+    """Train ``entry`` (loading its guiding classifiers and its ``init`` denoiser from the zoo, never its black-box
+    target). Validation-split checkpoint selection; resumable through ``checkpoint``."""
+    if entry.dataset != "digits":
+        raise ValueError(f"zoo denoiser {entry.name!r}: dataset {entry.dataset!r} cannot be trained here")
+    module = entry.build().to(device)
+    if entry.init is not None:
+        init = load_denoiser(entry.init, device=device, cache=cache, verbose=verbose)
+        module.load_state_dict(init.module.state_dict())
+    classifiers = [load(c, device=device, cache=cache, verbose=verbose).module for c in entry.classifiers]
+    train_data = digits.load_digits("train", resolution=entry.resolution)
+    val_data = digits.load_digits("val", resolution=entry.resolution)  # checkpoint selection; never "test"
+    start = time.perf_counter()
+    history = train_denoiser(
+        module, train_data, entry.train, classifiers=classifiers, val=val_data, checkpoint=checkpoint, verbose=verbose
+    )
+    seconds = time.perf_counter() - start
+    info = {
+        "name": entry.name,
+        "fingerprint": entry.fingerprint(),
+        "sigma": entry.sigma,
+        "objective": entry.train.objective,
+        "access": entry.access,
+        "classifiers": list(entry.classifiers),
+        "val_loss": validation_loss(module, val_data, entry.train, classifiers),
+        "val_mse": validation_loss(module, val_data, entry.train, [], loss_name="mse"),
+        "final_train_loss": history["train_loss"][-1],
+        "train_seconds": round(seconds, 2),
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+    return ZooModel(module.eval(), entry, info)  # type: ignore[arg-type]
+
+
+def load_denoiser(
+    name: str, *, device: str | torch.device = "cpu", cache: Path | str | None = None, retrain: bool = False,
+    verbose: bool = False,
+) -> ZooModel:
+    """Load zoo denoiser ``name`` from the cache (same folder as the classifiers), training and caching it first if
+    needed; an interrupted training resumes from its checkpoint. Returned in eval mode."""
+    entry = get_denoiser_entry(name)
+    folder = Path(cache) if cache is not None else cache_dir()
+    path = folder / "zoo" / f"{entry.name}-{entry.fingerprint()}.pt"
+    if path.is_file() and not retrain:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        module = entry.build().to(device)
+        module.load_state_dict(saved["state_dict"])
+        return ZooModel(module.eval(), entry, saved["info"])  # type: ignore[arg-type]
+    checkpoint = path.with_suffix(".ckpt")
+    if retrain and checkpoint.is_file():
+        checkpoint.unlink()
+    model = train_denoiser_entry(entry, device=device, cache=cache, checkpoint=checkpoint, verbose=verbose)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": model.module.state_dict(), "info": model.info}, tmp)
+    os.replace(tmp, path)
+    checkpoint.unlink(missing_ok=True)
+    return model
+
+
+#: the small DnCNN recommended for 16x16 digits (7.3k parameters)
+DIGITS_DNCNN = {"in_channels": 1, "depth": 5, "width": 16}
+#: black-box surrogates: architectures the target digits_cnn does not share (no BatchNorm; no convolution)
+DIGITS_SURROGATES = ("digits_lenet", "digits_mlp")
+
+
+def _digits_denoiser(
+    name: str, description: str, *, classifiers: tuple[str, ...] = (), init: str | None = None,
+    target: str | None = "digits_cnn", access: str = "white-box", **train: Any,
+) -> DenoiserEntry:
+    return register_denoiser(DenoiserEntry(
+        name, "dncnn", dict(DIGITS_DNCNN), DenoiserTrainConfig(**train), description, classifiers=classifiers,
+        init=init, target=target, access=access,
+    ))
+
+
+for _sigma, _tag in ((0.25, "025"), (0.5, "050"), (1.0, "100")):
+    _digits_denoiser(
+        f"digits_dncnn_mse_{_tag}", f"DnCNN-5-16, MSE, sigma={_sigma:.2f}", target=None,
+        sigma=_sigma, objective="mse", epochs=30, lr=1e-3,
+    )
+    _digits_denoiser(
+        f"digits_dncnn_stab_{_tag}", f"DnCNN-5-16, STAB from scratch on digits_cnn (white-box), sigma={_sigma:.2f}",
+        classifiers=("digits_cnn",), sigma=_sigma, objective="stab", epochs=30, lr=1e-3,
+    )
+    _digits_denoiser(
+        f"digits_dncnn_stabmse_{_tag}", f"DnCNN-5-16, STAB+MSE on digits_cnn (white-box), sigma={_sigma:.2f}",
+        classifiers=("digits_cnn",), init=f"digits_dncnn_mse_{_tag}", sigma=_sigma, objective="stab+mse",
+        epochs=20, lr=1e-4,
+    )
+    _digits_denoiser(
+        f"digits_dncnn_bb_stabmse_{_tag}",
+        f"DnCNN-5-16, STAB+MSE on surrogates LeNet/MLP (black-box for digits_cnn), sigma={_sigma:.2f}",
+        classifiers=DIGITS_SURROGATES, init=f"digits_dncnn_mse_{_tag}", access="black-box", sigma=_sigma,
+        objective="stab+mse", epochs=20, lr=1e-4,
+    )
+    _digits_denoiser(
+        f"digits_dncnn_bb_stab_{_tag}",
+        f"DnCNN-5-16, STAB from scratch on surrogates LeNet/MLP (black-box for digits_cnn), sigma={_sigma:.2f}",
+        classifiers=DIGITS_SURROGATES, access="black-box", sigma=_sigma, objective="stab", epochs=30, lr=1e-3,
+    )

@@ -3,6 +3,12 @@
 Suite file keys: ``dataset`` ("digits"), ``split``, ``limit``, ``n0``, ``n``, ``alpha``, ``batch_size``,
 ``images_per_chunk`` (images certified together under one derived seed; the unit of resume), ``radii`` (table
 columns) and ``[[configs]]`` tables with ``model`` (zoo name) and ``sigma``.
+
+Denoised smoothing (Salman et al. 2020): a config may add ``denoiser`` (a zoo denoiser name; the base classifier is
+then ``DenoisedClassifier(denoiser, model)``) and ``row`` (its row name in tables and plots). With
+``paper_table = true`` the report adds, per sigma, the paper's Table 1-2 layout (certified accuracy at ``paper_radii``
+with the clean smoothed accuracy, i.e. certified accuracy at radius 0, in parentheses, plus ACR) and the envelope
+over sigma.
 """
 
 from __future__ import annotations
@@ -28,7 +34,23 @@ log = logging.getLogger("benchmarks")
 
 
 def config_id(config: dict[str, Any]) -> str:
+    if config.get("denoiser"):
+        return f"{config['denoiser']}+{config['model']}@sigma={float(config['sigma']):g}"
     return f"{config['model']}@sigma={float(config['sigma']):g}"
+
+
+def load_base(config: dict[str, Any], ctx: common.RunContext) -> tuple[torch.nn.Module, Any]:
+    """The base classifier of a config (eval mode) and the classifier's zoo model."""
+    model = zoo.load(config["model"], device=ctx.device, verbose=ctx.verbose)
+    if not config.get("denoiser"):
+        return model.module, model
+    from art_ext.defences.denoised_smoothing import DenoisedClassifier
+
+    denoiser = zoo.load_denoiser(config["denoiser"], device=ctx.device, verbose=ctx.verbose)
+    if denoiser.entry.sigma != float(config["sigma"]):
+        log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config_id(config),
+                    denoiser.entry.sigma, float(config["sigma"]))
+    return DenoisedClassifier(denoiser.module, model.module).eval(), model
 
 
 def load_dataset(suite: dict[str, Any], limit: int | None):
@@ -46,7 +68,8 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
         todo = [i for i in range(len(data)) if not ctx.is_done(cid, i)]
         if not todo:
             continue
-        model = zoo.load(config["model"], device=ctx.device, verbose=ctx.verbose)
+        base, model = load_base(config, ctx)
+        extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
         bar = tqdm(total=len(data), initial=len(data) - len(todo), desc=cid, disable=not ctx.verbose, unit="img")
         for start in range(0, len(data), chunk):
             indices = list(range(start, min(start + chunk, len(data))))
@@ -56,7 +79,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
             x = data.x[indices].to(ctx.device)
             t0 = time.perf_counter()
             certs = certify(
-                model.module, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
+                base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
                 alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
                 generator=generator,
             )
@@ -68,7 +91,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
                     "kind": "certify", "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
                     "training_sigma": model.entry.training_sigma, "index": i, "label": int(data.y[i]),
                     "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
-                    "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4),
+                    "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4), **extra,
                 }
                 for j, i in enumerate(indices)
                 if not ctx.is_done(cid, i)
@@ -91,8 +114,9 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
         labels = np.array([r["label"] for r in mine])
         predictions = Counter(r["prediction"] for r in mine if r["prediction"] >= 0)
         top_class, top_count = predictions.most_common(1)[0] if predictions else (None, 0)
+        extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
         out.append({
-            "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+            **extra, "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
             "training_sigma": mine[0].get("training_sigma"), "examples": len(mine),
             "certified_accuracy": certified_accuracy(pair, labels, radii),
             "acr": average_certified_radius(pair, labels), "abstain": abstain_rate(pair),
@@ -119,8 +143,8 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                 "ACR come from the images of that class only."
             )
         lines.append(
-            f"| {s['model']}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | {accs} | "
-            f"{s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
+            f"| {s.get('row', s['model'])}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | "
+            f"{accs} | {s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
         )
     return "\n".join(lines + ([""] + notes if notes else []))
 
@@ -143,7 +167,7 @@ def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], 
             mine = [r for r in rows if r["config"] == s["config"]]
             pair = ([r["prediction"] for r in mine], [r["radius"] for r in mine])
             grid, acc = certified_accuracy_curve(pair, [r["label"] for r in mine], max_radius=top, num=400)
-            ax.plot(grid, acc, label=f"{s['model']} (ACR {s['acr']:.2f})")
+            ax.plot(grid, acc, label=f"{s.get('row', s['model'])} (ACR {s['acr']:.2f})")
         ax.set_title(f"σ = {sigma:g}")
         ax.set_xlabel("L2 radius (pixel units)")
         ax.set_ylabel("certified accuracy")
@@ -169,5 +193,47 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
         f"{manifest['versions'].get('torch')}, device {manifest['device']}.\n\n"
     )
     body = markdown_table(suite, summary) if summary else "(no rows yet)"
+    if summary and suite.get("paper_table"):
+        body += "\n\n" + paper_tables(suite, summary)
     footer = f"\n\nPlot: `{plot.name}`\n" if plot else "\n"
     return header + body + footer
+
+
+def _cell(s: dict[str, Any], radius: float) -> str:
+    return f"({100 * s['certified_accuracy'][0.0]:.0f}) {100 * s['certified_accuracy'][radius]:.0f}"
+
+
+def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+    """Salman et al. Tables 1-2 layout: per sigma, then the envelope (best sigma per radius) over sigmas.
+
+    Cells are "(clean) certified" in percent; "clean" is the smoothed classifier's certified accuracy at radius 0
+    (correct and not abstaining).
+    """
+    radii = [float(r) for r in suite.get("paper_radii", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5])]
+    missing = [r for r in [0.0, *radii] if r not in {float(x) for x in suite["radii"]}]
+    if missing:
+        raise ValueError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
+    head = "| " + " | ".join(["row", *(f"r={r:g}" for r in radii), "ACR"]) + " |"
+    sep = "|" + "---|" * (len(radii) + 2)
+    parts = []
+    for sigma in sorted({s["sigma"] for s in summary}):
+        mine = [s for s in summary if s["sigma"] == sigma]
+        lines = [f"### σ = {sigma:g} (cells: (clean smoothed accuracy) certified accuracy, %; {mine[0]['examples']} "
+                 "images)", "", head, sep]
+        for s in mine:
+            cells = " | ".join(_cell(s, r) for r in radii)
+            lines.append(f"| {s.get('row', s['model'])} | {cells} | {s['acr']:.3f} |")
+        ranking = sorted(mine, key=lambda s: -s["acr"])
+        lines += ["", "Ranking by ACR: " + " > ".join(f"{s.get('row', s['model'])} ({s['acr']:.3f})"
+                                                     for s in ranking)]
+        parts.append("\n".join(lines))
+    labels = list(dict.fromkeys(s.get("row", s["model"]) for s in summary))
+    lines = ["### Envelope over σ (as the paper's tables: best σ per radius, its clean accuracy in parentheses)", "",
+             head.replace("| ACR |", "| best ACR |"), sep]
+    for label in labels:
+        mine = [s for s in summary if s.get("row", s["model"]) == label]
+        best = [max(mine, key=lambda s: (s["certified_accuracy"][r], s["certified_accuracy"][0.0])) for r in radii]
+        cells = " | ".join(_cell(b, r) for b, r in zip(best, radii))
+        lines.append(f"| {label} | {cells} | {max(s['acr'] for s in mine):.3f} |")
+    parts.append("\n".join(lines))
+    return "\n\n".join(parts)
