@@ -1,6 +1,6 @@
 """Suite kind ``attacks``: accuracy under PGD, BPDA-PGD, EPGD, SmoothAdv and NAttack for a standard model, a
-defended (quantised) model, a noise-trained model under soft smoothed inference and (when issue 4's module is
-present) a denoiser + classifier pipeline; every final adversarial example is scored over k draws of the deployed
+defended (quantised) model, a noise-trained model under soft smoothed inference and a denoiser + classifier
+pipeline under soft smoothing; every final adversarial example is scored over k draws of the deployed
 randomized model (mean and worst-case accuracy, ``art_ext.attacks.score_randomized``).
 
 Suite file keys: ``dataset`` ("digits"), ``split``, ``resolution``, ``limit``, ``chunk`` (images attacked together
@@ -29,6 +29,7 @@ from art_ext.attacks import (
 )
 from art_ext.attacks.bpda_pgd import warn_if_unreachable
 from art_ext.data import digits
+from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext.models import zoo
 from benchmarks import common
 
@@ -72,9 +73,7 @@ class Target:
             self.decide = soft_smoothing(model, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = model  # PGD on the base classifier, transferred to the smoothed one
         elif self.kind == "denoised":
-            from art_ext.defences.denoised_smoothing import DenoisedClassifier  # issue 4
-
-            denoiser = zoo.load(spec["denoiser"], device=device).module
+            denoiser = zoo.load_denoiser(spec["denoiser"], device=device).module
             self.base = DenoisedClassifier(denoiser, model)
             self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = self.base
@@ -146,14 +145,6 @@ def config_id(target: dict[str, Any], attack: dict[str, Any]) -> str:
     return f"{target['name']}/{attack_label(attack)}"
 
 
-def denoised_available() -> bool:
-    try:
-        from art_ext.defences.denoised_smoothing import DenoisedClassifier  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 # ---- run / report --------------------------------------------------------------------------------------------------
 def load_dataset(suite: dict[str, Any], limit: int | None):
     if suite.get("dataset", "digits") != "digits":
@@ -165,10 +156,6 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     data = load_dataset(suite, ctx.limit)
     chunk, draws = int(suite.get("chunk", 25)), int(suite.get("score_draws", 10))
     for spec in suite["targets"]:
-        if spec["deployment"] == "denoised" and not denoised_available():
-            log.warning("skipping target %s: art_ext.defences.denoised_smoothing (issue 4) is not in this checkout",
-                        spec["name"])
-            continue
         for attack in spec["attacks"]:
             cid = config_id(spec, attack)
             if all(ctx.is_done(cid, i) for i in range(len(data))):
@@ -238,7 +225,6 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
     summary = summarize(suite, rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    skipped = [t["name"] for t in suite["targets"] if t["deployment"] == "denoised" and not denoised_available()]
     header = (
         f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
         f"Threat model {suite['norm']} eps={suite['eps']} in [0,1] pixel units on {suite.get('dataset', 'digits')} "
@@ -248,6 +234,4 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
         f"draws are correct. Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch "
         f"{manifest['versions'].get('torch')}, device {manifest['device']}.\n\n"
     )
-    note = (f"\n\nSkipped (issue 4's DenoisedClassifier not in this checkout): {', '.join(skipped)}\n"
-            if skipped else "\n")
-    return header + (markdown_table(summary) if summary else "(no rows yet)") + note
+    return header + (markdown_table(summary) if summary else "(no rows yet)") + "\n"
