@@ -8,6 +8,7 @@ recipe retrains instead of loading stale weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -16,18 +17,23 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from art_ext.data import digits
 from art_ext.models.classifiers import ARCHITECTURES
+from art_ext.ops.modes import torch_threads
 from art_ext.training.adversarial import AdversarialTrainConfig, train_adversarial
 from art_ext.training.classifier import TrainConfig, accuracy, train_classifier
 
 #: bump when the training code changes in a way that changes the weights
-ZOO_FORMAT_VERSION = 1
+#: (2: every zoo model trains with TRAINING_THREADS threads)
+ZOO_FORMAT_VERSION = 2
+#: CPU threads used for zoo training, whatever the caller set: weights depend on the reduction order of the kernels,
+#: so a fixed count keeps zoo models identical across machines, test orders and benchmark settings.
+TRAINING_THREADS = 1
 #: per-channel statistics of the 16x16 digits training split (checked by tests/models/test_zoo.py)
 DIGITS_MEAN = (0.305,)
 DIGITS_STD = (0.319,)
@@ -131,6 +137,16 @@ def _load_data(entry: ZooEntry, split: str):
     return digits.load_digits(split, resolution=entry.resolution)
 
 
+def _fixed_threads(train: Callable[..., ZooModel]) -> Callable[..., ZooModel]:
+    @functools.wraps(train)
+    def wrapped(*args: Any, **kwargs: Any) -> ZooModel:
+        with torch_threads(TRAINING_THREADS):
+            return train(*args, **kwargs)
+
+    return wrapped
+
+
+@_fixed_threads
 def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose: bool = False) -> ZooModel:
     """Train ``entry`` from scratch, or fine-tune its ``parent`` (deterministic for a fixed device and thread count)."""
     module = entry.build().to(device)
@@ -340,6 +356,7 @@ def get_denoiser_entry(name: str) -> DenoiserEntry:
         raise ValueError(f"unknown zoo denoiser {name!r}; known denoisers: {', '.join(denoiser_names())}") from None
 
 
+@_fixed_threads
 def train_denoiser_entry(
     entry: DenoiserEntry, *, device: str | torch.device = "cpu", cache: Path | str | None = None,
     checkpoint: Path | str | None = None, verbose: bool = False,

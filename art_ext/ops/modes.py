@@ -18,3 +18,20 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in saved:
             m.training = flag
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(count)``, then restore the previous count.
+
+    CPU kernels reduce in a thread-count-dependent order, so training with a fixed count makes weights reproducible
+    across machines and across callers that changed the count.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
