@@ -147,13 +147,15 @@ def _fixed_threads(train: Callable[..., ZooModel]) -> Callable[..., ZooModel]:
 
 
 @_fixed_threads
-def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose: bool = False) -> ZooModel:
+def train_entry(
+    entry: ZooEntry, *, device: str | torch.device = "cpu", cache: Path | str | None = None, verbose: bool = False
+) -> ZooModel:
     """Train ``entry`` from scratch, or fine-tune its ``parent`` (deterministic for a fixed device and thread count)."""
     module = entry.build().to(device)
     start = time.perf_counter()
     extra: dict[str, Any] = {}
     if entry.parent is not None:  # fine-tune a copy of the parent's weights
-        module.load_state_dict(load(entry.parent, device=device, verbose=verbose).module.state_dict())
+        module.load_state_dict(load(entry.parent, device=device, cache=cache, verbose=verbose).module.state_dict())
         history = entry.finetune.apply(module, _load_data(entry, "train"), verbose=verbose)
     elif isinstance(entry.train, AdversarialTrainConfig):  # PGD-AT, early-stopped on the val split
         result = train_adversarial(
@@ -181,24 +183,36 @@ def train_entry(entry: ZooEntry, *, device: str | torch.device = "cpu", verbose:
     return ZooModel(module.eval(), entry, info)
 
 
+def _cache_file(entry: "ZooEntry | DenoiserEntry", cache: Path | str | None) -> Path:
+    folder = Path(cache) if cache is not None else cache_dir()
+    return folder / "zoo" / f"{entry.name}-{entry.fingerprint()}.pt"
+
+
+def _read_cached(entry: "ZooEntry | DenoiserEntry", path: Path, device: str | torch.device) -> ZooModel:
+    saved = torch.load(path, map_location=device, weights_only=True)
+    module = entry.build().to(device)
+    module.load_state_dict(saved["state_dict"])
+    return ZooModel(module.eval(), entry, saved["info"])  # type: ignore[arg-type]
+
+
+def _write_cached(model: ZooModel, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": model.module.state_dict(), "info": model.info}, tmp)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees a half-written file
+
+
 def load(
     name: str, *, device: str | torch.device = "cpu", cache: Path | str | None = None, retrain: bool = False,
     verbose: bool = False,
 ) -> ZooModel:
     """Load zoo model ``name`` from the cache, training and caching it first if needed. Returned in eval mode."""
     entry = get_entry(name)
-    folder = Path(cache) if cache is not None else cache_dir()
-    path = folder / "zoo" / f"{entry.name}-{entry.fingerprint()}.pt"
+    path = _cache_file(entry, cache)
     if path.is_file() and not retrain:
-        saved = torch.load(path, map_location=device, weights_only=True)
-        module = entry.build().to(device)
-        module.load_state_dict(saved["state_dict"])
-        return ZooModel(module.eval(), entry, saved["info"])
-    model = train_entry(entry, device=device, verbose=verbose)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": model.module.state_dict(), "info": model.info}, tmp)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees a half-written file
+        return _read_cached(entry, path, device)
+    model = train_entry(entry, device=device, cache=cache, verbose=verbose)
+    _write_cached(model, path)
     return model
 
 
@@ -403,21 +417,14 @@ def load_denoiser(
     """Load zoo denoiser ``name`` from the cache (same folder as the classifiers), training and caching it first if
     needed; an interrupted training resumes from its checkpoint. Returned in eval mode."""
     entry = get_denoiser_entry(name)
-    folder = Path(cache) if cache is not None else cache_dir()
-    path = folder / "zoo" / f"{entry.name}-{entry.fingerprint()}.pt"
+    path = _cache_file(entry, cache)
     if path.is_file() and not retrain:
-        saved = torch.load(path, map_location=device, weights_only=True)
-        module = entry.build().to(device)
-        module.load_state_dict(saved["state_dict"])
-        return ZooModel(module.eval(), entry, saved["info"])  # type: ignore[arg-type]
+        return _read_cached(entry, path, device)
     checkpoint = path.with_suffix(".ckpt")
     if retrain and checkpoint.is_file():
         checkpoint.unlink()
     model = train_denoiser_entry(entry, device=device, cache=cache, checkpoint=checkpoint, verbose=verbose)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": model.module.state_dict(), "info": model.info}, tmp)
-    os.replace(tmp, path)
+    _write_cached(model, path)
     checkpoint.unlink(missing_ok=True)
     return model
 
