@@ -8,6 +8,7 @@ import torch
 from art_ext import _art
 from art_ext.certification.smoothed_classifier import SmoothedClassifier
 from art_ext.certification.smoothing import Certificates
+from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
 
 
@@ -28,6 +29,7 @@ class RandomizedSmoothingEstimator:
     def __init__(self, estimator: object, sigma: float) -> None:
         _art.check_pytorch_classifier(estimator)
         _art.check_pixel_clip_values(estimator)
+        sigma = validation.check_sigma(sigma)  # certificates need sigma > 0 (SmoothedClassifier also allows 0)
         self.estimator = estimator
         self.device = _art.estimator_device(estimator)
         self.smoothed = SmoothedClassifier(
