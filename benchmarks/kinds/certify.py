@@ -139,8 +139,8 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
             flag = " †"
             notes.append(
                 f"† {s['config']}: the smoothed classifier predicts class {s['top_class']} for "
-                f"{s['top_class_share']:.0%} of the images (near-constant under noise); its certified accuracy and "
-                "ACR come from the images of that class only."
+                f"{s['top_class_share']:.0%} of the images (near-constant under noise), so its certified points are "
+                "mostly images of that class: read its certified accuracy and ACR as an artefact, not robustness."
             )
         lines.append(
             f"| {s.get('row', s['model'])}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | "
