@@ -29,7 +29,7 @@ from art_ext.attacks import EPGDConfig, PGDConfig, SmoothAdvConfig, epgd, pgd, s
 from art_ext.data import digits
 from art_ext.models import zoo
 from art_ext.ops.noise import GaussianNoise
-from benchmarks.kinds.attacks import LocalSoftSmoothing
+from benchmarks.kinds.attacks import soft_smoothing
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     noisy = nn.Sequential(GaussianNoise(sigma), base).eval()  # fresh global-RNG noise per call (torchattacks)
 
     def deployed():
-        return LocalSoftSmoothing(base, sigma, 32, torch.Generator().manual_seed(args.seed + 1))
+        return soft_smoothing(base, sigma, 10, 32, torch.Generator().manual_seed(args.seed + 1))
 
     def ours_epgd(n):
         return lambda: epgd(base, x, y, EPGDConfig(eps, step, sigma=sigma, max_iter=n, norm="l2", eot_samples=m),
