@@ -13,7 +13,8 @@ from torch import nn
 from art_ext.attacks import (
     EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized, smoothadv_pgd,
 )
-from art_ext.attacks.epgd import expectation_loss, gaussian_noise_fn
+from art_ext.attacks.epgd import gaussian_noise_fn, noisy_cross_entropy
+from art_ext.attacks.pgd import expected_loss
 from art_ext.attacks.nattack import margin_loss
 from art_ext.attacks.smoothadv import smoothadv_loss
 from art_ext.ops import norms
@@ -59,13 +60,14 @@ def test_epgd_one_sample_on_deterministic_model_equals_pgd(tiny_model, batch, no
 
 
 def test_epgd_gradient_is_mean_of_single_draw_gradients(tiny_model, batch):
-    """The M-sample loss draws [M, B] noise in one call; its gradient equals the mean of the M one-draw gradients
-    taken with the same noise (algorithms.md §11.5)."""
+    """The loss PGD ascends for EPGD (M calls of the one-draw loss, averaged) has the gradient of the mean of the M
+    one-draw gradients taken with the same noise (algorithms.md §11.5)."""
     x, y = batch
     x = x.clone().requires_grad_(True)
-    loss = expectation_loss(gaussian_noise_fn(0.3, generator=torch.Generator().manual_seed(5)), 4)
-    (g_m,) = torch.autograd.grad(loss(tiny_model, x, y).sum(), x)
-    noise = 0.3 * torch.randn((4, *x.shape), generator=torch.Generator().manual_seed(5))
+    one_draw = noisy_cross_entropy(gaussian_noise_fn(0.3, generator=torch.Generator().manual_seed(5)))
+    (g_m,) = torch.autograd.grad(expected_loss(tiny_model, x, y, one_draw, 4).sum(), x)
+    g = torch.Generator().manual_seed(5)
+    noise = [0.3 * torch.randn((1, *x.shape), generator=g)[0] for _ in range(4)]  # the same four draws, in order
     singles = [torch.autograd.grad(F.cross_entropy(tiny_model(x + n), y, reduction="sum"), x)[0] for n in noise]
     torch.testing.assert_close(g_m, torch.stack(singles).mean(0), rtol=1e-5, atol=1e-7)
 
