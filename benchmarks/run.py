@@ -3,8 +3,9 @@
 
 Each example's result is appended to ``<out>/rows.jsonl`` as soon as it is computed; ``<out>/manifest.json`` records
 the configuration, seed, git SHA, library versions and device. Tables (``summary.md``, ``summary.json``) and plots
-are derived from the rows only, so an interrupted run continued with ``--resume`` reports exactly what an
-uninterrupted run reports.
+are derived from the rows only, so an interrupted run that is continued reports exactly what an uninterrupted run
+reports. Rerunning the same command continues the run in ``--out`` (finished examples are skipped); a folder that
+holds a run of a different suite, seed or limit is refused, never overwritten.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="default", help="suite name (benchmarks/suites/<name>.toml) or a path to a suite .toml file")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/<suite>)")
-    parser.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished examples")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="require an earlier run in --out and continue it (a plain rerun also continues a matching run)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="number of test examples (default: the suite's)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (noise and attack randomness)")
@@ -57,14 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = out / common.MANIFEST_FILE
     previous = common.read_rows(out)
     if previous or manifest_path.is_file():
-        if not args.resume:
-            raise SystemExit(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         old = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        if old and not common.same_work(old, manifest):
+        if not old:
+            raise SystemExit(f"{out} holds result rows but no manifest; cannot tell what they are: choose another --out")
+        if not common.same_work(old, manifest):
             raise SystemExit(
-                f"{out} holds a run with a different suite/seed/limit; cannot resume it with these arguments"
+                f"{out} holds a run with a different suite/seed/limit; it is never overwritten: choose another --out "
+                "or delete that folder"
             )
         manifest["resumed_from"] = old.get("started")
+    elif args.resume:
+        raise SystemExit(f"--resume: {out} holds no earlier run to continue")
     common.repair_rows_file(out)
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
 

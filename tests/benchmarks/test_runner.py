@@ -56,17 +56,21 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, suite_fi
     assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"]) == 0
     lines = (partial / "rows.jsonl").read_text().splitlines(keepends=True)
     (partial / "rows.jsonl").write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
-    with pytest.raises(SystemExit, match="--resume"):
-        run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"])
     with pytest.raises(SystemExit, match="different suite/seed/limit"):
-        run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet", "--resume", "--seed", "1"])
-    assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet", "--resume"]) == 0
+        run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet", "--seed", "1"])
+    assert len(common.read_rows(partial)) == 5  # the refused run touched nothing
+    assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"]) == 0  # a rerun continues
     resumed = common.read_rows(partial)
     assert strip_timing(resumed) == strip_timing(rows)
     untimed = lambda out: [  # noqa: E731
         {k: v for k, v in s.items() if k != "seconds_per_example"} for s in json.loads((out / "summary.json").read_text())
     ]
     assert untimed(partial) == untimed(full)
+
+
+def test_resume_needs_an_earlier_run(tmp_path, suite_file):
+    with pytest.raises(SystemExit, match="no earlier run"):
+        run.main(["--suite", str(suite_file), "--out", str(tmp_path / "empty"), "--quiet", "--resume"])
 
 
 def test_seed_changes_results_and_limit_is_applied(tmp_path, suite_file):
