@@ -1,0 +1,50 @@
+"""RobustBench models from a local model_dir, offline, through the import shims (random-init checkpoints)."""
+
+import pytest
+import torch
+
+from art_ext.models import robustbench as rb  # robustbench itself comes with the `test` extra
+
+
+def _rice_l2_model() -> torch.nn.Module:
+    rb._install_import_shims()
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return model_dicts[BenchmarkDataset.cifar_10][ThreatModel.L2]["Rice2020Overfitting"]["model"]().eval()
+
+
+def test_loads_a_placed_checkpoint_in_eval_mode(tmp_path):
+    reference = _rice_l2_model()  # PreActResNet-18, 11.2M parameters
+    path = rb.checkpoint_path("Rice2020Overfitting", model_dir=tmp_path, threat_model="L2")
+    assert path == tmp_path / "cifar10" / "L2" / "Rice2020Overfitting.pt"
+    path.parent.mkdir(parents=True)
+    # a checkpoint saved from DataParallel, as many RobustBench files are: {"state_dict": {"module.<name>": ...}}
+    torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
+    model = rb.load_robustbench_model("Rice2020Overfitting", model_dir=tmp_path, threat_model="L2")
+    assert not model.training
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+
+
+def test_missing_checkpoint_names_the_path_and_downloads_nothing(tmp_path, monkeypatch):
+    import robustbench.utils
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(robustbench.utils, "download_gdrive", no_download, raising=False)
+    with pytest.raises(FileNotFoundError, match=r"cifar10/Linf/Standard\.pt"):
+        rb.load_robustbench_model("Standard", model_dir=tmp_path)
+
+
+def test_unknown_names_are_rejected_with_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="unknown RobustBench model 'Standart'.*Standard"):
+        rb.load_robustbench_model("Standart", model_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown threat_model 'l2'"):
+        rb.load_robustbench_model("Standard", model_dir=tmp_path, threat_model="l2")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        rb.robustbench_model_names("mnist")
