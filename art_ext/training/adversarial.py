@@ -15,7 +15,7 @@ from art_ext.attacks.pgd import PGDConfig, pgd
 from art_ext.data.base import LabeledImages
 from art_ext.ops import norms
 from art_ext.ops.modes import eval_mode
-from art_ext.training.classifier import TrainConfig, random_shift
+from art_ext.training.classifier import TrainConfig, random_shift, take_step
 from art_ext.types import Norm
 
 
@@ -133,10 +133,7 @@ def train_adversarial(
             inputs = pgd(model, inputs, y[batch], attack, generator=generator)
             model.train()
             loss = F.cross_entropy(model(inputs), y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            take_step(loss, optimizer, schedule)
             total += loss.detach() * len(batch)
         history.append(float(total) / len(data))
         model.eval()

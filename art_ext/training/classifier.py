@@ -63,6 +63,14 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[batch, channel, rows, cols]
 
 
+def take_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule: object) -> None:
+    """One optimizer step on ``loss`` followed by one learning-rate schedule step (shared by every trainer)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()  # type: ignore[attr-defined]
+
+
 def train_classifier(
     model: nn.Module, data: LabeledImages, config: TrainConfig, *, verbose: bool = False
 ) -> list[float]:
@@ -90,10 +98,7 @@ def train_classifier(
                 noise = torch.randn(inputs.shape, generator=generator, device=device, dtype=inputs.dtype)
                 inputs = inputs + config.noise_sigma * noise  # fresh noise every batch, no clipping
             loss = F.cross_entropy(model(inputs), y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            take_step(loss, optimizer, schedule)
             total += loss.detach() * len(batch)
         history.append(float(total) / len(data))
     model.eval()

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from art_ext.data.base import LabeledImages
 from art_ext.ops.modes import eval_mode
-from art_ext.training.classifier import random_shift
+from art_ext.training.classifier import random_shift, take_step
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,7 @@ def _train_phase(
                 else:
                     guides = classifiers
                 loss = denoiser_loss(loss_name, denoiser, guides, xb, y[batch], noisy)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                take_step(loss, optimizer, schedule)
                 total += loss.detach() * len(batch)
                 step += 1
             train_loss.append(float(total) / len(data))

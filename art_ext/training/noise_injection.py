@@ -31,7 +31,7 @@ from art_ext.data.base import LabeledImages
 from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
 from art_ext.ops.noise import GaussianNoise
-from art_ext.training.classifier import random_shift
+from art_ext.training.classifier import random_shift, take_step
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,7 @@ def noise_injection_finetune(
             loss = F.cross_entropy(noisy_model(x), y)  # noise injection at the smoothing sigma (Eq. 21)
             if w > 0:
                 loss = (1 - w) * loss + w * F.cross_entropy(noisy_model(x_adv), y)  # Eq. 23 in expectation
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            take_step(loss, optimizer, schedule)
             total += loss.detach() * len(batch)
         history.append(float(total) / len(data))
     model.eval()
