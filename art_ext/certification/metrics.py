@@ -5,20 +5,12 @@ Abstentions and wrong labels count as not certified; every mean is over *all* po
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
 
 from art_ext.types import ABSTAIN
-
-
-class _HasLabelRadius(Protocol):
-    label: torch.Tensor
-    radius: torch.Tensor
-
-
-CertLike = "_HasLabelRadius | tuple[Sequence[int], Sequence[float]]"
 
 
 def _label_radius(certs: object) -> tuple[np.ndarray, np.ndarray]:

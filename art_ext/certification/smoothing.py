@@ -12,8 +12,27 @@ from art_ext.ops import stats, validation
 from art_ext.types import ABSTAIN
 
 
+class CertifiedLabels:
+    """Label bookkeeping shared by certificate containers: a ``label`` tensor [B] with ``ABSTAIN`` = -1."""
+
+    label: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def abstained(self) -> torch.Tensor:
+        """bool [B]: where no certificate was issued."""
+        return self.label == ABSTAIN
+
+    def correct(self, labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """bool [B]: certified with the true label (abstentions count as wrong)."""
+        y = torch.as_tensor(labels, device=self.label.device).long()
+        return (self.label == y) & ~self.abstained
+
+
 @dataclass(frozen=True)
-class Certificates:
+class Certificates(CertifiedLabels):
     """Result of CERTIFY for a batch of B images (all tensors on the device of the input).
 
     Attributes:
@@ -35,18 +54,6 @@ class Certificates:
     n: int
     alpha: float
 
-    def __len__(self) -> int:
-        return int(self.label.shape[0])
-
-    @property
-    def abstained(self) -> torch.Tensor:
-        """bool [B]: where CERTIFY abstained."""
-        return self.label == ABSTAIN
-
-    def correct(self, labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """bool [B]: certified with the true label (abstentions count as wrong)."""
-        y = torch.as_tensor(labels, device=self.label.device).long()
-        return (self.label == y) & ~self.abstained
 
     @staticmethod
     def cat(parts: Sequence["Certificates"]) -> "Certificates":

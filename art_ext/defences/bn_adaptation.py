@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from art_ext.certification.sampling import LogitsFn
-from art_ext.certification.smoothing import certify
+from art_ext.certification.smoothing import CertifiedLabels, certify
 from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
 from art_ext.ops.noise import add_gaussian_noise
@@ -246,7 +246,7 @@ def adapt_batchnorm(
 
 
 @dataclass(frozen=True)
-class SigmaCertificates:
+class SigmaCertificates(CertifiedLabels):
     """Certificates of B images, each at its own noise level (tensors on the device of the input).
 
     Attributes:
@@ -273,19 +273,6 @@ class SigmaCertificates:
     n0: int
     n: int
     alpha: float
-
-    def __len__(self) -> int:
-        return int(self.label.shape[0])
-
-    @property
-    def abstained(self) -> torch.Tensor:
-        """bool [B]: where no certificate was issued."""
-        return self.label == ABSTAIN
-
-    def correct(self, labels: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """bool [B]: certified with the true label (abstentions count as wrong)."""
-        y = torch.as_tensor(labels, device=self.label.device).long()
-        return (self.label == y) & ~self.abstained
 
 
 def _check_sigmas(sigmas: Sequence[float]) -> tuple[float, ...]:

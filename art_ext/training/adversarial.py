@@ -15,7 +15,7 @@ from art_ext.attacks.pgd import PGDConfig, pgd
 from art_ext.data.base import LabeledImages
 from art_ext.ops import norms
 from art_ext.ops.modes import eval_mode
-from art_ext.training.classifier import TrainConfig, random_shift, take_step
+from art_ext.training.classifier import TrainConfig, adam_one_cycle, random_shift, take_step
 from art_ext.types import Norm
 
 
@@ -113,10 +113,9 @@ def train_adversarial(
     device = next(model.parameters()).device
     x, y = data.x.to(device), data.y.to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(data) / config.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+    optimizer, schedule = adam_one_cycle(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
+        examples=len(data), batch_size=config.batch_size,
     )
     history: list[float] = []
     val_robust: list[float | None] = []

@@ -63,6 +63,16 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[batch, channel, rows, cols]
 
 
+def adam_one_cycle(
+    parameters, *, lr: float, weight_decay: float, epochs: int, examples: int, batch_size: int
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.OneCycleLR]:
+    """Adam with a one-cycle learning-rate schedule peaking at ``lr`` over ``epochs`` passes of ``examples`` images
+    in batches of ``batch_size`` (the recipe of every art_ext trainer)."""
+    optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    total_steps = epochs * math.ceil(examples / batch_size)
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
+
+
 def take_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule: object) -> None:
     """One optimizer step on ``loss`` followed by one learning-rate schedule step (shared by every trainer)."""
     optimizer.zero_grad(set_to_none=True)
@@ -82,10 +92,9 @@ def train_classifier(
     device = next(model.parameters()).device
     x, y = data.x.to(device), data.y.to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(data) / config.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+    optimizer, schedule = adam_one_cycle(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
+        examples=len(data), batch_size=config.batch_size,
     )
     history = []
     model.train()

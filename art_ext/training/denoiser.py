@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from art_ext.data.base import LabeledImages
 from art_ext.ops.modes import eval_mode
-from art_ext.training.classifier import random_shift, take_step
+from art_ext.training.classifier import adam_one_cycle, random_shift, take_step
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +241,10 @@ def _train_phase(
     device = next(denoiser.parameters()).device
     x, y = data.x.to(device), data.y.to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * phase)
-    steps_per_epoch = math.ceil(len(data) / config.batch_size)
-    optimizer = torch.optim.Adam(denoiser.parameters(), lr=lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    optimizer, schedule = adam_one_cycle(
+        denoiser.parameters(), lr=lr, weight_decay=config.weight_decay, epochs=epochs, examples=len(data),
+        batch_size=config.batch_size,
+    )
     train_loss: list[float] = []
     val_loss: list[float] = []
     best: tuple[float, dict[str, torch.Tensor]] | None = None
