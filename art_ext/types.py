@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
+
+import torch
 
 #: Label returned wherever a smoothed classifier declines to decide (Cohen et al. PREDICT / CERTIFY).
 #: Every art_ext API uses -1, never an all-zero score row (which ``argmax`` silently maps to class 0).
 ABSTAIN: int = -1
 
 Norm = Literal["l2", "linf"]
+
+#: A classifier as a function: images [m, C, H, W] in [0, 1] -> logits (or scores) [m, K].
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)

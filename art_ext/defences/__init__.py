@@ -1,23 +1,14 @@
-"""Defences: modules that build a (smoothing) base classifier (denoised smoothing, BN adaptation), wrap a classifier
-(smoothed inference) or certify a prediction rule, with their ART adapters."""
+"""Defences: modules that build a randomized-smoothing base classifier (denoised smoothing, BN adaptation) or
+certify a prediction rule (certification through adaptation), with their ART adapters. They import
+``art_ext.smoothing``; it never imports them."""
 
-from art_ext.defences.bn_adaptation import (
-    DEFAULT_SIGMAS,
-    BNAdaptationConfig,
-    CertificationThroughAdaptation,
-    SigmaCertificates,
-    adapt_batchnorm,
-    auto_noise_certify,
-)
+from art_ext.defences.bn_adaptation import BNAdaptationConfig, CertificationThroughAdaptation, adapt_batchnorm
 from art_ext.defences.denoised_smoothing import DenoisedClassifier, DenoiserPreprocessor
 
 __all__ = [
-    "DEFAULT_SIGMAS",
     "BNAdaptationConfig",
     "CertificationThroughAdaptation",
     "DenoisedClassifier",
     "DenoiserPreprocessor",
-    "SigmaCertificates",
     "adapt_batchnorm",
-    "auto_noise_certify",
 ]

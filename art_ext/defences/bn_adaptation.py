@@ -14,22 +14,19 @@ Reference: "Towards Bridging the gap between Empirical and Certified Robustness 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from art_ext.certification.sampling import LogitsFn
-from art_ext.certification.smoothing import CertifiedLabels, certify
 from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
-from art_ext.ops.noise import add_gaussian_noise
-from art_ext.types import ABSTAIN
-
-#: The noise list of the paper's Auto-Noise experiments (Sec. 3.2).
-DEFAULT_SIGMAS: tuple[float, ...] = (0.12, 0.25, 0.37, 0.50, 0.67, 0.75, 0.87, 1.0)
+from art_ext.smoothing.auto_noise import DEFAULT_SIGMAS, auto_noise_certify, check_sigmas, keep_agreeing
+from art_ext.smoothing.certify import Certificates, certify
+from art_ext.smoothing.noise import add_gaussian_noise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -241,133 +238,6 @@ def adapt_batchnorm(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Certificates at per-example noise levels
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SigmaCertificates(CertifiedLabels):
-    """Certificates of B images, each at its own noise level (tensors on the device of the input).
-
-    Attributes:
-        label: int64 [B], certified class, ``ABSTAIN`` (-1) where no certificate is issued.
-        radius: float64 [B], certified L2 radius in pixel units at noise level ``sigma`` (0 where abstained).
-        p_a_lower: float64 [B], Clopper-Pearson lower bound on p_A from the final-stage draws.
-        sigma: float64 [B], the noise level each certificate holds for.
-        prediction: int64 [B], the label the method outputs for the image: the original model's f(x) for
-            certification through adaptation (never abstains); the certified label for plain smoothing.
-        selection_radius: float64 [B, S], Auto-Noise selection-stage radii per candidate sigma (0 = abstained),
-            ``None`` for a fixed sigma.
-        sigmas: Candidate noise levels (ascending). n_auto: Selection draws per sigma (0 for a fixed sigma).
-        n0, n, alpha: CERTIFY parameters of the final stage.
-    """
-
-    label: torch.Tensor
-    radius: torch.Tensor
-    p_a_lower: torch.Tensor
-    sigma: torch.Tensor
-    prediction: torch.Tensor
-    selection_radius: torch.Tensor | None
-    sigmas: tuple[float, ...]
-    n_auto: int
-    n0: int
-    n: int
-    alpha: float
-
-
-def _check_sigmas(sigmas: Sequence[float]) -> tuple[float, ...]:
-    values = tuple(validation.check_sigma(s) for s in sigmas)
-    if not values:
-        raise ValueError("sigmas is empty; pass at least one noise level > 0")
-    if len(set(values)) != len(values):
-        raise ValueError(f"sigmas contains duplicates: {sigmas!r}")
-    return tuple(sorted(values))
-
-
-def _keep_agreeing(label: torch.Tensor, radius: torch.Tensor, reference: torch.Tensor | None):
-    """Algorithm 1, step 2: a certificate counts only where the smoothed label equals the reference label."""
-    if reference is None:
-        return label, radius
-    agree = label == reference
-    return torch.where(agree, label, torch.full_like(label, ABSTAIN)), torch.where(agree, radius, torch.zeros_like(radius))
-
-
-def auto_noise_certify(
-    base_for_sigma: Callable[[float], LogitsFn],
-    x: torch.Tensor,
-    *,
-    sigmas: Sequence[float] = DEFAULT_SIGMAS,
-    n_auto: int = 1000,
-    n0: int = 100,
-    n: int = 100_000,
-    alpha: float = 0.001,
-    num_classes: int,
-    batch_size: int = 1000,
-    reference: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> SigmaCertificates:
-    """Auto-Noise (Nandy et al., arXiv:2102.05096v3, Alg. 2, Eq. 5): choose sigma per image, then certify.
-
-    1. Selection: for every sigma_k in ``sigmas``, CERTIFY (Cohen et al., 2019) the smoothed ``base_for_sigma(sigma_k)``
-       with ``n0`` + ``n_auto`` draws -> radius R_k (0 when it abstains or, with ``reference``, when its label differs
-       from the reference label). sigma_auto = argmax_k R_k; ties go to the smallest sigma (in practice ties happen
-       when every sigma abstains, and the smallest sigma is the one most likely to certify with more draws).
-    2. Final: CERTIFY at sigma_auto with ``n0`` + ``n`` fresh draws, none of them shared with stage 1; with
-       ``reference``, the certificate is kept only where the certified label equals it (Alg. 1, step 2).
-
-    Guarantee:
-        For each image, conditional on the selected sigma_auto, with probability >= 1 - alpha over the final-stage
-        draws the result either abstains or the smoothed classifier g_{sigma_auto} (base ``base_for_sigma(
-        sigma_auto)``, noise N(0, sigma_auto^2 I)) returns ``label`` on the whole L2 ball of ``radius`` around x.
-        It is NOT a certificate of the end-to-end rule "pick sigma(x'), then smooth": at a perturbed x' the
-        selection may pick another sigma, so nothing is claimed for that input-dependent classifier (Sukenik et al.,
-        2021; algorithms.md §8.4).
-
-    Args:
-        base_for_sigma: sigma -> base classifier (eval mode) for that noise level; ``lambda s: model`` for a fixed
-            model, ``CertificationThroughAdaptation.adapted`` for BN-adapted copies.
-        x: Images [B, C, H, W] in [0, 1].
-        sigmas: Candidate noise levels (> 0, distinct; sorted internally).
-        n_auto: Selection draws per sigma (paper: 1,000). n0: CERTIFY class-selection draws. n: Final draws (paper:
-            100,000). alpha: Per-CERTIFY failure probability. num_classes: K. batch_size: Noisy samples per forward.
-        reference: Optional int64 [B] labels the certificate must agree with (f(x) in Algorithm 1).
-        generator: Noise source on the device of ``x``.
-    Returns:
-        ``SigmaCertificates``; ``prediction`` is ``reference`` when given, else the certified label.
-    Deviations:
-        Both stages run Cohen's CERTIFY with its own ``n0`` class-selection draws; the paper does not say how the
-        class is chosen. Ties are resolved to the smallest sigma (unspecified in the paper).
-    """
-    grid = _check_sigmas(sigmas)
-    validation.check_positive_int(n_auto, "n_auto")
-    validation.check_images(x)
-    if reference is not None and reference.shape != x.shape[:1]:
-        raise ValueError(f"reference must be int64 labels of shape [{x.shape[0]}], got {tuple(reference.shape)}")
-    common = dict(alpha=alpha, num_classes=num_classes, batch_size=batch_size, generator=generator)
-
-    selection = torch.zeros(x.shape[0], len(grid), dtype=torch.float64, device=x.device)  # [B, S]
-    for k, sigma in enumerate(grid):
-        stage1 = certify(base_for_sigma(sigma), x, n0=n0, n=n_auto, sigma=sigma, **common)
-        selection[:, k] = _keep_agreeing(stage1.label, stage1.radius, reference)[1]
-    chosen = selection.argmax(dim=1)  # [B]; first maximum = smallest sigma on ties (grid is ascending)
-
-    label = torch.full((x.shape[0],), ABSTAIN, dtype=torch.long, device=x.device)
-    radius = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    p_a_lower = torch.zeros_like(radius)
-    for k in chosen.unique().tolist():
-        rows = (chosen == k).nonzero().squeeze(1)  # images certified at grid[k]
-        final = certify(base_for_sigma(grid[k]), x[rows], n0=n0, n=n, sigma=grid[k], **common)  # fresh draws
-        ref = None if reference is None else reference[rows]
-        label[rows], radius[rows] = _keep_agreeing(final.label, final.radius, ref)
-        p_a_lower[rows] = final.p_a_lower
-    sigma_used = torch.tensor(grid, dtype=torch.float64, device=x.device)[chosen]  # [B]
-    prediction = label.clone() if reference is None else reference.clone()
-    return SigmaCertificates(
-        label, radius, p_a_lower, sigma_used, prediction, selection, grid, n_auto, n0, n, float(alpha)
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Certification through adaptation (Algorithm 1) with Auto-Noise (Algorithm 2)
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -411,7 +281,7 @@ class CertificationThroughAdaptation:
         self.model = model
         self.clean_images = clean_images
         self.num_classes = validation.check_num_classes(num_classes)
-        self.sigmas = _check_sigmas(sigmas)
+        self.sigmas = check_sigmas(sigmas)
         self.rho = float(rho)
         self.adaptation_batch_size = adaptation_batch_size
         self.adaptation_seed = int(adaptation_seed)
@@ -447,7 +317,7 @@ class CertificationThroughAdaptation:
         alpha: float = 0.001,
         batch_size: int = 1000,
         generator: torch.Generator | None = None,
-    ) -> SigmaCertificates:
+    ) -> Certificates:
         """Algorithm 1 at a fixed ``sigma``: prediction f(x); certificate from CERTIFY on g(f_adapt, sigma), kept
         only where it certifies f(x).
 
@@ -461,11 +331,8 @@ class CertificationThroughAdaptation:
             self.adapted(sigma), x, n0=n0, n=n, sigma=sigma, alpha=alpha, num_classes=self.num_classes,
             batch_size=batch_size, generator=generator,
         )
-        label, radius = _keep_agreeing(certs.label, certs.radius, reference)
-        sigma_used = torch.full_like(certs.radius, certs.sigma)
-        return SigmaCertificates(
-            label, radius, certs.p_a_lower, sigma_used, reference, None, (certs.sigma,), 0, n0, n, certs.alpha
-        )
+        label, radius = keep_agreeing(certs.label, certs.radius, reference)
+        return dataclasses.replace(certs, label=label, radius=radius, radius_noise_space=radius, prediction=reference)
 
     def certify_auto_noise(
         self,
@@ -477,7 +344,7 @@ class CertificationThroughAdaptation:
         alpha: float = 0.001,
         batch_size: int = 1000,
         generator: torch.Generator | None = None,
-    ) -> SigmaCertificates:
+    ) -> Certificates:
         """Algorithm 2: Auto-Noise over ``self.sigmas`` with adapted bases and the f(x)-agreement rule; see
         ``auto_noise_certify`` for the guarantee (per-sigma, at the selected sigma) and its limits."""
         reference = self.predict(x, batch_size=batch_size)

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from art_ext import _art
-from art_ext.defences.bn_adaptation import DEFAULT_SIGMAS, CertificationThroughAdaptation, SigmaCertificates
+from art_ext.defences.bn_adaptation import CertificationThroughAdaptation
+from art_ext.smoothing import DEFAULT_SIGMAS, Certificates
 from art_ext.ops.modes import eval_mode
 
 
@@ -59,8 +60,8 @@ class CertificationThroughAdaptationEstimator:
     def certificates(
         self, x: np.ndarray, *, sigma: float | None = None, n_auto: int = 1000, n0: int = 100, n: int = 100_000,
         alpha: float = 0.001, batch_size: int = 1000, seed: int | None = None,
-    ) -> SigmaCertificates:
-        """Full ``SigmaCertificates`` (torch tensors): Algorithm 1 at ``sigma``, or Auto-Noise when ``sigma`` is
+    ) -> Certificates:
+        """Full ``Certificates`` (torch tensors): Algorithm 1 at ``sigma``, or Auto-Noise when ``sigma`` is
         None. The estimator's model mode flags are restored afterwards."""
         x_t = self._to_tensor(x)
         generator = _art.generator_for(seed, self.device)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from art_ext import _art
-from art_ext.certification.smoothed_classifier import SmoothedClassifier
-from art_ext.certification.smoothing import Certificates
+from art_ext.smoothing.classifier import SmoothedClassifier
+from art_ext.smoothing.certify import Certificates
 from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
 

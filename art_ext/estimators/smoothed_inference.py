@@ -11,8 +11,7 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from art_ext import _art
-from art_ext.certification.smoothed_classifier import SmoothedClassifier
-from art_ext.defences.smoothed_inference import labels_from_scores
+from art_ext.smoothing.inference import DEFAULT_MODE, SmoothedInference, labels_from_scores
 from art_ext.ops.modes import eval_mode
 
 _TINY = 1e-12
@@ -45,24 +44,24 @@ class SmoothedInferenceClassifier(PyTorchClassifier):
     wrapped estimator's, and at sigma = 0 it computes the wrapped estimator's function (softmax of it for "soft").
 
     Noise: one ``torch.Generator`` seeded by ``seed`` at construction; every call draws fresh noise from it, so a
-    run is reproducible and ``predict`` equals ``SmoothedClassifier(...).scores`` with the same seed and calls.
+    run is reproducible and ``predict`` equals ``SmoothedInference(...).scores`` with the same seed and calls.
 
     Args:
         estimator: ART ``PyTorchClassifier`` on [0, 1] inputs (``clip_values`` None or (0, 1)).
         sigma: Noise standard deviation in pixel units (>= 0).
-        mode, num_samples, weights, soft_average, batch_size: as in ``SmoothedClassifier``.
+        mode, num_samples, weights, soft_average, batch_size: as in ``SmoothedInference``.
         seed: Seed of the noise generator (``None``: torch's default generator).
     """
 
     def __init__(
-        self, estimator: Any, sigma: float, *, mode: str = "prediction", num_samples: int = 8,
+        self, estimator: Any, sigma: float, *, mode: str = DEFAULT_MODE, num_samples: int = 8,
         weights: Sequence[float] | None = None, soft_average: str = "probabilities", batch_size: int = 1000,
         seed: int | None = None,
     ) -> None:
         _art.check_pytorch_classifier(estimator)
         _art.check_pixel_clip_values(estimator)
         device = _art.estimator_device(estimator)
-        smoothed = SmoothedClassifier(
+        smoothed = SmoothedInference(
             _art.ARTModelView(estimator), sigma, num_classes=int(estimator.nb_classes), mode=mode,
             num_samples=num_samples, weights=weights, soft_average=soft_average, batch_size=batch_size,
             generator=_art.generator_for(seed, device),

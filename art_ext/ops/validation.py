@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def check_images(x: object, *, name: str = "x", low: float = 0.0, high: float = 1.0) -> torch.Tensor:
@@ -72,10 +73,13 @@ def check_num_classes(num_classes: object) -> int:
 
 
 def check_fixed_function(base: Callable[[torch.Tensor], torch.Tensor], *, name: str = "base") -> None:
-    """Refuse a base classifier that is not a fixed function while it is sampled.
+    """Refuse a base classifier whose output for one input is not a fixed function of that input alone.
 
-    Monte-Carlo certificates treat the n draws as i.i.d. Bernoulli trials of one deterministic function; a module
-    in training mode (BatchNorm using batch statistics, active dropout) breaks that, so the bound would be invalid.
+    Monte-Carlo certificates treat the n draws as i.i.d. Bernoulli trials of one deterministic function, and the
+    smoothed forward must not change the model it samples. Refused: any module in training mode (active dropout,
+    BatchNorm that normalizes with batch statistics and updates its running statistics), and any BatchNorm without
+    running statistics (``track_running_stats=False`` or ``running_mean=None``, as Tent-style models), which uses
+    batch statistics even in eval mode, so an image's votes would depend on the other images in its device batch.
     """
     if not isinstance(base, nn.Module):
         return
@@ -84,17 +88,59 @@ def check_fixed_function(base: Callable[[torch.Tensor], torch.Tensor], *, name: 
         shown = ", ".join(in_training[:5]) + (" ..." if len(in_training) > 5 else "")
         raise ValueError(
             f"{name} has modules in training mode ({shown}); call {name}.eval() first: a base classifier must be a "
-            "fixed function while it is sampled (train-mode BatchNorm or dropout make the draws dependent)"
+            "fixed function while it is sampled (train-mode BatchNorm or dropout make the draws dependent, and "
+            "train-mode BatchNorm would update its running statistics)"
+        )
+    batch_stats = [
+        mod_name or type(base).__name__
+        for mod_name, mod in base.named_modules()
+        if isinstance(mod, _BatchNorm) and (not mod.track_running_stats or mod.running_mean is None or mod.running_var is None)
+    ]
+    if batch_stats:
+        shown = ", ".join(batch_stats[:5]) + (" ..." if len(batch_stats) > 5 else "")
+        raise ValueError(
+            f"{name} has BatchNorm layers without running statistics ({shown}): they normalize with the statistics "
+            "of the current batch even in eval mode, so one image's votes would depend on the other images in its "
+            "batch; give them running statistics (e.g. art_ext.defences.adapt_batchnorm freezes adapted ones) "
+            "before smoothing"
         )
 
 
 def check_output_width(logits: torch.Tensor, num_classes: int, *, name: str = "base") -> None:
+    """Check logits [batch, classes] with 2 <= classes <= num_classes."""
     if logits.dim() != 2:
         raise ValueError(f"{name} must return logits of shape [batch, classes], got shape {tuple(logits.shape)}")
+    if logits.shape[1] == 1:
+        raise ValueError(
+            f"{name} returns one logit per sample (shape {tuple(logits.shape)}); art_ext reads class scores "
+            "[batch, classes] by argmax, and one column would make every vote class 0. Wrap a binary model z(x) as "
+            "two columns, e.g. lambda x: torch.cat([torch.zeros_like(z(x)), z(x)], dim=1), so class 1 wins where "
+            "z > 0, and pass num_classes=2"
+        )
     if logits.shape[1] > num_classes:
         raise ValueError(
             f"num_classes={num_classes} is smaller than {name}'s output width {logits.shape[1]}; "
             f"pass num_classes >= {logits.shape[1]}"
+        )
+
+
+def bad_logit_rows(logits: torch.Tensor) -> torch.Tensor:
+    """bool [..., ] per row of logits [..., K]: a NaN or +inf entry, or every entry -inf (no class can win).
+
+    A -inf entry alone is allowed: log-probabilities of impossible classes and the padding of narrow bases are -inf.
+    """
+    logits = logits.detach()
+    return torch.isnan(logits).any(dim=-1) | torch.isposinf(logits).any(dim=-1) | torch.isneginf(logits).all(dim=-1)
+
+
+def raise_on_nonfinite(nonfinite: torch.Tensor, *, name: str = "base") -> None:
+    """Raise when any image produced NaN or infinite logits; ``nonfinite`` counts the bad draws per image [B]."""
+    if bool(nonfinite.any()):
+        first = int(nonfinite.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} returned NaN or infinite logits for image {first} of the batch ({int(nonfinite[first])} of its "
+            f"noisy draws; {int((nonfinite > 0).sum())} image(s) affected); votes from non-finite logits are "
+            "meaningless, so nothing is certified: check the model on noisy inputs"
         )
 
 

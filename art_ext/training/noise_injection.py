@@ -30,7 +30,7 @@ from art_ext.attacks.pgd import PGDConfig, pgd
 from art_ext.data.base import LabeledImages
 from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
-from art_ext.ops.noise import GaussianNoise
+from art_ext.smoothing.noise import GaussianNoise
 from art_ext.training.classifier import random_shift, take_step
 
 

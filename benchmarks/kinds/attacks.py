@@ -40,10 +40,10 @@ log = logging.getLogger("benchmarks")
 def soft_smoothing(base: nn.Module, sigma: float, num_classes: int, num_samples: int,
                    generator: torch.Generator) -> nn.Module:
     """The deployed soft smoothed classifier: mean softmax over M noisy passes (Nemcovsky et al. Eq. 13)."""
-    from art_ext.certification import SmoothedClassifier
+    from art_ext.smoothing import SmoothedInference
 
-    return SmoothedClassifier(base, sigma, num_classes=num_classes, mode="soft", num_samples=num_samples,
-                              generator=generator)
+    return SmoothedInference(base, sigma, num_classes=num_classes, mode="soft", num_samples=num_samples,
+                             generator=generator)
 
 
 def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from art_ext.certification import certify
-from art_ext.certification.metrics import abstain_rate, average_certified_radius, certified_accuracy
+from art_ext.smoothing import certify
+from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext.data import digits
-from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm, auto_noise_certify
+from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm
+from art_ext.smoothing import auto_noise_certify
 from art_ext.models import zoo
 from art_ext.training import accuracy
 from benchmarks import common

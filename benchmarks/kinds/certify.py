@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from art_ext.certification import certify
-from art_ext.certification.metrics import abstain_rate, average_certified_radius, certified_accuracy
+from art_ext.smoothing import certify
+from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext.data import digits
 from art_ext.models import zoo
 from benchmarks import common
@@ -151,7 +151,7 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
 
 def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> Path | None:
     from art_ext._optional import require
-    from art_ext.certification.metrics import certified_accuracy_curve
+    from art_ext.smoothing.metrics import certified_accuracy_curve
 
     require("matplotlib")
     import matplotlib

@@ -32,11 +32,11 @@ from tqdm.auto import tqdm
 
 from art_ext.attacks.pgd import PGDConfig, pgd
 from art_ext.data import digits
-from art_ext.defences.smoothed_inference import (
+from art_ext.smoothing.inference import (
     SmoothedInferenceConfig, finish, labels_from_scores, noisy_logits, votes,
 )
 from art_ext.models import zoo
-from art_ext.ops.noise import GaussianNoise
+from art_ext.smoothing.noise import GaussianNoise
 from benchmarks import common
 
 log = logging.getLogger("benchmarks")

@@ -4,14 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from art_ext.certification import certify
-from art_ext.defences import (
-    DEFAULT_SIGMAS,
-    BNAdaptationConfig,
-    CertificationThroughAdaptation,
-    adapt_batchnorm,
-    auto_noise_certify,
-)
+from art_ext.defences import BNAdaptationConfig, CertificationThroughAdaptation, adapt_batchnorm
+from art_ext.smoothing import DEFAULT_SIGMAS, auto_noise_certify, certify
 from art_ext.defences.bn_adaptation import batchnorm_layers
 from art_ext.types import ABSTAIN
 

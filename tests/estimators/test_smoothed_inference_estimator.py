@@ -9,7 +9,7 @@ from art.attacks.evasion import ProjectedGradientDescent
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from art_ext.certification import SmoothedClassifier
+from art_ext.smoothing import SmoothedInference
 from art_ext.estimators import SmoothedInferenceClassifier
 from art_ext.models.classifiers import Normalize
 
@@ -36,8 +36,8 @@ def test_predictions_equal_the_module_at_the_same_seed(mode) -> None:
     est = SmoothedInferenceClassifier(art_classifier(model), 0.3, mode=mode, num_samples=16, batch_size=64, seed=11)
     got = est.predict(images())
     # the module: ART's preprocessing (mean, std) becomes the base's first layer, noise in pixel space before it
-    module = SmoothedClassifier(nn.Sequential(Normalize(MEAN, STD), model), 0.3, num_classes=10, mode=mode,
-                                num_samples=16, batch_size=64, generator=torch.Generator().manual_seed(11))
+    module = SmoothedInference(nn.Sequential(Normalize(MEAN, STD), model).eval(), 0.3, num_classes=10, mode=mode,
+                               num_samples=16, batch_size=64, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         want = module(torch.from_numpy(images())).numpy()
     np.testing.assert_allclose(got, want, atol=1e-6)

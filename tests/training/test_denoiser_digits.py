@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from art_ext.certification import sample_counts
+from art_ext.smoothing import sample_counts
 from art_ext.data import load_digits
 from art_ext.defences import DenoisedClassifier
 from art_ext.models import zoo

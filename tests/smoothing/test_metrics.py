@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from art_ext.certification import (
+from art_ext.smoothing import (
     abstain_rate,
     average_certified_radius,
     certified_accuracy,

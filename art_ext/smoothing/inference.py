@@ -10,9 +10,9 @@ only a [B, K] accumulator persists and memory does not grow with M (under ``torc
 
 Deviations (from the paper and from the reference code, yanemcovsky/SIAM@947630e):
     * Noise is added in [0, 1] pixel space by default, in front of the base (whose first layer normalizes), as in
-      Cohen et al.; SIAM adds it to the *normalized* input. ``normalization=(mean, std)`` declares that space
-      instead: noise of std sigma after (x - mean) / std equals pixel noise of std sigma * std_c per channel, which
-      is how it is drawn here (the base still receives pixels).
+      Cohen et al.; SIAM adds it to the *normalized* input. ``noise_space=NormalizedNoise(mean, std)`` declares that
+      space instead: noise of std sigma after (x - mean) / std equals pixel noise of std sigma * std_c per channel,
+      which is how it is drawn here (the base still receives pixels).
     * Soft smoothing averages softmax probabilities (Eq. 13, the paper). SIAM's ``mcepredict`` averages *logits*;
       ``soft_average="logits"`` gives that rule, returned as softmax(mean logits) (the argmax is SIAM's).
     * Weighted votes are normalized by the sum of the rank weights, so every mode returns rows that sum to 1
@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from art_ext.ops import validation
-from art_ext.types import ABSTAIN
-
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
+from art_ext.types import ABSTAIN, LogitsFn
 
 #: voting modes: hard vote (Eq. 10), rank-weighted vote (Eqs. 11-12), mean of softmax (Eq. 13)
 MODES = ("prediction", "weighted", "soft")
@@ -57,15 +57,15 @@ class SmoothedInferenceConfig:
     """Parameters of smoothed inference.
 
     Attributes:
-        sigma: Noise standard deviation (>= 0), in pixel units unless ``normalization`` is given. 0 gives the base.
+        sigma: Noise standard deviation (>= 0) in the units of ``noise_space``. 0 gives the base.
         num_samples: M, noisy forward passes per image (>= 1).
         mode: ``"prediction"`` (Eq. 10), ``"weighted"`` (Eqs. 11-12) or ``"soft"`` (Eq. 13).
         weights: Rank weights of the weighted mode, best rank first; missing ranks weigh 0. ``None`` is Eq. 11's
             V = 2^(1-k); ``(1, C)`` is Eq. 12's V_C; ``(1,)`` is prediction voting.
         soft_average: ``"probabilities"`` (Eq. 13) or ``"logits"`` (SIAM's ``mcepredict``).
         batch_size: Noisy samples per forward pass (>= 1): the chunk that bounds memory.
-        normalization: ``(mean, std)`` per channel when the noise is declared in the normalized space of a base
-            whose first layer is ``(x - mean) / std``; ``None`` (default) adds the noise in pixel space.
+        noise_space: ``PixelNoise()`` (default) or ``NormalizedNoise(mean, std)`` for noise declared in the
+            normalized space of a base whose first layer is ``(x - mean) / std``.
     """
 
     sigma: float
@@ -74,7 +74,7 @@ class SmoothedInferenceConfig:
     weights: tuple[float, ...] | None = None
     soft_average: str = "probabilities"
     batch_size: int = 1000
-    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    noise_space: NoiseSpace = PixelNoise()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma", validation.check_sigma(self.sigma, allow_zero=True))
@@ -89,15 +89,7 @@ class SmoothedInferenceConfig:
             if min(weights) < 0 or weights[0] <= 0:
                 raise ValueError(f"weights must be >= 0 with a positive first (top-rank) weight, got {self.weights!r}")
             object.__setattr__(self, "weights", weights)
-        if self.normalization is not None:
-            try:
-                mean, std = self.normalization
-            except (TypeError, ValueError):
-                raise ValueError(f"normalization must be a pair (mean, std), got {self.normalization!r}") from None
-            mean, std = _as_float_tuple(mean, "normalization mean"), _as_float_tuple(std, "normalization std")
-            if len(mean) != len(std) or min(std) <= 0:
-                raise ValueError(f"normalization needs equal-length mean and std with std > 0, got {mean}, {std}")
-            object.__setattr__(self, "normalization", (mean, std))
+        object.__setattr__(self, "noise_space", resolve(self.noise_space))
 
     @property
     def differentiable(self) -> bool:
@@ -144,12 +136,9 @@ def finish(mean_votes: torch.Tensor, config: SmoothedInferenceConfig) -> torch.T
 
 def noise_scale(x: torch.Tensor, config: SmoothedInferenceConfig) -> torch.Tensor | float:
     """Per-channel pixel-space noise std: sigma, or sigma * std_c for noise declared after normalization."""
-    if config.normalization is None:
+    if config.noise_space.is_pixel:
         return config.sigma
-    std = torch.tensor(config.normalization[1], device=x.device, dtype=x.dtype)
-    if std.numel() != x.shape[1]:
-        raise ValueError(f"normalization has {std.numel()} channels but x has {x.shape[1]} (shape {tuple(x.shape)})")
-    return config.sigma * std.view(1, 1, -1, 1, 1)  # [1, 1, C, 1, 1] for noise of shape [m, b, C, H, W]
+    return config.sigma * config.noise_space.pixel_scale(x).unsqueeze(0)  # [1, C, 1, 1] for noise [m, b, C, H, W]
 
 
 def noisy_logits(
@@ -195,8 +184,8 @@ def smoothed_scores(
     """Scores [B, K] of the smoothed classifier (Eq. 8): the mean over M noisy passes of the mode's votes.
 
     Args:
-        base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K'] with K' <= ``num_classes``. It is called as
-            is (put it in eval mode yourself; ``SmoothedClassifier`` and the ART adapter do).
+        base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K'] with K' <= ``num_classes``; a fixed
+            function (eval mode, BatchNorm with running statistics; checked), so the forward never updates it.
         x: Images [B, C, H, W] in [0, 1].
         config: Mode, sigma, M, chunk size and noise space.
         num_classes: K.
@@ -209,12 +198,16 @@ def smoothed_scores(
         ``"soft"`` is differentiable in ``x`` (and the base's parameters); with autograd on, the graph keeps all M
         passes, as any EOT estimate does. The hard modes are not differentiable.
     Raises:
-        ValueError: on malformed ``x``, a generator on another device, or a hard mode asked for gradients (``x``
-            requires grad while autograd is enabled): its output is piecewise constant, so a gradient would be zero
-            almost everywhere; attack the soft mode or the noisy base (EPGD) instead.
+        ValueError: on malformed ``x``, a generator on another device, a base that is not a fixed function
+            (training mode, BatchNorm without running statistics), NaN / infinite logits (naming the first image),
+            or a hard mode asked for gradients (``x`` requires grad while autograd is enabled): its output is
+            piecewise constant, so a gradient would be zero almost everywhere; attack the soft mode or the noisy
+            base (EPGD) instead.
     """
     validation.check_images(x.detach())
     validation.check_num_classes(num_classes)
+    validation.check_fixed_function(base)
+    config.noise_space.check_input(x)
     if generator is not None and generator.device.type != x.device.type:
         raise ValueError(f"generator is on device {generator.device}, but x is on {x.device}; they must match")
     if config.mode in HARD_MODES and torch.is_grad_enabled() and x.requires_grad:
@@ -233,12 +226,18 @@ def _smoothed_scores(
     base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, num_classes: int,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
+    nonfinite = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # [B] passes with NaN/inf logits
     if config.sigma == 0:  # every pass is identical: the base itself, exactly
-        return finish(votes(_checked_logits(base(x), num_classes), config), config)
+        logits = _checked_logits(base(x), num_classes)
+        nonfinite += validation.bad_logit_rows(logits).long()
+        validation.raise_on_nonfinite(nonfinite)
+        return finish(votes(logits, config), config)
     totals: dict[int, torch.Tensor] = {}  # block start -> summed votes [b, K]
     for images, logits in noisy_logits(base, x, config, num_classes=num_classes, generator=generator):
+        nonfinite[images] += validation.bad_logit_rows(logits).sum(dim=0)  # [b]
         chunk = votes(logits, config).sum(dim=0)  # [b, K]
         totals[images.start] = chunk if images.start not in totals else totals[images.start] + chunk
+    validation.raise_on_nonfinite(nonfinite)
     parts = [finish(totals[start] / config.num_samples, config) for start in sorted(totals)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)  # [B, K]
 
@@ -248,3 +247,95 @@ def labels_from_scores(scores: torch.Tensor) -> torch.Tensor:
     top2 = scores.topk(2, dim=1).values  # [B, 2]
     labels = scores.argmax(dim=1)
     return torch.where(top2[:, 0] == top2[:, 1], torch.full_like(labels, ABSTAIN), labels)
+
+
+#: The voting rule every smoothed-inference entry point uses unless told otherwise (the torch module and its ART
+#: adapter alike): the soft rule is the one that is differentiable, so attacks can target what is deployed.
+DEFAULT_MODE = "soft"
+
+
+class SmoothedInference(nn.Module):
+    """Smoothed inference as an ``nn.Module``: scores [B, K] from M fresh noisy passes of a base classifier.
+
+    Implements Nemcovsky et al. (arXiv:1911.07198v2, Eqs. 8-13): vote shares for ``mode="prediction"`` /
+    ``"weighted"``, probabilities for ``"soft"`` (the default, and the only differentiable mode, end to end, so
+    attacks can target it). sigma = 0 gives the base exactly. The base must be a fixed function (eval mode,
+    BatchNorm with running statistics; checked at every call), so the forward never changes it.
+    ``forward`` draws from ``self.generator`` (settable; ``None`` = torch's default generator); ``scores`` /
+    ``labels`` take an explicit generator.
+
+    Args:
+        base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K'].
+        sigma: Noise standard deviation (>= 0) in the units of ``noise_space``.
+        num_classes: Number of classes K (>= the base's output width).
+        mode: ``"soft"`` (default), ``"prediction"`` or ``"weighted"``.
+        num_samples: M, noisy passes per call.
+        weights: Rank weights of the weighted mode (``None``: 2^(1-k), Eq. 11; ``(1, C)``: Eq. 12).
+        soft_average: ``"probabilities"`` (Eq. 13) or ``"logits"`` (the reference code's mean of logits).
+        batch_size: Noisy samples per forward pass (memory bound).
+        noise_space: ``PixelNoise()`` (``None``) or ``NormalizedNoise(mean, std)``.
+        generator: Noise source of ``forward``.
+
+    Examples:
+        >>> from art_ext.testing import LinearToy
+        >>> smoothed = SmoothedInference(LinearToy(torch.ones(4), b=-2.0), 0.25, num_classes=2, num_samples=16,
+        ...                              generator=torch.Generator().manual_seed(0))
+        >>> scores = smoothed(torch.full((3, 1, 2, 2), 0.9))
+        >>> scores.shape, smoothed.labels(torch.full((1, 1, 2, 2), 0.9)).tolist()
+        (torch.Size([3, 2]), [1])
+    """
+
+    def __init__(
+        self,
+        base: LogitsFn,
+        sigma: float,
+        *,
+        num_classes: int,
+        mode: str = DEFAULT_MODE,
+        num_samples: int = 8,
+        weights: Sequence[float] | None = None,
+        soft_average: str = "probabilities",
+        batch_size: int = 1000,
+        noise_space: NoiseSpace | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.num_classes = validation.check_num_classes(num_classes)
+        self.config = SmoothedInferenceConfig(
+            sigma=sigma, num_samples=num_samples, mode=mode,
+            weights=None if weights is None else tuple(weights), soft_average=soft_average, batch_size=batch_size,
+            noise_space=resolve(noise_space),
+        )
+        self.generator = generator
+
+    def extra_repr(self) -> str:
+        return (
+            f"sigma={self.sigma}, num_classes={self.num_classes}, mode={self.mode!r}, num_samples={self.num_samples}, "
+            f"noise_space={self.config.noise_space}"
+        )
+
+    @property
+    def sigma(self) -> float:
+        return self.config.sigma
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def num_samples(self) -> int:
+        return self.config.num_samples
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Smoothed scores [B, K] of images x [B, C, H, W] in [0, 1], noise from ``self.generator``."""
+        return self.scores(x, generator=self.generator)
+
+    def scores(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Smoothed scores [B, K] (see ``smoothed_scores``)."""
+        return smoothed_scores(self.base, x, self.config, num_classes=self.num_classes, generator=generator)
+
+    def labels(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Smoothed labels int64 [B], ``ABSTAIN`` (-1) where the top scores tie."""
+        with torch.no_grad():
+            return labels_from_scores(self.scores(x, generator=generator))

@@ -10,7 +10,8 @@ import scipy.stats
 import torch
 from torch import nn
 
-from art_ext.defences.smoothed_inference import (
+from art_ext.smoothing import NormalizedNoise
+from art_ext.smoothing.inference import (
     SmoothedInferenceConfig,
     finish,
     labels_from_scores,
@@ -32,6 +33,7 @@ class Linear2(nn.Module):
         with torch.no_grad():
             self.lin.weight.copy_(torch.tensor([[4.0, 0.0], [0.0, 4.0], [-2.0, -2.0]]))
             self.lin.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+        self.eval()  # a base classifier is sampled as a fixed function
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin(x.flatten(1))
@@ -146,7 +148,7 @@ def test_memory_does_not_grow_with_num_samples() -> None:
     x = torch.rand(4, 1, 1, 2, generator=torch.Generator().manual_seed(0))
     sizes = {}
     for m in (16, 4096):
-        base = Recorder(Linear2())
+        base = Recorder(Linear2()).eval()
         with torch.no_grad():
             out = smoothed_scores(base, x, SmoothedInferenceConfig(0.3, m, "soft", batch_size=64), num_classes=K)
         assert out.shape == (4, K)
@@ -154,7 +156,7 @@ def test_memory_does_not_grow_with_num_samples() -> None:
     assert max(sizes[16]) == 64 and max(sizes[4096]) == 64  # 16 draws x 4 images per chunk, for any M
     assert len(sizes[4096]) == 4096 // 16 and sum(sizes[4096]) == 4096 * 4
     # more images than batch_size: images are split into blocks, still <= batch_size samples per call
-    base = Recorder(Linear2())
+    base = Recorder(Linear2()).eval()
     with torch.no_grad():
         smoothed_scores(base, torch.rand(10, 1, 1, 2), SmoothedInferenceConfig(0.3, 5, "prediction", batch_size=3),
                         num_classes=K)
@@ -185,7 +187,7 @@ def test_normalized_noise_space_equals_noise_after_normalization() -> None:
     head = nn.Sequential(nn.Flatten(), nn.Linear(2 * 9, 5))
     base = nn.Sequential(Normalize(mean, std), head).eval()
     x = torch.rand(2, 2, 3, 3, generator=torch.Generator().manual_seed(0))
-    cfg = SmoothedInferenceConfig(0.3, 6, "soft", normalization=(mean, std))
+    cfg = SmoothedInferenceConfig(0.3, 6, "soft", noise_space=NormalizedNoise(mean, std))
     with torch.no_grad():
         got = smoothed_scores(base, x, cfg, num_classes=5, generator=torch.Generator().manual_seed(3))
         noise = torch.randn((6, *x.shape), generator=torch.Generator().manual_seed(3))
@@ -219,8 +221,10 @@ def test_config_errors_name_the_bad_value() -> None:
         SmoothedInferenceConfig(0.1, mode="weighted", weights=(1.0, -0.5))
     with pytest.raises(ValueError, match="soft_average"):
         SmoothedInferenceConfig(0.1, soft_average="median")
-    with pytest.raises(ValueError, match="normalization"):
-        SmoothedInferenceConfig(0.1, normalization=((0.5,), (0.0,)))
+    with pytest.raises(ValueError, match="std must be > 0"):
+        SmoothedInferenceConfig(0.1, noise_space=NormalizedNoise((0.5,), (0.0,)))
+    with pytest.raises(TypeError, match="noise_space must be"):
+        SmoothedInferenceConfig(0.1, noise_space=((0.5,), (0.25,)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="outside the declared range"):
         smoothed_scores(Linear2(), toy_images() + 1, SmoothedInferenceConfig(0.1), num_classes=K)
 

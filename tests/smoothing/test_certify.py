@@ -90,7 +90,8 @@ def test_same_seed_same_certificates_and_wrapper_equals_functions(tiny_cnn, gen)
                  generator=torch.Generator().manual_seed(1))
     p2 = smoothed.predict(x, n=300, alpha=0.01, batch_size=128, generator=torch.Generator().manual_seed(1))
     assert torch.equal(p1, p2)
-    assert (a.sigma, a.n0, a.n, a.alpha) == (0.3, 20, 300, 0.01) and len(a) == 3
+    assert a.sigma.tolist() == [0.3] * 3 and a.sigma.dtype == torch.float64
+    assert (a.n0, a.n, a.alpha, a.sigmas) == (20, 300, 0.01, (0.3,)) and len(a) == 3
 
 
 def test_certificates_cat_and_correct():
@@ -99,5 +100,8 @@ def test_certificates_cat_and_correct():
     assert both.label.tolist() == [1, 1] and both.counts_estimation.shape == (2, 3)
     assert both.correct([1, 0]).tolist() == [True, False]
     other, _ = scripted_certify(torch.ones(10, dtype=torch.long), torch.ones(100, dtype=torch.long), sigma=0.25)
+    mixed = type(certs).cat([certs, other])  # per-example sigma: certificates at different sigmas concatenate
+    assert mixed.sigma.tolist() == [float(certs.sigma[0]), 0.25] and mixed.sigmas == tuple(sorted(mixed.sigma.tolist()))
+    longer, _ = scripted_certify(torch.ones(10, dtype=torch.long), torch.ones(200, dtype=torch.long))
     with pytest.raises(ValueError, match="different"):
-        type(certs).cat([certs, other])
+        type(certs).cat([certs, longer])
