@@ -1,15 +1,25 @@
-"""The one module that knows how ART estimators are built inside.
+"""The ART boundary: the one module that knows how ART estimators are built inside.
 
-Everything ART-specific that the adapters need lives here, so an ART upgrade touches one file.
+Every adapter (attacks, estimators, preprocessors, ``score_randomized``) crosses from numpy to torch here, once,
+through ``input_to_tensor`` (one input check: array type, dtype, NaN/inf, values inside the estimator's
+``clip_values``, shape equal to ``estimator.input_shape``), reads labels with ``labels_to_indices`` (as ART reads
+them), refuses unknown keywords with ``refuse_unknown_kwargs``, and crosses back once with ``to_numpy``. An ART
+upgrade touches this file only.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
+
+from art_ext.types import Bounds
+
+#: art_ext's own convention: images in [0, 1], sigma and radii in pixel units.
+PIXEL_BOUNDS = Bounds(0.0, 1.0)
 
 
 def check_pytorch_classifier(estimator: object) -> None:
@@ -19,6 +29,125 @@ def check_pytorch_classifier(estimator: object) -> None:
         raise TypeError(
             f"expected an art.estimators.classification.PyTorchClassifier, got {type(estimator).__name__}"
         )
+
+
+def clip_bounds(estimator: object) -> Bounds:
+    """The estimator's ``clip_values`` as ``Bounds`` (``None``: unbounded, as ART treats it).
+
+    Per-channel ``clip_values`` arrays are reduced to their overall (min, max) for the box constraint; the input
+    check uses the full arrays.
+    """
+    clip = getattr(estimator, "clip_values", None)
+    if clip is None:
+        return Bounds(-math.inf, math.inf)
+    return Bounds(float(np.min(clip[0])), float(np.max(clip[1])))
+
+
+def _expected_form(estimator: object) -> str:
+    shape = tuple(getattr(estimator, "input_shape", ()) or ())
+    clip = getattr(estimator, "clip_values", None)
+    layout = "channels first" if getattr(estimator, "channels_first", True) else "channels last"
+    where = "any finite value" if clip is None else f"values in [{float(np.min(clip[0]))}, {float(np.max(clip[1]))}]"
+    return f"a float array of shape [N, {', '.join(map(str, shape))}] ({layout}, the estimator's input_shape) with {where}"
+
+
+def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: torch.device | None = None,
+                    pixel_range: bool = False) -> torch.Tensor:
+    """The one numpy -> torch crossing, with the one input check of every art_ext ART entry point.
+
+    Checks, before any work: ``x`` is a numpy array (or a torch tensor, which ART's PyTorch attacks pass), of a
+    floating dtype, non-empty, with shape ``[N, *estimator.input_shape]`` (a transposed channel order is named as
+    such), finite, and inside ``estimator.clip_values`` (per-channel arrays honoured); with ``pixel_range`` also
+    inside [0, 1] (art_ext's smoothing estimators, whose sigma is in pixel units). Nothing is clamped or broadcast.
+
+    Returns:
+        float32 tensor on ``device`` (default: the estimator's device).
+    Raises:
+        TypeError / ValueError naming the bad value and the expected form.
+    """
+    expected = _expected_form(estimator)
+    if isinstance(x, torch.Tensor):
+        array_dtype_ok = x.is_floating_point()
+        shape = tuple(x.shape)
+    elif isinstance(x, np.ndarray):
+        array_dtype_ok = np.issubdtype(x.dtype, np.floating)
+        shape = x.shape
+    else:
+        raise TypeError(f"{name} must be a numpy array, {expected}; got {type(x).__name__}")
+    if not array_dtype_ok:
+        raise ValueError(f"{name} has dtype {x.dtype}; expected {expected}")
+    input_shape = tuple(int(d) for d in getattr(estimator, "input_shape", ()) or ())
+    if input_shape and (len(shape) != len(input_shape) + 1 or tuple(shape[1:]) != input_shape):
+        hint = ""
+        if len(shape) == len(input_shape) + 1 and len(shape) == 4:
+            if (shape[3], shape[1], shape[2]) == input_shape or (shape[2], shape[3], shape[1]) == input_shape:
+                hint = " (the channel order looks transposed: check channels_first)"
+        raise ValueError(f"{name} has shape {shape}; expected {expected}{hint}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape}); expected {expected}")
+    t = torch.as_tensor(x, dtype=torch.float32, device=device or estimator_device(estimator))
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} contains {int((~finite).sum())} NaN or infinite values; expected {expected}")
+    clip = getattr(estimator, "clip_values", None)
+    if clip is not None:
+        low = torch.as_tensor(np.asarray(clip[0], dtype=np.float32), device=t.device)
+        high = torch.as_tensor(np.asarray(clip[1], dtype=np.float32), device=t.device)
+        if bool((t < low).any()) or bool((t > high).any()):
+            raise ValueError(
+                f"{name} has values in [{float(t.min()):.4g}, {float(t.max()):.4g}], outside the estimator's "
+                f"clip_values; expected {expected} (scale the inputs, or declare the estimator's clip_values)"
+            )
+    if pixel_range and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
+        raise ValueError(
+            f"{name} has values in [{float(t.min()):.4g}, {float(t.max()):.4g}]; randomized smoothing in art_ext works "
+            "on [0, 1] pixels (sigma and radii in pixel units): scale the inputs to [0, 1]"
+        )
+    return t
+
+
+def labels_to_indices(y: object, *, num_examples: int, nb_classes: int, device: torch.device,
+                      name: str = "y") -> torch.Tensor:
+    """Labels as ART reads them, returned as int64 indices [N]: indices [N], a column [N, 1] (read as indices, as
+    ART's ``check_and_transform_label_format`` does) or one-hot / scores [N, nb_classes] (argmax). Anything else,
+    a one-hot of the wrong width, non-integral or out-of-range indices, is refused."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    if not isinstance(y, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array of labels [N] or one-hot [N, {nb_classes}], got {type(y).__name__}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2:
+        if y.shape[1] != nb_classes:
+            raise ValueError(
+                f"{name} has shape {y.shape}: a one-hot array must have nb_classes={nb_classes} columns; expected "
+                f"indices [N] or one-hot [N, {nb_classes}] with N={num_examples}"
+            )
+        indices = y.argmax(axis=1)
+    elif y.ndim == 1:
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
+                raise ValueError(f"{name} holds non-integer class indices; expected integers in [0, {nb_classes})")
+        indices = y.astype(np.int64)
+    else:
+        raise ValueError(f"{name} has shape {y.shape}; expected indices [N] or one-hot [N, {nb_classes}]")
+    if indices.shape[0] != num_examples:
+        raise ValueError(f"{name} has {indices.shape[0]} labels for {num_examples} inputs; expected one per input")
+    if indices.size and (indices.min() < 0 or indices.max() >= nb_classes):
+        raise ValueError(f"{name} has class indices in [{indices.min()}, {indices.max()}]; expected [0, {nb_classes})")
+    return torch.as_tensor(indices, dtype=torch.int64, device=device)
+
+
+def refuse_unknown_kwargs(kwargs: dict[str, Any], known: Iterable[str], where: str) -> None:
+    """Raise ``TypeError`` naming keywords that ``where`` does not use (ART silently ignores them)."""
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise TypeError(f"{where} got unknown keyword(s) {unknown}; it accepts {sorted(known) or 'none'}")
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """The one torch -> numpy crossing."""
+    return t.detach().cpu().numpy()
 
 
 def check_pixel_clip_values(estimator: object) -> None:
@@ -40,17 +169,24 @@ class ARTModelView(nn.Module):
 
     Applies the estimator's predict-time preprocessing operations (preprocessing defences, then the ``preprocessing``
     mean/std standardisation) as torch ops, then the estimator's model. Noise added to the input of this module is
-    therefore added in pixel space *before* ART's preprocessing, as Cohen et al. certify.
+    therefore added in pixel space *before* ART's preprocessing, as Cohen et al. certify. With
+    ``postprocessing=True`` the estimator's ``postprocessing_defences`` (numpy-only in ART) are applied to the
+    outputs too, so a score-based attack sees exactly what the defended ``predict`` returns; those outputs carry no
+    gradient. ``nn.Module``s held by preprocessing defences (e.g. a denoiser) are registered as submodules, so
+    ``eval()``, ``.to()`` and the fixed-function guard reach them.
     """
 
     def __init__(
-        self, estimator: object, *, wrap_defence: Callable[[object], Callable[[torch.Tensor], torch.Tensor]] | None = None
+        self, estimator: object, *, wrap_defence: Callable[[object], Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        postprocessing: bool = False,
     ) -> None:
         super().__init__()
         from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 
         check_pytorch_classifier(estimator)
         operations = [op for op in estimator.preprocessing_operations if op.apply_predict]  # type: ignore[attr-defined]
+        held = [value for op in operations for value in vars(op).values() if isinstance(value, nn.Module)]
+        self.defence_modules = nn.ModuleList(held)
         if wrap_defence is not None:
             # BPDA: every preprocessing *defence* (not the mean/std standardisation) becomes a tensor function built
             # by ``wrap_defence(op)``; numpy-only defences are allowed then, since the wrapper owns their gradient.
@@ -62,9 +198,14 @@ class ARTModelView(nn.Module):
                 raise TypeError(
                     f"preprocessing operation {type(op).__name__} is numpy-only; art_ext keeps sampling in torch and "
                     "needs PreprocessorPyTorch operations (ART converts `preprocessing=(mean, std)` to torch only when "
-                    "every preprocessing defence is a PreprocessorPyTorch)"
+                    "every preprocessing defence is a PreprocessorPyTorch); attack it with BPDAPGD, which replaces "
+                    "each defence by a straight-through surrogate"
                 )
         self._operations = operations
+        self._postprocessing = (
+            [op for op in (getattr(estimator, "postprocessing_defences", None) or []) if op.apply_predict]
+            if postprocessing else []
+        )
         self.model = estimator.model  # type: ignore[attr-defined]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +214,15 @@ class ARTModelView(nn.Module):
                 x, _ = op.forward(x, None)
             else:  # a tensor function made by ``wrap_defence``
                 x = op(x)
-        return self.model(x)
+        out = self.model(x)
+        if self._postprocessing:
+            # ART's postprocessors are numpy functions of the predictions; the scores they return are what a
+            # query-based attacker observes (no gradient flows through them).
+            preds = out.detach().cpu().numpy()
+            for op in self._postprocessing:
+                preds = op(preds)
+            out = torch.as_tensor(np.asarray(preds), dtype=out.dtype, device=out.device)
+        return out
 
 
 def _wrap_operation(op: object, estimator: object, wrap_defence: Callable[[object], Callable]) -> object:
