@@ -53,3 +53,51 @@ class ScriptedVotes(nn.Module):
             raise RuntimeError(f"ScriptedVotes ran out of votes at position {self.position}")
         self.position += m
         return nn.functional.one_hot(chunk, self.num_classes).to(x.dtype)
+
+
+def tiny_cnn(
+    *, in_channels: int = 1, size: int = 8, num_classes: int = 10, batchnorm: bool = False, seed: int = 0
+) -> nn.Module:
+    """Conv(in -> 4, 3x3) [+ BatchNorm2d] + ReLU + Linear to ``num_classes``, weights fixed by ``seed``, eval mode.
+
+    The one small convolutional toy of the test suite (untrained; the global RNG is left untouched).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, 4, 3, padding=1)]
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(4))
+        layers += [nn.ReLU(), nn.Flatten(), nn.Linear(4 * size * size, num_classes)]
+        model = nn.Sequential(*layers)
+    return model.eval()
+
+
+def tiny_images(n: int, *, in_channels: int = 1, size: int = 8, seed: int = 1) -> torch.Tensor:
+    """``n`` uniform random images [n, C, size, size] in [0, 1] from a seeded generator."""
+    return torch.rand(n, in_channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+class CallRecorder(nn.Module):
+    """Wraps a module and records the batch size of every call (to count the forward passes a method spends)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batch_sizes: list[int] = []
+
+    @property
+    def samples(self) -> int:
+        return sum(self.batch_sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(int(x.shape[0]))
+        return self.inner(x)
+
+
+def art_classifier(model: nn.Module, *, input_shape: tuple[int, ...] = (1, 8, 8), nb_classes: int = 10,
+                   clip_values: tuple[float, float] | None = (0.0, 1.0), **kwargs: object):
+    """An ART ``PyTorchClassifier`` (cross-entropy loss, CPU) around ``model``; ``kwargs`` go to ART unchanged."""
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(model, nn.CrossEntropyLoss(), input_shape, nb_classes, clip_values=clip_values,
+                             device_type="cpu", **kwargs)
