@@ -18,6 +18,7 @@ class LinearToy(nn.Module):
         super().__init__()
         self.register_buffer("w", w.flatten().to(torch.float64))
         self.b = float(b)
+        self.eval()  # a fixed function, ready to be smoothed
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1).to(torch.float64) @ self.w + self.b  # [B]

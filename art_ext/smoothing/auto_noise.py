@@ -93,6 +93,7 @@ def auto_noise_certify(
         ...                            generator=torch.Generator().manual_seed(0))
         >>> certs.sigma.tolist(), certs.label.tolist()
         ([0.5], [1])
+
     Deviations:
         Both stages run Cohen's CERTIFY with its own ``n0`` class-selection draws; the paper does not say how the
         class is chosen. Ties are resolved to the smallest sigma (unspecified in the paper).
