@@ -270,3 +270,22 @@ def generator_for(seed: int | None, device: torch.device) -> torch.Generator | N
 
 def estimator_device(estimator: object) -> torch.device:
     return torch.device(getattr(estimator, "device", "cpu"))
+
+
+# ---- Appended for issue 9 (attacks): the same input check for torch-level entry points ---------------------------
+class InputSpec:
+    """The expected form of inputs of an entry point that has no ART estimator (e.g. ``score_randomized``), in the
+    attributes ``input_to_tensor`` reads from an estimator, so that such entry points run the *same* input check.
+
+    Args:
+        input_shape: Shape of one input (None: not checked). clip_values: (low, high) or None (unbounded).
+        device: Where the tensor is placed.
+    """
+
+    def __init__(self, *, input_shape: tuple[int, ...] | None = None,
+                 clip_values: tuple[float, float] | None = None, channels_first: bool = True,
+                 device: torch.device | str = "cpu") -> None:
+        self.input_shape = input_shape
+        self.clip_values = clip_values
+        self.channels_first = channels_first
+        self.device = device

@@ -1,10 +1,17 @@
-"""The shared body of art_ext's ART ``EvasionAttack`` adapters: numpy in once, batches, seed, eval mode, numpy out.
+"""The shared body of art_ext's ART ``EvasionAttack`` adapters: one input check, labels as ART reads them, batches,
+seed, eval mode, one final projection, numpy out.
 
-Every adapter turns an ART ``PyTorchClassifier`` into an ``nn.Module`` on [0, 1] inputs (``_art.ARTModelView``:
-preprocessing defences, then ART's mean/std standardisation, then the model), builds its algorithm's config
-dataclass from ART-named parameters in ``_check_params`` (so ``set_params`` is validated in the same place), and
-calls the pure-torch core on each batch with one ``torch.Generator`` seeded from ``seed``. With ``batch_size`` at
-least the number of inputs, ``generate`` therefore equals the core called once at the same seed.
+Every adapter turns an ART ``PyTorchClassifier`` into an ``nn.Module`` (``_art.ARTModelView``: preprocessing
+defences, then ART's mean/std standardisation, then the model), builds its algorithm's config dataclass from
+ART-named parameters in ``_check_params`` (so ``set_params`` is validated in the same place), and calls the
+pure-torch core on each batch with one ``torch.Generator`` seeded from ``seed``. ``generate`` owns the invariants
+(foolbox's ``@final`` pattern): the input check (``_art.input_to_tensor``), the labels (``_art.labels_to_indices``),
+the ``mask`` and, after the core, one projection of every output onto the eps-ball, the mask and the estimator's
+``clip_values`` box, whatever the core returned. With ``batch_size`` at least the number of inputs, ``generate``
+therefore equals the core called once at the same seed, followed by that projection.
+
+Units: bounds are the estimator's ``clip_values`` (``None`` = unbounded, as in ART) and ``eps`` / ``eps_step`` are
+in the same units, as in ART's own attacks.
 """
 
 from __future__ import annotations
@@ -20,12 +27,64 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from art_ext import _art
+from art_ext.ops import norms
 from art_ext.ops.modes import eval_mode
+from art_ext.types import Bounds, Norm
+
+#: keywords ``generate`` accepts besides x and y (ART's ``mask``); anything else is refused
+GENERATE_KWARGS = ("mask",)
+
+
+def final_projection(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: Norm, bounds: Bounds,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The last operation of every adapter: x_adv -> x + Proj(mask * (x_adv - x)), clamped to ``bounds``.
+
+    Proj is ``norms.project_and_clamp`` (eps-ball, then box); the final clamp makes the box exact after the
+    rounding of x + delta. A point already inside the ball, the box and the mask moves by at most rounding.
+
+    Args:
+        x: Clean inputs [B, ...]; x_adv: the core's output [B, ...] (must be finite).
+        mask: Optional bool tensor broadcastable to ``x``; outside it x_adv == x.
+    Raises:
+        RuntimeError: when ``x_adv`` holds NaN or infinite values (a core bug is reported, not projected away).
+    """
+    if not bool(torch.isfinite(x_adv).all()):
+        raise RuntimeError(f"the attack's core returned {int((~torch.isfinite(x_adv)).sum())} NaN or infinite "
+                           "values; expected finite adversarial examples")
+    delta = x_adv - x
+    if mask is not None:
+        delta = delta * mask
+    return (x + norms.project_and_clamp(x, delta, eps, norm, bounds)).clamp(bounds.low, bounds.high)
+
+
+def mask_to_tensor(mask: object, x: torch.Tensor) -> torch.Tensor:
+    """ART's ``mask`` (float >= 0 or bool, broadcastable to x, or of x's shape) as a float 0/1 tensor of x's shape
+    (1 where mask != 0), checked before any work."""
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"mask must be a numpy array broadcastable to x {tuple(x.shape)}, got {type(mask).__name__}")
+    if not (np.issubdtype(mask.dtype, np.floating) or mask.dtype == bool):
+        raise ValueError(f"mask has dtype {mask.dtype}; expected float (>= 0) or bool, broadcastable to x "
+                         f"{tuple(x.shape)}")
+    if np.issubdtype(mask.dtype, np.floating) and not (np.all(np.isfinite(mask)) and np.all(mask >= 0)):
+        raise ValueError("mask holds negative, NaN or infinite values; expected values >= 0 (0 = not perturbed)")
+    if mask.ndim > x.dim():
+        raise ValueError(f"mask has shape {mask.shape}, more dimensions than x {tuple(x.shape)}; expected a shape "
+                         "broadcastable to x")
+    try:
+        shape = np.broadcast_shapes(mask.shape, tuple(x.shape))
+    except ValueError:
+        shape = None
+    if shape != tuple(x.shape):
+        raise ValueError(f"mask has shape {mask.shape}, not broadcastable to x {tuple(x.shape)}")
+    nonzero = torch.as_tensor(mask != 0, device=x.device)
+    return torch.broadcast_to(nonzero, x.shape).to(x.dtype)
 
 
 class TorchEvasionAttack(EvasionAttack):
-    """Base of the art_ext adapters. Subclasses set ``attack_params`` and implement ``_build_config`` and
-    ``_attack_batch``; at most a few lines each."""
+    """Base of the art_ext adapters. Subclasses set ``attack_params`` and implement ``_build_config`` (a config with
+    ``eps`` and ``norm``) and ``_attack_batch``; at most a few lines each."""
 
     attack_params = EvasionAttack.attack_params + ["batch_size", "verbose", "seed"]
     _estimator_requirements = (BaseEstimator, ClassifierMixin)
@@ -34,7 +93,6 @@ class TorchEvasionAttack(EvasionAttack):
                  **params: Any) -> None:
         super().__init__(estimator=estimator)
         _art.check_pytorch_classifier(estimator)
-        _art.check_pixel_clip_values(estimator)
         self.batch_size = batch_size
         self.verbose = verbose
         self.seed = seed
@@ -48,8 +106,8 @@ class TorchEvasionAttack(EvasionAttack):
     def _build_config(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _attack_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      generator: torch.Generator | None) -> torch.Tensor:  # pragma: no cover - abstract
+    def _attack_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
+                      *, bounds: Bounds, mask: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _model_view(self, estimator: Any) -> nn.Module:
@@ -65,41 +123,49 @@ class TorchEvasionAttack(EvasionAttack):
             raise ValueError(f"seed must be an int or None, got {self.seed!r}")
         self.config = self._build_config()  # validates every algorithm parameter (errors name the value)
         self._targeted = bool(getattr(self.config, "targeted", False))
+        self._bounds = _art.clip_bounds(self.estimator)  # clip_values None: unbounded, as ART
         self._model = self._model_view(self.estimator)  # rebuilt so that set_params reaches it
 
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
-        """Adversarial examples for ``x`` (numpy [N, C, H, W] in [0, 1]).
+        """Adversarial examples for ``x``, each within ``eps`` of its input, inside ``clip_values`` and unchanged
+        where ``mask`` is 0.
 
         Args:
-            x: Clean inputs.
-            y: True labels (targets when ``targeted``), as indices [N] or one-hot [N, K]. When None, the model's own
-                predictions on ``x`` are used (one forward; avoid this for randomized models: pass true labels).
+            x: Clean inputs of shape [N, *estimator.input_shape], a float array inside the estimator's
+                ``clip_values`` (checked: dtype, shape, NaN/inf, range; nothing is clamped).
+            y: True labels (targets when ``targeted``) as ART reads them: indices [N], a column [N, 1] of indices,
+                or one-hot [N, nb_classes]. When None, the model's own predictions on ``x`` are used (one forward;
+                avoid this for randomized models: pass true labels).
+            mask: Optional array broadcastable to ``x`` (or of its shape): features where it is 0 are not perturbed,
+                including by the random start (ART's ``mask``; values != 0 all count as 1).
         Returns:
             float32 numpy array of the shape of ``x``.
+        Raises:
+            TypeError / ValueError before any work for a bad ``x``, ``y``, ``mask`` or an unknown keyword.
         """
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"x must be a numpy array [N, C, H, W] in [0, 1], got {type(x).__name__}")
-        x_t = torch.as_tensor(x, dtype=torch.float32, device=self._device)  # the only numpy -> torch
+        _art.refuse_unknown_kwargs(kwargs, GENERATE_KWARGS, f"{type(self).__name__}.generate")
+        x_t = _art.input_to_tensor(self.estimator, x, device=self._device)  # the only numpy -> torch
+        mask_t = mask_to_tensor(kwargs["mask"], x_t) if kwargs.get("mask") is not None else None
+        y_t = None if y is None else _art.labels_to_indices(
+            y, num_examples=x_t.shape[0], nb_classes=int(self.estimator.nb_classes), device=self._device)
+        if y_t is None and self.targeted:
+            raise ValueError("targeted=True needs target labels y, got y=None")
         generator = _art.generator_for(self.seed, self._device)
+        eps, norm = float(self.config.eps), self.config.norm
         out = torch.empty_like(x_t)
         with eval_mode(self._model):
-            y_t = self._labels(x_t, y)
+            if y_t is None:
+                y_t = self._predicted_labels(x_t)
             starts = range(0, x_t.shape[0], self.batch_size)
             for start in tqdm(starts, desc=type(self).__name__, disable=not self.verbose):
-                end = start + self.batch_size
-                out[start:end] = self._attack_batch(self._model, x_t[start:end], y_t[start:end], generator)
-        return out.cpu().numpy()  # the only torch -> numpy
+                batch = slice(start, start + self.batch_size)
+                mask_b = None if mask_t is None else mask_t[batch]
+                x_adv = self._attack_batch(self._model, x_t[batch], y_t[batch], generator, bounds=self._bounds,
+                                           mask=mask_b)
+                out[batch] = final_projection(x_t[batch], x_adv.detach(), eps, norm, self._bounds, mask_b)
+        return _art.to_numpy(out)  # the only torch -> numpy
 
-    def _labels(self, x: torch.Tensor, y: np.ndarray | None) -> torch.Tensor:
-        if y is None:
-            if self.targeted:
-                raise ValueError("targeted=True needs target labels y, got y=None")
-            with torch.no_grad():
-                return torch.cat([self._model(x[i:i + self.batch_size]).argmax(1)
-                                  for i in range(0, x.shape[0], self.batch_size)])
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 2:
-            y_arr = y_arr.argmax(1)
-        if y_arr.ndim != 1 or y_arr.shape[0] != x.shape[0]:
-            raise ValueError(f"y must have shape [N] or [N, K] with N={x.shape[0]}, got shape {np.shape(y)}")
-        return torch.as_tensor(y_arr, dtype=torch.int64, device=x.device)
+    def _predicted_labels(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([self._model(x[i:i + self.batch_size]).argmax(1)
+                              for i in range(0, x.shape[0], self.batch_size)])

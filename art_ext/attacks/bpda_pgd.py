@@ -10,8 +10,9 @@ from torch import nn
 
 from art_ext import _art
 from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks.pgd import LogitsFn, LossFn, PGDConfig, cross_entropy_loss, pgd
-from art_ext.types import Bounds
+from art_ext.attacks.pgd import LossFn, PGDConfig, cross_entropy_loss, pgd
+from art_ext.ops.bpda import straight_through
+from art_ext.types import Bounds, LogitsFn
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -20,9 +21,10 @@ class BPDA(nn.Module):
     """Straight-through wrapper (Athalye et al., 2018, arXiv:1802.00420v4, Sec. 4.1): the value of ``defence(x)``,
     the gradient of ``surrogate(x)`` (identity by default).
 
-    ``forward(x) = s + (d - s).detach()`` with d = defence(x) computed without a graph and s = surrogate(x), so the
-    defence may be non-differentiable (quantisation, JPEG, a sampler) or stochastic. Modules passed as defence or
-    surrogate are registered, so ``eval()`` / ``.to()`` reach them.
+    ``forward(x) = s + (d - s).detach()`` (``art_ext.ops.bpda.straight_through``, the one straight-through
+    estimator, shared with ``art_ext.defences.denoised_smoothing``) with d = defence(x) computed without a graph and
+    s = surrogate(x), so the defence may be non-differentiable (quantisation, JPEG, a sampler) or stochastic.
+    Modules passed as defence or surrogate are registered, so ``eval()`` / ``.to()`` reach them.
     """
 
     def __init__(self, defence: TensorFn, surrogate: TensorFn | None = None) -> None:
@@ -34,9 +36,7 @@ class BPDA(nn.Module):
         s = x if self.surrogate is None else self.surrogate(x)  # differentiable stand-in
         with torch.no_grad():
             d = self.defence(x)  # [B, ...], the deployed value
-        if d.shape != s.shape:
-            raise ValueError(f"defence output shape {tuple(d.shape)} differs from the surrogate's {tuple(s.shape)}")
-        return s + (d - s).detach()
+        return straight_through(s, d)
 
 
 def bpda(defence: TensorFn, surrogate: TensorFn | None = None) -> BPDA:
@@ -87,6 +87,7 @@ def bpda_pgd(
     surrogate: TensorFn | None = None,
     loss_fn: LossFn = cross_entropy_loss,
     bounds: Bounds = Bounds(),
+    mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """PGD on ``model(defence(x))`` with BPDA gradients: ``pgd(model o bpda(defence, surrogate), ...)``.
@@ -113,7 +114,7 @@ def bpda_pgd(
     def attacked(z: torch.Tensor) -> torch.Tensor:
         return model(wrapped(z))
 
-    return pgd(attacked, x, y, config, loss_fn=loss_fn, bounds=bounds, generator=generator)
+    return pgd(attacked, x, y, config, loss_fn=loss_fn, bounds=bounds, mask=mask, generator=generator)
 
 
 class BPDAPGD(TorchEvasionAttack):
@@ -124,7 +125,8 @@ class BPDAPGD(TorchEvasionAttack):
     never calls ``estimate_forward`` (ART issue #1526), so a quantiser gives zero gradients; numpy ``Preprocessor``
     defences are also supported (with several defences chained). ``surrogate="identity"`` (default) or
     ``"estimate_forward"`` (each defence's own ART differentiable estimate). The mean/std ``preprocessing`` stays
-    exact. Warns when max_iter * eps_step < eps.
+    exact. Warns when max_iter * eps_step < eps. ``"estimate_forward"`` needs every defence to be a
+    ``PreprocessorPyTorch`` (numpy defences have no torch estimate) and is refused at construction otherwise.
     """
 
     attack_params = TorchEvasionAttack.attack_params + [
@@ -142,6 +144,16 @@ class BPDAPGD(TorchEvasionAttack):
     def _build_config(self) -> PGDConfig:
         if self.surrogate not in ("identity", "estimate_forward"):
             raise ValueError(f"surrogate must be 'identity' or 'estimate_forward', got {self.surrogate!r}")
+        if self.surrogate == "estimate_forward":
+            from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
+
+            numpy_only = [type(op).__name__ for op in (self.estimator.preprocessing_defences or [])
+                          if not isinstance(op, PreprocessorPyTorch)]
+            if numpy_only:
+                raise ValueError(
+                    f"surrogate='estimate_forward' needs PreprocessorPyTorch defences (a torch estimate_forward); "
+                    f"{numpy_only} are numpy-only: use surrogate='identity' for them"
+                )
         return PGDConfig(eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter, norm=self.norm,
                          targeted=self.targeted, num_random_init=self.num_random_init, eot_samples=self.eot_samples)
 
@@ -152,5 +164,5 @@ class BPDAPGD(TorchEvasionAttack):
 
         return _art.ARTModelView(estimator, wrap_defence=wrap)
 
-    def _attack_batch(self, model, x, y, generator):
-        return pgd(model, x, y, self.config, generator=generator)
+    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
+        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)

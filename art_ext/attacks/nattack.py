@@ -8,10 +8,10 @@ from typing import Callable
 
 import torch
 
+from art_ext import _art
 from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks.pgd import LogitsFn
 from art_ext.ops import norms
-from art_ext.types import Bounds, Norm
+from art_ext.types import Bounds, LogitsFn, Norm
 
 #: predict(x [B, ...]) -> int64 labels [B] (-1 = abstain): the deployed decision that judges success
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
@@ -87,9 +87,13 @@ def margin_loss(log_probs: torch.Tensor, y: torch.Tensor, targeted: bool) -> tor
     return margin.clamp(0.0, 1000.0)
 
 
-def _project(x: torch.Tensor, w: torch.Tensor, config: NAttackConfig, bounds: Bounds) -> torch.Tensor:
-    """Image of arctanh-space points w [N, ...] around x [N, ...], inside the eps-ball and the box."""
+def _project(x: torch.Tensor, w: torch.Tensor, config: NAttackConfig, bounds: Bounds,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Image of arctanh-space points w [N, ...] around x [N, ...], inside the eps-ball and the box (and zero
+    perturbation where ``mask`` [N, ...] is False)."""
     delta = (torch.tanh(w) + 1) / 2 * (bounds.high - bounds.low) + bounds.low - x  # [N, ...]
+    if mask is not None:
+        delta = delta * mask
     if config.l2_sphere:
         delta = delta * (config.eps / norms.lp_norm(delta, "l2").clamp_min(1e-12)).view(-1, *([1] * (x.dim() - 1)))
     return x + norms.project_and_clamp(x, delta, config.eps, config.norm, bounds)
@@ -103,6 +107,7 @@ def nattack(
     *,
     predict: PredictFn | None = None,
     bounds: Bounds = Bounds(),
+    mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> NAttackResult:
     """NAttack (Li et al., ICML 2019, arXiv:1905.00441, Alg. 1), batched over images.
@@ -116,11 +121,14 @@ def nattack(
     success True after one query.
 
     Args:
-        model: Scores, [N, C, H, W] in [0, 1] -> logits or log-probabilities [N, K] (log-softmax is applied, so a
-            randomized model may return log of mean softmax over M passes).
+        model: Scores, [N, C, H, W] in ``bounds`` -> logits or log-probabilities [N, K] (log-softmax is applied, so
+            a randomized model may return log of mean softmax over M passes; probabilities, e.g. from a
+            postprocessing defence, keep their ranking and the success threshold of the margin).
         x: Clean inputs [B, C, H, W] inside ``bounds``; y: int64 labels [B] (targets when targeted).
         predict: Deployed decision used for success; labels [B] with -1 = abstain (an abstain is not a success of a
             targeted attack but is one of an untargeted attack: the prediction is not y).
+        bounds: The box, finite on both sides (the tanh parameterisation maps R onto it).
+        mask: Optional bool tensor broadcastable to ``x``: only features where it is True are perturbed.
         generator: Randomness of mu's initialisation and of the populations.
     Returns:
         ``NAttackResult``; ``queries`` counts population scores plus success checks, never above ``max_queries``.
@@ -131,6 +139,11 @@ def nattack(
         the projection is around x itself (not the arctanh round-trip x0), using ``norms.project_and_clamp``;
         no resizing of mu (inputs here are small); the query budget is enforced per image before each iteration.
     """
+    if not (math.isfinite(bounds.low) and math.isfinite(bounds.high)):
+        raise ValueError(f"nattack needs finite bounds (its tanh parameterisation maps onto the box), got "
+                         f"({bounds.low}, {bounds.high})")
+    if mask is not None:
+        mask = torch.broadcast_to(mask, x.shape)
     if predict is None:
         def predict(z: torch.Tensor) -> torch.Tensor:
             return _scores(model, z, config.query_batch_size).argmax(1)
@@ -159,7 +172,7 @@ def nattack(
             idx = rows.nonzero().squeeze(1)
             if idx.numel() == 0:
                 return
-            point = _project(x[idx], w[idx] + mu[idx], config, bounds)  # [A, C, H, W]
+            point = _project(x[idx], w[idx] + mu[idx], config, bounds, _rows(mask, idx))  # [A, C, H, W]
             hit = is_adversarial(predict(point), y[idx])  # [A]
             queries[idx] += 1
             x_adv[idx] = point
@@ -180,7 +193,8 @@ def nattack(
                                 dtype=x.dtype)  # [A, P, C, H, W]
             centre = x[idx].unsqueeze(1).expand_as(noise).flatten(0, 1)  # [A * P, C, H, W]
             search = ((w[idx] + mu[idx]).unsqueeze(1) + config.sigma * noise).flatten(0, 1)  # [A * P, C, H, W]
-            cand = _project(centre, search, config, bounds)  # [A * P, C, H, W]
+            cand_mask = None if mask is None else mask[idx].repeat_interleave(config.pop_size, dim=0)
+            cand = _project(centre, search, config, bounds, cand_mask)  # [A * P, C, H, W]
             log_probs = _scores(model, cand, config.query_batch_size).log_softmax(1)  # [A * P, K]
             loss = margin_loss(log_probs, y[idx].repeat_interleave(config.pop_size), config.targeted)
             reward = -0.5 * loss.view(a, config.pop_size)  # [A, P]
@@ -195,13 +209,23 @@ def nattack(
     return NAttackResult(x_adv, queries, success)
 
 
+def _rows(mask: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if mask is None else mask[idx]
+
+
 def _scores(model: LogitsFn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
 class NAttack(TorchEvasionAttack):
-    """ART ``EvasionAttack`` running ``nattack`` on an ART ``PyTorchClassifier`` (scores and success from the
-    estimator's own pipeline). After ``generate``, ``queries`` and ``success`` hold the per-example results."""
+    """ART ``EvasionAttack`` running ``nattack`` on an ART ``PyTorchClassifier``: scores and success come from what
+    the estimator's ``predict`` returns, preprocessing *and postprocessing* defences included
+    (``_art.ARTModelView(estimator, postprocessing=True)``), since a score-based attacker only sees those outputs.
+    After ``generate``, ``queries`` and ``success`` hold the per-example results.
+
+    The estimator needs finite ``clip_values`` (the search is parameterised by tanh onto that box); ``eps`` is in
+    their units.
+    """
 
     attack_params = TorchEvasionAttack.attack_params + [
         "eps", "max_iter", "norm", "targeted", "pop_size", "sigma", "learning_rate", "max_queries", "l2_sphere"]
@@ -216,7 +240,16 @@ class NAttack(TorchEvasionAttack):
         self.queries: list[torch.Tensor] = []
         self.success: list[torch.Tensor] = []
 
+    def _model_view(self, estimator):
+        return _art.ARTModelView(estimator, postprocessing=True)
+
     def _build_config(self) -> NAttackConfig:
+        bounds = _art.clip_bounds(self.estimator)
+        if not (math.isfinite(bounds.low) and math.isfinite(bounds.high)):
+            raise ValueError(
+                f"NAttack needs finite clip_values (its tanh parameterisation maps the search space onto the box); "
+                f"the estimator's clip_values are {self.estimator.clip_values!r}: declare them, e.g. (0, 1)"
+            )
         return NAttackConfig(eps=self.eps, max_iter=self.max_iter, norm=self.norm, pop_size=self.pop_size,
                              sigma=self.sigma, learning_rate=self.learning_rate, max_queries=self.max_queries,
                              targeted=self.targeted, l2_sphere=self.l2_sphere)
@@ -228,8 +261,8 @@ class NAttack(TorchEvasionAttack):
         self.success = torch.cat(self.success).cpu().numpy()
         return out
 
-    def _attack_batch(self, model, x, y, generator):
-        result = nattack(model, x, y, self.config, generator=generator)
+    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
+        result = nattack(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)
         self.queries.append(result.queries)
         self.success.append(result.success)
         return result.x_adv

@@ -11,9 +11,8 @@ import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
 from art_ext.ops import norms
-from art_ext.types import Bounds, Norm
+from art_ext.types import Bounds, LogitsFn, Norm
 
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 #: loss_fn(model, x_adv, y) -> per-example loss [B] that the attack *increases* (decreases when targeted)
 LossFn = Callable[[LogitsFn, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -77,6 +76,7 @@ def pgd(
     *,
     loss_fn: LossFn = cross_entropy_loss,
     bounds: Bounds = Bounds(),
+    mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """PGD (Madry et al., 2018, arXiv:1706.06083v4, Eq. 2) with optional EOT averaging (Athalye et al., 2018,
@@ -87,13 +87,17 @@ def pgd(
     gradients are computed; the model's train/eval mode is left as the caller set it.
 
     Args:
-        model: Logits function on [0, 1] inputs; may be stochastic (then use ``eot_samples`` > 1).
+        model: Logits function on inputs in ``bounds``; may be stochastic (then use ``eot_samples`` > 1).
         x: Clean inputs [B, ...] inside ``bounds``.
         y: int64 labels [B] (targets when ``config.targeted``).
         loss_fn: Per-example loss to ascend; cross-entropy by default.
+        bounds: Box of valid inputs, in the same units as ``eps`` (default [0, 1] pixels; (-inf, inf) = unbounded).
+        mask: Optional bool tensor broadcastable to ``x``: only features where it is True are perturbed (the random
+            start and every step), as ART's ``mask``.
         generator: Randomness of the random starts (the model's own noise comes from the model).
     Returns:
-        Adversarial inputs, same shape/dtype/device as ``x``, with ||x_adv - x|| <= eps and x_adv in ``bounds``.
+        Adversarial inputs, same shape/dtype/device as ``x``, with ||x_adv - x|| <= eps, x_adv in ``bounds`` and
+        x_adv == x where ``mask`` is False.
     """
     if config.eps == 0:
         return x.detach().clone()
@@ -103,6 +107,8 @@ def pgd(
     for _ in range(max(1, config.num_random_init)):
         if config.num_random_init > 0:
             delta = norms.random_start(x, config.eps, config.norm, bounds, generator)
+            if mask is not None:
+                delta = delta * mask  # ART: the random start is masked too
         else:
             delta = torch.zeros_like(x)
         for _ in range(config.max_iter):
@@ -110,6 +116,8 @@ def pgd(
             loss = expected_loss(model, x + delta, y, loss_fn, config.eot_samples)  # [B]
             (grad,) = torch.autograd.grad(sign * loss.sum(), delta)
             with torch.no_grad():
+                if mask is not None:
+                    grad = grad * mask  # zero outside the mask, before the step's normalisation (as ART)
                 delta = delta + config.eps_step * norms.steepest_ascent(grad, config.norm)
                 delta = norms.project_and_clamp(x, delta, config.eps, config.norm, bounds)
         if config.num_random_init <= 1:
@@ -131,7 +139,17 @@ class PGD(TorchEvasionAttack):
     Drop-in for ``art.attacks.evasion.ProjectedGradientDescent`` (same parameter names and defaults), except that
     only input gradients are computed (no weight gradients, no extra ``predict`` passes for logging), restarts keep
     the highest-loss point per example, and ``seed`` makes runs reproducible. ``generate`` equals
-    ``pgd(ARTModelView(estimator), ...)`` at the same seed when ``batch_size`` >= the number of inputs.
+    ``pgd(ARTModelView(estimator), ...)`` at the same seed, followed by the adapters' final projection, when
+    ``batch_size`` >= the number of inputs. ``eps`` and ``eps_step`` are in the units of the estimator's
+    ``clip_values`` (None = unbounded), as in ART.
+
+    Examples:
+        >>> from art_ext.testing import art_classifier, tiny_cnn, tiny_images
+        >>> clf = art_classifier(tiny_cnn(), clip_values=(0.0, 1.0))
+        >>> x = tiny_images(4).numpy()
+        >>> x_adv = PGD(clf, norm=2, eps=0.5, eps_step=0.1, max_iter=5).generate(x)
+        >>> bool(((x_adv - x).reshape(4, -1) ** 2).sum(1).max() <= 0.5 ** 2 + 1e-5)
+        True
     """
 
     attack_params = TorchEvasionAttack.attack_params + [
@@ -147,5 +165,5 @@ class PGD(TorchEvasionAttack):
         return PGDConfig(eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter, norm=self.norm,
                          targeted=self.targeted, num_random_init=self.num_random_init)
 
-    def _attack_batch(self, model, x, y, generator):
-        return pgd(model, x, y, self.config, generator=generator)
+    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
+        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)

@@ -6,11 +6,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from art_ext import _art
 from art_ext.ops.modes import eval_mode
 from art_ext.ops.validation import check_positive_int
+from art_ext.types import Bounds
 
 #: model(x [B, ...]) -> scores [B, K] (argmax is the decision) or int64 labels [B] (-1 = abstain, always wrong)
 DecisionFn = Callable[[torch.Tensor], torch.Tensor]
@@ -60,13 +63,29 @@ def _decide(model: DecisionFn, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"model must return scores [B, K] or int64 labels [B], got {out.dtype} of shape {tuple(out.shape)}")
 
 
+def _labels(y: object, num_examples: int, device: torch.device) -> torch.Tensor:
+    """Integer class indices [N] >= 0 as int64 on ``device`` (one-hot or float labels are refused, not guessed)."""
+    if isinstance(y, np.ndarray):
+        y = torch.as_tensor(y)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a tensor or numpy array of class indices [{num_examples}], got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"y has dtype {y.dtype}; expected integer class indices of shape [{num_examples}]")
+    if tuple(y.shape) != (num_examples,):
+        raise ValueError(f"y must have shape [{num_examples}] (class indices), got {tuple(y.shape)}")
+    if bool((y < 0).any()):
+        raise ValueError(f"y holds negative labels (min {int(y.min())}); expected class indices >= 0")
+    return y.to(device=device, dtype=torch.int64)
+
+
 def score_randomized(
     model: DecisionFn,
-    x_adv: torch.Tensor,
-    y: torch.Tensor,
+    x_adv: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
     *,
     draws: int = 10,
     batch_size: int = 256,
+    bounds: Bounds | None = None,
 ) -> RandomizedScore:
     """Evaluate final adversarial examples over ``draws`` independent passes of a randomized defence.
 
@@ -77,15 +96,23 @@ def score_randomized(
 
     Args:
         model: Randomized decision (draws its own randomness on every call), e.g. a smoothed classifier's forward.
-        x_adv: Adversarial examples [B, ...]; y: true int64 labels [B].
+        x_adv: Adversarial examples [B, ...], a float tensor or numpy array (e.g. an ART ``generate`` output),
+            checked like every art_ext entry point (``_art.input_to_tensor``: dtype, NaN/inf, inside ``bounds``).
+        y: True labels, integer indices [B] (tensor or array), >= 0.
         draws: k >= 1 independent evaluations.
+        bounds: Optional input range that ``x_adv`` must lie in (None: not checked).
     Returns:
         ``RandomizedScore`` with ``correct`` bool [B, k] on ``x_adv``'s device.
+    Raises:
+        TypeError / ValueError before any model call for a bad ``x_adv``, ``y``, ``draws`` or ``batch_size``.
     """
     check_positive_int(draws, "draws")
     check_positive_int(batch_size, "batch_size")
-    if y.shape != x_adv.shape[:1]:
-        raise ValueError(f"y must have shape [{x_adv.shape[0]}], got {tuple(y.shape)}")
+    device = x_adv.device if isinstance(x_adv, torch.Tensor) else torch.device("cpu")
+    spec = _art.InputSpec(input_shape=tuple(np.shape(x_adv)[1:]),  # a shape check of its own: no estimator here
+                          clip_values=None if bounds is None else (bounds.low, bounds.high), device=device)
+    x_adv = _art.input_to_tensor(spec, x_adv, name="x_adv")
+    y = _labels(y, x_adv.shape[0], device)
     modes = eval_mode(model) if isinstance(model, nn.Module) else nullcontext()
     columns = []
     with modes, torch.no_grad():

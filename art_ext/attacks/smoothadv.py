@@ -1,26 +1,54 @@
-"""SmoothAdv-PGD: PGD on the soft smoothed classifier, -log mean_i softmax_y(f(x' + delta_i)), noise fixed."""
+"""SmoothAdv-PGD: PGD on the soft smoothed classifier, -log mean_i softmax_y(f(x' + delta_i))."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks.epgd import gaussian_noise_fn, noisy_logits
-from art_ext.attacks.pgd import LogitsFn, LossFn, PGDConfig, pgd
+from art_ext.attacks.pgd import LossFn, PGDConfig, pgd
 from art_ext.ops import norms
-from art_ext.types import Bounds, Norm
+from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
+from art_ext.types import Bounds, LogitsFn, Norm
 
 Aggregate = Literal["softmax", "logits"]
 _AGGREGATES = ("softmax", "logits")
+NoiseSchedule = Literal["fixed", "fresh"]
+_NOISE_SCHEDULES = ("fixed", "fresh")
 
 
-def smoothadv_loss(noise: torch.Tensor, aggregate: Aggregate = "softmax") -> LossFn:
-    """Per-example loss [B] on the m fixed noisy copies x' + noise[i] (noise [m, B, ...]).
+def draw_noise(x: torch.Tensor, samples: int, sigma: float, noise_space: NoiseSpace | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """``samples`` Gaussian draws [m, B, ...] of std sigma in ``noise_space``, expressed in input (pixel) units.
+
+    One ``torch.randn`` of shape [m, *x.shape] from ``generator`` (sigma = 0: zeros, no draw); for
+    ``NormalizedNoise(mean, std)`` channel c is scaled by ``std_c`` (noise of std sigma after the normalization).
+    """
+    if sigma == 0:
+        return torch.zeros((samples, *x.shape), device=x.device, dtype=x.dtype)
+    e = torch.randn((samples, *x.shape), generator=generator, device=x.device, dtype=x.dtype)  # [m, B, ...]
+    space = resolve(noise_space)
+    if space.is_pixel:
+        return sigma * e
+    return (sigma * space.pixel_scale(x)) * e  # [C, 1, 1] broadcast over [m, B, C, H, W]
+
+
+def noisy_logits(model: LogitsFn, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Logits [m, B, K] of the m noisy copies x + noise[i], evaluated in one batch of m * B rows."""
+    samples, batch = noise.shape[:2]
+    return model((x.unsqueeze(0) + noise).flatten(0, 1)).view(samples, batch, -1)  # [m, B, K]
+
+
+def smoothadv_loss(noise: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+                   aggregate: Aggregate = "softmax") -> LossFn:
+    """Per-example loss [B] on the m noisy copies x' + noise[i].
+
+    ``noise`` is either a tensor [m, B, ...] used at every call (fixed noise) or a function x -> [m, B, ...] called
+    once per loss evaluation (fresh noise at every step).
 
     ``"softmax"`` (Salman et al. 2019, Sec. 3.1 and their code): -log((1/m) sum_i softmax_y(f(x' + delta_i))),
     clamped at 1e-20 before the log as the reference does. ``"logits"`` (Nemcovsky et al., Eq. 24):
@@ -28,7 +56,8 @@ def smoothadv_loss(noise: torch.Tensor, aggregate: Aggregate = "softmax") -> Los
     """
 
     def loss(model: LogitsFn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = noisy_logits(model, x, noise)  # [m, B, K]
+        drawn = noise if isinstance(noise, torch.Tensor) else noise(x)  # [m, B, ...]
+        logits = noisy_logits(model, x, drawn)  # [m, B, K]
         if aggregate == "logits":
             return F.cross_entropy(logits.mean(0), y, reduction="none")  # [B]
         probs = logits.softmax(-1).mean(0)  # [B, K], mean of probabilities over the m copies
@@ -42,13 +71,17 @@ class SmoothAdvConfig:
     """Parameters of ``smoothadv_pgd``.
 
     Attributes:
-        eps: Radius (pixel units), >= 0. max_iter: T >= 1. norm: "l2" (the paper's) or "linf".
+        eps: Radius (input units), >= 0. max_iter: T >= 1. norm: "l2" (the paper's) or "linf".
         eps_step: Step size; None = 2 * eps / T (the reference's). targeted, num_random_init: as in ``PGDConfig``
             (the reference has no random start: 0).
-        sigma: Noise std of the smoothed classifier (pixel units), >= 0.
-        num_noise: m, the number of noise draws, sampled once and reused at every step, >= 1.
+        sigma: Noise std of the smoothed classifier (units of ``noise_space``), >= 0.
+        num_noise: m, the number of noise draws per step, >= 1.
         aggregate: "softmax" (mean of probabilities, the SmoothAdv objective) or "logits" (mean of logits, Eq. 24 of
             Nemcovsky et al.).
+        noise: ``"fixed"`` (default; Salman et al.'s code, the paper's setting): the m draws are sampled once and
+            reused at every step, so the attack ascends one fixed Monte Carlo objective. ``"fresh"``: m new draws at
+            every step (as torchattacks' PGDRSL2), a stochastic gradient of the expectation itself.
+        noise_space: Where the noise is added (``PixelNoise()`` default, or ``NormalizedNoise(mean, std)``).
     """
 
     eps: float
@@ -60,6 +93,8 @@ class SmoothAdvConfig:
     num_random_init: int = 0
     num_noise: int = 8
     aggregate: Aggregate = "softmax"
+    noise: NoiseSchedule = "fixed"
+    noise_space: NoiseSpace = PixelNoise()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", norms.norm_name(self.norm))
@@ -70,6 +105,9 @@ class SmoothAdvConfig:
             raise ValueError(f"num_noise must be an int >= 1, got {self.num_noise!r}")
         if self.aggregate not in _AGGREGATES:
             raise ValueError(f"aggregate must be one of {_AGGREGATES}, got {self.aggregate!r}")
+        if self.noise not in _NOISE_SCHEDULES:
+            raise ValueError(f"noise must be one of {_NOISE_SCHEDULES}, got {self.noise!r}")
+        object.__setattr__(self, "noise_space", resolve(self.noise_space))
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
         if self.eps_step is None:
@@ -87,22 +125,27 @@ def smoothadv_pgd(
     y: torch.Tensor,
     config: SmoothAdvConfig,
     *,
-    noise: torch.Tensor | None = None,
+    fixed_noise: torch.Tensor | None = None,
     bounds: Bounds = Bounds(),
+    mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """SmoothAdv-PGD (Salman et al., NeurIPS 2019, arXiv:1906.04584, Sec. 3.1, objective on the soft smoothed
     classifier G(x) = E_delta[softmax f(x + delta)]) against the base classifier ``model``.
 
-    The m noise draws delta_i ~ N(0, sigma^2 I) are sampled once (or passed as ``noise`` [m, B, C, H, W]) and reused
-    at every step; each step is ``pgd``'s normalized-gradient step of size eps_step = 2 eps / T followed by
-    ``norms.project_and_clamp``. The returned example excludes the noise.
+    With ``config.noise == "fixed"`` the m draws delta_i ~ N(0, sigma^2 I) are sampled once (or passed as
+    ``fixed_noise`` [m, B, C, H, W]) and reused at every step; with ``"fresh"`` m new draws are taken at every
+    loss evaluation (every step, and the final comparison of random restarts). Each step is ``pgd``'s
+    normalized-gradient step of size eps_step = 2 eps / T followed by ``norms.project_and_clamp``. The returned
+    example excludes the noise.
 
     Args:
-        model: Base classifier f, [0, 1] inputs -> logits (deterministic; the noise is this function's).
+        model: Base classifier f, inputs in ``bounds`` -> logits (deterministic; the noise is this function's).
         x: Clean inputs [B, C, H, W] in ``bounds``; y: int64 labels [B] (targets when targeted).
-        noise: Optional fixed noise [m, B, ...] in pixel units (overrides ``sigma``/``num_noise`` sampling).
-        generator: Randomness of the noise draw and of random starts.
+        fixed_noise: Optional fixed noise [m, B, ...] in input units (overrides ``sigma``/``num_noise`` sampling);
+            only with ``noise="fixed"``.
+        mask: Optional bool tensor broadcastable to ``x`` (features perturbed where True), as in ``pgd``.
+        generator: Randomness of the noise draws and of random starts.
     Returns:
         Adversarial inputs like ``x`` with ||x_adv - x|| <= eps, inside ``bounds``.
 
@@ -112,36 +155,58 @@ def smoothadv_pgd(
         hold either way). Where the gradient is exactly zero the reference steps in a random Gaussian direction;
         here the step is zero. Its ``random_start`` flag is ignored (no random start); here ``num_random_init``
         (default 0) works. l_inf is offered as in torchattacks' PGDRS. The DDN and no-grad variants are not
-        implemented. ``aggregate="logits"`` is Nemcovsky et al.'s Eq. 24 reading, not SmoothAdv.
+        implemented. ``aggregate="logits"`` is Nemcovsky et al.'s Eq. 24 reading, not SmoothAdv. ``noise="fresh"``
+        is not in the reference (measured in benchmarks/compare_attacks.py: it is the stronger attack there).
+
+    Examples:
+        >>> from art_ext.testing import tiny_cnn, tiny_images
+        >>> model, x = tiny_cnn(), tiny_images(3)
+        >>> y = model(x).argmax(1)
+        >>> config = SmoothAdvConfig(eps=0.5, sigma=0.25, max_iter=4, num_noise=4, noise="fresh")
+        >>> x_adv = smoothadv_pgd(model, x, y, config, generator=torch.Generator().manual_seed(0))
+        >>> bool((norms.lp_norm(x_adv - x, "l2") <= 0.5 + 1e-6).all())
+        True
     """
-    if noise is None:
-        noise = gaussian_noise_fn(config.sigma, generator=generator)(x, config.num_noise)  # [m, B, ...]
-    elif noise.dim() != x.dim() + 1 or noise.shape[1:] != x.shape:
-        raise ValueError(f"noise must have shape [m, *x.shape] = [m, {', '.join(map(str, x.shape))}], "
-                         f"got {tuple(noise.shape)}")
+    if fixed_noise is not None:
+        if config.noise != "fixed":
+            raise ValueError(f"fixed_noise is given but config.noise is {config.noise!r}; expected noise='fixed'")
+        if fixed_noise.dim() != x.dim() + 1 or fixed_noise.shape[1:] != x.shape:
+            raise ValueError(f"fixed_noise must have shape [m, *x.shape] = [m, {', '.join(map(str, x.shape))}], "
+                             f"got {tuple(fixed_noise.shape)}")
+        noise: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] = fixed_noise
+    elif config.noise == "fixed":
+        noise = draw_noise(x, config.num_noise, config.sigma, config.noise_space, generator)  # [m, B, ...], once
+    else:
+        def noise(z: torch.Tensor) -> torch.Tensor:  # m new draws per loss evaluation
+            return draw_noise(z, config.num_noise, config.sigma, config.noise_space, generator)
+
     loss_fn = smoothadv_loss(noise, config.aggregate)
-    return pgd(model, x, y, config.pgd_config(), loss_fn=loss_fn, bounds=bounds, generator=generator)
+    return pgd(model, x, y, config.pgd_config(), loss_fn=loss_fn, bounds=bounds, mask=mask, generator=generator)
 
 
 class SmoothAdvPGD(TorchEvasionAttack):
     """ART ``EvasionAttack`` running ``smoothadv_pgd`` on an ART ``PyTorchClassifier`` (the base classifier; noise is
-    added in pixel space before the estimator's preprocessing)."""
+    added to the estimator's inputs before its preprocessing). ``noise="fixed"`` (default, Salman et al.) or
+    ``"fresh"`` (new draws every step)."""
 
     attack_params = TorchEvasionAttack.attack_params + [
-        "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init", "sigma", "num_noise", "aggregate"]
+        "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init", "sigma", "num_noise", "aggregate",
+        "noise", "noise_space"]
 
     def __init__(self, estimator, sigma: float, norm=2, eps: float = 0.5, eps_step: float | None = None,
-                 max_iter: int = 20, num_noise: int = 8, aggregate: Aggregate = "softmax", targeted: bool = False,
+                 max_iter: int = 20, num_noise: int = 8, aggregate: Aggregate = "softmax",
+                 noise: NoiseSchedule = "fixed", noise_space: NoiseSpace | None = None, targeted: bool = False,
                  num_random_init: int = 0, batch_size: int = 32, verbose: bool = False,
                  seed: int | None = None) -> None:
         super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, sigma=sigma, norm=norm,
                          eps=eps, eps_step=eps_step, max_iter=max_iter, num_noise=num_noise, aggregate=aggregate,
-                         targeted=targeted, num_random_init=num_random_init)
+                         noise=noise, noise_space=noise_space, targeted=targeted, num_random_init=num_random_init)
 
     def _build_config(self) -> SmoothAdvConfig:
         return SmoothAdvConfig(eps=self.eps, sigma=self.sigma, max_iter=self.max_iter, eps_step=self.eps_step,
                                norm=self.norm, targeted=self.targeted, num_random_init=self.num_random_init,
-                               num_noise=self.num_noise, aggregate=self.aggregate)
+                               num_noise=self.num_noise, aggregate=self.aggregate, noise=self.noise,
+                               noise_space=resolve(self.noise_space))
 
-    def _attack_batch(self, model, x, y, generator):
-        return smoothadv_pgd(model, x, y, self.config, generator=generator)
+    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
+        return smoothadv_pgd(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from art_ext.ops.bpda import straight_through
 from art_ext.ops.modes import eval_mode
 
 GRADIENTS = ("exact", "bpda")
@@ -43,12 +44,6 @@ class DenoisedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.denoiser(x))  # [B, K]
-
-
-def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Value ``y``, gradient of the identity w.r.t. ``x``: BPDA with the identity surrogate (Athalye et al., 2018,
-    arXiv:1802.00420v4, Sec. 4.1), written so autograd needs no custom backward."""
-    return x + (y - x).detach()
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ def denoise(denoiser: nn.Module, x: torch.Tensor, config: DenoiserPreprocessorCo
             out = denoiser(x)  # [B, C, H, W]
         else:
             out = torch.cat([denoiser(chunk) for chunk in x.split(config.batch_size)])
-    return straight_through(x, out) if config.gradient == "bpda" else out
+    return straight_through(x, out) if config.gradient == "bpda" else out  # BPDA: identity backward
 
 
 def _preprocessor_base() -> type:

@@ -10,10 +10,10 @@ Deviations:
       train.py) the expectation is used instead: loss = (1 - w) CE(f(x + eta), y) + w CE(f(x_adv + eta'), y).
     * Noise is input noise only, in pixel space (SIAM also injects learned weight noise, and adds input noise after
       normalization).
-    * Adversarial examples are EPGD (Sec. 4.2): ``art_ext.attacks.pgd.pgd`` with ``eot_samples`` draws on
-      ``nn.Sequential(GaussianNoise(sigma), model)``, generated with the model in eval mode (BatchNorm running
-      statistics are not updated by the attack), with a random start and a fresh gradient every step (SIAM never
-      clears the input gradient between steps).
+    * Adversarial examples are EPGD (Sec. 4.2): ``art_ext.attacks.epgd`` with ``eot_samples`` pixel-noise draws per
+      step at the training sigma, generated with the model in eval mode (BatchNorm running statistics are not
+      updated by the attack), with a random start and a fresh gradient every step (SIAM never clears the input
+      gradient between steps).
     * Adam with cosine decay instead of SGD with step milestones.
 """
 
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from art_ext.attacks.pgd import PGDConfig, pgd
+from art_ext.attacks.epgd import EPGDConfig, epgd
 from art_ext.data.base import LabeledImages
 from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
@@ -75,9 +75,9 @@ class NoiseInjectionConfig:
             raise ValueError(f"max_shift must be an int >= 0, got {self.max_shift!r}")
         self.attack_config()  # validates eps, eps_step, max_iter, norm, eot_samples
 
-    def attack_config(self) -> PGDConfig:
-        return PGDConfig(self.eps, self.eps_step, self.max_iter, self.norm, num_random_init=1,
-                         eot_samples=self.eot_samples)
+    def attack_config(self) -> EPGDConfig:
+        return EPGDConfig(self.eps, self.eps_step, sigma=self.sigma, max_iter=self.max_iter, norm=self.norm,
+                          num_random_init=1, eot_samples=self.eot_samples)
 
     def apply(self, model: nn.Module, data: LabeledImages, *, verbose: bool = False) -> list[float]:
         """Fine-tune ``model`` in place with this recipe (the zoo's fine-tuning hook)."""
@@ -100,7 +100,7 @@ def noise_injection_finetune(
     device = next(model.parameters()).device
     x_all, y_all = data.x.to(device), data.y.to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    noisy_model = nn.Sequential(GaussianNoise(config.sigma, generator=generator), model)  # EPGD's randomized model
+    noisy_model = nn.Sequential(GaussianNoise(config.sigma, generator=generator), model)  # training under noise
     attack = config.attack_config()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = config.epochs * math.ceil(len(data) / config.batch_size)
@@ -115,7 +115,7 @@ def noise_injection_finetune(
             y = y_all[batch]
             if w > 0:
                 with eval_mode(model):
-                    x_adv = pgd(noisy_model, x, y, attack, generator=generator)  # EPGD (Sec. 4.2)
+                    x_adv = epgd(model, x, y, attack, generator=generator)  # EPGD (Sec. 4.2), same generator
             model.train()
             loss = F.cross_entropy(noisy_model(x), y)  # noise injection at the smoothing sigma (Eq. 21)
             if w > 0:

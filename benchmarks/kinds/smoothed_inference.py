@@ -3,7 +3,7 @@
 
 For each model, split ("val" for selection, "test" for the report), sigma and seed, a chunk of images is attacked
 with PGD (one noisy pass per step: EOT with 1 sample, as SIAM's ``PGD_FGSMk``) and EPGD (``epgd_samples`` noisy
-passes averaged per step), both on the noisy base ``nn.Sequential(GaussianNoise(sigma), model)``. Clean, PGD and
+passes averaged per step), both ``art_ext.attacks.epgd`` on the base with pixel noise at the smoothing sigma. Clean, PGD and
 EPGD inputs are then classified by the three smoothed-inference modes for every M in the grid. The M estimates are
 prefixes of one stream of ``max(M)`` draws per image (each estimate is an unbiased M-sample estimate; they are
 correlated across M). Ties abstain and count as wrong.
@@ -30,13 +30,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from art_ext.attacks.pgd import PGDConfig, pgd
+from art_ext.attacks.epgd import EPGDConfig, epgd
 from art_ext.data import digits
 from art_ext.smoothing.inference import (
     SmoothedInferenceConfig, finish, labels_from_scores, noisy_logits, votes,
 )
 from art_ext.models import zoo
-from art_ext.smoothing.noise import GaussianNoise
 from benchmarks import common
 
 log = logging.getLogger("benchmarks")
@@ -56,11 +55,12 @@ def _splits(suite: dict[str, Any], limit: int | None) -> list[tuple[str, int | N
     ]
 
 
-def _attack_configs(suite: dict[str, Any]) -> tuple[PGDConfig, PGDConfig]:
+def _attack_configs(suite: dict[str, Any], sigma: float) -> tuple[EPGDConfig, EPGDConfig]:
+    """PGD (EPGD with one noisy pass per step) and EPGD (``epgd_samples`` passes) at the smoothing sigma."""
     a = suite["attack"]
-    common_args = dict(eps=float(a["eps"]), eps_step=float(a["eps_step"]), max_iter=int(a["max_iter"]),
+    common_args = dict(eps=float(a["eps"]), eps_step=float(a["eps_step"]), sigma=sigma, max_iter=int(a["max_iter"]),
                        norm=a["norm"], num_random_init=int(a.get("num_random_init", 1)))
-    return PGDConfig(**common_args, eot_samples=1), PGDConfig(**common_args, eot_samples=int(a["epgd_samples"]))
+    return EPGDConfig(**common_args, eot_samples=1), EPGDConfig(**common_args, eot_samples=int(a["epgd_samples"]))
 
 
 def evaluate_chunk(
@@ -70,11 +70,10 @@ def evaluate_chunk(
     """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images."""
     grid = [int(m) for m in suite["num_samples"]]
     max_m, batch_size, modes = max(grid), int(suite["batch_size"]), list(suite["modes"])
-    pgd_cfg, epgd_cfg = _attack_configs(suite)
-    noisy = nn.Sequential(GaussianNoise(sigma, generator=generator), model)
-    inputs = {"clean": x, "pgd": pgd(noisy, x, y, pgd_cfg, generator=generator)}
+    pgd_cfg, epgd_cfg = _attack_configs(suite, sigma)
+    inputs = {"clean": x, "pgd": epgd(model, x, y, pgd_cfg, generator=generator)}
     # sigma = 0: the base is deterministic, EPGD's average of identical gradients is PGD
-    inputs["epgd"] = pgd(noisy, x, y, epgd_cfg, generator=generator) if sigma > 0 else inputs["pgd"]
+    inputs["epgd"] = epgd(model, x, y, epgd_cfg, generator=generator) if sigma > 0 else inputs["pgd"]
     index = torch.tensor([m - 1 for m in grid], device=x.device)
     counts = torch.tensor(grid, device=x.device, dtype=x.dtype).view(-1, 1, 1)  # [G, 1, 1]
     correct: dict[str, dict[str, torch.Tensor]] = {}

@@ -13,11 +13,12 @@ from torch import nn
 from art_ext.attacks import (
     EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized, smoothadv_pgd,
 )
-from art_ext.attacks.epgd import gaussian_noise_fn, noisy_cross_entropy
+from art_ext.attacks.epgd import noisy_cross_entropy
 from art_ext.attacks.pgd import expected_loss
 from art_ext.attacks.nattack import margin_loss
-from art_ext.attacks.smoothadv import smoothadv_loss
+from art_ext.attacks.smoothadv import draw_noise, smoothadv_loss
 from art_ext.ops import norms
+from art_ext.smoothing import GaussianNoise, NormalizedNoise
 
 
 # ---- BPDA ----------------------------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def test_epgd_gradient_is_mean_of_single_draw_gradients(tiny_model, batch):
     one-draw gradients taken with the same noise (algorithms.md §11.5)."""
     x, y = batch
     x = x.clone().requires_grad_(True)
-    one_draw = noisy_cross_entropy(gaussian_noise_fn(0.3, generator=torch.Generator().manual_seed(5)))
+    one_draw = noisy_cross_entropy(0.3, generator=torch.Generator().manual_seed(5))
     (g_m,) = torch.autograd.grad(expected_loss(tiny_model, x, y, one_draw, 4).sum(), x)
     g = torch.Generator().manual_seed(5)
     noise = [0.3 * torch.randn((1, *x.shape), generator=g)[0] for _ in range(4)]  # the same four draws, in order
@@ -72,11 +73,24 @@ def test_epgd_gradient_is_mean_of_single_draw_gradients(tiny_model, batch):
     torch.testing.assert_close(g_m, torch.stack(singles).mean(0), rtol=1e-5, atol=1e-7)
 
 
-def test_epgd_normalized_noise_space_scales_per_channel():
+def test_normalized_noise_space_scales_per_channel():
     x = torch.zeros(2, 3, 4, 4)
-    noise = gaussian_noise_fn(0.5, std=(0.1, 0.2, 0.4), generator=torch.Generator().manual_seed(0))(x, 2000)
+    space = NormalizedNoise(mean=(0.5, 0.5, 0.5), std=(0.1, 0.2, 0.4))
+    noise = draw_noise(x, 2000, 0.5, space, generator=torch.Generator().manual_seed(0))  # [2000, 2, 3, 4, 4]
     observed = noise.transpose(0, 2).flatten(1).std(1)  # per channel, pixel units
     torch.testing.assert_close(observed, torch.tensor([0.05, 0.1, 0.2]), rtol=0.03, atol=0)  # ~48k draws each
+
+
+def test_epgd_noise_space_is_the_smoothing_draw():
+    """EPGD adds the same noise as ``GaussianNoise(sigma, noise_space=...)`` (one vocabulary for the noise space):
+    a recording model sees x + sigma * std_c * e with the generator's draws in order."""
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    space = NormalizedNoise(mean=(0.4, 0.4, 0.4), std=(0.1, 0.2, 0.4))
+    seen = []
+    model = lambda z: (seen.append(z.detach().clone()), z.flatten(1)[:, :5] * 0)[1]  # noqa: E731
+    noisy_cross_entropy(0.5, space, torch.Generator().manual_seed(3))(model, x, torch.tensor([0, 1]))
+    expected = GaussianNoise(0.5, generator=torch.Generator().manual_seed(3), noise_space=space)(x)
+    assert torch.equal(seen[0], expected) and not torch.equal(seen[0], x)
 
 
 # ---- SmoothAdv -----------------------------------------------------------------------------------------------------
@@ -109,15 +123,18 @@ def test_smoothadv_draws_noise_once_and_default_step(tiny_model, batch):
     assert config.eps_step == pytest.approx(2 * 0.5 / 10)
     drawn = smoothadv_pgd(tiny_model, x, y, config, generator=torch.Generator().manual_seed(9))
     noise = 0.25 * torch.randn((4, *x.shape), generator=torch.Generator().manual_seed(9))
-    assert torch.equal(drawn, smoothadv_pgd(tiny_model, x, y, config, noise=noise))
+    assert torch.equal(drawn, smoothadv_pgd(tiny_model, x, y, config, fixed_noise=noise))
     # fixed noise makes the attack a deterministic function: with T steps of 2 eps / T it reaches the boundary
     assert (norms.lp_norm(drawn - x, "l2") > 0.45).any()
 
 
 def test_smoothadv_rejects_misshaped_noise(tiny_model, batch):
     x, y = batch
-    with pytest.raises(ValueError, match=r"noise must have shape .*\[m, 6, 1, 8, 8\], got \(6, 1, 8, 8\)"):
-        smoothadv_pgd(tiny_model, x, y, SmoothAdvConfig(0.5, sigma=0.25), noise=torch.zeros_like(x))
+    with pytest.raises(ValueError, match=r"fixed_noise must have shape .*\[m, 6, 1, 8, 8\], got \(6, 1, 8, 8\)"):
+        smoothadv_pgd(tiny_model, x, y, SmoothAdvConfig(0.5, sigma=0.25), fixed_noise=torch.zeros_like(x))
+    with pytest.raises(ValueError, match=r"fixed_noise is given but config.noise is 'fresh'"):
+        smoothadv_pgd(tiny_model, x, y, SmoothAdvConfig(0.5, sigma=0.25, noise="fresh"),
+                      fixed_noise=torch.zeros(2, *x.shape))
 
 
 # ---- NAttack -------------------------------------------------------------------------------------------------------
@@ -225,3 +242,37 @@ def test_protocol_on_deterministic_model_and_abstain(tiny_model, batch):
     assert abstain.mean_accuracy == 0.0
     with pytest.raises(ValueError, match="draws must be >= 1, got 0"):
         score_randomized(tiny_model, x, y, draws=0)
+
+
+class _InputRecorder(nn.Module):
+    """Records every input batch; logits are 0 * x plus a constant, so the gradient is exactly zero and the iterate
+    stays at x: every recorded row minus x is then the noise drawn for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.seen.append(z.detach().clone())
+        return 0.0 * z.flatten(1)[:, :3] + torch.tensor([1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("schedule", ["fixed", "fresh"])
+def test_smoothadv_fixed_reuses_and_fresh_redraws_the_noise(schedule):
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1])
+    m, steps, sigma = 3, 4, 0.25
+    recorder = _InputRecorder()
+    config = SmoothAdvConfig(0.5, sigma=sigma, max_iter=steps, num_noise=m, noise=schedule)
+    smoothadv_pgd(recorder, x, y, config, generator=torch.Generator().manual_seed(7))
+    assert len(recorder.seen) == steps  # one batch of m * B noisy copies per step
+    draws = [(z.view(m, *x.shape) - x) for z in recorder.seen]  # [m, B, ...] per step
+    replay = torch.Generator().manual_seed(7)
+    if schedule == "fixed":
+        expected = [draw_noise(x, m, sigma, generator=replay)] * steps  # one draw, reused
+    else:
+        expected = [draw_noise(x, m, sigma, generator=replay) for _ in range(steps)]  # a new draw per step
+    for got, want in zip(draws, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    distinct = {tuple(d.flatten()[:4].tolist()) for d in draws}
+    assert len(distinct) == (1 if schedule == "fixed" else steps)

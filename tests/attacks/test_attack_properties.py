@@ -96,7 +96,7 @@ def test_table_v_preset_warns_and_sane_preset_reaches_eps():
         (lambda: PGDConfig(eps=0.1, eps_step=0.1, norm=1), r"norm 1"),
         (lambda: EPGDConfig(eps=0.1, eps_step=0.1, sigma=-1.0), r"sigma .*-1\.0"),
         (lambda: EPGDConfig(eps=0.1, eps_step=0.1, sigma=0.1, eot_samples=0), r"eot_samples .*0"),
-        (lambda: EPGDConfig(eps=0.1, eps_step=0.1, sigma=0.1, noise_std=(0.2, 0.0)), r"noise_std .*0\.0"),
+        (lambda: SmoothAdvConfig(eps=0.1, sigma=0.1, noise="once"), r"noise must be one of .*'once'"),
         (lambda: SmoothAdvConfig(eps=0.1, sigma=0.1, aggregate="mean"), r"aggregate .*'mean'"),
         (lambda: SmoothAdvConfig(eps=0.1, sigma=0.1, num_noise=0), r"num_noise .*0"),
         (lambda: SmoothAdvConfig(eps=0.1, sigma=0.1, max_iter=2.5), r"max_iter .*2\.5"),
@@ -109,3 +109,10 @@ def test_table_v_preset_warns_and_sane_preset_reaches_eps():
 def test_invalid_parameters_name_the_value(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_noise_space_must_be_a_noise_space():
+    with pytest.raises(TypeError, match=r"noise_space must be PixelNoise\(\), NormalizedNoise.* got tuple"):
+        EPGDConfig(eps=0.1, eps_step=0.1, sigma=0.1, noise_space=(0.2, 0.3))
+    with pytest.raises(TypeError, match=r"noise_space must be .* got str"):
+        SmoothAdvConfig(eps=0.1, sigma=0.1, noise_space="normalized")

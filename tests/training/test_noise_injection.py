@@ -26,16 +26,15 @@ def tiny_model() -> nn.Module:
 
 
 @pytest.mark.slow  # ~5 s on a loaded 2-core box (mostly first-use optimizer/autograd setup)
-def test_finetune_is_deterministic_trains_and_calls_the_one_pgd_loop(monkeypatch) -> None:
+def test_finetune_is_deterministic_trains_and_calls_the_one_epgd(monkeypatch) -> None:
     calls = []
-    real_pgd = noise_injection.pgd
+    real_epgd = noise_injection.epgd
 
     def spy(model, x, y, config, **kw):
-        calls.append((config.eot_samples, config.max_iter, isinstance(model[0], noise_injection.GaussianNoise),
-                      any(m.training for m in model[1].modules())))
-        return real_pgd(model, x, y, config, **kw)
+        calls.append((config.eot_samples, config.max_iter, config.sigma, any(m.training for m in model.modules())))
+        return real_epgd(model, x, y, config, **kw)
 
-    monkeypatch.setattr(noise_injection, "pgd", spy)
+    monkeypatch.setattr(noise_injection, "epgd", spy)
     cfg = NoiseInjectionConfig(sigma=0.2, epochs=2, batch_size=16, lr=1e-2, adversarial_weight=0.5, eps=0.05,
                                eps_step=0.02, max_iter=2, eot_samples=3, seed=4)
     models = [tiny_model(), tiny_model()]
@@ -45,12 +44,13 @@ def test_finetune_is_deterministic_trains_and_calls_the_one_pgd_loop(monkeypatch
     assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before, models[0].parameters()))
     assert not any(m.training for m in models[0].modules())  # left in eval mode
-    # EPGD: eot_samples noisy passes on GaussianNoise + model, generated in eval mode; 2 batches x 2 epochs x 2 runs
-    assert calls == [(3, 2, True, False)] * 8
+    # art_ext.attacks.epgd: eot_samples noisy passes at the training sigma, generated in eval mode; 2 batches x
+    # 2 epochs x 2 runs
+    assert calls == [(3, 2, 0.2, False)] * 8
 
 
 def test_noise_only_finetune_skips_the_attack(monkeypatch) -> None:
-    monkeypatch.setattr(noise_injection, "pgd", lambda *a, **k: pytest.fail("no attack expected with w = 0"))
+    monkeypatch.setattr(noise_injection, "epgd", lambda *a, **k: pytest.fail("no attack expected with w = 0"))
     history = noise_injection_finetune(tiny_model(), tiny_data(), NoiseInjectionConfig(sigma=0.2, epochs=1))
     assert len(history) == 1
 
