@@ -4,7 +4,7 @@ The zoo of named, reproducibly trained models is ``art_ext.zoo`` (it sits above 
 imports training or attack code).
 """
 
-from art_ext.models.classifiers import LeNet, MLP, Normalize, SmallCNN
+from art_ext.models.classifiers import MLP, LeNet, Normalize, SmallCNN
 from art_ext.models.denoisers import DnCNN, MemNet, dncnn_wide
 
-__all__ = ["DnCNN", "LeNet", "MLP", "MemNet", "Normalize", "SmallCNN", "dncnn_wide"]
+__all__ = ["MLP", "DnCNN", "LeNet", "MemNet", "Normalize", "SmallCNN", "dncnn_wide"]

@@ -2,7 +2,13 @@
 
 from art_ext.training.adversarial import AdversarialTrainConfig, robust_accuracy, train_adversarial
 from art_ext.training.classifier import (
-    FineTune, Recipe, SplitLoader, TrainConfig, TrainingRun, accuracy, train_classifier,
+    FineTune,
+    Recipe,
+    SplitLoader,
+    TrainConfig,
+    TrainingRun,
+    accuracy,
+    train_classifier,
 )
 from art_ext.training.denoiser import DenoiserTrainConfig, train_denoiser
 

@@ -19,7 +19,8 @@ Examples:
 """
 
 from art_ext.zoo._cache import cache_dir, cache_file
-from art_ext.zoo.catalogue import classifiers as _classifiers, denoisers as _denoisers
+from art_ext.zoo.catalogue import classifiers as _classifiers
+from art_ext.zoo.catalogue import denoisers as _denoisers
 from art_ext.zoo.catalogue.classifiers import DIGITS_MEAN, DIGITS_STD
 from art_ext.zoo.catalogue.denoisers import DIGITS_DNCNN, DIGITS_SURROGATES
 from art_ext.zoo.entries import KINDS, REGISTRY, ZOO_FORMAT_VERSION, ClassifierEntry, DenoiserEntry, ZooModel

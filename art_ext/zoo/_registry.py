@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from typing import Generic, Iterable, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Generic, Protocol, TypeVar
 
 
 class Named(Protocol):

@@ -107,7 +107,7 @@ class ClassifierEntry:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {sorted(ARCHITECTURES)}")
         if not isinstance(self.train, TrainConfig):
-            raise ValueError(f"zoo entry {self.name!r}: train must be a TrainConfig, got {type(self.train).__name__}")
+            raise TypeError(f"zoo entry {self.name!r}: train must be a TrainConfig, got {type(self.train).__name__}")
         if (self.parent is None) != (self.finetune is None):
             raise ValueError(
                 f"zoo entry {self.name!r}: parent and finetune go together (a fine-tuned entry names both), got "
@@ -203,7 +203,7 @@ class DenoiserEntry:
                 f"unknown denoiser architecture {self.architecture!r}; expected one of {sorted(DENOISER_ARCHITECTURES)}"
             )
         if not isinstance(self.train, DenoiserTrainConfig):
-            raise ValueError(
+            raise TypeError(
                 f"denoiser {self.name!r}: train must be a DenoiserTrainConfig, got {type(self.train).__name__}"
             )
         if self.access not in ACCESS:
