@@ -6,6 +6,7 @@ import torch
 
 from art_ext import zoo
 from art_ext.models.denoisers import DnCNN
+from art_ext.testing import tiny_cnn
 from benchmarks import common
 from benchmarks.kinds import certify as kind
 
@@ -15,9 +16,7 @@ def _fake_zoo(monkeypatch, loaded: list[str]) -> None:
         loaded.append(name)
         entry = zoo.get_entry(name, kind=kind)
         if entry.kind == "classifier":
-            torch.manual_seed(0)
-            linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 10))  # input-sensitive votes
-            return zoo.ZooModel(linear.eval(), entry, {})
+            return zoo.ZooModel(tiny_cnn(size=16), entry, {})  # untrained but input-sensitive votes
         torch.manual_seed(1)
         module = DnCNN(in_channels=1, depth=3, width=4)
         torch.nn.init.normal_(module.body[-1].weight, std=1.0)
