@@ -32,7 +32,7 @@ from torch import nn
 
 from art_ext.attacks import EPGDConfig, PGDConfig, SmoothAdvConfig, epgd, pgd, score_randomized, smoothadv_pgd
 from art_ext.data import digits
-from art_ext.models import zoo
+from art_ext import zoo
 from art_ext.smoothing.noise import GaussianNoise
 from benchmarks.kinds.attacks import soft_smoothing
 

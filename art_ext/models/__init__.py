@@ -1,7 +1,10 @@
-"""Model definitions and the zoo of named, reproducibly trained models."""
+"""Model definitions: classifier and denoiser architectures, and the offline RobustBench loader.
 
-from art_ext.models import zoo
-from art_ext.models.classifiers import LeNet, MLP, Normalize, SmallCNN
+The zoo of named, reproducibly trained models is ``art_ext.zoo`` (it sits above ``art_ext.training``; nothing here
+imports training or attack code).
+"""
+
+from art_ext.models.classifiers import MLP, LeNet, Normalize, SmallCNN
 from art_ext.models.denoisers import DnCNN, MemNet, dncnn_wide
 
-__all__ = ["DnCNN", "LeNet", "MLP", "MemNet", "Normalize", "SmallCNN", "dncnn_wide", "zoo"]
+__all__ = ["MLP", "DnCNN", "LeNet", "MemNet", "Normalize", "SmallCNN", "dncnn_wide"]

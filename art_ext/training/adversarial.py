@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,9 @@ from art_ext.attacks.pgd import PGDConfig, pgd
 from art_ext.data.base import LabeledImages
 from art_ext.ops import norms
 from art_ext.ops.modes import eval_mode
-from art_ext.training.classifier import TrainConfig, adam_one_cycle, random_shift, take_step
+from art_ext.training.classifier import (
+    SplitLoader, TrainConfig, TrainingRun, adam_one_cycle, random_shift, refuse_classifiers, take_step,
+)
 from art_ext.types import Norm
 
 
@@ -55,6 +59,24 @@ class AdversarialTrainConfig(TrainConfig):
             raise ValueError(f"step_factor must be finite and > 0, got {self.step_factor!r}")
         if not 0.0 <= self.eps_ramp < 1.0:
             raise ValueError(f"eps_ramp must be in [0, 1), got {self.eps_ramp!r}")
+
+    def fit(
+        self, model: nn.Module, data: SplitLoader, *, classifiers: Sequence[nn.Module] = (),
+        checkpoint: Path | None = None, verbose: bool = False,
+    ) -> TrainingRun:
+        """PGD-train ``model`` in place on ``data("train")``, early-stopped on ``data("val")`` (``Recipe``
+        protocol; not resumable: ``checkpoint`` is left alone).
+
+        Returns:
+            The per-epoch adversarial loss, and as facts ``best_epoch`` (0-based, the epoch kept) and
+            ``val_robust_accuracy`` (per-epoch val PGD accuracy, None during the eps ramp).
+        """
+        refuse_classifiers(self, classifiers)
+        result = train_adversarial(model, data("train"), self, val=data("val"), verbose=verbose)
+        return TrainingRun(
+            result["history"],  # type: ignore[arg-type]
+            {"best_epoch": result["best_epoch"], "val_robust_accuracy": result["val_robust"]},
+        )
 
     def epoch_eps(self, epoch: int) -> float:
         """Training radius of epoch ``epoch`` (0-based): linear ramp over the first ``eps_ramp`` of the epochs."""

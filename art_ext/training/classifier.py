@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,45 @@ from tqdm.auto import tqdm
 
 from art_ext.data.base import LabeledImages
 from art_ext.ops.modes import eval_mode
+
+#: ``data(split)`` returns the named split (``"train"``, ``"val"``) of the dataset a recipe trains on
+SplitLoader = Callable[[str], LabeledImages]
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a recipe's ``fit`` reports.
+
+    Attributes:
+        history: Mean training loss of each epoch of the (main) training phase.
+        facts: Recipe-specific facts to record with the trained weights (e.g. the early-stopping epoch).
+    """
+
+    history: list[float]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class Recipe(Protocol):
+    """A deterministic training recipe: ``fit`` trains ``model`` in place and leaves it in eval mode.
+
+    ``classifiers`` are the frozen classifiers guiding a denoiser's objective (empty for classifier recipes);
+    ``checkpoint`` is a file the recipe may use to make an interrupted run resumable (recipes that cannot resume
+    leave it alone). The zoo (``art_ext.zoo``) trains every entry through this one method.
+    """
+
+    def fit(
+        self, model: nn.Module, data: SplitLoader, *, classifiers: Sequence[nn.Module] = (),
+        checkpoint: Path | None = None, verbose: bool = False,
+    ) -> TrainingRun: ...
+
+
+def refuse_classifiers(recipe: object, classifiers: Sequence[nn.Module]) -> None:
+    """Classifier recipes train without guiding classifiers: refuse any (they would otherwise be ignored)."""
+    if len(classifiers):
+        raise ValueError(
+            f"{type(recipe).__name__} trains a classifier on labels and takes no guiding classifiers; "
+            f"got {len(classifiers)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +87,44 @@ class TrainConfig:
             raise ValueError(f"noise_sigma must be finite and >= 0, got {self.noise_sigma}")
         if self.max_shift < 0:
             raise ValueError(f"max_shift must be >= 0, got {self.max_shift}")
+
+    def fit(
+        self, model: nn.Module, data: SplitLoader, *, classifiers: Sequence[nn.Module] = (),
+        checkpoint: Path | None = None, verbose: bool = False,
+    ) -> TrainingRun:
+        """Train ``model`` in place on ``data("train")`` with ``train_classifier`` (the ``Recipe`` protocol).
+
+        Not resumable: ``checkpoint`` is left alone and an interrupted run restarts from scratch.
+
+        Examples:
+            >>> from art_ext.data import load_digits
+            >>> from art_ext.models import SmallCNN
+            >>> run = TrainConfig(epochs=1).fit(SmallCNN(width=4), lambda split: load_digits(split).head(64))
+            >>> len(run.history)
+            1
+        """
+        refuse_classifiers(self, classifiers)
+        return TrainingRun(train_classifier(model, data("train"), self, verbose=verbose))
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Adapts a fine-tuning recipe with ``apply(model, train, *, verbose) -> history`` (e.g.
+    ``training.noise_injection.NoiseInjectionConfig``) to the ``Recipe`` protocol.
+
+    Attributes:
+        hook: The fine-tuning recipe; it fine-tunes the weights the model already holds on ``data("train")``.
+    """
+
+    hook: Any
+
+    def fit(
+        self, model: nn.Module, data: SplitLoader, *, classifiers: Sequence[nn.Module] = (),
+        checkpoint: Path | None = None, verbose: bool = False,
+    ) -> TrainingRun:
+        """Fine-tune ``model`` in place (not resumable: ``checkpoint`` is left alone)."""
+        refuse_classifiers(self.hook, classifiers)
+        return TrainingRun(self.hook.apply(model, data("train"), verbose=verbose))
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

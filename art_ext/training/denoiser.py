@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from art_ext.data.base import LabeledImages
 from art_ext.ops.modes import eval_mode
-from art_ext.training.classifier import adam_one_cycle, random_shift, take_step
+from art_ext.training.classifier import SplitLoader, TrainingRun, adam_one_cycle, random_shift, take_step
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,22 @@ class DenoiserTrainConfig:
                 raise ValueError(f"{name} must be finite and > 0, got {value!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay!r}")
+
+    def fit(
+        self, model: nn.Module, data: SplitLoader, *, classifiers: Sequence[nn.Module] = (),
+        checkpoint: Path | None = None, verbose: bool = False,
+    ) -> TrainingRun:
+        """Train the denoiser ``model`` in place on ``data("train")`` with checkpoint selection on ``data("val")``,
+        resumable through ``checkpoint`` (the ``Recipe`` protocol; see ``train_denoiser``).
+
+        Returns:
+            The per-epoch training loss of the main phase (no facts).
+        """
+        history = train_denoiser(
+            model, data("train"), self, classifiers=classifiers, val=data("val"), checkpoint=checkpoint,
+            verbose=verbose,
+        )
+        return TrainingRun(history["train_loss"])
 
     @property
     def needs_classifier(self) -> bool:

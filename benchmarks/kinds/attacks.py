@@ -30,7 +30,7 @@ from art_ext.attacks import (
 from art_ext.attacks.bpda_pgd import warn_if_unreachable
 from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
-from art_ext.models import zoo
+from art_ext import zoo
 from benchmarks import common
 
 log = logging.getLogger("benchmarks")
@@ -73,7 +73,7 @@ class Target:
             self.decide = soft_smoothing(model, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = model  # PGD on the base classifier, transferred to the smoothed one
         elif self.kind == "denoised":
-            denoiser = zoo.load_denoiser(spec["denoiser"], device=device).module
+            denoiser = zoo.load(spec["denoiser"], kind="denoiser", device=device).module
             self.base = DenoisedClassifier(denoiser, model)
             self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = self.base

@@ -31,7 +31,7 @@ from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, ce
 from art_ext.data import digits
 from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm
 from art_ext.smoothing import auto_noise_certify
-from art_ext.models import zoo
+from art_ext import zoo
 from art_ext.training import accuracy
 from benchmarks import common
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from art_ext.smoothing import certify
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext.data import digits
-from art_ext.models import zoo
+from art_ext import zoo
 from benchmarks import common
 
 log = logging.getLogger("benchmarks")
@@ -46,7 +46,7 @@ def load_base(config: dict[str, Any], ctx: common.RunContext) -> tuple[torch.nn.
         return model.module, model
     from art_ext.defences.denoised_smoothing import DenoisedClassifier
 
-    denoiser = zoo.load_denoiser(config["denoiser"], device=ctx.device, verbose=ctx.verbose)
+    denoiser = zoo.load(config["denoiser"], kind="denoiser", device=ctx.device, verbose=ctx.verbose)
     if denoiser.entry.sigma != float(config["sigma"]):
         log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config_id(config),
                     denoiser.entry.sigma, float(config["sigma"]))

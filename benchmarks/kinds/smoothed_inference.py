@@ -35,7 +35,7 @@ from art_ext.data import digits
 from art_ext.smoothing.inference import (
     SmoothedInferenceConfig, finish, labels_from_scores, noisy_logits, votes,
 )
-from art_ext.models import zoo
+from art_ext import zoo
 from benchmarks import common
 
 log = logging.getLogger("benchmarks")

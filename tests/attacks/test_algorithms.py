@@ -162,7 +162,7 @@ def test_nattack_l2_sphere_option_puts_candidates_on_the_sphere():
 @pytest.mark.slow
 def test_nattack_lowers_digits_accuracy_within_budget():
     from art_ext.data import digits
-    from art_ext.models import zoo
+    from art_ext import zoo
 
     model = zoo.load("digits_cnn").module
     data = digits.load_digits("test").head(24)
@@ -179,7 +179,7 @@ def test_nattack_lowers_digits_accuracy_within_budget():
 
 def test_nattack_failures_spend_their_whole_budget_and_never_more():
     from art_ext.data import digits
-    from art_ext.models import zoo
+    from art_ext import zoo
 
     model = zoo.load("digits_cnn").module
     data = digits.load_digits("test").head(8)

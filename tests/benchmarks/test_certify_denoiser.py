@@ -4,28 +4,25 @@ import json
 
 import torch
 
-from art_ext.models import zoo
+from art_ext import zoo
 from art_ext.models.denoisers import DnCNN
+from art_ext.testing import tiny_cnn
 from benchmarks import common
 from benchmarks.kinds import certify as kind
 
 
 def _fake_zoo(monkeypatch, loaded: list[str]) -> None:
-    def load(name, **kwargs):
+    def load(name, *, kind=None, **kwargs):
         loaded.append(name)
-        torch.manual_seed(0)
-        linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 10))  # input-sensitive votes
-        return zoo.ZooModel(linear.eval(), zoo.get_entry(name), {})
-
-    def load_denoiser(name, **kwargs):
-        loaded.append(name)
+        entry = zoo.get_entry(name, kind=kind)
+        if entry.kind == "classifier":
+            return zoo.ZooModel(tiny_cnn(size=16), entry, {})  # untrained but input-sensitive votes
         torch.manual_seed(1)
         module = DnCNN(in_channels=1, depth=3, width=4)
         torch.nn.init.normal_(module.body[-1].weight, std=1.0)
-        return zoo.ZooModel(module.eval(), zoo.get_denoiser_entry(name), {})
+        return zoo.ZooModel(module.eval(), entry, {})
 
     monkeypatch.setattr(zoo, "load", load)
-    monkeypatch.setattr(zoo, "load_denoiser", load_denoiser)
 
 
 SUITE = {

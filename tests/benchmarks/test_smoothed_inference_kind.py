@@ -7,6 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from art_ext.attacks.pgd import PGDConfig, pgd
+from art_ext.smoothing.noise import GaussianNoise
+from art_ext.testing import tiny_cnn, tiny_images
 from benchmarks.kinds import smoothed_inference as kind
 
 SUITE = {
@@ -16,22 +19,39 @@ SUITE = {
 }
 
 
-def toy() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
-
-
 def test_evaluate_chunk_sigma_zero_is_the_base_for_every_m() -> None:
-    model, x = toy(), torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    y = torch.tensor([0, 1, 2, 3, 4])
+    model, x = tiny_cnn(size=4), tiny_images(5, size=4, seed=0)
+    y = torch.tensor([0, 8, 8, 8, 1])  # the toy predicts [0, 8, 8, 8, 8]: four right, one wrong
     flags = kind.evaluate_chunk(model, x, y, 0.0, SUITE, torch.Generator().manual_seed(0))
+    # by hand: the base on the clean images, and on PGD examples crafted with the same generator (its first use)
     base_correct = model(x).argmax(1) == y
+    generator = torch.Generator().manual_seed(0)
+    pgd_cfg, _ = kind._attack_configs(SUITE, 0.0)  # EPGD with one pass: at sigma 0 plain PGD on the base
+    plain = PGDConfig(eps=pgd_cfg.eps, eps_step=pgd_cfg.eps_step, max_iter=pgd_cfg.max_iter, norm=pgd_cfg.norm,
+                      num_random_init=pgd_cfg.num_random_init)
+    x_adv = pgd(nn.Sequential(GaussianNoise(0.0, generator=generator), model), x, y, plain, generator=generator)
+    with torch.no_grad():
+        pgd_correct = model(x_adv).argmax(1) == y
+    assert base_correct.tolist() == [True, True, True, True, False]
+    assert int(pgd_correct.sum()) < 4  # the attack flips some label, so the comparison below is not vacuous
     for mode in SUITE["modes"]:
         assert torch.equal(flags["correct"]["clean"][mode], base_correct.view(-1, 1).expand(5, 3))
+        assert torch.equal(flags["correct"]["pgd"][mode], pgd_correct.view(-1, 1).expand(5, 3))
+        assert torch.equal(flags["correct"]["epgd"][mode], flags["correct"]["pgd"][mode])  # sigma 0: EPGD = PGD
+        assert not any(flags["abstain"][name][mode].any() for name in kind.INPUTS)
+
+
+def test_evaluate_chunk_with_noise_one_pass_is_one_label_for_every_mode() -> None:
+    model, x = tiny_cnn(size=4), tiny_images(5, size=4, seed=0)
+    y = torch.tensor([0, 1, 2, 3, 4])
     noisy = kind.evaluate_chunk(model, x, y, 0.3, SUITE, torch.Generator().manual_seed(0))
-    assert noisy["correct"]["pgd"]["soft"].shape == (5, 3)
-    # M = 2 prediction votes can tie: ties abstain and are never counted correct
-    assert not (noisy["correct"]["clean"]["prediction"] & noisy["abstain"]["clean"]["prediction"]).any()
+    for name in kind.INPUTS:
+        # M = 1 (column 0): the vote, the rank-weighted vote and the softmax of one pass all pick its argmax
+        first = [noisy["correct"][name][mode][:, 0] for mode in SUITE["modes"]]
+        assert all(torch.equal(first[0], other) for other in first[1:])
+        assert not noisy["abstain"][name]["soft"].any() and not noisy["abstain"][name]["prediction"][:, 0].any()
+        # M = 2 prediction votes can tie: ties abstain and are never counted correct
+        assert not (noisy["correct"][name]["prediction"] & noisy["abstain"][name]["prediction"]).any()
 
 
 def rows_for(split: str, sigma: float, pgd_by_m: list[int], seeds: int = 2) -> list[dict]:

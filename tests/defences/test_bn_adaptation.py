@@ -7,12 +7,15 @@ from torch import nn
 from art_ext.defences import BNAdaptationConfig, CertificationThroughAdaptation, adapt_batchnorm
 from art_ext.smoothing import DEFAULT_SIGMAS, auto_noise_certify, certify
 from art_ext.defences.bn_adaptation import batchnorm_layers
+from art_ext.testing import tiny_cnn
 from art_ext.types import ABSTAIN
 
 
 def bn_model(seed: int = 0) -> nn.Module:
     """Conv-BN2d-ReLU-Conv-BN2d-ReLU-Linear-BN1d-Linear on 1x6x6, with non-trivial training statistics and affine
-    parameters, in eval mode."""
+    parameters, in eval mode. Kept here rather than ``art_ext.testing.tiny_cnn(batchnorm=True)``: the tests need
+    several BatchNorm layers (2d and 1d, so that one layer's adaptation feeds the next) and running statistics
+    and affine parameters away from their defaults."""
     torch.manual_seed(seed)
     model = nn.Sequential(
         nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
@@ -148,7 +151,7 @@ def test_adaptation_is_deterministic_given_a_generator_and_independent_of_batch_
 def test_bad_inputs_raise_clear_errors():
     model, clean = bn_model(), images(10)
     with pytest.raises(ValueError, match="no BatchNorm"):
-        adapt_batchnorm(nn.Sequential(nn.Flatten(), nn.Linear(36, 3)), clean, sigma=0.5)
+        adapt_batchnorm(tiny_cnn(size=6, num_classes=3), clean, sigma=0.5)
     with pytest.raises(ValueError, match="rho must be in"):
         adapt_batchnorm(model, clean, sigma=0.5, rho=1.5)
     with pytest.raises(ValueError, match="sigma"):
@@ -170,7 +173,8 @@ def test_bad_inputs_raise_clear_errors():
 
 
 class CountingBase(nn.Module):
-    """Votes for class 0 when the mean pixel is above a threshold; records every noisy input it sees."""
+    """Votes for class 0 when the mean pixel is above a threshold; records every noisy input it sees (a known
+    decision rule, so the certified sigma is predictable; ``art_ext.testing.CallRecorder`` records sizes only)."""
 
     def __init__(self, threshold: float = 0.5) -> None:
         super().__init__()
@@ -220,7 +224,8 @@ def test_auto_noise_prefers_large_sigma_when_far_from_boundary_and_ties_go_to_sm
 
 
 def linear_bn_model() -> nn.Module:
-    """Mean pixel -> BN1d -> 2 logits; 3 classes with class 2 never winning."""
+    """Mean pixel -> BN1d -> 2 logits; 3 classes with class 2 never winning (hand-set statistics and weights, so
+    that the original and the adapted decisions are known)."""
     class MeanPixel(nn.Module):
         def forward(self, x):
             return x.flatten(1).mean(1, keepdim=True)

@@ -20,12 +20,14 @@ from art_ext.smoothing.inference import (
     votes,
 )
 from art_ext.models.classifiers import Normalize
+from art_ext.testing import CallRecorder, tiny_cnn
 
 K = 3
 
 
 class Linear2(nn.Module):
-    """Logits W @ [x_0, x_1] + b for images [B, 1, 1, 2]."""
+    """Logits W @ [x_0, x_1] + b for images [B, 1, 1, 2] (hand-set W and b: ``hand_scores`` recomputes the modes
+    from them, which the random shared toys of ``art_ext.testing`` would not allow)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,18 +39,6 @@ class Linear2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin(x.flatten(1))
-
-
-class Recorder(nn.Module):
-    """Wraps a base and records the batch size of every call."""
-
-    def __init__(self, base: nn.Module) -> None:
-        super().__init__()
-        self.base, self.sizes = base, []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(x.shape[0])
-        return self.base(x)
 
 
 def toy_images() -> torch.Tensor:
@@ -113,8 +103,7 @@ def test_weighted_with_one_hot_weights_equals_prediction_voting() -> None:
 
 
 def test_soft_gradients_are_finite_and_nonzero_and_hard_modes_refuse_gradients() -> None:
-    torch.manual_seed(0)
-    base = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 10)).eval()
+    base = tiny_cnn(size=6)
     x = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     scores = smoothed_scores(base, x, SmoothedInferenceConfig(0.25, 16, "soft", batch_size=10), num_classes=10,
                              generator=torch.Generator().manual_seed(0))
@@ -130,8 +119,7 @@ def test_soft_gradients_are_finite_and_nonzero_and_hard_modes_refuse_gradients()
 
 @pytest.mark.parametrize("mode", ["prediction", "weighted", "soft"])
 def test_sigma_zero_is_the_base_exactly(mode) -> None:
-    torch.manual_seed(1)
-    base = nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
+    base = tiny_cnn(size=4, seed=1)
     x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(2))
     cfg = SmoothedInferenceConfig(0.0, 64, mode)
     with torch.no_grad():
@@ -148,19 +136,19 @@ def test_memory_does_not_grow_with_num_samples() -> None:
     x = torch.rand(4, 1, 1, 2, generator=torch.Generator().manual_seed(0))
     sizes = {}
     for m in (16, 4096):
-        base = Recorder(Linear2()).eval()
+        base = CallRecorder(Linear2()).eval()
         with torch.no_grad():
             out = smoothed_scores(base, x, SmoothedInferenceConfig(0.3, m, "soft", batch_size=64), num_classes=K)
-        assert out.shape == (4, K)
-        sizes[m] = base.sizes
+        assert out.shape == (4, K) and torch.allclose(out.sum(1), torch.ones(4, dtype=out.dtype))
+        sizes[m] = base.batch_sizes
     assert max(sizes[16]) == 64 and max(sizes[4096]) == 64  # 16 draws x 4 images per chunk, for any M
     assert len(sizes[4096]) == 4096 // 16 and sum(sizes[4096]) == 4096 * 4
     # more images than batch_size: images are split into blocks, still <= batch_size samples per call
-    base = Recorder(Linear2()).eval()
+    base = CallRecorder(Linear2()).eval()
     with torch.no_grad():
         smoothed_scores(base, torch.rand(10, 1, 1, 2), SmoothedInferenceConfig(0.3, 5, "prediction", batch_size=3),
                         num_classes=K)
-    assert max(base.sizes) == 3 and sum(base.sizes) == 50
+    assert max(base.batch_sizes) == 3 and base.samples == 50
 
 
 @pytest.mark.statistical

@@ -10,7 +10,8 @@ from art_ext import certify, predict, sample_counts
 
 
 class ConstantBrightness(nn.Module):
-    """Votes class round(9 * mean pixel): image i of constant value i/9 votes class i under tiny noise."""
+    """Votes class round(9 * mean pixel): image i of constant value i/9 votes class i under tiny noise (known
+    votes, and it keeps every noisy input: the shared toys of ``art_ext.testing`` offer neither)."""
 
     def __init__(self):
         super().__init__()

@@ -8,15 +8,15 @@ from torch import nn
 
 from art_ext.smoothing import DEFAULT_MODE, NormalizedNoise, SmoothedClassifier, SmoothedInference
 from art_ext.smoothing.inference import SmoothedInferenceConfig, smoothed_scores
+from art_ext.testing import tiny_cnn, tiny_images
 
 
 def tiny_base() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 4)).eval()
+    return tiny_cnn(size=4, num_classes=4)
 
 
 def images() -> torch.Tensor:
-    return torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    return tiny_images(6, size=4, seed=1)
 
 
 @pytest.mark.parametrize("mode", ["prediction", "weighted", "soft"])
@@ -71,7 +71,7 @@ def test_one_default_mode_for_the_module_and_its_art_adapter() -> None:
 
 
 def test_smoothed_forward_refuses_a_train_mode_base_and_leaves_batchnorm_statistics_alone() -> None:
-    base = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 4))
+    base = tiny_cnn(size=4, num_classes=4, batchnorm=True)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     smoothed = SmoothedInference(base.train(), 0.25, num_classes=4, mode="soft")
     with pytest.raises(ValueError, match="training mode"):

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from art_ext.data import load_digits
-from art_ext.models import SmallCNN, zoo
+from art_ext import zoo
+from art_ext.models import SmallCNN
 from art_ext.training import AdversarialTrainConfig, accuracy, robust_accuracy, train_adversarial, train_classifier
 from art_ext.training.classifier import TrainConfig
 

@@ -37,6 +37,8 @@ class QuadrantClassifier(nn.Module):
 
 
 def _classifier() -> nn.Module:
+    """The quadrant classifier with BatchNorm running mean 0.25 (hand-set, so that it classifies the toy images
+    correctly; ``art_ext.testing.tiny_cnn`` is untrained and could not)."""
     model = QuadrantClassifier()
     model.bn.running_mean.fill_(0.25)
     return model.eval()
@@ -147,12 +149,19 @@ def test_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"sigma": 0.0}, "sigma"),
-        ({"sigma": 0.5, "objective": "denoise"}, "objective"),
-        ({"sigma": 0.5, "epochs": 0}, "epochs"),
-        ({"sigma": 0.5, "surrogate_mode": "vote"}, "surrogate_mode"),
-        ({"sigma": 0.5, "mse_epochs": 3}, "mse_epochs"),
-        ({"sigma": 0.5, "lr": -1.0}, "lr"),
+        ({"sigma": 0.0}, r"sigma must be a finite number > 0 \(pixel units\), got 0.0"),
+        ({"sigma": float("nan")}, r"sigma must be a finite number > 0 \(pixel units\), got nan"),
+        ({"sigma": 0.5, "objective": "denoise"},
+         r"objective must be one of \('mse', 'clf', 'stab', 'stab\+mse'\), got 'denoise'"),
+        ({"sigma": 0.5, "epochs": 0}, "epochs must be an int >= 1, got 0"),
+        ({"sigma": 0.5, "batch_size": 2.0}, "batch_size must be an int >= 1, got 2.0"),
+        ({"sigma": 0.5, "surrogate_mode": "vote"},
+         r"surrogate_mode must be one of \('round_robin', 'average'\), got 'vote'"),
+        ({"sigma": 0.5, "mse_epochs": 3}, "mse_epochs=3 is only meaningful with objective 'stab\\+mse'"),
+        ({"sigma": 0.5, "max_shift": -1}, "max_shift must be an int >= 0, got -1"),
+        ({"sigma": 0.5, "lr": -1.0}, "lr must be finite and > 0, got -1.0"),
+        ({"sigma": 0.5, "mse_lr": float("inf")}, "mse_lr must be finite and > 0, got inf"),
+        ({"sigma": 0.5, "weight_decay": -0.1}, "weight_decay must be finite and >= 0, got -0.1"),
     ],
 )
 def test_config_errors_name_the_value(kwargs, message: str) -> None:
@@ -161,11 +170,38 @@ def test_config_errors_name_the_value(kwargs, message: str) -> None:
 
 
 def test_classifier_objective_without_classifier_raises() -> None:
-    with pytest.raises(ValueError, match="needs at least one classifier"):
+    with pytest.raises(ValueError, match="objective 'stab' needs at least one classifier; got none"):
         train_denoiser(_denoiser(), _toy_data(8), DenoiserTrainConfig(sigma=0.5, objective="stab"))
 
 
-def test_config_is_a_frozen_dataclass() -> None:
-    config = DenoiserTrainConfig(sigma=0.25)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        config.sigma = 1.0  # type: ignore[misc]
+def test_objective_values_match_a_hand_computation() -> None:
+    """Salman et al. (2020) Eqs. 4-5 on an identity denoiser, where every term is known in closed form."""
+    data = _toy_data(16)
+    x, y = data.x, data.y
+    noisy = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    identity = nn.Identity()
+    classifier = _classifier()
+    # MSE (Eq. 4): mean over pixels of the squared noise the identity leaves in
+    mse = dn.denoiser_loss("mse", identity, [], x, y, noisy)
+    assert mse.item() == pytest.approx(float(((noisy - x) ** 2).sum()) / x.numel(), rel=1e-6)
+    assert dn.denoiser_loss("mse", nn.Identity(), [], x, y, x).item() == 0.0  # a perfect denoiser
+    # the quadrant classifier is right on every clean toy image, so STAB's pseudo-labels argmax f(x) are y ...
+    with torch.no_grad():
+        assert torch.equal(classifier(x).argmax(1), y)
+    stab = dn.denoiser_loss("stab", identity, [classifier], x, y, noisy)
+    clf = dn.denoiser_loss("clf", identity, [classifier], x, y, noisy)
+    with torch.no_grad():
+        logits = classifier(noisy)  # [16, 4]
+    by_hand = float((logits.logsumexp(1) - logits.gather(1, y[:, None])[:, 0]).mean())  # CE with targets y
+    assert stab.item() == pytest.approx(by_hand, rel=1e-5) and clf.item() == pytest.approx(by_hand, rel=1e-5)
+    # ... STAB (Eq. 5) never reads y, CLF does
+    shuffled = (y + 1) % 4
+    assert dn.denoiser_loss("stab", identity, [classifier], x, shuffled, noisy).item() == stab.item()
+    assert dn.denoiser_loss("clf", identity, [classifier], x, shuffled, noisy).item() > clf.item() + 1.0
+    # several classifiers ("average" surrogates): the mean of their losses
+    other = _classifier()
+    with torch.no_grad():
+        other.scale.fill_(2.0)
+    single = dn.denoiser_loss("stab", identity, [other], x, y, noisy)
+    both = dn.denoiser_loss("stab", identity, [classifier, other], x, y, noisy)
+    assert both.item() == pytest.approx((stab.item() + single.item()) / 2, rel=1e-6)

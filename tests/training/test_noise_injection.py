@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from art_ext.data.base import LabeledImages
-from art_ext.models import zoo
+from art_ext import zoo
 from art_ext.training import noise_injection
 from art_ext.training.noise_injection import NoiseInjectionConfig, noise_injection_finetune
 

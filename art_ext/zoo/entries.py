@@ -1,0 +1,271 @@
+"""Zoo entries: what a named model is (architecture, recipe, seed, what it starts from) and its fingerprint.
+
+Two kinds share one registry (``REGISTRY``): ``ClassifierEntry`` ([0, 1] pixels -> logits) and ``DenoiserEntry``
+(noisy image -> image, for denoised smoothing). Every entry answers the same questions, so the loader
+(``art_ext.zoo.loader``) has one path for both: ``build()`` (the untrained module), ``starts_from`` (the entry
+whose trained weights it starts from: a classifier's ``parent``, a denoiser's ``init``), ``classifiers`` (the
+classifiers guiding its objective), ``recipe`` (its ``training.Recipe``), ``fingerprint()`` (the cache key) and
+``summary(...)`` (the facts recorded after training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from art_ext.data import digits
+from art_ext.data.base import LabeledImages
+from art_ext.models.classifiers import ARCHITECTURES
+from art_ext.models.denoisers import DENOISER_ARCHITECTURES, build_denoiser
+from art_ext.training.classifier import FineTune, Recipe, SplitLoader, TrainConfig, accuracy
+from art_ext.training.denoiser import DenoiserTrainConfig, validation_loss
+from art_ext.zoo._registry import Registry
+
+#: bump when the training code changes in a way that changes the weights
+#: (2: every zoo model trains with TRAINING_THREADS threads)
+ZOO_FORMAT_VERSION = 2
+KINDS = ("classifier", "denoiser")
+ACCESS = ("white-box", "black-box")
+
+
+def fingerprint_of(spec: dict[str, Any]) -> str:
+    """The 12-hex-digit cache key of a JSON-serializable recipe spec (sha256 of its sorted-key JSON)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _seeded(seed: int, build: Any, *args: Any, **kwargs: Any) -> nn.Module:
+    """``build(*args, **kwargs)`` with the global RNG seeded by ``seed`` inside and restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(*args, **kwargs)
+
+
+class Entry(Protocol):
+    """What the registry, the cache and the loader read from an entry of either kind."""
+
+    kind: ClassVar[str]
+    name: str
+    description: str
+    dataset: str
+    resolution: int
+
+    @property
+    def starts_from(self) -> str | None: ...
+    @property
+    def classifiers(self) -> tuple[str, ...]: ...
+    @property
+    def recipe(self) -> Recipe: ...
+    def fingerprint(self) -> str: ...
+    def build(self) -> nn.Module: ...
+    def summary(self, module: nn.Module, data: SplitLoader, classifiers: list[nn.Module]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ClassifierEntry:
+    """A named classifier: how to build it and how to train it.
+
+    Attributes:
+        name: Registry key (snake_case).
+        architecture: Key of ``art_ext.models.classifiers.ARCHITECTURES``.
+        arch_kwargs: Constructor arguments (normalization included).
+        train: The training recipe (``training.TrainConfig`` or a subclass); ``train.noise_sigma`` is the Gaussian
+            augmentation level. A fine-tuned entry keeps its parent's ``train`` (it seeds the initialization).
+        description: One line for tables and docs.
+        dataset: Dataset key (``"digits"``); ``resolution`` its side length.
+        parent: Fine-tuned entries: the classifier entry whose trained weights this one starts from.
+        finetune: Fine-tuned entries: the recipe applied to those weights, an object with
+            ``apply(module, train_split, *, verbose) -> list[float]`` (e.g. ``training.noise_injection.
+            NoiseInjectionConfig``); required exactly when ``parent`` is set.
+
+    Examples:
+        >>> from art_ext import zoo
+        >>> entry = zoo.get_entry("digits_cnn", kind="classifier")
+        >>> entry.fingerprint(), entry.training_sigma
+        ('27a4d87b4c5c', 0.0)
+    """
+
+    kind: ClassVar[str] = "classifier"
+    classifiers: ClassVar[tuple[str, ...]] = ()  # a classifier's objective needs no guiding classifier
+
+    name: str
+    architecture: str
+    arch_kwargs: dict[str, Any]
+    train: TrainConfig
+    description: str
+    dataset: str = "digits"
+    resolution: int = digits.DEFAULT_RESOLUTION
+    parent: str | None = None
+    finetune: Any = None
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {sorted(ARCHITECTURES)}")
+        if not isinstance(self.train, TrainConfig):
+            raise TypeError(f"zoo entry {self.name!r}: train must be a TrainConfig, got {type(self.train).__name__}")
+        if (self.parent is None) != (self.finetune is None):
+            raise ValueError(
+                f"zoo entry {self.name!r}: parent and finetune go together (a fine-tuned entry names both), got "
+                f"parent={self.parent!r}, finetune={type(self.finetune).__name__}"
+            )
+        if self.finetune is not None and not callable(getattr(self.finetune, "apply", None)):
+            raise ValueError(
+                f"zoo entry {self.name!r}: finetune must have apply(module, data, *, verbose), "
+                f"got {type(self.finetune).__name__}"
+            )
+
+    @property
+    def training_sigma(self) -> float:
+        return self.train.noise_sigma
+
+    @property
+    def starts_from(self) -> str | None:
+        return self.parent
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.train if self.finetune is None else FineTune(self.finetune)
+
+    def fingerprint(self) -> str:
+        spec: dict[str, Any] = {
+            "architecture": self.architecture,
+            "arch_kwargs": self.arch_kwargs,
+            "train": dataclasses.asdict(self.train),
+            "dataset": self.dataset,
+            "resolution": self.resolution,
+            "format": ZOO_FORMAT_VERSION,
+        }
+        if self.parent is not None:  # only fine-tuned entries add keys, so the other fingerprints are unchanged
+            spec["parent"] = REGISTRY.get(self.parent, kind="classifier").fingerprint()
+            spec["finetune"] = {"type": type(self.finetune).__name__, **dataclasses.asdict(self.finetune)}
+        return fingerprint_of(spec)
+
+    def build(self) -> nn.Module:
+        """The untrained module, initialized deterministically from ``train.seed`` (global RNG state restored)."""
+        return _seeded(self.train.seed, ARCHITECTURES[self.architecture], **self.arch_kwargs)
+
+    def summary(self, module: nn.Module, data: SplitLoader, classifiers: list[nn.Module]) -> dict[str, Any]:
+        """Facts recorded after training: the augmentation sigma and the clean val / test accuracy."""
+        return {
+            "training_sigma": self.training_sigma,
+            "val_accuracy": accuracy(module, data("val")),
+            "test_accuracy": accuracy(module, data("test")),
+        }
+
+
+@dataclass(frozen=True)
+class DenoiserEntry:
+    """A named denoiser: architecture, recipe and the zoo classifiers that guide its training.
+
+    Attributes:
+        name: Registry key (snake_case).
+        architecture: Key of ``art_ext.models.denoisers.DENOISER_ARCHITECTURES``.
+        arch_kwargs: Constructor arguments.
+        train: The recipe (``train.sigma`` is the noise level it removes).
+        description: One line for tables and docs.
+        classifiers: Zoo classifiers used by the objective (STAB / CLF): the target in white-box, surrogates in
+            black-box; empty for MSE.
+        init: Denoiser entry whose trained weights start this one (``stab+mse`` fine-tunes an MSE denoiser).
+        target: The zoo classifier the denoiser is meant to defend (evaluation only; in black-box it never
+            appears in training or checkpoint selection).
+        access: ``"white-box"`` or ``"black-box"``.
+        dataset: Dataset key (``"digits"``); ``resolution`` its side length.
+
+    Examples:
+        >>> from art_ext import zoo
+        >>> entry = zoo.get_entry("digits_dncnn_bb_stab_050", kind="denoiser")
+        >>> entry.access, entry.classifiers, entry.sigma
+        ('black-box', ('digits_lenet', 'digits_mlp'), 0.5)
+    """
+
+    kind: ClassVar[str] = "denoiser"
+
+    name: str
+    architecture: str
+    arch_kwargs: dict[str, Any]
+    train: DenoiserTrainConfig
+    description: str
+    classifiers: tuple[str, ...] = ()
+    init: str | None = None
+    target: str | None = None
+    access: str = "white-box"
+    dataset: str = "digits"
+    resolution: int = digits.DEFAULT_RESOLUTION
+
+    def __post_init__(self) -> None:
+        if self.architecture not in DENOISER_ARCHITECTURES:
+            raise ValueError(
+                f"unknown denoiser architecture {self.architecture!r}; expected one of {sorted(DENOISER_ARCHITECTURES)}"
+            )
+        if not isinstance(self.train, DenoiserTrainConfig):
+            raise TypeError(
+                f"denoiser {self.name!r}: train must be a DenoiserTrainConfig, got {type(self.train).__name__}"
+            )
+        if self.access not in ACCESS:
+            raise ValueError(f"access must be one of {ACCESS}, got {self.access!r}")
+        if self.train.needs_classifier and not self.classifiers:
+            raise ValueError(f"denoiser {self.name!r}: objective {self.train.objective!r} needs classifiers")
+        if self.access == "black-box" and self.target in self.classifiers:
+            raise ValueError(
+                f"black-box denoiser {self.name!r} lists its target {self.target!r} among its training classifiers"
+            )
+        if self.train.objective == "stab+mse" and self.init is None and self.train.mse_epochs == 0:
+            raise ValueError(f"denoiser {self.name!r}: 'stab+mse' needs init (an MSE denoiser) or mse_epochs > 0")
+
+    @property
+    def sigma(self) -> float:
+        return self.train.sigma
+
+    @property
+    def starts_from(self) -> str | None:
+        return self.init
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.train
+
+    def fingerprint(self) -> str:
+        return fingerprint_of({
+            "architecture": self.architecture,
+            "arch_kwargs": self.arch_kwargs,
+            "train": dataclasses.asdict(self.train),
+            "classifiers": [REGISTRY.get(c, kind="classifier").fingerprint() for c in self.classifiers],
+            "init": REGISTRY.get(self.init, kind="denoiser").fingerprint() if self.init else None,
+            "dataset": self.dataset,
+            "resolution": self.resolution,
+            "format": ZOO_FORMAT_VERSION,
+        })
+
+    def build(self) -> nn.Module:
+        """The untrained denoiser, initialized deterministically from ``train.seed`` (global RNG state restored)."""
+        return _seeded(self.train.seed, build_denoiser, self.architecture, **self.arch_kwargs)
+
+    def summary(self, module: nn.Module, data: SplitLoader, classifiers: list[nn.Module]) -> dict[str, Any]:
+        """Facts recorded after training: the recipe, and the val loss of its objective and the val MSE."""
+        val: LabeledImages = data("val")
+        return {
+            "sigma": self.sigma,
+            "objective": self.train.objective,
+            "access": self.access,
+            "classifiers": list(self.classifiers),
+            "val_loss": validation_loss(module, val, self.train, classifiers),
+            "val_mse": validation_loss(module, val, self.train, [], loss_name="mse"),
+        }
+
+
+@dataclass
+class ZooModel:
+    """A trained zoo model (eval mode) with its entry and the facts recorded when it was trained."""
+
+    module: nn.Module
+    entry: Entry
+    info: dict[str, Any]
+
+
+#: the one registry of the zoo: classifiers and denoisers, names unique across both
+REGISTRY: Registry[Entry] = Registry(KINDS)

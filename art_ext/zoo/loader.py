@@ -1,0 +1,113 @@
+"""Loading and training zoo entries: one path for classifiers and denoisers.
+
+``load(name)`` reads the cached weights, or trains the entry first: the entry it starts from and its guiding
+``classifiers`` are loaded (recursively, from the cache when there), then the entry's ``recipe.fit`` (training
+code, ``art_ext.training``) trains it on the entry's dataset, on exactly ``TRAINING_THREADS`` CPU threads.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from art_ext.data import digits
+from art_ext.data.base import LabeledImages
+from art_ext.ops.modes import torch_threads
+from art_ext.zoo import _cache
+from art_ext.zoo.entries import REGISTRY, Entry, ZooModel
+
+#: CPU threads used for zoo training, whatever the caller set: weights depend on the reduction order of the kernels,
+#: so a fixed count keeps zoo models identical across machines, test orders and benchmark settings.
+TRAINING_THREADS = 1
+#: datasets the zoo can train on: key -> ``load(split, resolution=...)``
+DATASETS = {"digits": digits.load_digits}
+
+
+def _check_dataset(entry: Entry) -> None:
+    if entry.dataset not in DATASETS:
+        raise ValueError(
+            f"zoo entry {entry.name!r}: dataset {entry.dataset!r} cannot be trained here; expected one of "
+            f"{sorted(DATASETS)}"
+        )
+
+
+def train_entry(
+    entry: Entry, *, device: str | torch.device = "cpu", cache: Path | str | None = None,
+    checkpoint: Path | None = None, verbose: bool = False,
+) -> ZooModel:
+    """Train ``entry`` now (the weights it starts from and its guiding classifiers come from ``load``; a black-box
+    denoiser's target is never loaded). Deterministic for a fixed device; returned in eval mode, not cached.
+
+    Args:
+        entry: An entry of either kind (its ``starts_from`` / ``classifiers`` must be registered).
+        device: Where to train.
+        cache: Cache folder for the entries it starts from (default ``cache_dir()``).
+        checkpoint: File the recipe may use to resume an interrupted run (denoiser recipes do).
+        verbose: Progress bars.
+    """
+    _check_dataset(entry)
+
+    def data(split: str) -> LabeledImages:
+        return DATASETS[entry.dataset](split, resolution=entry.resolution)
+
+    with torch_threads(TRAINING_THREADS):
+        module = entry.build().to(device)
+        if entry.starts_from is not None:  # start from a copy of another entry's trained weights
+            start = load(entry.starts_from, kind=entry.kind, device=device, cache=cache, verbose=verbose)
+            module.load_state_dict(start.module.state_dict())
+        classifiers = [load(c, kind="classifier", device=device, cache=cache, verbose=verbose).module
+                       for c in entry.classifiers]
+        started = time.perf_counter()
+        run = entry.recipe.fit(module, data, classifiers=classifiers, checkpoint=checkpoint, verbose=verbose)
+        seconds = time.perf_counter() - started
+        info: dict[str, Any] = {
+            "name": entry.name,
+            "fingerprint": entry.fingerprint(),
+            **entry.summary(module, data, classifiers),
+            "final_train_loss": run.history[-1],
+            "train_seconds": round(seconds, 2),
+            "parameters": sum(p.numel() for p in module.parameters()),
+            "torch": str(torch.__version__),
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+            **run.facts,
+        }
+    return ZooModel(module.eval(), entry, info)
+
+
+def load(
+    name: str, *, kind: str | None = None, device: str | torch.device = "cpu", cache: Path | str | None = None,
+    retrain: bool = False, verbose: bool = False,
+) -> ZooModel:
+    """Load zoo entry ``name`` from the cache, training and caching it first if needed. Returned in eval mode.
+
+    Args:
+        name: A registered entry (``names()`` lists them).
+        kind: ``"classifier"`` or ``"denoiser"`` to require that kind (None: any).
+        device: Where the module is placed (and trained, when it is not cached).
+        cache: Cache folder (default ``cache_dir()``: ``$ART_EXT_CACHE`` or ``~/.cache/art_ext``).
+        retrain: Train again even if cached (its ``starts_from`` / ``classifiers`` still come from the cache).
+        verbose: Progress bars while training.
+
+    Raises:
+        ValueError: on an unknown name (the known ones are listed) or an entry of another ``kind``.
+
+    Examples:
+        >>> from art_ext import zoo
+        >>> model = zoo.load("digits_cnn", kind="classifier").module  # doctest: +SKIP
+    """
+    entry = REGISTRY.get(name, kind=kind)
+    path = _cache.cache_file(entry, cache)
+    if path.is_file() and not retrain:
+        return _cache.read(entry, path, device)
+    checkpoint = _cache.checkpoint_file(entry, cache)
+    if retrain:
+        checkpoint.unlink(missing_ok=True)
+    model = train_entry(entry, device=device, cache=cache, checkpoint=checkpoint, verbose=verbose)
+    _cache.write(model, path)
+    checkpoint.unlink(missing_ok=True)  # a finished training leaves no resumable state behind
+    return model
