@@ -37,13 +37,14 @@ def smoothed_forward(
             "channels_last: use pixel noise (noise_space=None) or a channels-first estimator"
         )
     device = _art.estimator_device(estimator)
+    view = _art.ARTModelView(estimator)
     smoothed = SmoothedInference(
-        _art.ARTModelView(estimator), sigma, num_classes=int(estimator.nb_classes), mode=mode,
+        view, sigma, num_classes=int(estimator.nb_classes), mode=mode,
         num_samples=num_samples, weights=weights, soft_average=soft_average, batch_size=batch_size,
         noise_space=space, generator=_art.generator_for(seed, device),
     )
     scores = SmoothedScores(smoothed, output)
-    wrappers_in_eval(scores, smoothed, smoothed.base)
+    wrappers_in_eval(scores, smoothed, view)
     return scores
 
 
