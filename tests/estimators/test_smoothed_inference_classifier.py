@@ -211,3 +211,11 @@ def test_model_mode_flags_are_restored() -> None:
     model[1].eval()  # a mixed state is restored module by module
     est.class_gradient(images(2), label=3)
     assert model.training and not model[1].training
+
+
+def test_normalized_noise_is_refused_for_a_channels_last_estimator() -> None:
+    from art_ext.smoothing import NormalizedNoise
+
+    inner = art_classifier(tiny_cnn(), input_shape=(8, 8, 1), channels_first=False)
+    with pytest.raises(ValueError, match="channels_last"):
+        SmoothedInferenceClassifier(inner, 0.25, noise_space=NormalizedNoise(MEAN, STD))
