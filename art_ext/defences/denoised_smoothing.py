@@ -8,7 +8,7 @@ Two ways in:
 * torch: ``SmoothedClassifier(DenoisedClassifier(denoiser, classifier), sigma, num_classes=K)`` or
   ``art_ext.certify(DenoisedClassifier(...), x, ...)``;
 * ART: ``PyTorchClassifier(classifier, ..., preprocessing_defences=[DenoiserPreprocessor(denoiser)])``, then
-  ``RandomizedSmoothingEstimator(estimator, sigma)`` certifies exactly the same base classifier, and ART attacks
+  ``RandomizedSmoothingClassifier(estimator, sigma)`` certifies exactly the same base classifier, and ART attacks
   see the denoiser with its exact gradient or a BPDA identity gradient.
 """
 

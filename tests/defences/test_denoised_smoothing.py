@@ -9,7 +9,7 @@ from art.estimators.classification import PyTorchClassifier
 from art_ext import certify
 from art_ext.defences import DenoisedClassifier, DenoiserPreprocessor
 from art_ext.defences.denoised_smoothing import DenoiserPreprocessorConfig
-from art_ext.estimators import RandomizedSmoothingEstimator
+from art_ext.estimators import RandomizedSmoothingClassifier
 from art_ext.models import SmallCNN
 from art_ext.models.denoisers import DnCNN
 
@@ -78,7 +78,7 @@ def test_bpda_gradient_equals_identity_surrogate() -> None:
 def test_certification_through_art_equals_denoised_classifier() -> None:
     denoiser, classifier = _models()
     x, _ = _inputs(3)
-    labels, radii = RandomizedSmoothingEstimator(_estimator(denoiser, classifier), sigma=0.25).certify(
+    labels, radii = RandomizedSmoothingClassifier(_estimator(denoiser, classifier), sigma=0.25).certify(
         x, n0=20, n=200, alpha=0.01, batch_size=128, seed=3
     )
     certs = certify(
