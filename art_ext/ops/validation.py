@@ -115,12 +115,12 @@ def check_output_width(logits: torch.Tensor, num_classes: int, *, name: str = "b
             f"{name} returns one logit per sample (shape {tuple(logits.shape)}); art_ext reads class scores "
             "[batch, classes] by argmax, and one column would make every vote class 0. Wrap a binary model z(x) as "
             "two columns, e.g. lambda x: torch.cat([torch.zeros_like(z(x)), z(x)], dim=1), so class 1 wins where "
-            "z > 0, and pass num_classes=2"
+            "z > 0, and declare 2 classes (num_classes=2; nb_classes=2 on an ART estimator)"
         )
     if logits.shape[1] > num_classes:
         raise ValueError(
-            f"num_classes={num_classes} is smaller than {name}'s output width {logits.shape[1]}; "
-            f"pass num_classes >= {logits.shape[1]}"
+            f"{name} returns {logits.shape[1]} class scores per sample but {num_classes} classes are declared "
+            f"(num_classes; nb_classes on an ART estimator): declare at least {logits.shape[1]}"
         )
 
 

@@ -97,7 +97,7 @@ def test_memory_does_not_grow_with_n():
         (dict(n=0), "n must be >= 1, got 0"),
         (dict(batch_size=0), "batch_size must be >= 1"),
         (dict(num_classes=1), "num_classes must be an int >= 2, got 1"),
-        (dict(num_classes=5), "smaller than base's output width 10"),
+        (dict(num_classes=5), "base returns 10 class scores per sample but 5 classes are declared"),
     ],
 )
 def test_invalid_arguments_name_the_bad_value(tiny_cnn, kwargs, message):
