@@ -10,7 +10,8 @@ upgrade touches this file only.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,8 @@ def _expected_form(estimator: object) -> str:
     clip = getattr(estimator, "clip_values", None)
     layout = "channels first" if getattr(estimator, "channels_first", True) else "channels last"
     where = "any finite value" if clip is None else f"values in [{float(np.min(clip[0]))}, {float(np.max(clip[1]))}]"
-    return f"a float array of shape [N, {', '.join(map(str, shape))}] ({layout}, the estimator's input_shape) with {where}"
+    dims = ", ".join(map(str, shape))
+    return f"a float array of shape [N, {dims}] ({layout}, the estimator's input_shape) with {where}"
 
 
 def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: torch.device | None = None,
@@ -114,7 +116,9 @@ def labels_to_indices(y: object, *, num_examples: int, nb_classes: int, device: 
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     if not isinstance(y, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of labels [N] or one-hot [N, {nb_classes}], got {type(y).__name__}")
+        raise TypeError(
+            f"{name} must be a numpy array of labels [N] or one-hot [N, {nb_classes}], got {type(y).__name__}"
+        )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 2:
@@ -177,7 +181,10 @@ class ARTModelView(nn.Module):
     """
 
     def __init__(
-        self, estimator: object, *, wrap_defence: Callable[[object], Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        self,
+        estimator: object,
+        *,
+        wrap_defence: Callable[[object], Callable[[torch.Tensor], torch.Tensor]] | None = None,
         postprocessing: bool = False,
     ) -> None:
         super().__init__()

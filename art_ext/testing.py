@@ -14,6 +14,8 @@ class LinearToy(nn.Module):
     et al., 2019, Thm. 1).
     """
 
+    w: torch.Tensor
+
     def __init__(self, w: torch.Tensor, b: float) -> None:
         super().__init__()
         self.register_buffer("w", w.flatten().to(torch.float64))
@@ -38,6 +40,8 @@ class LinearToy(nn.Module):
 class ScriptedVotes(nn.Module):
     """Returns the scripted class of each successive sample it sees, ignoring the input: lets a test fix the exact
     vote counts CERTIFY sees (n0 selection votes first, then n estimation votes)."""
+
+    votes: torch.Tensor
 
     def __init__(self, votes: torch.Tensor, num_classes: int) -> None:
         super().__init__()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from art_ext import _art
 from art_ext.attacks._adapter import TorchEvasionAttack
 from art_ext.attacks.pgd import LossFn, PGDConfig, cross_entropy_loss, pgd
 from art_ext.ops.bpda import straight_through
-from art_ext.types import Bounds, LogitsFn
+from art_ext.types import Bounds, LogitsFn, Norm
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,7 +73,7 @@ def table_v_config() -> PGDConfig:
     return config
 
 
-def sane_config(eps: float = 0.5, max_iter: int = 20, norm: str = "l2") -> PGDConfig:
+def sane_config(eps: float = 0.5, max_iter: int = 20, norm: Norm = "l2") -> PGDConfig:
     """Same threat model with eps_step = 2.5 * eps / max_iter (Madry et al.'s rule), which can reach the boundary."""
     return PGDConfig(eps=eps, eps_step=2.5 * eps / max_iter, max_iter=max_iter, norm=norm)
 

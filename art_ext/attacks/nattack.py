@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+import numpy as np
 import torch
 
 from art_ext import _art
@@ -237,8 +238,10 @@ class NAttack(TorchEvasionAttack):
         super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
                          max_iter=max_iter, pop_size=pop_size, sigma=sigma, learning_rate=learning_rate,
                          max_queries=max_queries, targeted=targeted, l2_sphere=l2_sphere)
-        self.queries: list[torch.Tensor] = []
-        self.success: list[torch.Tensor] = []
+        self._queries: list[torch.Tensor] = []
+        self._success: list[torch.Tensor] = []
+        self.queries: np.ndarray | None = None  # per-image queries of the last generate, numpy [N]
+        self.success: np.ndarray | None = None
 
     def _model_view(self, estimator):
         return _art.ARTModelView(estimator, postprocessing=True)
@@ -255,14 +258,15 @@ class NAttack(TorchEvasionAttack):
                              targeted=self.targeted, l2_sphere=self.l2_sphere)
 
     def generate(self, x, y=None, **kwargs):
-        self.queries, self.success = [], []
+        self._queries, self._success = [], []
         out = super().generate(x, y, **kwargs)
-        self.queries = torch.cat(self.queries).cpu().numpy()
-        self.success = torch.cat(self.success).cpu().numpy()
+        #: per-image queries used and success flags of the last ``generate`` (numpy [N])
+        self.queries = torch.cat(self._queries).cpu().numpy()
+        self.success = torch.cat(self._success).cpu().numpy()
         return out
 
     def _attack_batch(self, model, x, y, generator, *, bounds, mask):
         result = nattack(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)
-        self.queries.append(result.queries)
-        self.success.append(result.success)
+        self._queries.append(result.queries)
+        self._success.append(result.success)
         return result.x_adv

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +103,8 @@ def pgd(
         return x.detach().clone()
     x = x.detach()
     sign = -1.0 if config.targeted else 1.0
-    best, best_loss = None, None
+    best: torch.Tensor | None = None
+    best_loss: torch.Tensor | None = None
     for _ in range(max(1, config.num_random_init)):
         if config.num_random_init > 0:
             delta = norms.random_start(x, config.eps, config.norm, bounds, generator)
@@ -124,11 +125,12 @@ def pgd(
             return (x + delta).clamp(bounds.low, bounds.high).detach()  # exact box after rounding
         with torch.no_grad():
             final = sign * expected_loss(model, x + delta, y, loss_fn, config.eot_samples)  # [B]
-            if best is None:
+            if best is None or best_loss is None:
                 best, best_loss = delta.clone(), final
             else:
                 better = final > best_loss
                 best[better], best_loss = delta[better], torch.where(better, final, best_loss)
+    assert best is not None  # at least one start ran
     return (x + best).clamp(bounds.low, bounds.high).detach()
 
 

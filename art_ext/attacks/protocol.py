@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -60,7 +60,9 @@ def _decide(model: DecisionFn, x: torch.Tensor) -> torch.Tensor:
         return out.argmax(1)
     if out.dim() == 1 and not out.is_floating_point():
         return out
-    raise ValueError(f"model must return scores [B, K] or int64 labels [B], got {out.dtype} of shape {tuple(out.shape)}")
+    raise ValueError(
+        f"model must return scores [B, K] or int64 labels [B], got {out.dtype} of shape {tuple(out.shape)}"
+    )
 
 
 def _labels(y: object, num_examples: int, device: torch.device) -> torch.Tensor:

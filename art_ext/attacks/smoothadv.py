@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +116,7 @@ class SmoothAdvConfig:
         self.pgd_config()  # validates eps, eps_step, num_random_init
 
     def pgd_config(self) -> PGDConfig:
+        assert self.eps_step is not None  # set in __post_init__
         return PGDConfig(eps=self.eps, eps_step=float(self.eps_step), max_iter=self.max_iter, norm=self.norm,
                          targeted=self.targeted, num_random_init=self.num_random_init)
 

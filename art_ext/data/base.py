@@ -34,7 +34,7 @@ class LabeledImages:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def head(self, limit: int | None) -> "LabeledImages":
+    def head(self, limit: int | None) -> LabeledImages:
         """The first ``limit`` examples (all when ``None``). Loaders return a fixed, shuffled order, so a head is a
         fixed subset with every class represented."""
         if limit is None or limit >= len(self):
@@ -43,5 +43,5 @@ class LabeledImages:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
         return LabeledImages(self.x[:limit], self.y[:limit], self.classes, f"{self.name}[:{limit}]")
 
-    def to(self, device: torch.device | str) -> "LabeledImages":
+    def to(self, device: torch.device | str) -> LabeledImages:
         return LabeledImages(self.x.to(device), self.y.to(device), self.classes, self.name)

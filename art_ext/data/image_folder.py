@@ -46,7 +46,7 @@ def load_image_folder(
         indices = indices[:limit]
     if not indices:
         raise ValueError(f"no images selected from {root} (found {len(folder)}, skip={skip}, limit={limit})")
-    xs, ys = zip(*(folder[i] for i in indices))
+    xs, ys = zip(*(folder[i] for i in indices), strict=True)
     return LabeledImages(
         torch.stack(xs), torch.tensor(ys, dtype=torch.int64), tuple(folder.classes), f"{root.name}/folder"
     )

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,6 @@ from art_ext.ops.modes import eval_mode
 from art_ext.smoothing.auto_noise import DEFAULT_SIGMAS, auto_noise_certify, check_sigmas, keep_agreeing
 from art_ext.smoothing.certify import Certificates, certify
 from art_ext.smoothing.noise import add_gaussian_noise
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # BN adaptation (Eq. 4)
@@ -108,7 +107,8 @@ def _noisy_input_statistics(
     the sum-of-squares formula.
     """
     count = 0
-    mean = m2 = None
+    mean: torch.Tensor | None = None
+    m2: torch.Tensor | None = None
     captured: list[torch.Tensor] = []
 
     def capture(_mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -129,7 +129,7 @@ def _noisy_input_statistics(
             n_b = h.shape[1]
             mean_b = h.mean(dim=1)  # [C]
             m2_b = ((h - mean_b[:, None]) ** 2).sum(dim=1)  # [C]
-            if mean is None:
+            if mean is None or m2 is None:
                 mean, m2, count = mean_b, m2_b, n_b
             else:
                 delta = mean_b - mean
@@ -139,9 +139,9 @@ def _noisy_input_statistics(
                 count = total
     finally:
         handle.remove()
-    if count < 2:
+    if count < 2 or mean is None or m2 is None:
         raise ValueError(f"need at least 2 values per channel to estimate a variance, got {count}")
-    return mean, m2 / (count - 1)  # type: ignore[return-value,operator]
+    return mean, m2 / (count - 1)
 
 
 def adapt_batchnorm(
@@ -277,7 +277,9 @@ class CertificationThroughAdaptation:
         BNAdaptationConfig(sigma=0.0, rho=rho, batch_size=adaptation_batch_size)  # validate early
         validation.check_images(clean_images, name="clean_images")
         if not batchnorm_layers(model):
-            raise ValueError(f"{type(model).__name__} has no BatchNorm layer; certification through adaptation needs one")
+            raise ValueError(
+                f"{type(model).__name__} has no BatchNorm layer; certification through adaptation needs one"
+            )
         self.model = model
         self.clean_images = clean_images
         self.num_classes = validation.check_num_classes(num_classes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -10,6 +10,9 @@ from torch import nn
 
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std as a layer, so noise and attacks stay in pixel space in front of it."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()

@@ -67,7 +67,9 @@ class DnCNN(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.body[-1].weight)  # D starts as the identity map
+        last = self.body[-1]
+        assert isinstance(last, nn.Conv2d)
+        nn.init.zeros_(last.weight)  # D starts as the identity map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)  # the body predicts the noise (residual learning)
@@ -149,7 +151,9 @@ class MemNet(nn.Module):
             _MemoryBlock(channels, num_resblocks, m + 1) for m in range(num_memory_blocks)
         )
         self.reconstructor = _BNReLUConv(channels, in_channels)
-        nn.init.zeros_(self.reconstructor[-1].weight)
+        last = self.reconstructor[-1]
+        assert isinstance(last, nn.Conv2d)
+        nn.init.zeros_(last.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.feature_extractor(x)  # [B, c, H, W]

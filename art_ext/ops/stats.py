@@ -40,5 +40,7 @@ def binomial_test_pvalues(n_a: torch.Tensor, n_b: torch.Tensor) -> torch.Tensor:
     """
     a = n_a.detach().cpu().tolist()
     b = n_b.detach().cpu().tolist()
-    pvalues = [stats.binomtest(int(ka), int(ka + kb), 0.5).pvalue if ka + kb > 0 else 1.0 for ka, kb in zip(a, b)]
+    pvalues = [
+        stats.binomtest(int(ka), int(ka + kb), 0.5).pvalue if ka + kb > 0 else 1.0 for ka, kb in zip(a, b, strict=True)
+    ]
     return torch.tensor(pvalues, dtype=torch.float64, device=n_a.device)

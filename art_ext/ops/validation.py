@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -94,7 +94,8 @@ def check_fixed_function(base: Callable[[torch.Tensor], torch.Tensor], *, name: 
     batch_stats = [
         mod_name or type(base).__name__
         for mod_name, mod in base.named_modules()
-        if isinstance(mod, _BatchNorm) and (not mod.track_running_stats or mod.running_mean is None or mod.running_var is None)
+        if isinstance(mod, _BatchNorm)
+        and (not mod.track_running_stats or mod.running_mean is None or mod.running_var is None)
     ]
     if batch_stats:
         shown = ", ".join(batch_stats[:5]) + (" ..." if len(batch_stats) > 5 else "")

@@ -7,7 +7,7 @@ Reference: "Towards Bridging the gap between Empirical and Certified Robustness 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -36,7 +36,8 @@ def keep_agreeing(
     if reference is None:
         return label, radius
     agree = label == reference
-    return torch.where(agree, label, torch.full_like(label, ABSTAIN)), torch.where(agree, radius, torch.zeros_like(radius))
+    kept_label = torch.where(agree, label, torch.full_like(label, ABSTAIN))
+    return kept_label, torch.where(agree, radius, torch.zeros_like(radius))
 
 
 def auto_noise_certify(
@@ -104,11 +105,14 @@ def auto_noise_certify(
     if reference is not None and reference.shape != x.shape[:1]:
         raise ValueError(f"reference must be int64 labels of shape [{x.shape[0]}], got {tuple(reference.shape)}")
     space = resolve(noise_space)
-    common = dict(alpha=alpha, num_classes=num_classes, batch_size=batch_size, generator=generator, noise_space=space)
+
+    def run_certify(base: LogitsFn, images: torch.Tensor, sigma: float, draws: int) -> Certificates:
+        return certify(base, images, n0=n0, n=draws, sigma=sigma, alpha=alpha, num_classes=num_classes,
+                       batch_size=batch_size, generator=generator, noise_space=space)
 
     selection = torch.zeros(x.shape[0], len(grid), dtype=torch.float64, device=x.device)  # [B, S]
     for k, sigma in enumerate(grid):
-        stage1 = certify(base_for_sigma(sigma), x, n0=n0, n=n_auto, sigma=sigma, **common)
+        stage1 = run_certify(base_for_sigma(sigma), x, sigma, n_auto)
         selection[:, k] = keep_agreeing(stage1.label, stage1.radius, reference)[1]
     chosen = selection.argmax(dim=1)  # [B]; first maximum = smallest sigma on ties (grid is ascending)
 
@@ -116,7 +120,7 @@ def auto_noise_certify(
     order: list[torch.Tensor] = []
     for k in chosen.unique().tolist():
         rows = (chosen == k).nonzero().squeeze(1)  # images certified at grid[k]
-        final = certify(base_for_sigma(grid[k]), x[rows], n0=n0, n=n, sigma=grid[k], **common)  # fresh draws
+        final = run_certify(base_for_sigma(grid[k]), x[rows], grid[k], n)  # fresh draws
         ref = None if reference is None else reference[rows]
         label, radius = keep_agreeing(final.label, final.radius, ref)
         _, radius_native = keep_agreeing(final.label, final.radius_noise_space, ref)  # type: ignore[arg-type]

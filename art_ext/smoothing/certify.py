@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -83,14 +83,15 @@ class Certificates:
         return (self.label == y) & ~self.abstained
 
     @staticmethod
-    def cat(parts: Sequence["Certificates"]) -> "Certificates":
+    def cat(parts: Sequence[Certificates]) -> Certificates:
         """Concatenate certificates computed with the same (n0, n, alpha, noise space, candidate sigmas)."""
         if not parts:
             raise ValueError("Certificates.cat needs at least one Certificates object")
         params = {(p.n0, p.n, p.alpha, p.noise_space, p.n_auto) for p in parts}
         if len(params) != 1:
             raise ValueError(
-                f"cannot concatenate certificates with different (n0, n, alpha, noise_space, n_auto): {sorted(map(str, params))}"
+                "cannot concatenate certificates with different (n0, n, alpha, noise_space, n_auto): "
+                f"{sorted(map(str, params))}"
             )
         first = parts[0]
 

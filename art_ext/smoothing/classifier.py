@@ -6,8 +6,8 @@ import torch
 
 from art_ext.ops import validation
 from art_ext.smoothing.certify import Certificates, certify, predict
-from art_ext.smoothing.sampling import sample_counts
 from art_ext.smoothing.noise import NoiseSpace, resolve
+from art_ext.smoothing.sampling import sample_counts
 from art_ext.types import LogitsFn
 
 

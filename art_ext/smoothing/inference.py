@@ -24,8 +24,8 @@ Deviations (from the paper and from the reference code, yanemcovsky/SIAM@947630e
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ HARD_MODES = ("prediction", "weighted")
 
 def _as_float_tuple(values: object, name: str) -> tuple[float, ...]:
     try:
-        out = tuple(float(v) for v in values)  # type: ignore[union-attr]
+        out = tuple(float(v) for v in values)  # type: ignore[attr-defined]
     except TypeError:
         raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from None
     if not out or not all(math.isfinite(v) for v in out):
@@ -138,7 +138,8 @@ def noise_scale(x: torch.Tensor, config: SmoothedInferenceConfig) -> torch.Tenso
     """Per-channel pixel-space noise std: sigma, or sigma * std_c for noise declared after normalization."""
     if config.noise_space.is_pixel:
         return config.sigma
-    return config.sigma * config.noise_space.pixel_scale(x).unsqueeze(0)  # [1, C, 1, 1] for noise [m, b, C, H, W]
+    scale = torch.as_tensor(config.noise_space.pixel_scale(x), device=x.device, dtype=x.dtype)  # [C, 1, 1]
+    return config.sigma * scale.unsqueeze(0)  # [1, C, 1, 1] for noise [m, b, C, H, W]
 
 
 def noisy_logits(

@@ -5,7 +5,7 @@ Abstentions and wrong labels count as not certified; every mean is over *all* po
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from art_ext.types import ABSTAIN
 
 def _label_radius(certs: object) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(certs, "label") and hasattr(certs, "radius"):
-        label, radius = certs.label, certs.radius  # type: ignore[attr-defined]
+        label, radius = certs.label, certs.radius
     elif isinstance(certs, tuple) and len(certs) == 2:
         label, radius = certs
     else:

@@ -64,9 +64,11 @@ def _float_tuple(values: object, name: str) -> tuple[float, ...]:
     if isinstance(values, (int, float)):
         values = (values,)
     try:
-        out = tuple(float(v) for v in values)  # type: ignore[union-attr]
+        out = tuple(float(v) for v in values)  # type: ignore[attr-defined]
     except TypeError:
-        raise TypeError(f"NormalizedNoise {name} must be a sequence of numbers (one per channel), got {values!r}") from None
+        raise TypeError(
+            f"NormalizedNoise {name} must be a sequence of numbers (one per channel), got {values!r}"
+        ) from None
     if not out or not all(math.isfinite(v) for v in out):
         raise ValueError(f"NormalizedNoise {name} must be a non-empty sequence of finite numbers, got {values!r}")
     return out

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,13 @@ from art_ext.data.base import LabeledImages
 from art_ext.ops import norms
 from art_ext.ops.modes import eval_mode
 from art_ext.training.classifier import (
-    SplitLoader, TrainConfig, TrainingRun, adam_one_cycle, random_shift, refuse_classifiers, take_step,
+    SplitLoader,
+    TrainConfig,
+    TrainingRun,
+    adam_one_cycle,
+    random_shift,
+    refuse_classifiers,
+    take_step,
 )
 from art_ext.types import Norm
 
@@ -97,7 +103,7 @@ def robust_accuracy(
     device = next(model.parameters()).device
     correct = torch.zeros((), dtype=torch.long, device=device)
     with eval_mode(model):
-        for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size)):
+        for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size), strict=True):
             xb, yb = xb.to(device), yb.to(device)
             x_adv = pgd(model, xb, yb, config, generator=generator)  # [b, C, H, W]
             with torch.no_grad():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -203,7 +204,7 @@ def accuracy(
     device = next(model.parameters()).device
     correct = torch.zeros((), dtype=torch.long, device=device)
     with eval_mode(model):
-        for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size)):
+        for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size), strict=True):
             xb, yb = xb.to(device), yb.to(device)
             if sigma > 0:
                 xb = xb + sigma * torch.randn(xb.shape, generator=generator, device=device, dtype=xb.dtype)

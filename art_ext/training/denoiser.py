@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -171,7 +171,7 @@ def validation_loss(
     generator = torch.Generator(device=device).manual_seed(config.seed + 7919)  # same noise every epoch
     total = torch.zeros((), device=device)
     with eval_mode(denoiser), frozen(classifiers):
-        for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size)):
+        for xb, yb in zip(data.x.split(batch_size), data.y.split(batch_size), strict=True):
             xb, yb = xb.to(device), yb.to(device)
             noisy = xb + config.sigma * torch.randn(xb.shape, generator=generator, device=device, dtype=xb.dtype)
             total += denoiser_loss(loss_name or config.loss_name, denoiser, classifiers, xb, yb, noisy) * len(yb)

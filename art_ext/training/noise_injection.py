@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +33,7 @@ from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
 from art_ext.smoothing.noise import GaussianNoise
 from art_ext.training.classifier import random_shift, take_step
+from art_ext.types import Norm
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class NoiseInjectionConfig:
     eps: float = 0.1
     eps_step: float = 0.025
     max_iter: int = 7
-    norm: str = "linf"
+    norm: Norm = "linf"
     eot_samples: int = 8
     max_shift: int = 1
     seed: int = 0

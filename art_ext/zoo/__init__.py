@@ -31,9 +31,11 @@ unregister = REGISTRY.unregister
 get_entry = REGISTRY.get
 names = REGISTRY.names
 
-for _entry in (*_classifiers.ENTRIES, *_denoisers.ENTRIES):  # classifiers first: denoisers are guided by them
-    register(_entry)
-del _entry
+for _classifier in _classifiers.ENTRIES:  # classifiers first: denoisers are guided by them
+    register(_classifier)
+for _denoiser in _denoisers.ENTRIES:
+    register(_denoiser)
+del _classifier, _denoiser
 
 __all__ = [
     "DIGITS_DNCNN", "DIGITS_MEAN", "DIGITS_STD", "DIGITS_SURROGATES", "KINDS", "REGISTRY", "TRAINING_THREADS",

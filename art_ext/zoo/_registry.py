@@ -12,8 +12,11 @@ from typing import Generic, Protocol, TypeVar
 
 
 class Named(Protocol):
-    name: str
-    kind: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
 
 
 E = TypeVar("E", bound=Named)

@@ -50,10 +50,16 @@ class Entry(Protocol):
     """What the registry, the cache and the loader read from an entry of either kind."""
 
     kind: ClassVar[str]
-    name: str
-    description: str
-    dataset: str
-    resolution: int
+
+    # read-only members: the entries are frozen dataclasses
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def dataset(self) -> str: ...
+    @property
+    def resolution(self) -> int: ...
 
     @property
     def starts_from(self) -> str | None: ...

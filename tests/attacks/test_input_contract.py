@@ -176,8 +176,8 @@ def test_final_projection_holds_whatever_the_core_returns(name, norm, monkeypatc
 
     def misbehaving(model, xb, yb, generator, *, bounds, mask, shift=10.0):
         if isinstance(attack, NAttack):  # NAttack's generate collects per-batch queries / success
-            attack.queries.append(torch.zeros(len(xb), dtype=torch.int64))
-            attack.success.append(torch.zeros(len(xb), dtype=torch.bool))
+            attack._queries.append(torch.zeros(len(xb), dtype=torch.int64))
+            attack._success.append(torch.zeros(len(xb), dtype=torch.bool))
         return xb + shift
 
     monkeypatch.setattr(attack, "_attack_batch", misbehaving)
