@@ -15,7 +15,9 @@ Two ways in:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -78,6 +80,13 @@ def denoise(denoiser: nn.Module, x: torch.Tensor, config: DenoiserPreprocessorCo
     return straight_through(x, out) if config.gradient == "bpda" else out  # BPDA: identity backward
 
 
+def _check_batch(x: torch.Tensor) -> None:
+    """Structural check of a batch reaching the denoiser (no host sync: values are checked at the numpy entry)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"the denoiser preprocessor expects a float tensor [N, C, H, W], got {shape}")
+
+
 def _preprocessor_base() -> type:
     from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 
@@ -115,7 +124,23 @@ class DenoiserPreprocessor(_preprocessor_base()):  # type: ignore[misc]
         self._config = DenoiserPreprocessorConfig(self.gradient, self.batch_size)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        _check_batch(x)
         return denoise(self.denoiser, x, self._config), y
 
     def estimate_forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        _check_batch(x)
         return denoise(self.denoiser, x, self._config)
+
+    def __call__(self, x: Any, y: Any = None) -> tuple[Any, Any]:
+        """ART's numpy entry point: the values are checked (finite) once here, then ``forward`` runs in torch.
+
+        (Inside an estimator, ART calls ``forward`` on tensors directly; its inputs may lie outside [0, 1] because
+        randomized smoothing adds unclipped noise before the defences, so no range is imposed.)
+        """
+        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"x must be a float numpy array [N, C, H, W], got {type(x).__name__} "
+                            f"{getattr(x, 'dtype', '')}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"x contains {int((~np.isfinite(x)).sum())} NaN or infinite values; expected finite "
+                             "images [N, C, H, W]")
+        return super().__call__(x.astype(np.float32, copy=False), y)

@@ -109,3 +109,20 @@ def test_config_errors_name_the_value(kwargs, message: str) -> None:
         DenoiserPreprocessorConfig(**kwargs)
     with pytest.raises(ValueError, match=message):
         DenoiserPreprocessor(_models()[0], **kwargs)
+
+
+def test_the_preprocessor_checks_its_numpy_and_tensor_inputs() -> None:
+    """Before: NaN images went through the denoiser (NaN out) and a 3-D batch reached its first convolution."""
+    denoiser, _ = _models()
+    pre = DenoiserPreprocessor(denoiser)
+    x, _ = _inputs(2)
+    out, _ = pre(x)
+    assert out.shape == x.shape and np.isfinite(out).all()
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite values"):
+        pre(bad)
+    with pytest.raises(TypeError, match="float numpy array"):
+        pre(x.astype(np.int64))
+    with pytest.raises(ValueError, match=r"float tensor \[N, C, H, W\], got \(1, 16, 16\)"):
+        pre.forward(torch.from_numpy(x[0]))
