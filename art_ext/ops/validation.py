@@ -83,27 +83,26 @@ def check_fixed_function(base: Callable[[torch.Tensor], torch.Tensor], *, name: 
     """
     if not isinstance(base, nn.Module):
         return
-    in_training = [mod_name or type(base).__name__ for mod_name, mod in base.named_modules() if mod.training]
+
+    def shown(test: Callable[[nn.Module], bool]) -> str:
+        names = [mod_name or type(base).__name__ for mod_name, mod in base.named_modules() if test(mod)]
+        return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+    in_training = shown(lambda mod: mod.training)
     if in_training:
-        shown = ", ".join(in_training[:5]) + (" ..." if len(in_training) > 5 else "")
         raise ValueError(
-            f"{name} has modules in training mode ({shown}); call {name}.eval() first: a base classifier must be a "
-            "fixed function while it is sampled (train-mode BatchNorm or dropout make the draws dependent, and "
+            f"{name} has modules in training mode ({in_training}); call {name}.eval() first: a base classifier must "
+            "be a fixed function while it is sampled (train-mode BatchNorm or dropout make the draws dependent, and "
             "train-mode BatchNorm would update its running statistics)"
         )
-    batch_stats = [
-        mod_name or type(base).__name__
-        for mod_name, mod in base.named_modules()
-        if isinstance(mod, _BatchNorm)
-        and (not mod.track_running_stats or mod.running_mean is None or mod.running_var is None)
-    ]
+    batch_stats = shown(lambda mod: isinstance(mod, _BatchNorm) and (
+        not mod.track_running_stats or mod.running_mean is None or mod.running_var is None))
     if batch_stats:
-        shown = ", ".join(batch_stats[:5]) + (" ..." if len(batch_stats) > 5 else "")
         raise ValueError(
-            f"{name} has BatchNorm layers without running statistics ({shown}): they normalize with the statistics "
-            "of the current batch even in eval mode, so one image's votes would depend on the other images in its "
-            "batch; give them running statistics (e.g. art_ext.defences.adapt_batchnorm freezes adapted ones) "
-            "before smoothing"
+            f"{name} has BatchNorm layers without running statistics ({batch_stats}): they normalize with the "
+            "statistics of the current batch even in eval mode, so one image's votes would depend on the other "
+            "images in its batch; give them running statistics (track_running_stats=True, estimated on training "
+            "images, which art_ext.defences.adapt_batchnorm can then adapt to noise) before smoothing"
         )
 
 
