@@ -49,22 +49,26 @@ def fail(message: str) -> NoReturn:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default="default", help="suite name (benchmarks/suites/<name>.toml) or a path to a suite .toml file")
-    parser.add_argument("--list", action="store_true", help="list the suites with their kinds and descriptions, then exit")
+    parser.add_argument("--suite", default="default",
+                        help="suite name (benchmarks/suites/<name>.toml) or a path to a suite .toml file")
+    parser.add_argument("--list", action="store_true",
+                        help="list the suites with their kinds and descriptions, then exit")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/<suite>)")
     parser.add_argument(
         "--resume", action="store_true",
         help="require an earlier run in --out and continue it (a plain rerun also continues a matching run)",
     )
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N examples in every part of the suite (default: the suite's own sizes)")
     parser.add_argument("--device", default=None,
                         help="torch device: cpu, cuda, cuda:<i> ('gpu' is read as cuda); default cuda if available")
     parser.add_argument("--seed", type=int, default=0, help="run seed (noise and attack randomness)")
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help=f"folder of on-disk datasets, e.g. <DIR>/cifar-10-batches-py (default ${references.DATA_ROOT_ENV})")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help=f"folder of model files, e.g. RobustBench's <DIR>/cifar10/Linf/<Name>.pt (default ${references.MODEL_DIR_ENV})")
+    parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                        help="folder of on-disk datasets, e.g. <DIR>/cifar-10-batches-py "
+                        f"(default ${references.DATA_ROOT_ENV})")
+    parser.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
+                        help="folder of model files, e.g. RobustBench's <DIR>/cifar10/Linf/<Name>.pt "
+                        f"(default ${references.MODEL_DIR_ENV})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:

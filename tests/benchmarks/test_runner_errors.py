@@ -86,7 +86,8 @@ def test_unknown_key_in_a_config_names_it_and_the_known_keys(tmp_path, capsys):
 def test_unknown_top_level_and_nested_variant_keys(tmp_path, capsys):
     path = write(tmp_path, SUITE.format(sigma=0.5).replace("n0 = 10", "n0 = 10\nsamples = 3"))
     assert "unknown key 'samples'; known keys: alpha, batch_size" in fails(["--suite", str(path)], capsys)
-    attacks = (common.SUITES_DIR / "attacks.toml").read_text().replace('{ name = "pgd" },', '{ name = "pgd", samples = 8 },', 1)
+    attacks = (common.SUITES_DIR / "attacks.toml").read_text()
+    attacks = attacks.replace('{ name = "pgd" },', '{ name = "pgd", samples = 8 },', 1)
     line = fails(["--suite", str(write(tmp_path, attacks, "a.toml"))], capsys)
     assert "unknown key 'targets[0].attacks[1].samples'" in line and "num_random_init" in line
 
