@@ -9,10 +9,11 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -22,22 +23,171 @@ ROWS_FILE = "rows.jsonl"
 MANIFEST_FILE = "manifest.json"
 
 
-def load_suite(name: str) -> dict[str, Any]:
-    """Read ``benchmarks/suites/<name>.toml``, or the TOML file at path ``name`` (ending in ``.toml``)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+class SuiteError(ValueError):
+    """A suite, option or reference that cannot run: the runner prints its message as one line and exits with 2."""
+
+
+def suite_path(name: str) -> Path:
+    """``benchmarks/suites/<name>.toml``, or the file at path ``name`` when it ends in ``.toml``."""
     path = Path(name) if name.endswith(".toml") else SUITES_DIR / f"{name}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
-        raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(known)}")
-    with open(path, "rb") as handle:
-        suite = tomllib.load(handle)
+        if name.endswith(".toml"):
+            raise SuiteError(f"suite file {path} does not exist (known suites: {', '.join(known)})")
+        raise SuiteError(f"unknown suite {name!r}; known suites: {', '.join(known)} (or a path to a .toml file)")
+    return path
+
+
+def load_suite(name: str) -> dict[str, Any]:
+    """Read a suite (see ``suite_path``); a malformed file or a missing ``kind`` is a ``SuiteError``."""
+    import tomllib
+
+    path = suite_path(name)
+    try:
+        with open(path, "rb") as handle:
+            suite = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:  # its message ends with "(at line L, column C)"
+        raise SuiteError(f"suite file {path} is not valid TOML: {err}") from err
     suite.setdefault("name", path.stem)
     if "kind" not in suite:
-        raise ValueError(f"suite file {path} has no 'kind' entry")
+        raise SuiteError(f"suite file {path} has no 'kind' entry")
     return suite
+
+
+# ---- strict suite schemas ----------------------------------------------------------------------------------------
+Check = Callable[[Any], "str | None"]  # None when the value is valid, else the expected form
+
+
+@dataclass(frozen=True)
+class Key:
+    """One suite key: a value check and whether the key must be present."""
+
+    check: Check
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A TOML table (``[name]``) with its own keys."""
+
+    keys: dict[str, Any]
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Tables:
+    """An array of tables (``[[name]]`` or a list of inline tables). With ``variant``, the value of that key picks
+    extra keys from ``variants`` (e.g. an attack's ``name`` picks its parameters)."""
+
+    keys: dict[str, Any]
+    required: bool = False
+    variant: str | None = None
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+#: keys every suite may hold, whatever its kind
+COMMON_KEYS: dict[str, Any] = {
+    "kind": Key(lambda v: None if isinstance(v, str) else "a kind name", required=True),
+    "name": Key(lambda v: None if isinstance(v, str) and v else "a non-empty string"),
+    "description": Key(lambda v: None if isinstance(v, str) else "a string"),
+}
+
+
+def integer(minimum: int = 1) -> Check:
+    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= minimum else \
+        f"an integer >= {minimum}"
+
+
+def number(*, gt: float | None = None, ge: float | None = None, le: float | None = None, lt: float | None = None
+           ) -> Check:
+    bounds = [f"> {gt:g}" if gt is not None else "", f">= {ge:g}" if ge is not None else "",
+              f"< {lt:g}" if lt is not None else "", f"<= {le:g}" if le is not None else ""]
+    expected = "a number " + " and ".join(b for b in bounds if b) if any(bounds) else "a number"
+
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+        ok = ok and (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt) and \
+            (le is None or v <= le)
+        return None if ok else expected
+
+    return check
+
+
+def boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def string(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "a non-empty string"
+
+
+def choice(*options: str) -> Check:
+    return lambda v: None if v in options else "one of " + ", ".join(repr(o) for o in options)
+
+
+def list_of(item: Check, *, nonempty: bool = True) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, list) or (nonempty and not v):
+            probe = item(None) or "a value"
+            return f"a {'non-empty ' if nonempty else ''}list of values, each {probe}"
+        for value in v:
+            problem = item(value)
+            if problem is not None:
+                return f"a list whose every value is {problem} (got {value!r} in it)"
+        return None
+
+    return check
+
+
+def zoo_name(kind: str) -> Check:
+    """A registered zoo entry of ``kind`` ("classifier" or "denoiser")."""
+
+    def check(v: Any) -> str | None:
+        from art_ext import zoo
+
+        if not isinstance(v, str) or v not in zoo.names(kind=kind):
+            return f"a zoo {kind} name, one of: {', '.join(zoo.names(kind=kind))}"
+        return None
+
+    return check
+
+
+def validate(suite: dict[str, Any], schema: dict[str, Any], where: str) -> None:
+    """Check every key of ``suite`` against ``schema`` (plus ``COMMON_KEYS``): the first unknown key, missing key or
+    invalid value, in file order, is a ``SuiteError`` naming it and what is expected."""
+    _validate_table(suite, {**COMMON_KEYS, **schema}, where, "")
+
+
+def _validate_table(table: dict[str, Any], schema: dict[str, Any], where: str, prefix: str) -> None:
+    for key, value in table.items():
+        spec = schema.get(key)
+        name = f"{prefix}{key}"
+        if spec is None:
+            raise SuiteError(f"{where}: unknown key {name!r}; known keys{' of ' + prefix[:-1] if prefix else ''}: "
+                             f"{', '.join(sorted(schema))}")
+        if isinstance(spec, Key):
+            problem = spec.check(value)
+            if problem is not None:
+                raise SuiteError(f"{where}: {name} = {value!r} is invalid; expected {problem}")
+        elif isinstance(spec, Table):
+            if not isinstance(value, dict):
+                raise SuiteError(f"{where}: {name} must be a table ([{name}])")
+            _validate_table(value, spec.keys, where, f"{name}.")
+        else:
+            if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+                raise SuiteError(f"{where}: {name} must be a non-empty array of tables ([[{name}]])")
+            for i, item in enumerate(value):
+                keys = dict(spec.keys)
+                if spec.variant is not None:
+                    chosen = item.get(spec.variant)
+                    if chosen not in spec.variants:
+                        raise SuiteError(f"{where}: {name}[{i}].{spec.variant} = {chosen!r} is invalid; expected one "
+                                         f"of {', '.join(map(repr, spec.variants))}")
+                    keys.update(spec.variants[chosen])
+                _validate_table(item, keys, where, f"{name}[{i}].")
+    for key, spec in schema.items():
+        if getattr(spec, "required", False) and key not in table:
+            raise SuiteError(f"{where}: missing key {prefix + key!r}")
 
 
 def versions() -> dict[str, str]:
@@ -81,6 +231,9 @@ class RunContext:
     seed: int
     limit: int | None
     verbose: bool
+    limit_option: int | None = None  # --limit as given: caps every part's examples (None: the suite's own sizes)
+    data_root: Path | None = None  # --data-root / ART_EXT_DATA_ROOT, for dataset references
+    model_dir: Path | None = None  # --model-dir / ART_EXT_MODEL_DIR, for model references
     done: set[tuple[str, int]] = field(default_factory=set)
     _handle: Any = None
 
@@ -128,11 +281,16 @@ def repair_rows_file(out: Path) -> None:
         path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def make_manifest(suite: dict[str, Any], *, seed: int, limit: int | None, device: torch.device) -> dict[str, Any]:
+def make_manifest(
+    suite: dict[str, Any], *, seed: int, limit: int | None, device: torch.device, limit_option: int | None = None,
+    references: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "suite": suite,
         "seed": seed,
         "limit": limit,
+        "limit_option": limit_option,
+        "references": references or {},
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
@@ -144,6 +302,30 @@ def make_manifest(suite: dict[str, Any], *, seed: int, limit: int | None, device
     }
 
 
+#: manifest fields that decide whether two runs compute the same rows (``limit_option`` is ``--limit`` as given:
+#: it also bounds parts the suite's own ``limit`` does not, so it is part of the work)
+WORK_FIELDS = ("suite", "seed", "limit", "limit_option")
+
+
+def work_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The fields in which two manifests describe different computations, each as ``field: old vs new``; for the
+    suite, the differing top-level keys. Empty when rows can be shared."""
+    out = []
+    for key in WORK_FIELDS:
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "suite" and isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            out.append("suite (" + ", ".join(f"{k}: {a.get(k)!r} there vs {b.get(k)!r} here"
+                                             if not isinstance(a.get(k), (dict, list)) else f"{k} differs"
+                                             for k in keys) + ")")
+        else:
+            name = "--limit option" if key == "limit_option" else key
+            out.append(f"{name}: {a!r} there vs {b!r} here")
+    return out
+
+
 def same_work(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two manifests describe the same computation (suite, seed, limit), so rows can be shared."""
-    return all(a.get(k) == b.get(k) for k in ("suite", "seed", "limit"))
+    return not work_differences(a, b)

@@ -2,10 +2,16 @@
 """Run an art_ext benchmark suite: ``python benchmarks/run.py [--suite default] [--out DIR] [--resume] ...``.
 
 Each example's result is appended to ``<out>/rows.jsonl`` as soon as it is computed; ``<out>/manifest.json`` records
-the configuration, seed, git SHA, library versions and device. Tables (``summary.md``, ``summary.json``) and plots
-are derived from the rows only, so an interrupted run that is continued reports exactly what an uninterrupted run
-reports. Rerunning the same command continues the run in ``--out`` (finished examples are skipped); a folder that
-holds a run of a different suite, seed or limit is refused, never overwritten.
+the configuration, seed, git SHA, library versions, device and the resolved model and dataset references. Tables
+(``summary.md``, ``summary.json``) and plots are derived from the rows only, so an interrupted run that is continued
+reports exactly what an uninterrupted run reports. Rerunning the same command continues the run in ``--out``
+(finished examples are skipped); a folder that holds a run of a different suite, seed or limit is refused (the
+message names what differs), never overwritten.
+
+Everything is checked before the first example runs: the suite name, the TOML, every key against the kind's schema
+(unknown keys are errors), every value in every config, the device and the model and dataset references (files
+present and well-formed; ``benchmarks/references.py`` lists the forms). A problem is one line on stderr and exit
+status 2; the manifest is written only after these checks pass. ``--list`` prints the suites.
 """
 
 from __future__ import annotations
@@ -14,30 +20,55 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `art_ext` importable from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from benchmarks import common
+from benchmarks import common, references
 from benchmarks.kinds import KINDS
 
 log = logging.getLogger("benchmarks")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit status 2 (argparse's own status)
+        fail(message)
+
+
+def fail(message: str) -> NoReturn:
+    """Report a problem found before any work as one line on stderr and exit with status 2."""
+    print(f"run.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default="default", help="suite name (benchmarks/suites/<name>.toml) or a path to a suite .toml file")
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="default",
+                        help="suite name (benchmarks/suites/<name>.toml) or a path to a suite .toml file")
+    parser.add_argument("--list", action="store_true",
+                        help="list the suites with their kinds and descriptions, then exit")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results/<suite>)")
     parser.add_argument(
         "--resume", action="store_true",
         help="require an earlier run in --out and continue it (a plain rerun also continues a matching run)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="number of test examples (default: the suite's)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="at most N examples in every part of the suite (default: the suite's own sizes)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:<i> ('gpu' is read as cuda); default cuda if available")
     parser.add_argument("--seed", type=int, default=0, help="run seed (noise and attack randomness)")
+    parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                        help="folder of on-disk datasets, e.g. <DIR>/cifar-10-batches-py "
+                        f"(default ${references.DATA_ROOT_ENV})")
+    parser.add_argument("--model-dir", type=Path, default=None, metavar="DIR",
+                        help="folder of model files, e.g. RobustBench's <DIR>/cifar10/Linf/<Name>.pt "
+                        f"(default ${references.MODEL_DIR_ENV})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -45,48 +76,137 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    suite = common.load_suite(args.suite)
-    if suite["kind"] not in KINDS:
-        raise ValueError(f"suite {args.suite!r} has unknown kind {suite['kind']!r}; known: {sorted(KINDS)}")
-    kind = KINDS[suite["kind"]]
-    out = args.out or common.REPO_ROOT / "results" / suite["name"]
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    limit = args.limit if args.limit is not None else suite.get("limit")
+def list_suites() -> str:
+    """One line per shipped suite: name, kind and description (an unreadable suite says why)."""
+    lines = []
+    paths = sorted(common.SUITES_DIR.glob("*.toml"))
+    width = max((len(p.stem) for p in paths), default=0)
+    for path in paths:
+        try:
+            suite = common.load_suite(str(path))
+            lines.append(f"{path.stem:<{width}}  {suite['kind']:<18}  {suite.get('description', '')}")
+        except common.SuiteError as err:
+            lines.append(f"{path.stem:<{width}}  (invalid: {err})")
+    return "\n".join(lines)
 
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = common.make_manifest(suite, seed=args.seed, limit=limit, device=device)
+
+def resolve_device(name: str | None) -> torch.device:
+    """The torch device of ``--device``; ``gpu`` (ART's spelling) means cuda. A device this machine lacks is a
+    ``SuiteError`` saying so, never a driver traceback."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    spelled = "cuda" + name[3:] if name == "gpu" or name.startswith("gpu:") else name
+    try:
+        device = torch.device(spelled)
+    except RuntimeError as err:
+        raise common.SuiteError(f"--device {name!r} is not a torch device ({str(err).splitlines()[0]}); "
+                                "expected cpu, cuda, cuda:<index> or gpu") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible"
+            raise common.SuiteError(f"--device {name!r}: CUDA is not available ({why}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise common.SuiteError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s) "
+                                    f"(indices 0..{torch.cuda.device_count() - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise common.SuiteError(f"--device {name!r}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise common.SuiteError(f"--device {name!r}: unsupported device type; expected cpu, cuda, cuda:<index> or gpu")
+    return device
+
+
+@dataclass
+class Plan:
+    """A validated run: everything checked, nothing written yet."""
+
+    suite: dict[str, Any]
+    kind: ModuleType
+    out: Path
+    device: torch.device
+    limit: int | None
+    roots: references.Roots
+    manifest: dict[str, Any]
+    previous: list[dict[str, Any]]
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Every check that can fail before work starts (raises ``SuiteError``); writes nothing."""
+    suite = common.load_suite(args.suite)
+    where = f"suite {suite['name']!r} ({common.suite_path(args.suite)})"
+    if suite["kind"] not in KINDS:
+        raise common.SuiteError(f"{where}: unknown kind {suite['kind']!r}; known kinds: {', '.join(sorted(KINDS))}")
+    kind = KINDS[suite["kind"]]
+    common.validate(suite, kind.SCHEMA, where)
+    if hasattr(kind, "check"):
+        try:
+            kind.check(suite)
+        except common.SuiteError as err:
+            raise common.SuiteError(f"{where}: {err}") from err
+    roots = references.Roots.from_options(args.data_root, args.model_dir)
+    try:
+        resolved = kind.prepare(suite, roots) if hasattr(kind, "prepare") else {}
+    except common.SuiteError as err:
+        raise common.SuiteError(f"{where}: {err}") from err
+    device = resolve_device(args.device)
+    limit = args.limit if args.limit is not None else suite.get("limit")
+    out = args.out or common.REPO_ROOT / "results" / suite["name"]
+    if out.exists() and not out.is_dir():
+        raise common.SuiteError(f"--out {out} exists and is not a folder")
+    manifest = common.make_manifest(suite, seed=args.seed, limit=limit, device=device, limit_option=args.limit,
+                                    references=resolved)
     manifest_path = out / common.MANIFEST_FILE
     previous = common.read_rows(out)
     if previous or manifest_path.is_file():
         old = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         if not old:
-            raise SystemExit(f"{out} holds result rows but no manifest; cannot tell what they are: choose another --out")
-        if not common.same_work(old, manifest):
-            raise SystemExit(
-                f"{out} holds a run with a different suite/seed/limit; it is never overwritten: choose another --out "
-                "or delete that folder"
-            )
+            raise common.SuiteError(f"{out} holds result rows but no manifest; cannot tell what they are: choose "
+                                    "another --out")
+        differences = common.work_differences(old, manifest)
+        if differences:
+            raise common.SuiteError(f"{out} holds a different run ({'; '.join(differences)}); it is never "
+                                    "overwritten: choose another --out or delete that folder")
         manifest["resumed_from"] = old.get("started")
     elif args.resume:
-        raise SystemExit(f"--resume: {out} holds no earlier run to continue")
-    common.repair_rows_file(out)
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        raise common.SuiteError(f"--resume: {out} holds no earlier run to continue")
+    return Plan(suite, kind, out, device, limit, roots, manifest, previous)
 
-    ctx = common.RunContext(out=out, device=device, seed=args.seed, limit=limit, verbose=not args.quiet)
-    ctx.done = {(row["config"], int(row["index"])) for row in previous}
-    if previous:
-        log.info("resuming: %d finished examples in %s", len(previous), out)
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        print(list_suites())
+        return 0
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        kind.run(suite, ctx)
-    finally:
+        p = plan(args)
+    except common.SuiteError as err:
+        fail(str(err))
+    created = not p.out.exists()
+    p.out.mkdir(parents=True, exist_ok=True)
+    manifest_path = p.out / common.MANIFEST_FILE
+    common.repair_rows_file(p.out)
+    manifest_path.write_text(json.dumps(p.manifest, indent=2, sort_keys=True, default=str))
+
+    ctx = common.RunContext(out=p.out, device=p.device, seed=args.seed, limit=p.limit, verbose=not args.quiet,
+                            limit_option=args.limit, data_root=p.roots.data_root, model_dir=p.roots.model_dir)
+    ctx.done = {(row["config"], int(row["index"])) for row in p.previous}
+    if p.previous:
+        log.info("resuming: %d finished examples in %s", len(p.previous), p.out)
+    try:
+        p.kind.run(p.suite, ctx)
+    except BaseException:
         ctx.close()
-    summary = kind.report(suite, common.read_rows(out), out, manifest)
-    (out / "summary.md").write_text(summary)
+        if not p.previous and not common.read_rows(p.out):  # nothing to resume: leave no manifest that blocks --out
+            manifest_path.unlink(missing_ok=True)
+            (p.out / common.ROWS_FILE).unlink(missing_ok=True)
+            if created and not any(p.out.iterdir()):
+                p.out.rmdir()
+        raise
+    ctx.close()
+    summary = p.kind.report(p.suite, common.read_rows(p.out), p.out, p.manifest)
+    (p.out / "summary.md").write_text(summary)
     print(summary)
-    log.info("results in %s", out)
+    log.info("results in %s", p.out)
     return 0
 
 

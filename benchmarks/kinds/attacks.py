@@ -7,7 +7,8 @@ Suite file keys: ``dataset`` ("digits"), ``split``, ``resolution``, ``limit``, `
 under one derived seed; the unit of resume), ``eps``, ``norm``, ``max_iter``, ``score_draws`` (k), and
 ``[[targets]]`` tables: ``name``, ``model`` (zoo), ``deployment`` ("plain" | "quantised" | "smoothed" |
 "denoised"), ``sigma``, ``smoothing_samples`` (M of the deployed soft smoothing), ``denoiser`` (zoo name, denoised
-only) and ``attacks`` (list of attack tables with ``name`` and parameters, see ``ATTACK_BUILDERS``).
+only) and ``attacks`` (list of attack tables with ``name`` and parameters, see ``SCHEMA``; any other key is an
+error). ``--limit`` bounds the number of images every (target, attack) pair attacks and scores.
 """
 
 from __future__ import annotations
@@ -32,8 +33,53 @@ from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext import zoo
 from benchmarks import common
+from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
+
+
+_ATTACK_BASE = {  # every attack reads these through _pgd_config
+    "name": Key(common.choice("none", "pgd", "bpda_pgd", "epgd", "smoothadv", "nattack"), required=True),
+    "eps": Key(common.number(ge=0)), "eps_step": Key(common.number(gt=0)), "max_iter": Key(common.integer(1)),
+    "norm": Key(common.choice("l2", "linf")), "num_random_init": Key(common.integer(0)),
+}
+SCHEMA = {
+    "dataset": Key(common.choice("digits")),  # this kind runs on the embedded digits only
+    "split": Key(common.choice("train", "val", "test")),
+    "resolution": Key(common.integer(8)),
+    "limit": Key(common.integer(1)),
+    "chunk": Key(common.integer(1)),
+    "eps": Key(common.number(ge=0), required=True),
+    "norm": Key(common.choice("l2", "linf"), required=True),
+    "max_iter": Key(common.integer(1), required=True),
+    "score_draws": Key(common.integer(1)),
+    "targets": Tables({
+        "name": Key(common.string, required=True),
+        "model": Key(common.zoo_name("classifier"), required=True),
+        "deployment": Key(common.choice("plain", "quantised", "smoothed", "denoised"), required=True),
+        "sigma": Key(common.number(ge=0)),
+        "smoothing_samples": Key(common.integer(1)),
+        "denoiser": Key(common.zoo_name("denoiser")),
+        "attacks": Tables(_ATTACK_BASE, required=True, variant="name", variants={
+            "none": {}, "pgd": {}, "bpda_pgd": {},
+            "epgd": {"samples": Key(common.integer(1), required=True)},
+            "smoothadv": {"samples": Key(common.integer(1), required=True),
+                          "aggregate": Key(common.choice("softmax", "logits"))},
+            "nattack": {"nes_iter": Key(common.integer(1)), "pop_size": Key(common.integer(1)),
+                        "max_queries": Key(common.integer(1), required=True), "check_every": Key(common.integer(1))},
+        }),
+    }, required=True),
+}
+
+
+def check(suite: dict[str, Any]) -> None:
+    """What a deployment needs beyond the schema (before any work)."""
+    for i, spec in enumerate(suite["targets"]):
+        needs = {"smoothed": ("sigma", "smoothing_samples"), "denoised": ("sigma", "smoothing_samples", "denoiser")}
+        for key in needs.get(spec["deployment"], ()):
+            if key not in spec:
+                raise common.SuiteError(f"targets[{i}] ({spec['name']!r}): deployment {spec['deployment']!r} needs "
+                                        f"{key!r}")
 
 
 # ---- deployed models -----------------------------------------------------------------------------------------------

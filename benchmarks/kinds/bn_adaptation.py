@@ -10,8 +10,13 @@
 
 Adaptation images are the first ``adaptation_images`` of the *train* split (disjoint from the test points); for
 ``adaptation_size`` each seed draws its own random subset of the train split. Every work unit gets its own derived
-seed, so ``--resume`` reproduces an uninterrupted run. ``--limit`` applies to part 3 only (parts 1-2 use the whole
-test split; they are cheap).
+seed, so ``--resume`` reproduces an uninterrupted run.
+
+What ``limit`` bounds: the suite's ``limit`` key is the number of test images certified in part 3. ``--limit N``
+bounds every part: part 3 certifies N images and parts 1-2 evaluate the first N test images (without ``--limit``
+they use the whole test split, as before). Adaptation images (clean train images for the BN statistics, including
+the ``adaptation_sizes`` ablation) and seeds are not bounded: they are part of the method, not the examples.
+Suite keys: ``SCHEMA`` (any other key is an error).
 """
 
 from __future__ import annotations
@@ -34,8 +39,47 @@ from art_ext.smoothing import auto_noise_certify
 from art_ext import zoo
 from art_ext.training import accuracy
 from benchmarks import common
+from benchmarks.common import Key, Table, Tables
 
 log = logging.getLogger("benchmarks")
+
+
+SCHEMA = {
+    "dataset": Key(common.choice("digits")),  # this kind runs on the embedded digits only
+    "resolution": Key(common.integer(8)),
+    "limit": Key(common.integer(1)),
+    "seeds": Key(common.integer(1), required=True),
+    "adaptation_images": Key(common.integer(1), required=True),
+    "torch_threads": Key(common.integer(1)),
+    "noise_accuracy": Table({
+        "models": Key(common.list_of(common.zoo_name("classifier")), required=True),
+        "sigmas": Key(common.list_of(common.number(ge=0)), required=True),
+    }, required=True),
+    "ablation": Table({
+        "model": Key(common.zoo_name("classifier"), required=True),
+        "sigma": Key(common.number(gt=0), required=True),
+        "rhos": Key(common.list_of(common.number(ge=0, le=1)), required=True),
+        "adaptation_sizes": Key(common.list_of(common.integer(1)), required=True),
+    }, required=True),
+    "certify": Table({
+        "n0": Key(common.integer(1), required=True),
+        "n_auto": Key(common.integer(1), required=True),
+        "n": Key(common.integer(1), required=True),
+        "alpha": Key(common.number(gt=0, lt=1), required=True),
+        "batch_size": Key(common.integer(1), required=True),
+        "sigma": Key(common.number(gt=0), required=True),
+        "sigmas": Key(common.list_of(common.number(gt=0)), required=True),
+        "rho": Key(common.number(ge=0, le=1)),
+        "images_per_chunk": Key(common.integer(1)),
+        "radii": Key(common.list_of(common.number(ge=0)), required=True),
+        "configs": Tables({
+            "name": Key(common.string, required=True),
+            "model": Key(common.zoo_name("classifier"), required=True),
+            "adapt": Key(common.boolean),
+            "auto": Key(common.boolean),
+        }, required=True),
+    }, required=True),
+}
 
 
 def _data(suite: dict[str, Any], split: str):
@@ -161,10 +205,11 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     if torch_threads:
         torch.set_num_threads(int(torch_threads))
     train, test = _data(suite, "train"), _data(suite, "test")
+    accuracy_test = test.head(ctx.limit_option)  # parts 1-2: the whole split unless --limit is given
     clean = train.x[: int(suite["adaptation_images"])]
     t0 = time.perf_counter()
-    run_noise_accuracy(suite, ctx, clean, test)
-    run_rho_and_size(suite, ctx, train, test)
+    run_noise_accuracy(suite, ctx, clean, accuracy_test)
+    run_rho_and_size(suite, ctx, train, accuracy_test)
     log.info("parts 1-2 took %.1f s", time.perf_counter() - t0)
     run_certify(suite, ctx, clean, test)
 
@@ -287,8 +332,9 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
         "",
         f"Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch {manifest['versions'].get('torch')}, device "
         f"{manifest['device']}. BN adaptation uses the first {suite['adaptation_images']} train images (rho = 1 "
-        f"unless stated); accuracies are mean ± 2 sd over {suite['seeds']} seeds on the whole test split, one noise "
-        "draw per image.",
+        f"unless stated); accuracies are mean ± 2 sd over {suite['seeds']} seeds on "
+        + (f"the first {manifest['limit_option']} test images (--limit)" if manifest.get("limit_option")
+           else "the whole test split") + ", one noise draw per image.",
         "",
         "## Top-1 accuracy (%) under Gaussian noise (Table 3 analog)",
         "",

@@ -1,8 +1,11 @@
 """Suite kind ``certify``: Cohen et al. CERTIFY of zoo models on a dataset, tables and curves as in the papers.
 
-Suite file keys: ``dataset`` ("digits"), ``split``, ``limit``, ``n0``, ``n``, ``alpha``, ``batch_size``,
-``images_per_chunk`` (images certified together under one derived seed; the unit of resume), ``radii`` (table
-columns) and ``[[configs]]`` tables with ``model`` (zoo name) and ``sigma``.
+Suite file keys (``SCHEMA``; any other key is an error): ``dataset`` (a dataset reference: "digits", "cifar10",
+"imagefolder:<path>"; see ``benchmarks.references``), ``split``, ``resolution`` (digits only), ``limit``, ``n0``,
+``n``, ``alpha``, ``batch_size``, ``images_per_chunk`` (images certified together under one derived seed; the unit
+of resume), ``radii`` (table columns) and ``[[configs]]`` tables with ``model`` (a model reference: a zoo name,
+``robustbench:<Name>``, ``torchvision:<arch>``, ``file:<path>``) and ``sigma``. ``--limit`` bounds the number of
+images certified per config (the only per-example loop of this kind).
 
 Denoised smoothing (Salman et al. 2020): a config may add ``denoiser`` (a zoo denoiser name; the base classifier is
 then ``DenoisedClassifier(denoiser, model)``) and ``row`` (its row name in tables and plots). With
@@ -26,11 +29,52 @@ from tqdm.auto import tqdm
 
 from art_ext.smoothing import certify
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
-from art_ext.data import digits
 from art_ext import zoo
-from benchmarks import common
+from benchmarks import common, references
+from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
+
+
+SCHEMA = {
+    "dataset": Key(references.dataset_check),
+    "split": Key(common.choice("train", "val", "test")),
+    "resolution": Key(common.integer(8)),
+    "limit": Key(common.integer(1)),
+    "n0": Key(common.integer(1), required=True),
+    "n": Key(common.integer(1), required=True),
+    "alpha": Key(common.number(gt=0, lt=1), required=True),
+    "batch_size": Key(common.integer(1), required=True),
+    "images_per_chunk": Key(common.integer(1)),
+    "radii": Key(common.list_of(common.number(ge=0)), required=True),
+    "paper_table": Key(common.boolean),
+    "paper_radii": Key(common.list_of(common.number(gt=0))),
+    "configs": Tables({
+        "model": Key(references.model_check, required=True),
+        "sigma": Key(common.number(gt=0), required=True),
+        "denoiser": Key(common.zoo_name("denoiser")),
+        "row": Key(common.string),
+    }, required=True),
+}
+
+
+def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
+    """Check the suite's references before any work (files present and well-formed; nothing is loaded) and return
+    what the manifest records about them."""
+    dataset = references.parse_dataset(suite.get("dataset", "digits"))
+    if "resolution" in suite and dataset.scheme != "digits":
+        raise common.SuiteError(f"resolution applies to dataset 'digits' only, not {dataset.text!r}")
+    if suite.get("paper_table"):
+        radii = {float(x) for x in suite["radii"]}
+        missing = [r for r in [0.0, *suite.get("paper_radii", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5])]
+                   if float(r) not in radii]
+        if missing:
+            raise common.SuiteError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
+    models = {}
+    for config in suite["configs"]:
+        if config["model"] not in models:
+            models[config["model"]] = references.parse_model(config["model"]).check(roots)
+    return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
 
 
 def config_id(config: dict[str, Any]) -> str:
@@ -40,8 +84,10 @@ def config_id(config: dict[str, Any]) -> str:
 
 
 def load_base(config: dict[str, Any], ctx: common.RunContext) -> tuple[torch.nn.Module, Any]:
-    """The base classifier of a config (eval mode) and the classifier's zoo model."""
-    model = zoo.load(config["model"], device=ctx.device, verbose=ctx.verbose)
+    """The base classifier of a config (eval mode) and the loaded classifier (its training sigma is known for zoo
+    models only)."""
+    roots = references.Roots(ctx.data_root, ctx.model_dir)
+    model = references.parse_model(config["model"]).load(roots, ctx.device, verbose=ctx.verbose)
     if not config.get("denoiser"):
         return model.module, model
     from art_ext.defences.denoised_smoothing import DenoisedClassifier
@@ -53,15 +99,14 @@ def load_base(config: dict[str, Any], ctx: common.RunContext) -> tuple[torch.nn.
     return DenoisedClassifier(denoiser.module, model.module).eval(), model
 
 
-def load_dataset(suite: dict[str, Any], limit: int | None):
-    if suite.get("dataset", "digits") != "digits":
-        raise ValueError(f"the certify kind supports dataset 'digits', got {suite.get('dataset')!r}")
-    data = digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16)))
-    return data.head(limit)
+def load_dataset(suite: dict[str, Any], limit: int | None, roots: references.Roots | None = None):
+    dataset = references.parse_dataset(suite.get("dataset", "digits"))
+    return dataset.load(roots or references.Roots(), suite.get("split", "test"),
+                        resolution=int(suite.get("resolution", 16)), limit=limit)
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    data = load_dataset(suite, ctx.limit)
+    data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
     chunk = int(suite.get("images_per_chunk", 10))
     for config in suite["configs"]:
         cid = config_id(config)
@@ -89,7 +134,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
             rows = [
                 {
                     "kind": "certify", "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
-                    "training_sigma": model.entry.training_sigma, "index": i, "label": int(data.y[i]),
+                    "training_sigma": model.training_sigma, "index": i, "label": int(data.y[i]),
                     "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
                     "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4), **extra,
                 }
@@ -143,10 +188,14 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                 "mostly images of that class: read its certified accuracy and ACR as an artefact, not robustness."
             )
         lines.append(
-            f"| {s.get('row', s['model'])}{flag} | {s['training_sigma']:g} | {s['sigma']:g} | {s['examples']} | "
+            f"| {s.get('row', s['model'])}{flag} | {_sigma(s['training_sigma'])} | {s['sigma']:g} | {s['examples']} | "
             f"{accs} | {s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
         )
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _sigma(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"
 
 
 def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> Path | None:
@@ -187,10 +236,15 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
     header = (
         f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
         f"CERTIFY (Cohen et al. 2019) with N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}; "
-        f"{suite.get('dataset', 'digits')} {suite.get('split', 'test')} split at "
-        f"{suite.get('resolution', 16)}x{suite.get('resolution', 16)}; radii are L2 in [0,1] pixel units; abstain "
+        f"{suite.get('dataset', 'digits')} {suite.get('split', 'test')} split"
+        + (f" at {suite.get('resolution', 16)}x{suite.get('resolution', 16)}" if suite.get("dataset", "digits")
+           == "digits" else "")
+        + "; radii are L2 in [0,1] pixel units; abstain "
         f"counts as wrong. Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch "
-        f"{manifest['versions'].get('torch')}, device {manifest['device']}.\n\n"
+        f"{manifest['versions'].get('torch')}, device {manifest['device']}."
+        + (" 'train σ' is known for zoo models only (– otherwise)." if any(s["training_sigma"] is None
+                                                                            for s in summary) else "")
+        + "\n\n"
     )
     body = markdown_table(suite, summary) if summary else "(no rows yet)"
     if summary and suite.get("paper_table"):

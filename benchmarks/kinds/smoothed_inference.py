@@ -14,7 +14,12 @@ then smaller sigma) is chosen; the test split is only reported, never used to ch
 Suite file keys: ``dataset`` ("digits"), ``resolution``, ``models``, ``val_limit``, ``limit`` (test images),
 ``sigmas``, ``num_samples`` (the M grid), ``modes``, ``seeds`` (number of seeds per split: ``val_seeds``,
 ``test_seeds``), ``batch_size`` (noisy samples per forward), ``images_per_chunk`` and an ``[attack]`` table with
-``norm``, ``eps``, ``eps_step``, ``max_iter``, ``num_random_init``, ``epgd_samples``.
+``norm``, ``eps``, ``eps_step``, ``max_iter``, ``num_random_init``, ``epgd_samples`` (``SCHEMA``; any other key is
+an error).
+
+``--limit N`` bounds both parts: the test images (as the suite's ``limit``) and the val images used for selection
+(``min(val_limit, N)``). Without ``--limit`` the val part uses ``val_limit`` images, as before. Seeds and the
+(sigma, M) grid are not bounded.
 """
 
 from __future__ import annotations
@@ -37,20 +42,49 @@ from art_ext.smoothing.inference import (
 )
 from art_ext import zoo
 from benchmarks import common
+from benchmarks.common import Key, Table
 
 log = logging.getLogger("benchmarks")
 
 INPUTS = ("clean", "pgd", "epgd")
 
 
+SCHEMA = {
+    "dataset": Key(common.choice("digits")),  # this kind runs on the embedded digits only
+    "resolution": Key(common.integer(8)),
+    "models": Key(common.list_of(common.zoo_name("classifier")), required=True),
+    "limit": Key(common.integer(1)),
+    "val_limit": Key(common.integer(1), required=True),
+    "seeds": Key(common.integer(1)),
+    "val_seeds": Key(common.integer(1)),
+    "test_seeds": Key(common.integer(1)),
+    "sigmas": Key(common.list_of(common.number(ge=0)), required=True),
+    "num_samples": Key(common.list_of(common.integer(1)), required=True),
+    "modes": Key(common.list_of(common.choice("prediction", "weighted", "soft")), required=True),
+    "batch_size": Key(common.integer(1), required=True),
+    "images_per_chunk": Key(common.integer(1)),
+    "attack": Table({
+        "norm": Key(common.choice("l2", "linf"), required=True),
+        "eps": Key(common.number(ge=0), required=True),
+        "eps_step": Key(common.number(gt=0), required=True),
+        "max_iter": Key(common.integer(1), required=True),
+        "num_random_init": Key(common.integer(0)),
+        "epgd_samples": Key(common.integer(1), required=True),
+    }, required=True),
+}
+
+
 def config_id(model: str, split: str, sigma: float, seed: int) -> str:
     return f"{model}|{split}|sigma={sigma:g}|seed={seed}"
 
 
-def _splits(suite: dict[str, Any], limit: int | None) -> list[tuple[str, int | None, int]]:
-    """(split, number of images, number of seeds): val for selection, then test (``--limit`` sets test's size)."""
+def _splits(suite: dict[str, Any], limit: int | None, limit_option: int | None = None
+            ) -> list[tuple[str, int | None, int]]:
+    """(split, number of images, number of seeds): val for selection, then test. ``limit`` (``--limit`` or the
+    suite's) sets test's size; ``limit_option`` (``--limit`` only) also caps val's."""
+    val_images = int(suite["val_limit"]) if limit_option is None else min(int(suite["val_limit"]), limit_option)
     return [
-        ("val", int(suite["val_limit"]), int(suite.get("val_seeds", suite.get("seeds", 5)))),
+        ("val", val_images, int(suite.get("val_seeds", suite.get("seeds", 5)))),
         ("test", limit, int(suite.get("test_seeds", suite.get("seeds", 5)))),
     ]
 
@@ -97,12 +131,10 @@ def evaluate_chunk(
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    if suite.get("dataset", "digits") != "digits":
-        raise ValueError(f"the smoothed_inference kind supports dataset 'digits', got {suite.get('dataset')!r}")
     chunk = int(suite.get("images_per_chunk", 100))
     for model_name in suite["models"]:
         model = None
-        for split, limit, num_seeds in _splits(suite, ctx.limit):
+        for split, limit, num_seeds in _splits(suite, ctx.limit, ctx.limit_option):
             data = digits.load_digits(split, resolution=int(suite.get("resolution", 16))).head(limit)
             units = [(float(s), k) for s in suite["sigmas"] for k in range(num_seeds)]
             bar = tqdm(total=len(units), desc=f"{model_name}/{split}", disable=not ctx.verbose, unit="cfg")

@@ -1,0 +1,330 @@
+"""Model and dataset references of the benchmark suites, resolved in one place.
+
+Models (a suite's ``model`` / ``models`` value):
+
+* ``zoo:<name>`` or a bare ``<name>``: an art_ext zoo classifier (trained on first use and cached).
+* ``robustbench:<Name>[:<threat>[:<dataset>]]`` (threat ``Linf`` by default, dataset ``cifar10``): RobustBench's
+  checkpoint at ``<model_dir>/<dataset>/<threat>/<Name>.pt``, loaded offline through
+  ``art_ext.models.robustbench`` (nothing is ever downloaded).
+* ``torchvision:<arch>[:<weights file>]``: a torchvision architecture with a local state_dict (default
+  ``<model_dir>/torchvision/<arch>.pth``); the number of classes is read from the weights, and ImageNet's
+  per-channel normalization is put in front, so the model takes [0, 1] pixels like every art_ext model.
+* ``file:<path>``: a TorchScript archive (``torch.jit.save``) or a whole module saved with ``torch.save(model)``;
+  it must take [0, 1] pixels. A ``torch.save`` file is unpickled in full (``weights_only=False``): use files you
+  trust.
+
+Datasets (a suite's ``dataset`` value): ``digits`` (embedded), ``cifar10`` (torchvision's on-disk format,
+``<data_root>/cifar-10-batches-py``, read by ``art_ext.data.load_cifar10``), ``imagefolder:<path>``
+(``root/<class>/<image>``, resized to 256 and center-cropped to 224 by ``art_ext.data.load_image_folder``).
+
+``check`` verifies a reference without loading any weights (known names, files present and in a torch format: a
+missing, HTML or truncated checkpoint is an error naming the expected path); ``load`` builds the module. Both raise
+``benchmarks.common.SuiteError``. ``model_dir`` and ``data_root`` come from ``--model-dir`` / ``--data-root`` or the
+environment variables ``ART_EXT_MODEL_DIR`` / ``ART_EXT_DATA_ROOT``; relative paths in ``file:`` and
+``imagefolder:`` are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmarks.common import SuiteError
+
+MODEL_FORMS = ("zoo:<name> (or a bare zoo name)", "robustbench:<Name>[:<threat>[:<dataset>]]",
+               "torchvision:<arch>[:<weights file>]", "file:<path>")
+DATASET_FORMS = ("digits", "cifar10", "imagefolder:<path>")
+DATA_ROOT_ENV, MODEL_DIR_ENV = "ART_EXT_DATA_ROOT", "ART_EXT_MODEL_DIR"
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where references look for files: ``--data-root`` / ``--model-dir``, else the environment, else unset."""
+
+    data_root: Path | None = None
+    model_dir: Path | None = None
+
+    @classmethod
+    def from_options(cls, data_root: str | Path | None, model_dir: str | Path | None) -> Roots:
+        data = data_root if data_root is not None else os.environ.get(DATA_ROOT_ENV) or None
+        models = model_dir if model_dir is not None else os.environ.get(MODEL_DIR_ENV) or None
+        return cls(Path(data) if data is not None else None, Path(models) if models is not None else None)
+
+    def need_model_dir(self, ref: str) -> Path:
+        if self.model_dir is None:
+            raise SuiteError(f"model {ref!r} needs a model folder: pass --model-dir DIR or set {MODEL_DIR_ENV}")
+        return self.model_dir
+
+    def need_data_root(self, ref: str, holds: str) -> Path:
+        if self.data_root is None:
+            raise SuiteError(f"dataset {ref!r} needs a data root: pass --data-root DIR (holding {holds}) or set "
+                             f"{DATA_ROOT_ENV}")
+        return self.data_root
+
+
+# ---- checkpoint files ----------------------------------------------------------------------------------------------
+def check_torch_file(path: Path, what: str) -> str:
+    """``"zip"`` (torch.save / TorchScript archive) or ``"legacy"`` (pre-1.6 torch.save pickle) for a file that looks
+    like a torch checkpoint; a ``SuiteError`` naming ``path`` when it is missing, an HTML page, truncated or neither."""
+    if not path.is_file():
+        raise SuiteError(f"{what}: {path} not found (nothing is downloaded): place the file there")
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        raise SuiteError(f"{what}: {path} is empty")
+    if head.lstrip()[:1] == b"<":
+        raise SuiteError(f"{what}: {path} is an HTML page (a failed or blocked download?), not a torch checkpoint: "
+                         "replace it with the real file")
+    if head[:4] == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            raise SuiteError(f"{what}: {path} is truncated (a torch zip archive without its end record): copy or "
+                             "download it again")
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
+                raise SuiteError(f"{what}: {path} is a zip file but not a torch checkpoint (no data.pkl)")
+        return "zip"
+    if head[:1] == b"\x80":  # pickle protocol marker of the legacy format
+        return "legacy"
+    raise SuiteError(f"{what}: {path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
+
+
+def is_torchscript(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
+
+
+def _torch_load(path: Path, what: str, *, weights_only: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # re-raised with the path; torch's message is kept
+        raise SuiteError(f"{what}: cannot read {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+
+
+# ---- models --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model reference; ``text`` is the reference as written in the suite."""
+
+    text: str
+    scheme: str  # "zoo" | "robustbench" | "torchvision" | "file"
+    name: str
+    threat: str = "Linf"
+    dataset: str = "cifar10"
+    path: str | None = None  # explicit weights (torchvision) or module file (file)
+
+    def file(self, roots: Roots) -> Path | None:
+        """The file this reference reads (None for the zoo)."""
+        if self.scheme == "robustbench":
+            from art_ext.models.robustbench import checkpoint_path
+
+            return checkpoint_path(self.name, model_dir=roots.need_model_dir(self.text), dataset=self.dataset,
+                                   threat_model=self.threat)
+        if self.scheme == "torchvision":
+            return Path(self.path) if self.path else roots.need_model_dir(self.text) / "torchvision" / \
+                f"{self.name}.pth"
+        if self.scheme == "file":
+            return Path(self.name)
+        return None
+
+    def check(self, roots: Roots) -> dict[str, Any]:
+        """Verify the reference without loading weights; returns what the manifest records about it."""
+        if self.scheme == "zoo":
+            from art_ext import zoo
+
+            if self.name not in zoo.names(kind="classifier"):
+                raise SuiteError(f"model {self.text!r}: unknown zoo classifier {self.name!r}; known: "
+                                 f"{', '.join(zoo.names(kind='classifier'))} (other models: "
+                                 f"{', '.join(MODEL_FORMS[1:])})")
+            return {"reference": self.text, "zoo": self.name, "fingerprint": zoo.get_entry(self.name).fingerprint()}
+        if self.scheme == "robustbench":
+            from art_ext.models import robustbench as rb
+
+            if self.threat not in rb.THREAT_MODELS or self.dataset not in rb.DATASETS:
+                raise SuiteError(f"model {self.text!r}: threat must be one of {', '.join(rb.THREAT_MODELS)} and "
+                                 f"dataset one of {', '.join(rb.DATASETS)}")
+            try:
+                known = rb.robustbench_model_names(self.dataset, self.threat)
+            except ImportError as err:
+                raise SuiteError(f"model {self.text!r}: {err}") from err
+            if self.name not in known:
+                raise SuiteError(f"model {self.text!r}: unknown RobustBench model {self.name!r} for "
+                                 f"{self.dataset}/{self.threat}; known: {', '.join(known)}")
+        if self.scheme == "torchvision":
+            import torchvision
+
+            archs = torchvision.models.list_models(module=torchvision.models)
+            if self.name not in archs:
+                raise SuiteError(f"model {self.text!r}: unknown torchvision classification architecture "
+                                 f"{self.name!r}; known: {', '.join(archs)}")
+        path = self.file(roots)
+        assert path is not None
+        check_torch_file(path, f"model {self.text!r}")
+        return {"reference": self.text, "file": str(path.resolve()), "bytes": path.stat().st_size}
+
+    def load(self, roots: Roots, device: torch.device | str = "cpu", *, verbose: bool = False) -> LoadedModel:
+        """The module in eval mode on ``device`` (and the zoo entry's training sigma, when it is a zoo model)."""
+        if self.scheme == "zoo":
+            from art_ext import zoo
+
+            loaded = zoo.load(self.name, kind="classifier", device=device, verbose=verbose)
+            return LoadedModel(loaded.module, loaded.entry.training_sigma)
+        self.check(roots)
+        path = self.file(roots)
+        assert path is not None
+        what = f"model {self.text!r}"
+        if self.scheme == "robustbench":
+            from art_ext.models.robustbench import load_robustbench_model
+
+            try:
+                module = load_robustbench_model(self.name, model_dir=roots.need_model_dir(self.text),
+                                                dataset=self.dataset, threat_model=self.threat, device="cpu")
+            except Exception as err:  # re-raised with the path; the loader's message is kept
+                raise SuiteError(f"{what}: cannot load {path}: {type(err).__name__}: "
+                                 f"{str(err).splitlines()[0]}") from err
+        elif self.scheme == "torchvision":
+            module = _torchvision_model(self.name, path, what)
+        else:
+            if check_torch_file(path, what) == "zip" and is_torchscript(path):
+                try:
+                    module = torch.jit.load(str(path), map_location="cpu")
+                except Exception as err:
+                    raise SuiteError(f"{what}: cannot read TorchScript {path}: {str(err).splitlines()[0]}") from err
+            else:
+                module = _torch_load(path, what, weights_only=False)
+                if not isinstance(module, nn.Module):
+                    hint = (" (a state_dict: save the module itself with torch.save(model), or use "
+                            "torchvision:<arch>:<file> for a torchvision architecture)" if isinstance(module, dict)
+                            else "")
+                    raise SuiteError(f"{what}: {path} holds a {type(module).__name__}, not a torch module{hint}")
+        return LoadedModel(module.to(device).eval(), None)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    module: nn.Module
+    training_sigma: float | None  # known for zoo models only
+
+
+def _torchvision_model(arch: str, path: Path, what: str) -> nn.Module:
+    import torchvision
+
+    from art_ext.data.image_folder import IMAGENET_MEAN, IMAGENET_STD
+    from art_ext.models import Normalize
+
+    state = _torch_load(path, what, weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise SuiteError(f"{what}: {path} is not a state_dict of tensors")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    matrices = [v for k, v in state.items() if k.endswith(".weight") and v.dim() == 2]
+    if not matrices:
+        raise SuiteError(f"{what}: {path} has no classifier weight matrix; is it a {arch} state_dict?")
+    net = torchvision.models.get_model(arch, weights=None, num_classes=int(matrices[-1].shape[0]))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise SuiteError(f"{what}: {path} does not fit {arch}: {str(err).splitlines()[0]}") from err
+    return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), net)
+
+
+def parse_model(text: Any) -> ModelRef:
+    """A model reference from its suite text; a ``SuiteError`` naming the accepted forms otherwise."""
+    forms = "; expected " + ", ".join(MODEL_FORMS)
+    if not isinstance(text, str) or not text.strip():
+        raise SuiteError(f"model reference {text!r} is invalid{forms}")
+    scheme, sep, rest = text.partition(":")
+    if not sep:
+        return ModelRef(text, "zoo", text)
+    if scheme == "zoo" and rest:
+        return ModelRef(text, "zoo", rest)
+    if scheme == "robustbench" and rest:
+        parts = rest.split(":")
+        if len(parts) > 3 or not all(parts):
+            raise SuiteError(f"model reference {text!r} is invalid; expected robustbench:<Name>[:<threat>[:<dataset>]]")
+        return ModelRef(text, "robustbench", parts[0], *parts[1:])
+    if scheme == "torchvision" and rest:
+        arch, _, weights = rest.partition(":")
+        return ModelRef(text, "torchvision", arch, path=weights or None)
+    if scheme == "file" and rest:
+        return ModelRef(text, "file", rest)
+    raise SuiteError(f"model reference {text!r} is invalid{forms}")
+
+
+def model_check(value: Any) -> str | None:
+    """A schema check (``benchmarks.common.Key``): the syntax of a model reference."""
+    try:
+        parse_model(value)
+    except SuiteError:
+        return "a model reference: " + ", ".join(MODEL_FORMS)
+    return None
+
+
+# ---- datasets ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DatasetRef:
+    text: str
+    scheme: str  # "digits" | "cifar10" | "imagefolder"
+    path: str | None = None
+
+    def splits(self) -> tuple[str, ...]:
+        return {"digits": ("train", "val", "test"), "cifar10": ("train", "test"), "imagefolder": ("test",)}[
+            self.scheme]
+
+    def check(self, roots: Roots, split: str = "test") -> dict[str, Any]:
+        """Verify the files are there (no image is read); returns what the manifest records."""
+        if split not in self.splits():
+            raise SuiteError(f"dataset {self.text!r} has no split {split!r}; its splits: {', '.join(self.splits())}")
+        if self.scheme == "digits":
+            return {"reference": self.text, "split": split}
+        if self.scheme == "cifar10":
+            from art_ext.data.cifar10 import FOLDER, TEST_FILES, TRAIN_FILES
+
+            folder = roots.need_data_root(self.text, FOLDER) / FOLDER
+            names = TEST_FILES if split == "test" else TRAIN_FILES
+            missing = [name for name in names if not (folder / name).is_file()]
+            if missing:
+                raise SuiteError(f"dataset 'cifar10': {', '.join(missing)} not found in {folder} (torchvision's "
+                                 f"on-disk format; nothing is downloaded)")
+            return {"reference": self.text, "split": split, "folder": str(folder.resolve())}
+        folder = Path(self.path or "")
+        if not folder.is_dir():
+            raise SuiteError(f"dataset {self.text!r}: folder {folder} does not exist; expected <path>/<class>/<image>")
+        return {"reference": self.text, "split": split, "folder": str(folder.resolve())}
+
+    def load(self, roots: Roots, split: str = "test", *, resolution: int = 16, limit: int | None = None):
+        """The examples (``art_ext.data.LabeledImages``), the first ``limit`` of the split's fixed order."""
+        self.check(roots, split)
+        if self.scheme == "digits":
+            from art_ext.data import load_digits
+
+            return load_digits(split, resolution=resolution).head(limit)
+        if self.scheme == "cifar10":
+            from art_ext.data import load_cifar10
+
+            return load_cifar10(roots.need_data_root(self.text, "cifar-10-batches-py"), split, limit=limit)
+        from art_ext.data import load_image_folder
+
+        return load_image_folder(self.path or "", limit=limit)
+
+
+def parse_dataset(text: Any) -> DatasetRef:
+    if text in ("digits", "cifar10"):
+        return DatasetRef(text, text)
+    if isinstance(text, str) and text.startswith("imagefolder:") and len(text) > len("imagefolder:"):
+        return DatasetRef(text, "imagefolder", text[len("imagefolder:"):])
+    raise SuiteError(f"dataset reference {text!r} is invalid; expected {', '.join(DATASET_FORMS)}")
+
+
+def dataset_check(value: Any) -> str | None:
+    try:
+        parse_dataset(value)
+    except SuiteError:
+        return "a dataset reference: " + ", ".join(DATASET_FORMS)
+    return None

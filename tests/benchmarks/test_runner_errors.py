@@ -1,0 +1,240 @@
+"""The runner fails like a tool: one-line errors with exit status 2, everything checked before the first example,
+no manifest left by a failed start, the refusal naming what differs, ``--list``, and what ``--limit`` bounds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import common, run
+from benchmarks.kinds import KINDS
+
+SUITE = """\
+kind = "certify"
+description = "tiny test suite"
+dataset = "digits"
+limit = 2
+n0 = 10
+n = 50
+alpha = 0.01
+batch_size = 500
+images_per_chunk = 2
+radii = [0.0, 0.25]
+
+[[configs]]
+model = "digits_lenet"
+sigma = 0.25
+
+[[configs]]
+model = "digits_mlp"
+sigma = {sigma}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "tiny.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def fails(argv: list[str], capsys) -> str:
+    """Run the CLI, expect exit status 2 with one line on stderr and no traceback; return that line."""
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("run.py: error: ")
+    return lines[0]
+
+
+def test_list_names_every_suite_with_kind_and_description(capsys):
+    assert run.main(["--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    shipped = sorted(common.SUITES_DIR.glob("*.toml"))
+    assert len(out) == len(shipped)
+    for line, path in zip(out, shipped, strict=True):
+        suite = common.load_suite(str(path))
+        assert line.split()[0] == path.stem and line.split()[1] == suite["kind"]
+        assert line.endswith(suite["description"])
+
+
+def test_unknown_suite_names_the_known_ones(capsys):
+    line = fails(["--suite", "nope"], capsys)
+    assert "unknown suite 'nope'" in line and "default" in line and "smoothed_inference" in line
+
+
+def test_malformed_toml_names_its_line(tmp_path, capsys):
+    path = write(tmp_path, 'kind = "certify"\nn0 = 10\nn = = 3\n')
+    line = fails(["--suite", str(path), "--out", str(tmp_path / "out")], capsys)
+    assert "is not valid TOML" in line and "line 3" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_key_in_a_config_names_it_and_the_known_keys(tmp_path, capsys):
+    path = write(tmp_path, SUITE.format(sigma=0.5).replace("sigma = 0.25", "simga = 3"))
+    line = fails(["--suite", str(path), "--out", str(tmp_path / "out")], capsys)
+    assert "unknown key 'configs[0].simga'" in line and "known keys of configs[0]: denoiser, model, row, sigma" in line
+
+
+def test_unknown_top_level_and_nested_variant_keys(tmp_path, capsys):
+    path = write(tmp_path, SUITE.format(sigma=0.5).replace("n0 = 10", "n0 = 10\nsamples = 3"))
+    assert "unknown key 'samples'; known keys: alpha, batch_size" in fails(["--suite", str(path)], capsys)
+    attacks = (common.SUITES_DIR / "attacks.toml").read_text()
+    attacks = attacks.replace('{ name = "pgd" },', '{ name = "pgd", samples = 8 },', 1)
+    line = fails(["--suite", str(write(tmp_path, attacks, "a.toml"))], capsys)
+    assert "unknown key 'targets[0].attacks[1].samples'" in line and "num_random_init" in line
+
+
+def test_invalid_value_in_a_later_config_is_found_before_any_row(tmp_path, capsys):
+    out = tmp_path / "out"
+    line = fails(["--suite", str(write(tmp_path, SUITE.format(sigma=0))), "--out", str(out)], capsys)
+    assert "configs[1].sigma = 0 is invalid; expected a number > 0" in line
+    assert not out.exists()  # the first config (valid) never ran: no folder, no rows, no manifest
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("n0 = 10", ""), "missing key 'n0'"),
+    (('kind = "certify"', 'kind = "certfy"'), "unknown kind 'certfy'; known kinds: attacks, bn_adaptation"),
+    (("alpha = 0.01", "alpha = 1.5"), "alpha = 1.5 is invalid; expected a number > 0 and < 1"),
+    (("radii = [0.0, 0.25]", 'radii = "0.25"'), "radii = '0.25' is invalid; expected a non-empty list"),
+    (('dataset = "digits"', 'dataset = "mnist"'), "dataset = 'mnist' is invalid; expected a dataset reference"),
+    (('model = "digits_lenet"', 'model = "Wong2020Fast"'), "unknown zoo classifier 'Wong2020Fast'"),
+    (('model = "digits_lenet"', 'model = "robustbench:Wong2020Fast"'), "needs a model folder: pass --model-dir"),
+    (('dataset = "digits"', 'dataset = "cifar10"'), "needs a data root: pass --data-root DIR"),
+    (('model = "digits_lenet"', 'model = "file:nowhere.pt"'), "nowhere.pt not found"),
+])
+def test_invalid_suites_fail_in_one_line(tmp_path, capsys, edit, expected, monkeypatch):
+    monkeypatch.delenv("ART_EXT_MODEL_DIR", raising=False)
+    monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
+    path = write(tmp_path, SUITE.format(sigma=0.5).replace(*edit))
+    assert expected in fails(["--suite", str(path), "--out", str(tmp_path / "out")], capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_options_fail_in_one_line(tmp_path, capsys):
+    path = str(write(tmp_path, SUITE.format(sigma=0.5)))
+    assert "--limit must be >= 1, got 0" in fails(["--suite", path, "--limit", "0"], capsys)
+    assert "--device 'tpu'" in fails(["--suite", path, "--device", "tpu"], capsys)
+    assert "unrecognized arguments: --sed" in fails(["--suite", path, "--sed", "1"], capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "gpu", "cuda:0"])
+def test_cuda_without_cuda_is_a_message_and_leaves_no_folder(tmp_path, capsys, device):
+    out = tmp_path / "out"
+    line = fails(["--suite", str(write(tmp_path, SUITE.format(sigma=0.5))), "--out", str(out), "--device", device],
+                 capsys)
+    assert f"--device '{device}': CUDA is not available" in line and "use --device cpu" in line
+    assert not out.exists()
+
+
+def test_gpu_is_cuda():
+    if torch.cuda.is_available():
+        assert run.resolve_device("gpu") == torch.device("cuda")
+        assert run.resolve_device("gpu:0") == torch.device("cuda:0")
+    else:
+        with pytest.raises(common.SuiteError, match="CUDA is not available"):
+            run.resolve_device("gpu")
+    assert run.resolve_device("cpu") == torch.device("cpu")
+
+
+def test_failed_run_without_rows_leaves_no_blocking_manifest(tmp_path, monkeypatch):
+    from benchmarks.kinds import certify as kind
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure in the first unit")
+
+    path, out = str(write(tmp_path, SUITE.format(sigma=0.5))), tmp_path / "out"
+    monkeypatch.setattr(kind, "certify", broken)
+    with pytest.raises(RuntimeError, match="simulated failure"):  # a computation error is raised, not hidden
+        run.main(["--suite", path, "--out", str(out), "--quiet"])
+    assert not out.exists()
+    out.mkdir()  # a folder the user made stays, but holds no manifest
+    with pytest.raises(RuntimeError):
+        run.main(["--suite", path, "--out", str(out), "--quiet", "--seed", "3"])
+    assert out.is_dir() and list(out.iterdir()) == []
+    monkeypatch.undo()
+    assert run.main(["--suite", path, "--out", str(out), "--quiet"]) == 0  # another seed now starts cleanly
+    assert len(common.read_rows(out)) == 4
+
+
+def test_refusal_names_the_field_that_differs(tmp_path, capsys):
+    path, out = write(tmp_path, SUITE.format(sigma=0.5)), tmp_path / "out"
+    assert run.main(["--suite", str(path), "--out", str(out), "--quiet", "--limit", "1"]) == 0
+    capsys.readouterr()
+    before = (out / "rows.jsonl").read_text()
+    line = fails(["--suite", str(path), "--out", str(out), "--quiet", "--limit", "2"], capsys)
+    assert "holds a different run (limit: 1 there vs 2 here; --limit option: 1 there vs 2 here)" in line
+    assert "seed: 0 there vs 4 here" in fails(["--suite", str(path), "--out", str(out), "--limit", "1", "--seed", "4"],
+                                              capsys)
+    path.write_text(SUITE.format(sigma=0.5).replace("n = 50", "n = 60"))
+    assert "suite (n: 50 there vs 60 here)" in fails(["--suite", str(path), "--out", str(out), "--limit", "1"], capsys)
+    assert (out / "rows.jsonl").read_text() == before  # refused runs touched nothing
+
+
+def _plan(suite: str, tmp_path: Path) -> run.Plan:
+    args = argparse.Namespace(suite=suite, out=tmp_path / suite, resume=False, limit=None, device="cpu", seed=0,
+                              data_root=None, model_dir=None)
+    return run.plan(args)
+
+
+@pytest.mark.parametrize("path", sorted(common.SUITES_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_suite_passes_its_schema(path, tmp_path):
+    plan = _plan(path.stem, tmp_path)
+    assert plan.kind is KINDS[plan.suite["kind"]] and not plan.out.exists()
+
+
+# ---- what --limit bounds ---------------------------------------------------------------------------------------
+def test_limit_bounds_the_smoothed_inference_validation_part():
+    from benchmarks.kinds import smoothed_inference as kind
+
+    suite = common.load_suite("smoothed_inference")
+    assert kind._splits(suite, 100) == [("val", 100, 2), ("test", 100, 5)]  # without --limit: as before
+    assert kind._splits(suite, 7, 7) == [("val", 7, 2), ("test", 7, 5)]
+    assert kind._splits(suite, 500, 500)[0] == ("val", 100, 2)  # never more than val_limit
+
+
+def test_limit_bounds_every_part_of_bn_adaptation(tmp_path, monkeypatch):
+    from benchmarks.kinds import bn_adaptation as kind
+
+    seen: dict[str, set[int]] = {"accuracy": set(), "certify": set()}
+
+    def fake_accuracy(model, data, **kwargs):
+        seen["accuracy"].add(len(data))
+        return 0.5
+
+    def fake_certify(suite, ctx, clean, test):
+        seen["certify"].add(len(test.head(ctx.limit)))
+
+    monkeypatch.setattr(kind, "accuracy", fake_accuracy)
+    monkeypatch.setattr(kind, "run_certify", fake_certify)
+    suite = common.load_suite("bn_adaptation")
+    suite.update(seeds=1, torch_threads=None)
+    suite["noise_accuracy"] = {"models": ["digits_cnn"], "sigmas": [0.5]}
+    suite["ablation"] = {**suite["ablation"], "model": "digits_cnn", "rhos": [1.0], "adaptation_sizes": [8]}
+    for limit_option, expected in ((None, {"accuracy": {500}, "certify": {50}}),
+                                   (3, {"accuracy": {3}, "certify": {3}})):
+        seen = {"accuracy": set(), "certify": set()}
+        ctx = common.RunContext(out=tmp_path, device=torch.device("cpu"), seed=0, limit=limit_option or 50,
+                                verbose=False, limit_option=limit_option)
+        kind.run(suite, ctx)
+        ctx.close()
+        assert seen == expected
+        (tmp_path / common.ROWS_FILE).unlink()
+
+
+def test_manifest_records_the_limit_option_and_references(tmp_path):
+    out = tmp_path / "out"
+    assert run.main(["--suite", str(write(tmp_path, SUITE.format(sigma=0.5))), "--out", str(out), "--quiet",
+                     "--limit", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["limit"] == 1 and manifest["limit_option"] == 1
+    assert manifest["references"]["dataset"] == {"reference": "digits", "split": "test"}
+    assert set(manifest["references"]["models"]) == {"digits_lenet", "digits_mlp"}
