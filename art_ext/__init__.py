@@ -14,6 +14,7 @@ from art_ext.smoothing import (
     average_certified_radius,
     certified_accuracy,
     certify,
+    certify_sequential,
     predict,
     sample_counts,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "average_certified_radius",
     "certified_accuracy",
     "certify",
+    "certify_sequential",
     "predict",
     "sample_counts",
 ]

@@ -1,5 +1,5 @@
-"""Randomized smoothing in one place: noise spaces, streaming sampling, Cohen PREDICT / CERTIFY, Auto-Noise,
-smoothed inference (prediction / soft / weighted voting) and certification metrics.
+"""Randomized smoothing in one place: noise spaces, streaming sampling, Cohen PREDICT / CERTIFY, sequential CERTIFY,
+Auto-Noise, smoothed inference (prediction / soft / weighted voting) and certification metrics.
 
 This package knows no defence, attack or ART adapter: ``art_ext.defences`` builds base classifiers and imports it,
 never the reverse.
@@ -23,6 +23,7 @@ from art_ext.smoothing.metrics import (
 )
 from art_ext.smoothing.noise import GaussianNoise, NoiseSpace, NormalizedNoise, PixelNoise, add_gaussian_noise
 from art_ext.smoothing.sampling import sample_counts
+from art_ext.smoothing.sequential import certify_sequential
 from art_ext.types import ABSTAIN
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "certified_accuracy",
     "certified_accuracy_curve",
     "certify",
+    "certify_sequential",
     "labels_from_scores",
     "predict",
     "sample_counts",

@@ -35,6 +35,8 @@ class Certificates:
         selection_radius: float64 [B, S], Auto-Noise selection-stage radii per candidate sigma, ``None`` otherwise.
         sigmas: Candidate noise levels of Auto-Noise (ascending), or ``(sigma,)``. n_auto: Selection draws per
             candidate (0 without Auto-Noise).
+        num_samples: int64 [B], every forward pass spent on each image (selection included) when it varies per
+            image (``certify_sequential``, where ``n`` is n_max); ``None`` for fixed-n CERTIFY (n0 + n each).
 
     Examples:
         >>> from art_ext.testing import LinearToy
@@ -60,6 +62,7 @@ class Certificates:
     selection_radius: torch.Tensor | None = None
     sigmas: tuple[float, ...] = ()
     n_auto: int = 0
+    num_samples: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.radius_noise_space is None:
@@ -119,6 +122,7 @@ class Certificates:
             selection_radius=cat_optional("selection_radius"),
             sigmas=tuple(sorted({s for p in parts for s in p.sigmas})),
             n_auto=first.n_auto,
+            num_samples=cat_optional("num_samples"),
         )
 
 

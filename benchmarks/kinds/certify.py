@@ -12,6 +12,13 @@ then ``DenoisedClassifier(denoiser, model)``) and ``row`` (its row name in table
 ``paper_table = true`` the report adds, per sigma, the paper's Table 1-2 layout (certified accuracy at ``paper_radii``
 with the clean smoothed accuracy, i.e. certified accuracy at radius 0, in parentheses, plus ACR) and the envelope
 over sigma.
+
+Sequential certification (issue 13): a config (or the suite) may set ``method = "sequential"`` (default ``"cohen"``,
+fixed-n CERTIFY with ``n``); such a config runs ``certify_sequential`` with ``n_max`` (suite or config key), the
+stopping grid ``grid`` (config key; default the suite's ``radii``) and ``sequential_method`` (``"staged_cp"``, the
+default, or ``"mixture_cs"``). Its rows add ``method``, ``num_samples`` (forward passes spent on the image, selection
+included), ``n_max`` and ``grid``; fixed-n rows are unchanged. Summaries carry the mean and median forward passes per
+image, and the report shows them (with the method) when the suite holds a sequential config.
 """
 
 from __future__ import annotations
@@ -27,13 +34,38 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from art_ext.smoothing import certify
+from art_ext.smoothing import certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext import zoo
 from benchmarks import common, references
 from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
+
+
+METHODS = ("cohen", "sequential")
+SEQUENTIAL_METHODS = ("staged_cp", "mixture_cs")
+
+
+def method_of(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
+    method = config.get("method", (suite or {}).get("method", "cohen"))
+    if method not in METHODS:
+        raise ValueError(f"certify kind: method must be one of {METHODS}, got {method!r} (config {config})")
+    return method
+
+
+def sequential_settings(config: dict[str, Any], suite: dict[str, Any]) -> dict[str, Any]:
+    """n_max, stopping grid and bound of a sequential config, validated."""
+    n_max = config.get("n_max", suite.get("n_max"))
+    if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 1:
+        raise ValueError(f"certify kind: a sequential config needs n_max (an int >= 1, suite or config key), got "
+                         f"{n_max!r}")
+    grid = [float(r) for r in config.get("grid", suite["radii"])]
+    method = config.get("sequential_method", suite.get("sequential_method", "staged_cp"))
+    if method not in SEQUENTIAL_METHODS:
+        raise ValueError(f"certify kind: sequential_method must be one of {SEQUENTIAL_METHODS}, got {method!r}")
+    return {"n_max": n_max, "grid": grid, "sequential_method": method}
+
 
 
 SCHEMA = {
@@ -49,11 +81,18 @@ SCHEMA = {
     "radii": Key(common.list_of(common.number(ge=0)), required=True),
     "paper_table": Key(common.boolean),
     "paper_radii": Key(common.list_of(common.number(gt=0))),
+    "method": Key(common.choice("cohen", "sequential")),
+    "n_max": Key(common.integer(1)),
+    "sequential_method": Key(common.choice("staged_cp", "mixture_cs")),
     "configs": Tables({
         "model": Key(references.model_check, required=True),
         "sigma": Key(common.number(gt=0), required=True),
         "denoiser": Key(common.zoo_name("denoiser")),
         "row": Key(common.string),
+        "method": Key(common.choice("cohen", "sequential")),
+        "n_max": Key(common.integer(1)),
+        "grid": Key(common.list_of(common.number(gt=0))),
+        "sequential_method": Key(common.choice("staged_cp", "mixture_cs")),
     }, required=True),
 }
 
@@ -71,16 +110,27 @@ def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
         if missing:
             raise common.SuiteError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
     models = {}
-    for config in suite["configs"]:
+    for index, config in enumerate(suite["configs"]):
+        try:
+            if method_of(config, suite) == "sequential":
+                sequential_settings(config, suite)
+        except ValueError as err:
+            raise common.SuiteError(f"configs[{index}]: {err}") from None
         if config["model"] not in models:
             models[config["model"]] = references.parse_model(config["model"]).check(roots)
     return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
 
 
-def config_id(config: dict[str, Any]) -> str:
+def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
     if config.get("denoiser"):
-        return f"{config['denoiser']}+{config['model']}@sigma={float(config['sigma']):g}"
-    return f"{config['model']}@sigma={float(config['sigma']):g}"
+        cid = f"{config['denoiser']}+{config['model']}@sigma={float(config['sigma']):g}"
+    else:
+        cid = f"{config['model']}@sigma={float(config['sigma']):g}"
+    if method_of(config, suite) == "cohen":
+        return cid  # the ids of fixed-n rows are unchanged
+    seq = sequential_settings(config, suite or {"radii": config.get("grid", [])})
+    grid = ",".join(f"{r:g}" for r in seq["grid"])
+    return f"{cid}/sequential({seq['sequential_method']},n_max={seq['n_max']},grid={grid})"
 
 
 def load_base(config: dict[str, Any], ctx: common.RunContext) -> tuple[torch.nn.Module, Any]:
@@ -109,7 +159,9 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
     chunk = int(suite.get("images_per_chunk", 10))
     for config in suite["configs"]:
-        cid = config_id(config)
+        cid = config_id(config, suite)
+        method = method_of(config, suite)
+        seq = sequential_settings(config, suite) if method == "sequential" else None
         todo = [i for i in range(len(data)) if not ctx.is_done(cid, i)]
         if not todo:
             continue
@@ -123,11 +175,23 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
             generator = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
             x = data.x[indices].to(ctx.device)
             t0 = time.perf_counter()
-            certs = certify(
-                base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
-                alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-                generator=generator,
-            )
+            if seq is None:
+                certs = certify(
+                    base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
+                    alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
+                    generator=generator,
+                )
+                per_image: list[dict[str, Any]] = [{} for _ in indices]
+            else:
+                certs = certify_sequential(
+                    base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
+                    alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
+                    generator=generator, method=seq["sequential_method"],
+                )
+                assert certs.num_samples is not None
+                per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],
+                              "grid": seq["grid"], "sequential_method": seq["sequential_method"]}
+                             for k in certs.num_samples.tolist()]
             seconds = (time.perf_counter() - t0) / len(indices)
             labels, radii = certs.label.tolist(), certs.radius.tolist()
             p_lower = certs.p_a_lower.tolist()
@@ -137,6 +201,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
                     "training_sigma": model.training_sigma, "index": i, "label": int(data.y[i]),
                     "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
                     "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4), **extra,
+                    **per_image[j],
                 }
                 for j, i in enumerate(indices)
                 if not ctx.is_done(cid, i)
@@ -151,7 +216,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     radii = [float(r) for r in suite["radii"]]
     out = []
     for config in suite["configs"]:
-        cid = config_id(config)
+        cid = config_id(config, suite)
         mine = sorted((r for r in rows if r["config"] == cid), key=lambda r: r["index"])
         if not mine:
             continue
@@ -160,7 +225,10 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
         predictions = Counter(r["prediction"] for r in mine if r["prediction"] >= 0)
         top_class, top_count = predictions.most_common(1)[0] if predictions else (None, 0)
         extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
+        passes = np.array([r.get("num_samples", int(suite["n0"]) + int(suite["n"])) for r in mine], dtype=np.float64)
         out.append({
+            "method": method_of(config, suite), "mean_passes": float(passes.mean()),
+            "median_passes": float(np.median(passes)),
             **extra, "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
             "training_sigma": mine[0].get("training_sigma"), "examples": len(mine),
             "certified_accuracy": certified_accuracy(pair, labels, radii),
@@ -171,10 +239,18 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
+def has_sequential(suite: dict[str, Any]) -> bool:
+    return any(method_of(config, suite) == "sequential" for config in suite["configs"])
+
+
 def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     radii = [float(r) for r in suite["radii"]]
+    passes = has_sequential(suite)  # the default suite's table keeps its columns
     head = "| model | train σ | σ | images | " + " | ".join(f"r={r:.2f}" for r in radii) + " | ACR | abstain | s/img |"
-    sep = "|" + "---|" * (7 + len(radii))
+    if passes:
+        head = "| model | method | train σ | σ | images | " + head.split("| images | ", 1)[1]
+        head += " passes/img mean | median |"
+    sep = "|" + "---|" * (7 + len(radii) + (3 if passes else 0))
     lines = [head, sep]
     notes = []
     for s in summary:
@@ -187,10 +263,14 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                 f"{s['top_class_share']:.0%} of the images (near-constant under noise), so its certified points are "
                 "mostly images of that class: read its certified accuracy and ACR as an artefact, not robustness."
             )
-        lines.append(
-            f"| {s.get('row', s['model'])}{flag} | {_sigma(s['training_sigma'])} | {s['sigma']:g} | {s['examples']} | "
-            f"{accs} | {s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
+        method = f" {s['method']} |" if passes else ""
+        line = (
+            f"| {s.get('row', s['model'])}{flag} |{method} {_sigma(s['training_sigma'])} | {s['sigma']:g} | "
+            f"{s['examples']} | {accs} | {s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
         )
+        if passes:
+            line += f" {s['mean_passes']:,.0f} | {s['median_passes']:,.0f} |"
+        lines.append(line)
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -246,6 +326,12 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
                                                                             for s in summary) else "")
         + "\n\n"
     )
+    if has_sequential(suite):
+        header += (
+            "Sequential rows: `certify_sequential` (same n0 and α, stopped per image once its answer for the row's "
+            "grid is settled, at most n_max draws; same per-image guarantee). passes/img counts every forward pass "
+            "spent on an image, selection included.\n\n"
+        )
     body = markdown_table(suite, summary) if summary else "(no rows yet)"
     if summary and suite.get("paper_table"):
         body += "\n\n" + paper_tables(suite, summary)
