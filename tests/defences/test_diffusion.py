@@ -366,3 +366,39 @@ def test_certify_through_the_diffusion_denoiser_reports_pixel_units() -> None:
     torch.testing.assert_close(certs.p_a_lower, p_low.expand(3), rtol=1e-9, atol=0)
     torch.testing.assert_close(certs.radius, sigma * stats.normal_ppf(p_low).expand(3), rtol=1e-9, atol=0)
     assert certs.radius[0].item() == pytest.approx(0.4564, abs=1e-4)
+
+
+# -- the DDPM recipe (for a zoo entry) ------------------------------------------------------------------------
+
+
+def test_ddpm_recipe_is_deterministic_and_learns_epsilon() -> None:
+    from art_ext.data import load_digits
+    from art_ext.training import DiffusionTrainConfig
+
+    def data(split):
+        return load_digits(split).head(128)
+
+    config = DiffusionTrainConfig(epochs=4, batch_size=32, lr=2e-3)
+    abar = config.scheduler().alphas_cumprod
+    g = torch.Generator().manual_seed(0)
+    y0 = 2 * load_digits("val").head(64).x - 1
+    t = torch.randint(0, 1000, (64,), generator=g)
+    eps = torch.randn(y0.shape, generator=g)
+    x_t = abar[t].sqrt().view(-1, 1, 1, 1) * y0 + (1 - abar[t]).sqrt().view(-1, 1, 1, 1) * eps
+
+    def eps_mse(unet):
+        with torch.no_grad():
+            return float(((unet(x_t, t).sample - eps) ** 2).mean())
+
+    a, b = tiny_unet(seed=5).train(), tiny_unet(seed=5)
+    before = eps_mse(a.eval())
+    run = config.fit(a, data)
+    config.fit(b, data)
+    assert not a.training and len(run.history) == 4
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)  # same seed, same weights
+    assert eps_mse(a) < 0.9 * before  # held-out epsilon error falls
+    with pytest.raises(ValueError, match="takes no guiding classifiers"):
+        config.fit(a, data, classifiers=[MeanThreshold()])
+    with pytest.raises(ValueError, match="beta_schedule must be one of"):
+        DiffusionTrainConfig(beta_schedule="cosine")
