@@ -183,7 +183,10 @@ class DiffusionDenoiser(nn.Module):
         model: ``model(sample, timestep)`` -> ``.sample`` / tuple / tensor [B, C or 2C, H, W] (diffusers
             ``UNet2DModel`` convention); ``timestep`` is an int64 tensor [B].
         scheduler: Any object with ``alphas_cumprod`` [T] (diffusers DDPM/DDIM/... schedulers); its
-            ``config.prediction_type`` is read when ``prediction_type`` is ``None``.
+            ``config.prediction_type`` is read when ``prediction_type`` is ``None``. Or a sigma-parameterised
+            (consistency-model) scheduler with ``sigma_to_t``, ``get_scalings_for_boundary_condition`` and
+            ``config.sigma_min / sigma_max / sigma_data`` (diffusers ``CMStochasticIterativeScheduler``): the model
+            is then called once at the exact noise level (hi - lo) * sigma, one shot only.
         sigma: Pixel noise level of the smoothing layer (> 0).
         data_range: Range of the model's training data, (-1, 1) or (0, 1) (any lo < hi).
         prediction_type: ``"epsilon"``, ``"sample"``, ``"v_prediction"`` or ``None`` (from the scheduler).
@@ -192,7 +195,8 @@ class DiffusionDenoiser(nn.Module):
         autocast_dtype: ``torch.float16`` / ``torch.bfloat16`` to run the model under autocast on CUDA.
 
     Attributes:
-        timestep: t*, the 0-based index into ``alphas_cumprod`` fed to the model.
+        timestep: t*, the 0-based index into ``alphas_cumprod`` fed to the model (a consistency model: the continuous
+            time ``scheduler.sigma_to_t((hi - lo) * sigma)``).
         effective_sigma: The pixel noise level the model is told, sqrt((1 - abar_t*) / abar_t*) / (hi - lo) >= sigma.
 
     Examples:
@@ -215,10 +219,20 @@ class DiffusionDenoiser(nn.Module):
         if not callable(model):
             raise TypeError(f"model must be a callable module (diffusers UNet2DModel convention), got "
                             f"{type(model).__name__}")
-        if getattr(scheduler, "alphas_cumprod", None) is None:
-            raise TypeError(f"scheduler must expose alphas_cumprod (a diffusers DDPM/DDIM-style scheduler), got "
+        has_abar = getattr(scheduler, "alphas_cumprod", None) is not None
+        #: consistency-model style schedulers take the noise level directly (no alphas_cumprod)
+        self.sigma_parameterised = not has_abar and all(
+            callable(getattr(scheduler, name, None)) for name in ("sigma_to_t", "get_scalings_for_boundary_condition"))
+        if not has_abar and not self.sigma_parameterised:
+            raise TypeError(f"scheduler must expose alphas_cumprod (a diffusers DDPM/DDIM-style scheduler) or "
+                            f"sigma_to_t and get_scalings_for_boundary_condition (a consistency-model scheduler), got "
                             f"{type(scheduler).__name__}")
-        if prediction_type is None:
+        if self.sigma_parameterised:
+            if prediction_type is not None or multistep:
+                raise ValueError(f"{type(scheduler).__name__} is sigma-parameterised (a consistency model): it takes "
+                                 f"no prediction_type and no multistep chain, got prediction_type={prediction_type!r}, "
+                                 f"multistep={multistep}")
+        elif prediction_type is None:
             prediction_type = getattr(getattr(scheduler, "config", None), "prediction_type", None)
             if prediction_type is None:
                 raise ValueError(f"{type(scheduler).__name__} has no config.prediction_type; pass prediction_type= "
@@ -227,6 +241,10 @@ class DiffusionDenoiser(nn.Module):
                                               autocast_dtype)
         self.model = model
         self.scheduler = scheduler
+        self.timestep: int | float
+        if self.sigma_parameterised:
+            self._init_sigma_parameterised(scheduler)
+            return
         abar = torch.as_tensor(scheduler.alphas_cumprod).detach().to("cpu", torch.float64).flatten()  # [T]
         self.timestep, self.effective_sigma = timestep_for_sigma(abar, self.config.sigma, self.config.data_range)
         steps = self.timestep + 1 if num_steps is None else num_steps
@@ -238,13 +256,30 @@ class DiffusionDenoiser(nn.Module):
         self._taus: list[int] = taus.tolist()
         self._abar: list[float] = [float(abar[t]) for t in self._taus]
 
+    def _init_sigma_parameterised(self, scheduler: Any) -> None:
+        """Consistency models (Song et al. 2023, arXiv:2303.01469, App. C): D(x, s) = c_skip(s) x
+        + c_out(s) F(c_in(s) x, t(s)) on x = A(z) = A(x0) + s_model e, the VE forward process at s_model =
+        (hi - lo) * sigma exactly (no rounding: the noise level is continuous), so effective_sigma = sigma and
+        ``timestep`` = t(s_model)."""
+        lo, hi = self.config.data_range
+        sigma_model = (hi - lo) * self.config.sigma
+        cfg = scheduler.config
+        sigma_min, sigma_max, sigma_data = float(cfg.sigma_min), float(cfg.sigma_max), float(cfg.sigma_data)
+        if not sigma_min <= sigma_model <= sigma_max:
+            raise ValueError(f"sigma={self.config.sigma} is {sigma_model:.4g} in the model's range {(lo, hi)}, outside "
+                             f"the scheduler's [sigma_min, sigma_max] = [{sigma_min}, {sigma_max}]")
+        c_skip, c_out = scheduler.get_scalings_for_boundary_condition(torch.tensor(sigma_model, dtype=torch.float64))
+        self._consistency = (1.0 / math.sqrt(sigma_model**2 + sigma_data**2), float(c_skip), float(c_out))
+        self.timestep, self.effective_sigma = float(scheduler.sigma_to_t(sigma_model)), self.config.sigma
+        self._taus, self._abar = [], []
+
     @property
     def sigma(self) -> float:
         return self.config.sigma
 
     @property
     def prediction_type(self) -> str:
-        return str(self.config.prediction_type)
+        return "consistency" if self.sigma_parameterised else str(self.config.prediction_type)
 
     def extra_repr(self) -> str:
         return (f"sigma={self.sigma}, timestep={self.timestep}, effective_sigma={self.effective_sigma:.6g}, "
@@ -252,9 +287,10 @@ class DiffusionDenoiser(nn.Module):
                 f"multistep={self.config.multistep}, steps={len(self._taus)}")
 
     # -- core -----------------------------------------------------------------------------------------------------
-    def _call_model(self, sample: torch.Tensor, t: int) -> torch.Tensor:
-        """Model output at integer timestep t, first C channels, in the input's dtype: [B, C, H, W]."""
-        timesteps = torch.full((sample.shape[0],), t, dtype=torch.long, device=sample.device)  # [B]
+    def _call_model(self, sample: torch.Tensor, t: int | float) -> torch.Tensor:
+        """Model output at timestep t (an index, or a continuous time), first C channels, input dtype: [B, C, H, W]."""
+        dtype = torch.long if isinstance(t, int) else sample.dtype
+        timesteps = torch.full((sample.shape[0],), t, dtype=dtype, device=sample.device)  # [B]
         use_autocast = self.config.autocast_dtype is not None and sample.device.type == "cuda"
         ctx = torch.autocast("cuda", dtype=self.config.autocast_dtype) if use_autocast else nullcontext()
         with ctx:
@@ -283,6 +319,13 @@ class DiffusionDenoiser(nn.Module):
 
     def _denoise(self, z: torch.Tensor) -> torch.Tensor:
         lo, hi = self.config.data_range
+        if self.sigma_parameterised:
+            c_in, c_skip, c_out = self._consistency
+            y = lo + (hi - lo) * z  # [B, C, H, W]: the VE forward process at sigma_model
+            x0 = c_skip * y + c_out * self._call_model(c_in * y, self.timestep)
+            if self.config.clip:
+                x0 = x0.clamp(lo, hi)
+            return (x0 - lo) / (hi - lo)
         x_t = math.sqrt(self._abar[0]) * (lo + (hi - lo) * z)  # [B, C, H, W]; forward process at t* (module doc)
         x0 = self._x0(x_t, self._taus[0], self._abar[0])
         for i in range(1, len(self._taus)):  # DDIM, eta = 0 (Song et al. 2021, Eq. 12)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import CMStochasticIterativeScheduler, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from art_ext import certify
@@ -201,6 +201,39 @@ def test_one_shot_of_a_unet_is_batch_independent_and_in_range() -> None:
     assert float((full - z.clamp(0, 1)).abs().max()) > 1e-3  # a random UNet is not the identity
 
 
+class Recording(nn.Module):
+    """Returns c everywhere and records the sample and timesteps it was called with."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c, self.seen = c, []
+
+    def forward(self, sample, timestep):
+        self.seen.append((sample.clone(), timestep.clone()))
+        return torch.full_like(sample, self.c)
+
+
+def test_sigma_parameterised_consistency_scheduler() -> None:
+    # CM (Song et al. 2023): D = c_skip(s) x + c_out(s) F(x / sqrt(s^2 + s_data^2), 250 log s) at s = 2 sigma exactly
+    sched, sigma, c = CMStochasticIterativeScheduler(), 0.5, 0.3
+    model = Recording(c)
+    den = DiffusionDenoiser(model, sched, sigma=sigma, clip=False)
+    z = noisy_batch(14).double()
+    out = den(z)
+    assert den.sigma_parameterised and den.prediction_type == "consistency"
+    assert den.effective_sigma == sigma  # no rounding: the noise level is continuous
+    assert den.timestep == pytest.approx(250 * math.log(2 * sigma), abs=1e-9)  # = sched.sigma_to_t(1.0) = 0
+    sample, timestep = model.seen[0]
+    torch.testing.assert_close(sample, (2 * z - 1) / math.sqrt(1.0 + 0.25), rtol=0, atol=1e-12)  # sigma_data 0.5
+    assert timestep.dtype == z.dtype and bool((timestep == den.timestep).all())
+    c_skip, c_out = sched.get_scalings_for_boundary_condition(torch.tensor(2 * sigma, dtype=torch.float64))
+    torch.testing.assert_close(out, (c_skip * (2 * z - 1) + c_out * c + 1) / 2, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="takes no prediction_type and no multistep"):
+        DiffusionDenoiser(model, sched, sigma=sigma, multistep=True)
+    with pytest.raises(ValueError, match=r"outside the scheduler's \[sigma_min, sigma_max\] = \[0.002, 80.0\]"):
+        DiffusionDenoiser(model, sched, sigma=50.0)
+
+
 # -- multistep ------------------------------------------------------------------------------------------------
 
 
@@ -328,7 +361,7 @@ def test_inputs_are_validated_before_any_work() -> None:
         DiffusionDenoiser(Constant(0.0), sched, sigma=0.5, num_steps=3)
     with pytest.raises(ValueError, match="num_steps=300 exceeds the 260 timesteps"):
         DiffusionDenoiser(Constant(0.0), sched, sigma=0.5, multistep=True, num_steps=300)
-    with pytest.raises(TypeError, match="scheduler must expose alphas_cumprod"):
+    with pytest.raises(TypeError, match="scheduler must expose alphas_cumprod .* or sigma_to_t"):
         DiffusionDenoiser(Constant(0.0), object(), sigma=0.5)
     with pytest.raises(ValueError, match="has no config.prediction_type"):
         DiffusionDenoiser(Constant(0.0), type("S", (), {"alphas_cumprod": sched.alphas_cumprod})(), sigma=0.5)
