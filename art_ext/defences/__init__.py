@@ -4,11 +4,15 @@ certify a prediction rule (certification through adaptation), with their ART ada
 
 from art_ext.defences.bn_adaptation import BNAdaptationConfig, CertificationThroughAdaptation, adapt_batchnorm
 from art_ext.defences.denoised_smoothing import DenoisedClassifier, DenoiserPreprocessor
+from art_ext.defences.diffusion import DiffusionDenoiser, DiffusionDenoiserConfig, timestep_for_sigma
 
 __all__ = [
     "BNAdaptationConfig",
     "CertificationThroughAdaptation",
     "DenoisedClassifier",
     "DenoiserPreprocessor",
+    "DiffusionDenoiser",
+    "DiffusionDenoiserConfig",
     "adapt_batchnorm",
+    "timestep_for_sigma",
 ]

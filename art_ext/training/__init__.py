@@ -11,8 +11,10 @@ from art_ext.training.classifier import (
     train_classifier,
 )
 from art_ext.training.denoiser import DenoiserTrainConfig, train_denoiser
+from art_ext.training.diffusion import DiffusionTrainConfig
 
 __all__ = [
-    "AdversarialTrainConfig", "DenoiserTrainConfig", "FineTune", "Recipe", "SplitLoader", "TrainConfig",
+    "AdversarialTrainConfig", "DenoiserTrainConfig", "DiffusionTrainConfig", "FineTune", "Recipe", "SplitLoader",
+    "TrainConfig",
     "TrainingRun", "accuracy", "robust_accuracy", "train_adversarial", "train_classifier", "train_denoiser",
 ]
