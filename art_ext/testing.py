@@ -106,3 +106,42 @@ def art_classifier(model: nn.Module, *, input_shape: tuple[int, ...] = (1, 8, 8)
 
     return PyTorchClassifier(model, nn.CrossEntropyLoss(), input_shape, nb_classes, clip_values=clip_values,
                              device_type="cpu", **kwargs)
+
+
+def linear_problem(
+    margins_over_sigma: list[float], sigma: float = 0.25, d: int = 16
+) -> tuple[LinearToy, torch.Tensor]:
+    """A ``LinearToy`` through the centre of the box and images [len(margins), 1, 4, 4] at the given signed distances
+    from its hyperplane, in units of ``sigma`` (so p_A = Phi(|margin|) and the true radius is |margin| * sigma)."""
+    if d != 16:
+        raise ValueError(f"linear_problem lays the images out as 1x4x4, so d must be 16, got {d}")
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    centre = torch.full((d,), 0.5, dtype=torch.float64)
+    model = LinearToy(w, float(-(centre @ w)))  # the hyperplane passes through the centre of the box
+    unit = w / w.norm()
+    x = torch.stack([centre + m * sigma * unit for m in margins_over_sigma]).float().view(-1, 1, 4, 4)
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"margins {margins_over_sigma} at sigma {sigma} leave the [0, 1] box")
+    return model, x
+
+
+def write_cifar10_root(root, per_batch: int = 4, seed: int = 0) -> dict:
+    """A tiny CIFAR-10 root in torchvision's pickle format (``<root>/cifar-10-batches-py``: five training batches and
+    ``test_batch`` of ``per_batch`` random uint8 images each). Returns ``{file name: (data [n, 3072], labels)}``."""
+    import pickle
+    from pathlib import Path
+
+    import numpy as np
+
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()
+        with open(folder / name, "wb") as handle:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, handle)
+        written[name] = (data, labels)
+    return written

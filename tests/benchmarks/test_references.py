@@ -4,8 +4,6 @@ end to end on a tiny CIFAR-10 root with a ``file:`` model and a random-init Robu
 from __future__ import annotations
 
 import json
-import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,24 +11,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from art_ext.testing import write_cifar10_root
 from benchmarks import common, run
 from benchmarks.common import SuiteError
 from benchmarks.references import Roots, parse_dataset, parse_model
-
-
-def write_cifar(root: Path, per_batch: int = 4, seed: int = 0) -> dict[str, tuple[np.ndarray, list[int]]]:
-    """A tiny CIFAR-10 root in torchvision's pickle format (``cifar-10-batches-py``)."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    written = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch).tolist()
-        with open(folder / name, "wb") as handle:
-            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, handle)
-        written[name] = (data, labels)
-    return written
 
 
 def cifar_cnn() -> nn.Module:
@@ -200,7 +184,7 @@ def test_zoo_reference_is_the_zoo_model():
 
 # ---- datasets ----------------------------------------------------------------------------------------------------
 def test_cifar10_reference_reads_the_data_root(tmp_path):
-    written = write_cifar(tmp_path)
+    written = write_cifar10_root(tmp_path)
     ref = parse_dataset("cifar10")
     data = ref.load(Roots(data_root=tmp_path), "test", limit=3)
     data_values, labels = written["test_batch"]
@@ -257,7 +241,7 @@ sigma = 0.5
 
 def test_certify_runs_on_cifar10_with_file_and_robustbench_models(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
-    write_cifar(tmp_path / "data")
+    write_cifar10_root(tmp_path / "data")
     torch.save(cifar_cnn(), tmp_path / "cnn.pt")
     checkpoint = tmp_path / "models" / "cifar10" / "Linf" / "Wong2020Fast.pt"
     checkpoint.parent.mkdir(parents=True)

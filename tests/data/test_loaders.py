@@ -1,4 +1,3 @@
-import pickle
 
 import numpy as np
 import pytest
@@ -7,6 +6,7 @@ from PIL import Image
 
 from art_ext.data import load_cifar10, load_digits, load_image_folder
 from art_ext.data import digits
+from art_ext.testing import write_cifar10_root
 
 
 def test_digits_splits_are_fixed_disjoint_stratified_and_in_range():
@@ -32,22 +32,8 @@ def test_digits_bad_arguments():
         load_digits("test", resolution=4)
 
 
-def _write_cifar(root, per_batch=3):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    written = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch).tolist()
-        with open(folder / name, "wb") as handle:
-            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, handle)
-        written[name] = (data, labels)
-    return written
-
-
 def test_cifar10_reads_torchvision_format(tmp_path):
-    written = _write_cifar(tmp_path)
+    written = write_cifar10_root(tmp_path, per_batch=3)
     test = load_cifar10(tmp_path, "test")
     data, labels = written["test_batch"]
     assert test.x.shape == (3, 3, 32, 32) and test.num_classes == 10

@@ -15,22 +15,9 @@ from scipy import stats as sps
 
 from art_ext import ABSTAIN, Certificates, certify, certify_sequential
 from art_ext.smoothing.sequential import _mixture_bounds, geometric_looks
-from art_ext.testing import CallRecorder, LinearToy, ScriptedVotes, tiny_cnn, tiny_images
+from art_ext.testing import CallRecorder, ScriptedVotes, linear_problem, tiny_cnn, tiny_images
 
 FALSE_FAILURE = 1e-4
-
-
-def linear_problem(margins_over_sigma, sigma=0.25, d=16):
-    """LinearToy and images at signed distances (in units of sigma) from its hyperplane, inside [0, 1]."""
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(d, generator=g, dtype=torch.float64)
-    model = LinearToy(w, 0.0).eval()
-    centre = torch.full((d,), 0.5, dtype=torch.float64)
-    model.b = float(-(centre @ w))
-    unit = w / w.norm()
-    x = torch.stack([centre + m * sigma * unit for m in margins_over_sigma]).float().view(-1, 1, 4, 4)
-    assert x.min() >= 0 and x.max() <= 1
-    return model, x
 
 
 def scripted(n0_votes, votes, **kwargs):

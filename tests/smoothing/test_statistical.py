@@ -11,22 +11,9 @@ import torch
 from scipy import stats as sps
 
 from art_ext import ABSTAIN, certify, predict
-from art_ext.testing import LinearToy
+from art_ext.testing import linear_problem
 
 FALSE_FAILURE = 1e-4
-
-
-def linear_problem(margins_over_sigma, sigma=0.25, d=16):
-    """LinearToy and images at given signed distances (in units of sigma) from its hyperplane, inside [0, 1]."""
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(d, generator=g, dtype=torch.float64)
-    model = LinearToy(w, 0.0).eval()
-    centre = torch.full((d,), 0.5, dtype=torch.float64)
-    model.b = float(-(centre @ w))  # the hyperplane passes through the centre of the box
-    unit = w / w.norm()
-    x = torch.stack([centre + m * sigma * unit for m in margins_over_sigma]).float().view(-1, 1, 4, 4)
-    assert x.min() >= 0 and x.max() <= 1
-    return model, x
 
 
 @pytest.mark.statistical
