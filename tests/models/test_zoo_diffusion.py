@@ -134,3 +134,19 @@ def test_training_is_deterministic_cached_and_served_as_a_denoiser(tmp_path, mon
     assert mse == first.info["val_mse_one_shot"]["0.50"]
     # a 1-epoch model already denoises: its MSE is below that of the noisy input (0.25)
     assert mse < 0.5**2 / 2
+
+
+@pytest.mark.slow
+def test_the_digits_ddpm_entry_denoises_better_than_the_mse_dncnn():
+    pytest.importorskip("diffusers")
+    test = load_digits("test").x  # [500, 1, 16, 16]
+    noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(0))
+    # measured (issue-diffusion-zoo notes): one-shot MSE 0.0061 / 0.0152, DnCNN-5-16 MSE (clamped) 0.0067 / 0.0192
+    for sigma, tag, bound in ((0.25, "025", 0.0065), (0.5, "050", 0.0165)):
+        den = zoo.diffusion_denoiser("digits_ddpm", sigma)
+        dncnn = zoo.load(f"digits_dncnn_mse_{tag}", kind="denoiser").module
+        z = test + sigma * noise
+        with torch.no_grad():
+            mse = float(((den(z) - test) ** 2).mean())
+            baseline = float(((dncnn(z).clamp(0, 1) - test) ** 2).mean())
+        assert mse < bound and mse < baseline, (sigma, mse, baseline)
