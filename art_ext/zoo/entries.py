@@ -1,8 +1,9 @@
 """Zoo entries: what a named model is (architecture, recipe, seed, what it starts from) and its fingerprint.
 
-Two kinds share one registry (``REGISTRY``): ``ClassifierEntry`` ([0, 1] pixels -> logits) and ``DenoiserEntry``
-(noisy image -> image, for denoised smoothing). Every entry answers the same questions, so the loader
-(``art_ext.zoo.loader``) has one path for both: ``build()`` (the untrained module), ``starts_from`` (the entry
+Three kinds share one registry (``REGISTRY``): ``ClassifierEntry`` ([0, 1] pixels -> logits), ``DenoiserEntry``
+(noisy image -> image at one sigma, for denoised smoothing) and ``DiffusionEntry`` (a diffusers ``UNet2DModel``
+trained on every timestep, so one model serves every sigma). Every entry answers the same questions, so the loader
+(``art_ext.zoo.loader``) has one path for all: ``build()`` (the untrained module), ``starts_from`` (the entry
 whose trained weights it starts from: a classifier's ``parent``, a denoiser's ``init``), ``classifiers`` (the
 classifiers guiding its objective), ``recipe`` (its ``training.Recipe``), ``fingerprint()`` (the cache key) and
 ``summary(...)`` (the facts recorded after training).
@@ -19,18 +20,21 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from art_ext._optional import require
 from art_ext.data import digits
 from art_ext.data.base import LabeledImages
+from art_ext.defences.diffusion import DiffusionDenoiser
 from art_ext.models.classifiers import ARCHITECTURES
 from art_ext.models.denoisers import DENOISER_ARCHITECTURES, build_denoiser
 from art_ext.training.classifier import FineTune, Recipe, SplitLoader, TrainConfig, accuracy
 from art_ext.training.denoiser import DenoiserTrainConfig, validation_loss
+from art_ext.training.diffusion import DiffusionTrainConfig
 from art_ext.zoo._registry import Registry
 
 #: bump when the training code changes in a way that changes the weights
 #: (2: every zoo model trains with TRAINING_THREADS threads)
 ZOO_FORMAT_VERSION = 2
-KINDS = ("classifier", "denoiser")
+KINDS = ("classifier", "denoiser", "diffusion")
 ACCESS = ("white-box", "black-box")
 
 
@@ -264,6 +268,103 @@ class DenoiserEntry:
         }
 
 
+@dataclass(frozen=True)
+class DiffusionEntry:
+    """A named diffusion model: a diffusers ``UNet2DModel`` and its DDPM recipe (epsilon prediction).
+
+    A diffusion model is trained on every timestep of its schedule, so one entry serves every sigma: the
+    ``art_ext.defences.DiffusionDenoiser`` built from it (``zoo.diffusion_denoiser(name, sigma)``) picks the timestep
+    t* for the sigma asked (Carlini et al., ICLR 2023, Eq. 4). Registering and fingerprinting need no diffusers;
+    ``build()`` and ``scheduler()`` import it through ``art_ext._optional.require`` (extra ``art_ext[diffusion]``).
+
+    Attributes:
+        name: Registry key (snake_case).
+        unet: ``UNet2DModel`` constructor arguments (JSON-serializable; ``sample_size`` is ``resolution``).
+        train: The recipe (``training.DiffusionTrainConfig``); ``train.seed`` also seeds the initialization.
+        description: One line for tables and docs.
+        dataset: Dataset key (``"digits"``); ``resolution`` its side length.
+
+    Examples:
+        >>> from art_ext import zoo
+        >>> entry = zoo.get_entry("digits_ddpm", kind="diffusion")
+        >>> entry.fingerprint(), entry.train.num_train_timesteps, entry.train.beta_schedule
+        ('3caf5234e9c8', 1000, 'linear')
+    """
+
+    kind: ClassVar[str] = "diffusion"
+    classifiers: ClassVar[tuple[str, ...]] = ()  # the epsilon objective needs no guiding classifier
+
+    name: str
+    unet: dict[str, Any]
+    train: DiffusionTrainConfig
+    description: str
+    dataset: str = "digits"
+    resolution: int = digits.DEFAULT_RESOLUTION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train, DiffusionTrainConfig):
+            raise TypeError(
+                f"diffusion entry {self.name!r}: train must be a DiffusionTrainConfig, got {type(self.train).__name__}"
+            )
+        if not isinstance(self.unet, dict):
+            raise TypeError(f"diffusion entry {self.name!r}: unet must be a dict of UNet2DModel arguments, "
+                            f"got {type(self.unet).__name__}")
+        try:
+            json.dumps(self.unet)
+        except TypeError as err:
+            raise ValueError(f"diffusion entry {self.name!r}: unet must be JSON-serializable (it is part of the "
+                             f"fingerprint), got {self.unet!r}") from err
+        if self.unet.get("sample_size") != self.resolution:
+            raise ValueError(f"diffusion entry {self.name!r}: unet['sample_size'] must equal resolution "
+                             f"{self.resolution}, got {self.unet.get('sample_size')!r}")
+
+    @property
+    def starts_from(self) -> str | None:
+        return None
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.train
+
+    def fingerprint(self) -> str:
+        return fingerprint_of({
+            "kind": self.kind,
+            "unet": self.unet,
+            "train": dataclasses.asdict(self.train),
+            "dataset": self.dataset,
+            "resolution": self.resolution,
+            "format": ZOO_FORMAT_VERSION,
+        })
+
+    def scheduler(self) -> Any:
+        """The diffusers ``DDPMScheduler`` the model was trained with (``train.scheduler()``)."""
+        return self.train.scheduler()
+
+    def build(self) -> nn.Module:
+        """The untrained ``UNet2DModel``, initialized deterministically from ``train.seed`` (global RNG restored)."""
+        diffusers = require("diffusers")
+        module: nn.Module = _seeded(self.train.seed, diffusers.UNet2DModel, **self.unet)
+        return module
+
+    def summary(self, module: nn.Module, data: SplitLoader, classifiers: list[nn.Module]) -> dict[str, Any]:
+        """Facts recorded after training: the UNet and scheduler configs, the diffusers version, and the val MSE of
+        one-shot denoising at sigma 0.25 and 0.5 (one noise draw per image, seed 0)."""
+        val = data("val").x.to(next(module.parameters()).device)  # [N, C, H, W]
+        noise = torch.randn(val.shape, generator=torch.Generator().manual_seed(0)).to(val)
+        scheduler = self.scheduler()
+        mse = {}
+        for sigma in (0.25, 0.5):
+            denoiser = DiffusionDenoiser(module, scheduler, sigma=sigma)
+            with torch.no_grad():
+                mse[f"{sigma:.2f}"] = float(((denoiser(val + sigma * noise) - val) ** 2).mean())
+        return {
+            "unet_config": dict(self.unet),
+            "scheduler_config": {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")},
+            "diffusers": str(require("diffusers").__version__),
+            "val_mse_one_shot": mse,
+        }
+
+
 @dataclass
 class ZooModel:
     """A trained zoo model (eval mode) with its entry and the facts recorded when it was trained."""
@@ -273,5 +374,5 @@ class ZooModel:
     info: dict[str, Any]
 
 
-#: the one registry of the zoo: classifiers and denoisers, names unique across both
+#: the one registry of the zoo: classifiers, denoisers and diffusion models, names unique across all three
 REGISTRY: Registry[Entry] = Registry(KINDS)

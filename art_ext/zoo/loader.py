@@ -1,4 +1,4 @@
-"""Loading and training zoo entries: one path for classifiers and denoisers.
+"""Loading and training zoo entries: one path for classifiers, denoisers and diffusion models.
 
 ``load(name)`` reads the cached weights, or trains the entry first: the entry it starts from and its guiding
 ``classifiers`` are loaded (recursively, from the cache when there), then the entry's ``recipe.fit`` (training
@@ -16,9 +16,10 @@ import torch
 
 from art_ext.data import digits
 from art_ext.data.base import LabeledImages
+from art_ext.defences.diffusion import DiffusionDenoiser, DiffusionDenoiserConfig
 from art_ext.ops.modes import torch_threads
 from art_ext.zoo import _cache
-from art_ext.zoo.entries import REGISTRY, Entry, ZooModel
+from art_ext.zoo.entries import REGISTRY, DiffusionEntry, Entry, ZooModel
 
 #: CPU threads used for zoo training, whatever the caller set: weights depend on the reduction order of the kernels,
 #: so a fixed count keeps zoo models identical across machines, test orders and benchmark settings.
@@ -87,7 +88,7 @@ def load(
 
     Args:
         name: A registered entry (``names()`` lists them).
-        kind: ``"classifier"`` or ``"denoiser"`` to require that kind (None: any).
+        kind: ``"classifier"``, ``"denoiser"`` or ``"diffusion"`` to require that kind (None: any).
         device: Where the module is placed (and trained, when it is not cached).
         cache: Cache folder (default ``cache_dir()``: ``$ART_EXT_CACHE`` or ``~/.cache/art_ext``).
         retrain: Train again even if cached (its ``starts_from`` / ``classifiers`` still come from the cache).
@@ -111,3 +112,34 @@ def load(
     _cache.write(model, path)
     checkpoint.unlink(missing_ok=True)  # a finished training leaves no resumable state behind
     return model
+
+
+def diffusion_denoiser(
+    name: str, sigma: float, *, device: str | torch.device = "cpu", cache: Path | str | None = None,
+    **kwargs: Any,
+) -> DiffusionDenoiser:
+    """The ``DiffusionDenoiser`` at ``sigma`` of zoo diffusion entry ``name`` (loaded, or trained and cached, by
+    ``load``), with the scheduler it was trained with. Needs ``art_ext[diffusion]``.
+
+    The same as ``model = load(name, kind="diffusion")`` followed by
+    ``DiffusionDenoiser(model.module, model.entry.scheduler(), sigma=sigma, **kwargs)``.
+
+    Args:
+        name: A registered ``"diffusion"`` entry (``names(kind="diffusion")``).
+        sigma: Pixel noise level in [0, 1] units (the smoothing sigma; the factor 2 of [-1, 1] stays inside).
+        device: Where the UNet is placed (and trained, when it is not cached).
+        cache: Cache folder (default ``cache_dir()``).
+        **kwargs: Passed to ``DiffusionDenoiser`` (``multistep``, ``num_steps``, ``clip``, ...).
+
+    Examples:
+        >>> from art_ext import zoo
+        >>> den = zoo.diffusion_denoiser("digits_ddpm", sigma=0.5)  # doctest: +SKIP
+        >>> den.timestep  # doctest: +SKIP
+        259
+    """
+    entry = REGISTRY.get(name, kind="diffusion")
+    if not isinstance(entry, DiffusionEntry):
+        raise TypeError(f"zoo entry {name!r} must be a DiffusionEntry, got {type(entry).__name__}")
+    DiffusionDenoiserConfig(sigma, **kwargs)  # validate before loading (which may train for minutes)
+    model = load(name, kind="diffusion", device=device, cache=cache)
+    return DiffusionDenoiser(model.module, entry.scheduler(), sigma=sigma, **kwargs)

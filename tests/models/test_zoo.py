@@ -42,6 +42,7 @@ GOLDEN_FINGERPRINTS = {
     "digits_dncnn_stabmse_025": "da9479913178",
     "digits_dncnn_stabmse_050": "d5752d4d03c1",
     "digits_dncnn_stabmse_100": "5f269f87f277",
+    "digits_ddpm": "3caf5234e9c8",
 }
 
 
@@ -49,12 +50,14 @@ def test_every_registered_entry_has_its_golden_fingerprint():
     assert {name: zoo.get_entry(name).fingerprint() for name in zoo.names()} == GOLDEN_FINGERPRINTS
 
 
-def test_one_registry_holds_both_kinds():
+def test_one_registry_holds_all_three_kinds():
     classifiers, denoisers = zoo.names(kind="classifier"), zoo.names(kind="denoiser")
-    assert len(classifiers) == 9 and len(denoisers) == 15
-    assert sorted(classifiers + denoisers) == zoo.names() == sorted(GOLDEN_FINGERPRINTS)
+    diffusion = zoo.names(kind="diffusion")
+    assert len(classifiers) == 9 and len(denoisers) == 15 and diffusion == ["digits_ddpm"]
+    assert sorted(classifiers + denoisers + diffusion) == zoo.names() == sorted(GOLDEN_FINGERPRINTS)
     assert all(isinstance(zoo.get_entry(n), zoo.ClassifierEntry) for n in classifiers)
     assert all(isinstance(zoo.get_entry(n), zoo.DenoiserEntry) for n in denoisers)
+    assert all(isinstance(zoo.get_entry(n), zoo.DiffusionEntry) for n in diffusion)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +94,8 @@ def test_lookup_by_kind_and_unknown_names():
         zoo.get_entry("digits_dncnn_x", kind="denoiser")
     with pytest.raises(ValueError, match="zoo entry 'digits_cnn' is a classifier, expected a denoiser"):
         zoo.load("digits_cnn", kind="denoiser")
-    with pytest.raises(ValueError, match=r"kind must be one of \('classifier', 'denoiser'\), got 'model'"):
+    with pytest.raises(ValueError,
+                       match=r"kind must be one of \('classifier', 'denoiser', 'diffusion'\), got 'model'"):
         zoo.names(kind="model")
 
 
