@@ -68,6 +68,14 @@ def sequential_settings(config: dict[str, Any], suite: dict[str, Any]) -> dict[s
 
 
 
+def _denoiser_check(value: Any) -> str | None:
+    """A zoo denoiser (DnCNN / MemNet, trained at one sigma) or a zoo diffusion model (any sigma)."""
+    if common.zoo_name("denoiser")(value) is None or common.zoo_name("diffusion")(value) is None:
+        return None
+    return (f"a zoo denoiser or diffusion name, one of: "
+            f"{', '.join([*zoo.names(kind='denoiser'), *zoo.names(kind='diffusion')])}")
+
+
 SCHEMA = {
     "dataset": Key(references.dataset_check),
     "split": Key(common.choice("train", "val", "test")),
@@ -87,7 +95,9 @@ SCHEMA = {
     "configs": Tables({
         "model": Key(references.model_check, required=True),
         "sigma": Key(common.number(gt=0), required=True),
-        "denoiser": Key(common.zoo_name("denoiser")),
+        "denoiser": Key(_denoiser_check),
+        "multistep": Key(common.boolean),
+        "num_steps": Key(common.integer(1)),
         "row": Key(common.string),
         "method": Key(common.choice("cohen", "sequential")),
         "n_max": Key(common.integer(1)),
@@ -116,6 +126,12 @@ def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
                 sequential_settings(config, suite)
         except ValueError as err:
             raise common.SuiteError(f"configs[{index}]: {err}") from None
+        if "multistep" in config or "num_steps" in config:
+            if config.get("denoiser") not in zoo.names(kind="diffusion"):
+                raise common.SuiteError(f"configs[{index}]: multistep / num_steps apply to a zoo diffusion denoiser "
+                                        f"only (one of {', '.join(zoo.names(kind='diffusion'))})")
+            if "num_steps" in config and not config.get("multistep"):
+                raise common.SuiteError(f"configs[{index}].num_steps needs multistep = true")
         if config["model"] not in models:
             models[config["model"]] = references.parse_model(config["model"]).check(roots)
     return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
@@ -123,7 +139,10 @@ def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
 
 def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
     if config.get("denoiser"):
-        cid = f"{config['denoiser']}+{config['model']}@sigma={float(config['sigma']):g}"
+        denoiser = config["denoiser"]
+        if config.get("multistep"):  # diffusion: a multistep chain is another base classifier
+            denoiser += f"[multistep,{config.get('num_steps', 'all')}]"
+        cid = f"{denoiser}+{config['model']}@sigma={float(config['sigma']):g}"
     else:
         cid = f"{config['model']}@sigma={float(config['sigma']):g}"
     if method_of(config, suite) == "cohen":
@@ -142,6 +161,11 @@ def load_base(config: dict[str, Any], ctx: common.RunContext) -> tuple[torch.nn.
         return model.module, model
     from art_ext.defences.denoised_smoothing import DenoisedClassifier
 
+    if config["denoiser"] in zoo.names(kind="diffusion"):  # Carlini et al.: one model for every sigma
+        diffusion = zoo.diffusion_denoiser(config["denoiser"], float(config["sigma"]), device=ctx.device,
+                                           multistep=bool(config.get("multistep", False)),
+                                           num_steps=config.get("num_steps"))
+        return DenoisedClassifier(diffusion, model.module).eval(), model
     denoiser = zoo.load(config["denoiser"], kind="denoiser", device=ctx.device, verbose=ctx.verbose)
     if denoiser.entry.sigma != float(config["sigma"]):
         log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config_id(config),
