@@ -39,7 +39,8 @@ from art_ext.types import ABSTAIN, LogitsFn
 
 Method = Literal["staged_cp", "mixture_cs"]
 METHODS: tuple[str, ...] = ("staged_cp", "mixture_cs")
-DEFAULT_FINAL_ALPHA_SHARE = 0.5
+DEFAULT_FINAL_ALPHA_SHARE = 0.8
+DEFAULT_FUTILITY_ALPHA = 0.02  # the upper bound of the stopping heuristic; it never enters a reported bound
 _MIXTURE_PRIOR = 0.5  # Jeffreys Beta(1/2, 1/2)
 _BISECTION_STEPS = 64  # halves [0, 1] down to 2^-64, below float64 resolution
 
@@ -132,16 +133,18 @@ def _mixture_bounds(k: np.ndarray, t: int, alpha: float) -> tuple[np.ndarray, np
     return np.where(k > 0, lo, 0.0), np.where(k < t, up_hi, 1.0)
 
 
-def _bounds(method: str, n_a: torch.Tensor, t: int, alpha_j: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _bounds(method: str, n_a: torch.Tensor, t: int, alpha_j: float,
+            upper_alpha: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(lower, upper) confidence bounds on p_A after t draws with n_a votes (float64 [R], device of n_a).
 
-    The lower bound carries the guarantee; the upper bound only decides when a grid level is out of reach.
+    The lower bound carries the guarantee; the upper bound only decides when a grid level is out of reach. For
+    ``"staged_cp"`` the upper bound is the one-sided Clopper-Pearson bound at ``upper_alpha`` (default ``alpha_j``).
     """
     if method == "staged_cp":
         lower = stats.clopper_pearson_lower(n_a, t, alpha_j)  # the exact bound certify uses
         k = n_a.detach().to("cpu", torch.float64).numpy()
         with np.errstate(invalid="ignore"):
-            upper = np.where(k < t, sps.beta.isf(alpha_j, k + 1, t - k), 1.0)
+            upper = np.where(k < t, sps.beta.isf(alpha_j if upper_alpha is None else upper_alpha, k + 1, t - k), 1.0)
         return lower, torch.as_tensor(upper, dtype=torch.float64, device=n_a.device)
     k = n_a.detach().to("cpu", torch.float64).numpy()
     low, up = _mixture_bounds(k, t, alpha_j)
@@ -165,6 +168,7 @@ def certify_sequential(
     method: Method = "staged_cp",
     looks: Sequence[int] | None = None,
     final_alpha_share: float | None = None,
+    futility_alpha: float = DEFAULT_FUTILITY_ALPHA,
 ) -> Certificates:
     """CERTIFY with early stopping per image, settled for a grid of radii (see the module docstring for the bounds).
 
@@ -175,8 +179,11 @@ def certify_sequential(
     3. An image is settled at look j when, with LB its largest lower bound so far and the grid levels
        Phi(r / sigma) (r in ``radii``, converted to the noise space's units) restricted to the levels that n_max can
        reach at all (the all-votes bound at n_max; higher levels are skipped):
-       (a) LB reaches the highest reachable level; or (b) UB_j is below the lowest reachable level above LB, so no
-       further grid level is likely to be reached (a heuristic for stopping only); or (c) t_j = n_max.
+       (a) LB reaches the highest reachable level; or (b) the lowest reachable level above LB is out of reach even
+       if p_A were as large as UB (the smallest upper bound so far): the lower bound n_max draws would give with a
+       vote share of UB (the final look's bound at floor(UB * n_max) votes) is below that level, so spending the
+       remaining draws would not certify it (a stopping heuristic only: UB is a one-sided bound at
+       ``futility_alpha``, it never enters a reported bound); or (c) t_j = n_max.
     4. As CERTIFY: abstain when LB < 1/2, else radius = sigma * Phi^-1(LB) (a continuous radius, not rounded to the
        grid), in pixel units (``noise_space.pixel_radius``).
 
@@ -201,8 +208,12 @@ def certify_sequential(
         method: ``"staged_cp"`` (default, Horvath et al. 2022) or ``"mixture_cs"`` (confidence sequence).
         looks: Strictly increasing estimation-draw counts at which the bounds are evaluated, ending at ``n_max``;
             default ``geometric_looks(n_max)`` (64, 96, 144, ... x1.5, then n_max).
-        final_alpha_share: ``"staged_cp"`` only: the share of alpha spent at the last look (default 0.5); the rest
+        final_alpha_share: ``"staged_cp"`` only: the share of alpha spent at the last look (default 0.8); the rest
             is split evenly over the earlier looks. With a single look all of alpha is spent there.
+        futility_alpha: Confidence of the upper bound used by stopping rule (b) (default 0.02; for
+            ``"mixture_cs"`` the upper end of its confidence sequence at ``alpha`` is used instead). It trades draws
+            for the chance of stopping an image that n_max would have certified at the next grid level; it does not
+            affect the guarantee.
     Returns:
         ``Certificates`` with ``num_samples`` int64 [B] (n0 + the estimation draws of each image: every forward pass
         spent on it), ``counts_estimation`` the votes at stopping (row sums = num_samples - n0), ``p_a_lower`` the
@@ -211,7 +222,8 @@ def certify_sequential(
         ValueError: before any sampling, on a malformed ``x`` (4-D float, finite, in [0, 1]), ``sigma <= 0``,
             ``n0``/``n_max``/``batch_size`` < 1, ``alpha`` outside (0, 1), ``num_classes`` < 2, an empty or negative
             ``radii``, an unknown ``method``, ``looks`` that are not strictly increasing ints ending at ``n_max``, a
-            ``final_alpha_share`` outside (0, 1] (or given for ``"mixture_cs"``), or a base that is not a fixed
+            ``final_alpha_share`` outside (0, 1] (or given for ``"mixture_cs"``), a ``futility_alpha`` outside
+            (0, 1), or a base that is not a fixed
             function; after sampling, when the base returned NaN / infinite logits. A ``RuntimeWarning`` names grid
             radii that n_max can never certify (they are skipped by the stopping rule) and says when nothing can be
             certified at all.
@@ -230,6 +242,10 @@ def certify_sequential(
     validation.check_positive_int(n0, "n0")
     validation.check_positive_int(n_max, "n_max")
     alpha = validation.check_alpha(alpha)
+    if isinstance(futility_alpha, bool) or not isinstance(futility_alpha, (int, float)) or not (
+            0.0 < futility_alpha < 1.0):
+        raise ValueError(f"futility_alpha must be a number in (0, 1) (the stopping heuristic's upper-bound level), "
+                         f"got {futility_alpha!r}")
     grid = _check_radii(radii)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -242,7 +258,8 @@ def certify_sequential(
     # grid levels Phi(r / sigma) in the noise space's units; keep only those the all-votes bound at n_max reaches
     unit = float(space.pixel_radius(torch.tensor(1.0, dtype=torch.float64)))  # pixel radius of a unit radius
     levels = sps.norm.cdf(np.array(grid) / unit / sigma)  # float64 [G], ascending
-    cap = float(_bounds(method, torch.tensor([n_max]), n_max, float(look_alphas[-1]))[0][0])
+    final_alpha = float(look_alphas[-1])
+    cap = float(_bounds(method, torch.tensor([n_max]), n_max, final_alpha)[0][0])
     reachable = levels <= cap
     if cap < 0.5:
         warnings.warn(f"n_max={n_max} with alpha={alpha} (method={method!r}) can never certify: even if all votes "
@@ -273,7 +290,7 @@ def certify_sequential(
         drawn[index] = t
         previous = t
         n_a = counts[index].gather(1, c_hat[index, None]).squeeze(1)  # [R]
-        lb, ub = _bounds(method, n_a, t, alpha_j)
+        lb, ub = _bounds(method, n_a, t, alpha_j, futility_alpha)
         lower[index] = torch.maximum(lower[index], lb)  # valid: the bound holds at every look at once
         upper[index] = torch.minimum(upper[index], ub)
         if t == n_max:
@@ -283,7 +300,9 @@ def certify_sequential(
             settled = torch.ones_like(lb, dtype=torch.bool)  # no grid level can be reached: nothing to sample for
         else:
             next_level = padded[torch.searchsorted(targets, lb, right=True)]  # [R] lowest level above lb (2: none)
-            settled = (lb >= top) | (ub < next_level)
+            # the bound n_max draws would give if p_A were ub: below next_level means the level is out of reach
+            reach = _bounds(method, torch.floor(ub * n_max), n_max, final_alpha)[0]  # [R]
+            settled = (lb >= top) | (reach < next_level)
         running[index[settled]] = False
         if not bool(running.any()):
             break

@@ -14,7 +14,7 @@ import torch
 from scipy import stats as sps
 
 from art_ext import ABSTAIN, Certificates, certify, certify_sequential
-from art_ext.smoothing.sequential import _mixture_bounds, geometric_looks
+from art_ext.smoothing.sequential import DEFAULT_FINAL_ALPHA_SHARE, _mixture_bounds, geometric_looks
 from art_ext.testing import CallRecorder, ScriptedVotes, linear_problem, tiny_cnn, tiny_images
 
 FALSE_FAILURE = 1e-4
@@ -100,7 +100,7 @@ def test_device_batches_pack_the_running_images():
 def test_unanimous_votes_stop_at_the_first_look_that_reaches_the_top_grid_radius():
     n_max, alpha, sigma = 10_000, 0.001, 0.5
     looks = geometric_looks(n_max)
-    alpha_early = 0.5 * alpha / (len(looks) - 1)
+    alpha_early = (1.0 - DEFAULT_FINAL_ALPHA_SHARE) * alpha / (len(looks) - 1)
     level = sps.norm.cdf(1.0 / sigma)  # radius 1.0 at sigma 0.5
     expected = next(t for t in looks if alpha_early ** (1 / t) >= level)  # all-votes Clopper-Pearson bound
     certs, base = scripted(torch.ones(10), torch.ones(n_max), sigma=sigma, alpha=alpha, radii=[0.25, 0.5, 1.0],
@@ -123,6 +123,33 @@ def test_votes_between_grid_levels_stop_when_the_next_level_is_out_of_reach():
     certs, _ = scripted(torch.ones(10), votes, radii=[0.25, 1.0], n_max=10_000)
     assert certs.label.item() == 1 and 0.25 <= certs.radius.item() < 1.0
     assert certs.num_samples.item() < 1000
+
+
+def test_a_level_that_n_max_cannot_certify_stops_the_image_before_n_max():
+    # 12 failures per 10,000 votes (p_A = 0.9988 > Phi(3) = 0.99865): radius 0.5 at sigma 0.25 (level Phi(2)) is
+    # certified early; radius 0.75 (level Phi(3)) is below p_A, yet n_max = 10,000 draws could never certify it
+    # (fixed-n CERTIFY on the same votes stops short of it: that takes at most 3 failures), so the image stops at
+    # the look of 5,540 draws, not at n_max
+    votes = torch.ones(10_000, dtype=torch.long)
+    votes[torch.arange(12) * 833 + 400] = 0
+    kwargs = dict(sigma=0.25, radii=[0.5, 0.75], n_max=10_000)
+    certs, base = scripted(torch.ones(10), votes, **kwargs)
+    fixed, _ = scripted(torch.ones(10), votes, looks=(10_000,), **kwargs)
+    assert fixed.label.item() == 1 and 0.5 <= fixed.radius.item() < 0.75  # n_max itself cannot reach 0.75
+    assert certs.label.item() == 1 and 0.5 <= certs.radius.item() < 0.75
+    assert certs.num_samples.item() == base.position <= 10 + 5540
+    # the old rule (stop only once an upper bound on p_A is below the level) could not stop it: p_A is above the level
+    assert votes.double().mean().item() > sps.norm.cdf(3.0)
+
+
+def test_futility_alpha_trades_draws_only():
+    votes = torch.ones(10_000, dtype=torch.long)
+    votes[torch.arange(12) * 833 + 400] = 0
+    kwargs = dict(sigma=0.25, radii=[0.5, 0.75], n_max=10_000)
+    loose, _ = scripted(torch.ones(10), votes, futility_alpha=0.2, **kwargs)
+    strict, _ = scripted(torch.ones(10), votes, futility_alpha=1e-6, **kwargs)
+    assert loose.num_samples.item() < strict.num_samples.item()
+    assert loose.label.item() == strict.label.item() == 1
 
 
 def test_unreachable_grid_radii_are_named_and_skipped():
@@ -189,6 +216,8 @@ def test_mixture_cs_all_votes_cap_is_looser_than_fixed_n():
     (dict(final_alpha_share=0.0), ValueError, "final_alpha_share must be a number in"),
     (dict(final_alpha_share=1.0), ValueError, "no alpha for the looks"),
     (dict(final_alpha_share=0.5, method="mixture_cs"), ValueError, "spends alpha once"),
+    (dict(futility_alpha=0.0), ValueError, "futility_alpha must be a number in"),
+    (dict(futility_alpha=True), ValueError, "futility_alpha must be a number in"),
     (dict(n_max=0), ValueError, "n_max must be >= 1"),
     (dict(n0=0), ValueError, "n0 must be >= 1"),
     (dict(alpha=1.0), ValueError, "alpha must be in the open interval"),
