@@ -198,9 +198,12 @@ def zero_visible(ax: Any, top: float = 1.0, margin: float = 0.04) -> None:
 
 
 def save(fig: Any, path: Path, title: str, *, dpi: int = 120) -> Plot:
-    """Title the figure (``suptitle``), write it to ``path`` and close it; returns what was written."""
+    """Title the figure (``suptitle``, wrapped to the figure's width), write it to ``path`` and close it; returns
+    what was written."""
+    import textwrap
+
     plt = pyplot()
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 14))), fontsize=9)
     ylims = [tuple(float(v) for v in ax.get_ylim()) for ax in fig.get_axes()]
     fig.tight_layout()
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
