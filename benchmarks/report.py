@@ -132,7 +132,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, capt
 @dataclass(frozen=True)
 class PlotInfo:
     """What a plot's title states: N (noise samples per image) where relevant, the number of images, alpha where
-    relevant, the seed, and anything else (``extra``, e.g. ``k = 10 draws``)."""
+    relevant, the seed, and anything else (``extra``, e.g. ``k = 10 draws``). ``noise_samples`` and ``images``
+    given as strings are stated as given (e.g. ``"M ∈ {1, 4, 16} noisy passes"``)."""
 
     images: int | str
     seed: int
@@ -144,7 +145,7 @@ class PlotInfo:
         parts = []
         if self.noise_samples is not None:
             n = self.noise_samples
-            parts.append(f"N = {n:,} noise samples" if isinstance(n, int) else f"N = {n}")
+            parts.append(f"N = {n:,} noise samples" if isinstance(n, int) else n)  # a string: stated as given
         parts.append(f"{self.images:,} images" if isinstance(self.images, int) else f"{self.images}")
         if self.alpha is not None:
             parts.append(f"α = {self.alpha:g}")

@@ -361,7 +361,7 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
         if summary:
             histogram = plot_sigma_histogram(suite, summary, out / "selected_sigmas.png", rep.PlotInfo(
                 images=max(s["examples"] for s in summary), seed=manifest["seed"],
-                noise_samples=f"{part['n_auto']:,} per σ (N_auto)", alpha=float(part["alpha"])))
+                noise_samples=f"N_auto = {part['n_auto']:,} noise samples per σ", alpha=float(part["alpha"])))
             plots += [histogram] if histogram else []
     text = "\n".join([
         f"# Suite `{suite['name']}`: {suite.get('description', '')}",

@@ -312,7 +312,7 @@ def plot_info(suite: dict[str, Any], summary_rows: list[dict[str, Any]], seed: i
     if has_sequential(suite):
         n_max = sorted({sequential_settings(c, suite)["n_max"] for c in suite["configs"]
                         if method_of(c, suite) == "sequential"})
-        n = f"{int(suite['n']):,} noise samples (fixed-n rows), n_max = {', '.join(f'{m:,}' for m in n_max)} " \
+        n = f"N = {int(suite['n']):,} noise samples (fixed-n rows), n_max = {', '.join(f'{m:,}' for m in n_max)} " \
             "(sequential rows)"
     images = sorted({s["examples"] for s in summary_rows})
     return rep.PlotInfo(images=images[0] if len(images) == 1 else f"{min(images)}-{max(images)} images",
