@@ -205,11 +205,11 @@ def save(fig: Any, path: Path, title: str, *, dpi: int = 120) -> Plot:
 
     plt = pyplot()
     fig.suptitle(textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 14))), fontsize=9)
-    ylims = [tuple(float(v) for v in ax.get_ylim()) for ax in fig.get_axes()]
+    ylims = [(float(ax.get_ylim()[0]), float(ax.get_ylim()[1])) for ax in fig.get_axes()]
     fig.tight_layout()
     fig.savefig(path, dpi=dpi, metadata={"Software": None})
     plt.close(fig)
-    return Plot(Path(path), title, ylims)  # type: ignore[arg-type]
+    return Plot(Path(path), title, ylims)
 
 
 def plots_section(plots: Sequence[Plot], unavailable: str | None = None) -> str:
