@@ -331,7 +331,6 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     by_config: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         by_config.setdefault(r["config"], {})[int(r["index"])] = r
-    grid = isinstance(suite["eps"], list)
     out = []
     for spec in suite["targets"]:
         clean = by_config.get(clean_id(spec), {})
