@@ -4,16 +4,22 @@ pipeline under soft smoothing; every final adversarial example is scored over k 
 randomized model (mean and worst-case accuracy, ``art_ext.attacks.score_randomized``).
 
 Suite file keys: ``dataset`` ("digits"), ``split``, ``resolution``, ``limit``, ``chunk`` (images attacked together
-under one derived seed; the unit of resume), ``eps``, ``norm``, ``max_iter``, ``score_draws`` (k), and
-``[[targets]]`` tables: ``name``, ``model`` (zoo), ``deployment`` ("plain" | "quantised" | "smoothed" |
+under one derived seed; the unit of resume), ``eps`` (one radius, or a list: an eps grid at which every attack
+without its own ``eps`` runs; its config ids then end in ``@eps=<e>``), ``norm``, ``max_iter``, ``score_draws``
+(k), and ``[[targets]]`` tables: ``name``, ``model`` (zoo), ``deployment`` ("plain" | "quantised" | "smoothed" |
 "denoised"), ``sigma``, ``smoothing_samples`` (M of the deployed soft smoothing), ``denoiser`` (zoo name, denoised
 only) and ``attacks`` (list of attack tables with ``name`` and parameters, see ``SCHEMA``; any other key is an
 error). ``--limit`` bounds the number of images every (target, attack) pair attacks and scores.
+
+Work units (each with seeds derived from the run seed, the config id and its first image): per target, its clean
+unit (config ``<target>/clean``: each image scored over k draws once; every attack row of the target reads its
+clean accuracy from these rows, and the ``none`` attack *is* this unit, so its robust accuracy equals the clean
+accuracy), then one unit per (attack, eps, chunk of images). A target's models are loaded (and trained on first
+use) once, before any timed work: ``seconds`` is the attack's time per image (the clean unit's: the scoring's).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -33,6 +39,7 @@ from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext import zoo
 from benchmarks import common
+from benchmarks import report as rep
 from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
@@ -43,13 +50,21 @@ _ATTACK_BASE = {  # every attack reads these through _pgd_config
     "eps": Key(common.number(ge=0)), "eps_step": Key(common.number(gt=0)), "max_iter": Key(common.integer(1)),
     "norm": Key(common.choice("l2", "linf")), "num_random_init": Key(common.integer(0)),
 }
+def _eps_check(value: Any) -> str | None:
+    """One radius, or an eps grid (every attack without its own ``eps`` runs at each)."""
+    if isinstance(value, list):
+        return None if value and common.list_of(common.number(ge=0))(value) is None and len(set(value)) == len(value) \
+            else "a number >= 0 or a non-empty list of distinct numbers >= 0 (an eps grid)"
+    return None if common.number(ge=0)(value) is None else "a number >= 0 or a list of numbers >= 0 (an eps grid)"
+
+
 SCHEMA = {
     "dataset": Key(common.choice("digits")),  # this kind runs on the embedded digits only
     "split": Key(common.choice("train", "val", "test")),
     "resolution": Key(common.integer(8)),
     "limit": Key(common.integer(1)),
     "chunk": Key(common.integer(1)),
-    "eps": Key(common.number(ge=0), required=True),
+    "eps": Key(_eps_check, required=True),
     "norm": Key(common.choice("l2", "linf"), required=True),
     "max_iter": Key(common.integer(1), required=True),
     "score_draws": Key(common.integer(1)),
@@ -97,15 +112,31 @@ def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
     return torch.round(x * (levels - 1)) / (levels - 1)
 
 
+def load_module(name: str, kind: str, device: torch.device) -> nn.Module:
+    """A zoo model's module (``kind`` "classifier" or "denoiser"): one-off work (training on first use, loading),
+    done once per target before any timed work."""
+    return zoo.load(name, kind=kind, device=device).module
+
+
+def load_models(spec: dict[str, Any], device: torch.device) -> dict[str, nn.Module]:
+    """The modules a target needs: its classifier and, for a denoised deployment, its denoiser."""
+    models = {"model": load_module(spec["model"], "classifier", device)}
+    if spec["deployment"] == "denoised":
+        models["denoiser"] = load_module(spec["denoiser"], "denoiser", device)
+    return models
+
+
 class Target:
     """What is deployed (``decide``: scores of the deployed, possibly randomized model), what gradient attacks
     differentiate (``base``: the classifier EPGD/SmoothAdv add noise to; ``defended``: the full deployed map with a
-    differentiable path where one exists) and what NAttack queries."""
+    differentiable path where one exists) and what NAttack queries. Built from already loaded ``models``
+    (``load_models``), so building one per work unit costs nothing."""
 
-    def __init__(self, spec: dict[str, Any], device: torch.device, num_classes: int, generator: torch.Generator):
+    def __init__(self, spec: dict[str, Any], models: dict[str, nn.Module], num_classes: int,
+                 generator: torch.Generator):
         self.spec = spec
         self.kind = spec["deployment"]
-        model = zoo.load(spec["model"], device=device).module
+        model = models["model"]
         self.base = model
         self.sigma = float(spec.get("sigma", 0.0))
         if self.kind == "plain":
@@ -119,7 +150,7 @@ class Target:
             self.decide = soft_smoothing(model, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = model  # PGD on the base classifier, transferred to the smoothed one
         elif self.kind == "denoised":
-            denoiser = zoo.load(spec["denoiser"], kind="denoiser", device=device).module
+            denoiser = models["denoiser"]
             self.base = DenoisedClassifier(denoiser, model)
             self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = self.base
@@ -145,17 +176,24 @@ class _Fn(nn.Module):
 
 
 # ---- attacks -------------------------------------------------------------------------------------------------------
-def _pgd_config(suite: dict[str, Any], attack: dict[str, Any]) -> PGDConfig:
-    eps, steps = float(attack.get("eps", suite["eps"])), int(attack.get("max_iter", suite["max_iter"]))
+def eps_grid(suite: dict[str, Any]) -> list[float]:
+    """The suite's ``eps``: one number or a grid (a list)."""
+    eps = suite["eps"]
+    return [float(e) for e in eps] if isinstance(eps, list) else [float(eps)]
+
+
+def _pgd_config(suite: dict[str, Any], attack: dict[str, Any], eps: float) -> PGDConfig:
+    steps = int(attack.get("max_iter", suite["max_iter"]))
     return PGDConfig(eps=eps, eps_step=float(attack.get("eps_step", 2.5 * eps / steps)), max_iter=steps,
                      norm=attack.get("norm", suite["norm"]), num_random_init=int(attack.get("num_random_init", 0)))
 
 
 def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Target, x: torch.Tensor, y: torch.Tensor,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Adversarial examples (and NAttack's per-example queries) for one attack table."""
+               generator: torch.Generator, eps: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Adversarial examples (and NAttack's per-example queries) for one attack table at radius ``eps`` (default:
+    the attack's own ``eps``, else the suite's first)."""
     name = attack["name"]
-    base_cfg = _pgd_config(suite, attack)
+    base_cfg = _pgd_config(suite, attack, float(attack.get("eps", eps_grid(suite)[0]) if eps is None else eps))
     if name == "none":
         return x, None
     if name == "pgd":
@@ -187,97 +225,235 @@ def attack_label(attack: dict[str, Any]) -> str:
     return attack["name"] + (f"({', '.join(extras)})" if extras else "")
 
 
-def config_id(target: dict[str, Any], attack: dict[str, Any]) -> str:
-    return f"{target['name']}/{attack_label(attack)}"
+def config_id(target: dict[str, Any], attack: dict[str, Any], eps: float | None = None) -> str:
+    """``<target>/<attack>``; with an eps grid in the suite (``eps`` a list), ``@eps=<e>`` is appended."""
+    return f"{target['name']}/{attack_label(attack)}" + ("" if eps is None else f"@eps={eps:g}")
 
 
-# ---- run / report --------------------------------------------------------------------------------------------------
+def clean_id(target: dict[str, Any]) -> str:
+    """The clean-accuracy rows of a target: scored once per image and reused by every attack of the target."""
+    return f"{target['name']}/clean"
+
+
+def attack_points(suite: dict[str, Any], spec: dict[str, Any]) -> list[tuple[dict[str, Any], float, str]]:
+    """(attack table, eps, config id) of every attack of a target to run, in suite order. The ``none`` attack is
+    not run: its rows are the target's clean rows (robust accuracy = clean accuracy by construction). An attack
+    with its own ``eps`` runs at that radius only; the others at each radius of the suite's ``eps`` grid."""
+    grid = isinstance(suite["eps"], list)
+    out = []
+    for attack in spec["attacks"]:
+        if attack["name"] == "none":
+            continue
+        radii = [float(attack["eps"])] if "eps" in attack else eps_grid(suite)
+        out += [(attack, e, config_id(spec, attack, e if grid else None)) for e in radii]
+    return out
+
+
+# ---- run: work units to rows -----------------------------------------------------------------------------------------
+#: the clock of timed work (a test replaces it to check what is inside the timed span)
+clock: Callable[[], float] = time.perf_counter
+
+
 def load_dataset(suite: dict[str, Any], limit: int | None):
     if suite.get("dataset", "digits") != "digits":
         raise ValueError(f"the attacks kind supports dataset 'digits', got {suite.get('dataset')!r}")
     return digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16))).head(limit)
 
 
+def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, indices: list[int], draws: int,
+               seed: int, device: torch.device) -> list[dict[str, Any]]:
+    """Clean accuracy of a target on ``indices`` over k draws of the deployed model (k = 1 if deterministic)."""
+    cid = clean_id(spec)
+    score_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, indices[0], "score"))
+    target = Target(spec, models, data.num_classes, score_gen)
+    x, y = data.x[indices].to(device), data.y[indices].to(device)
+    k = draws if target.randomized else 1
+    t0 = clock()
+    score = score_randomized(target.decide, x, y, draws=k)
+    seconds = (clock() - t0) / len(indices)
+    return [{
+        "kind": "attacks", "config": cid, "target": spec["name"], "attack": "clean", "index": i,
+        "label": int(data.y[i]), "clean_rate": float(score.per_example_rate[j]),
+        "clean_all_draws": bool(score.correct[j].all()), "draws": k, "seconds": round(seconds, 4),
+    } for j, i in enumerate(indices)]
+
+
+def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, Any], eps: float, cid: str,
+                models: dict[str, nn.Module], data: Any, indices: list[int], draws: int, seed: int,
+                device: torch.device) -> list[dict[str, Any]]:
+    """One attack on ``indices``, each final adversarial example scored over k draws of the deployed model.
+    ``seconds`` times the attack only (models are loaded before, scoring after)."""
+    start = indices[0]
+    attack_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start))
+    score_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start, "score"))
+    target = Target(spec, models, data.num_classes, score_gen)
+    x, y = data.x[indices].to(device), data.y[indices].to(device)
+    t0 = clock()
+    x_adv, queries = run_attack(suite, attack, target, x, y, attack_gen, eps)
+    seconds = (clock() - t0) / len(indices)
+    k = draws if target.randomized else 1
+    adv = score_randomized(target.decide, x_adv, y, draws=k)
+    distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
+    return [{
+        "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack), "eps": eps,
+        "index": i, "label": int(data.y[i]), "adv_rate": float(adv.per_example_rate[j]),
+        "adv_all_draws": bool(adv.correct[j].all()), "draws": k, "l2_distance": distance[j],
+        "seconds": round(seconds, 4), "queries": None if queries is None else int(queries[j]),
+    } for j, i in enumerate(indices)]
+
+
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     data = load_dataset(suite, ctx.limit)
     chunk, draws = int(suite.get("chunk", 25)), int(suite.get("score_draws", 10))
+    chunks = [list(range(s, min(s + chunk, len(data)))) for s in range(0, len(data), chunk)]
     for spec in suite["targets"]:
-        for attack in spec["attacks"]:
-            cid = config_id(spec, attack)
-            if all(ctx.is_done(cid, i) for i in range(len(data))):
-                continue
-            bar = tqdm(total=len(data), desc=cid, disable=not ctx.verbose, unit="img")
-            for start in range(0, len(data), chunk):
-                indices = list(range(start, min(start + chunk, len(data))))
-                if all(ctx.is_done(cid, i) for i in indices):
-                    bar.update(len(indices))
-                    continue
-                attack_gen = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
-                score_gen = torch.Generator(device=ctx.device).manual_seed(
-                    common.seed_for(ctx.seed, cid, start, "score"))
-                target = Target(spec, ctx.device, data.num_classes, score_gen)
-                x, y = data.x[indices].to(ctx.device), data.y[indices].to(ctx.device)
-                t0 = time.perf_counter()
-                x_adv, queries = run_attack(suite, attack, target, x, y, attack_gen)
-                seconds = (time.perf_counter() - t0) / len(indices)
-                k = draws if target.randomized else 1
-                clean = score_randomized(target.decide, x, y, draws=k).per_example_rate.tolist()
-                adv = score_randomized(target.decide, x_adv, y, draws=k)
-                distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
-                rows = [{
-                    "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack),
-                    "index": i, "label": int(data.y[i]), "clean_rate": clean[j],
-                    "adv_rate": float(adv.per_example_rate[j]), "adv_all_draws": bool(adv.correct[j].all()),
-                    "draws": k, "l2_distance": distance[j], "seconds": round(seconds, 4),
-                    "queries": None if queries is None else int(queries[j]),
-                } for j, i in enumerate(indices) if not ctx.is_done(cid, i)]
-                ctx.write_rows(rows)
-                bar.update(len(indices))
-            bar.close()
+        units = [(clean_id(spec), None, None)] + [(cid, attack, eps) for attack, eps, cid in attack_points(suite, spec)]
+        todo = [(cid, attack, eps, indices) for cid, attack, eps in units for indices in chunks
+                if not all(ctx.is_done(cid, i) for i in indices)]
+        if not todo:
+            continue
+        models = load_models(spec, ctx.device)  # one-off, before any timed work
+        bar = tqdm(total=sum(len(u[3]) for u in todo), desc=spec["name"], disable=not ctx.verbose, unit="img")
+        for cid, attack, eps, indices in todo:
+            if attack is None:
+                rows = clean_unit(spec, models, data, indices, draws, ctx.seed, ctx.device)
+            else:
+                rows = attack_unit(suite, spec, attack, eps, cid, models, data, indices, draws, ctx.seed, ctx.device)
+            ctx.write_rows([r for r in rows if not ctx.is_done(cid, r["index"])])
+            bar.update(len(indices))
+        bar.close()
 
 
+# ---- report (from rows only) -----------------------------------------------------------------------------------------
 def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (target, attack, eps) in suite order. Clean accuracy comes from the target's clean rows on the
+    same images as the attack's rows; the ``none`` attack is the clean rows themselves."""
+    by_config: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        by_config.setdefault(r["config"], {})[int(r["index"])] = r
     out = []
     for spec in suite["targets"]:
+        clean = by_config.get(clean_id(spec), {})
+        points = [(attack, e, cid) for attack, e, cid in attack_points(suite, spec)]
         for attack in spec["attacks"]:
-            cid = config_id(spec, attack)
-            mine = [r for r in rows if r["config"] == cid]
-            if not mine:
-                continue
-            queries = [r["queries"] for r in mine if r["queries"] is not None]
-            out.append({
-                "config": cid, "target": spec["name"], "attack": attack_label(attack), "examples": len(mine),
-                "draws": mine[0]["draws"], "clean": float(np.mean([r["clean_rate"] for r in mine])),
-                "robust_mean": float(np.mean([r["adv_rate"] for r in mine])),
-                "robust_worst": float(np.mean([r["adv_all_draws"] for r in mine])),
-                "mean_l2": float(np.mean([r["l2_distance"] for r in mine])),
-                "mean_queries": float(np.mean(queries)) if queries else None,
-                "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
-            })
+            if attack["name"] == "none":
+                entries = [(attack, 0.0, config_id(spec, attack))]
+            else:
+                entries = [p for p in points if p[0] is attack]
+            for attack_table, eps, cid in entries:
+                if attack_table["name"] == "none":
+                    mine = [dict(r, adv_rate=r["clean_rate"], adv_all_draws=r["clean_all_draws"], l2_distance=0.0,
+                                 queries=None, seconds=0.0) for _, r in sorted(clean.items())]
+                else:
+                    mine = [r for i, r in sorted(by_config.get(cid, {}).items()) if i in clean]
+                if not mine:
+                    continue
+                n = len(mine)
+                clean_rate = float(np.mean([clean[int(r["index"])]["clean_rate"] for r in mine]))
+                robust_mean = float(np.mean([r["adv_rate"] for r in mine]))
+                robust_worst = float(np.mean([r["adv_all_draws"] for r in mine]))
+                queries = [r["queries"] for r in mine if r["queries"] is not None]
+                out.append({
+                    "config": cid, "target": spec["name"], "attack": attack_label(attack_table), "eps": eps,
+                    "norm": attack_table.get("norm", suite["norm"]), "examples": n, "draws": mine[0]["draws"],
+                    "clean": clean_rate, "clean_se": rep.binomial_se(clean_rate, n),
+                    "robust_mean": robust_mean, "robust_mean_se": rep.binomial_se(robust_mean, n),
+                    "robust_worst": robust_worst, "robust_worst_se": rep.binomial_se(robust_worst, n),
+                    "mean_l2": float(np.mean([r["l2_distance"] for r in mine])),
+                    "mean_queries": float(np.mean(queries)) if queries else None,
+                    "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
+                })
     return out
 
 
-def markdown_table(summary: list[dict[str, Any]]) -> str:
-    lines = ["| target | attack | images | k draws | clean acc | robust acc (mean) | robust acc (worst of k) | "
-             "mean L2 | queries | s/img |", "|" + "---|" * 10]
+def markdown_table(summary: list[dict[str, Any]], grid: bool = False) -> str:
+    header = ["target", "attack", *(["eps"] if grid else []), "images", "k draws", "clean acc", "robust acc (mean)",
+              "robust acc (worst of k)", "mean L2", "queries", "s/img"]
+    rows = []
     for s in summary:
+        n = s["examples"]
         queries = f"{s['mean_queries']:.0f}" if s["mean_queries"] is not None else "–"
-        lines.append(f"| {s['target']} | {s['attack']} | {s['examples']} | {s['draws']} | {s['clean']:.3f} | "
-                     f"{s['robust_mean']:.3f} | {s['robust_worst']:.3f} | {s['mean_l2']:.3f} | {queries} | "
-                     f"{s['seconds_per_example']:.3f} |")
-    return "\n".join(lines)
+        rows.append([s["target"], s["attack"], *([f"{s['eps']:g}"] if grid else []), n, s["draws"],
+                     rep.accuracy_cell(s["clean"], n), rep.accuracy_cell(s["robust_mean"], n),
+                     rep.accuracy_cell(s["robust_worst"], n), f"{s['mean_l2']:.3f}", queries,
+                     f"{s['seconds_per_example']:.3f}"])
+    caption = rep.uncertainty_caption(
+        rep.BINOMIAL + "; for randomized targets p is the mean over images of the per-image rate over k draws, "
+        "for which the binomial SE is an upper bound")
+    return rep.markdown_table(header, rows, caption=caption)
+
+
+def plot_robust_accuracy(suite: dict[str, Any], summary: list[dict[str, Any]], path: Path, seed: int
+                         ) -> rep.Plot:
+    """Robust accuracy per attack, mean and worst of k draws, ± one SE: against eps when the suite has an eps
+    grid, else one point per attack; one panel per target."""
+    plt = rep.pyplot()
+    targets = list(dict.fromkeys(s["target"] for s in summary))
+    cols = min(2, len(targets))
+    rows_ = (len(targets) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_, cols, figsize=(6.5 * cols, 4.2 * rows_), squeeze=False)
+    specs = {spec["name"]: spec for spec in suite["targets"]}
+    for ax, name in zip(axes.flat, targets):
+        mine = [s for s in summary if s["target"] == name]
+        attacks = list(dict.fromkeys(s["attack"] for s in mine))
+        over_eps = isinstance(suite["eps"], list) and any(sum(s["attack"] == a for s in mine) > 1 for a in attacks)
+        for i, label in enumerate(attacks):
+            points = sorted((s for s in mine if s["attack"] == label), key=lambda s: s["eps"])
+            if over_eps:
+                if label == "none":  # eps-independent: the clean accuracy as a line
+                    ax.axhline(points[0]["robust_mean"], color="grey", ls=":", label="none (clean)")
+                    continue
+                xs = [s["eps"] for s in points]
+                ax.errorbar(xs, [s["robust_mean"] for s in points], yerr=[s["robust_mean_se"] for s in points],
+                            marker=rep.marker(i), capsize=2, label=f"{label} mean")
+                if points[0]["draws"] > 1:
+                    ax.errorbar(xs, [s["robust_worst"] for s in points], yerr=[s["robust_worst_se"] for s in points],
+                                marker=rep.marker(i), ls="--", mfc="none", capsize=2, label=f"{label} worst of k")
+            else:
+                s = points[0]
+                ax.errorbar([i - 0.12], [s["robust_mean"]], yerr=[s["robust_mean_se"]], marker="o", color="C0",
+                            capsize=2, label="mean of k draws" if i == 0 else None)
+                ax.errorbar([i + 0.12], [s["robust_worst"]], yerr=[s["robust_worst_se"]], marker="v", color="C3",
+                            capsize=2, label="worst of k draws" if i == 0 else None)
+        if over_eps:
+            ax.set_xlabel(f"eps ({suite['norm']}, pixel units)")
+        else:
+            ax.set_xticks(range(len(attacks)), [a.replace("(", "\n(") for a in attacks], fontsize=7, rotation=30,
+                          ha="right")
+            ax.set_xlim(-0.6, len(attacks) - 0.4)
+        spec = specs.get(name, {})
+        randomized = spec.get("deployment") in ("smoothed", "denoised")
+        ax.set_title(name + (f"; M = {spec.get('smoothing_samples')} noise samples" if randomized else ""), fontsize=8)
+        ax.set_ylabel("robust accuracy")
+        rep.zero_visible(ax)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(targets):]:
+        ax.set_visible(False)
+    eps_text = f"eps ∈ {eps_grid(suite)}" if isinstance(suite["eps"], list) else f"eps = {suite['eps']:g}"
+    info = rep.PlotInfo(
+        images=max(s["examples"] for s in summary), seed=seed,
+        extra=(f"{suite['norm']} {eps_text}", f"k = {suite.get('score_draws', 10)} draws (randomized targets)"))
+    return rep.save(fig, path, f"Robust accuracy per attack ± 1 SE: {info.caption()}")
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
     summary = summarize(suite, rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    grid = isinstance(suite["eps"], list)
+    why = rep.plots_unavailable()
+    plots = [plot_robust_accuracy(suite, summary, out / "robust_accuracy.png", manifest["seed"])] \
+        if summary and why is None else []
+    eps_text = f"eps ∈ {eps_grid(suite)}" if grid else f"eps={suite['eps']}"
     header = (
         f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
-        f"Threat model {suite['norm']} eps={suite['eps']} in [0,1] pixel units on {suite.get('dataset', 'digits')} "
+        f"Threat model {suite['norm']} {eps_text} in [0,1] pixel units on {suite.get('dataset', 'digits')} "
         f"{suite.get('split', 'test')} {suite.get('resolution', 16)}x{suite.get('resolution', 16)}. Randomized "
         f"targets are scored after the attack over k={suite.get('score_draws', 10)} independent draws of the deployed "
         f"model: 'mean' is the expected accuracy of one deployment, 'worst of k' counts an image robust only if all k "
-        f"draws are correct. Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch "
-        f"{manifest['versions'].get('torch')}, device {manifest['device']}.\n\n"
+        f"draws are correct. Clean accuracy is scored once per target on the images (its own k draws) and is the same "
+        f"for every attack of the target; the 'none' attack is that clean evaluation (robust = clean). "
+        f"{rep.TIMING_NOTE} {rep.run_line(manifest)}\n\n"
     )
-    return header + (markdown_table(summary) if summary else "(no rows yet)") + "\n"
+    body = markdown_table(summary, grid) if summary else "(no rows yet)"
+    plots_text = rep.plots_section(plots, why if summary else None) if (plots or why) else ""
+    return rep.write_summary(out, summary, header + body + ("\n\n" + plots_text if plots_text else "") + "\n")

@@ -21,7 +21,6 @@ Suite keys: ``SCHEMA`` (any other key is an error).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from art_ext.smoothing import auto_noise_certify
 from art_ext import zoo
 from art_ext.training import accuracy
 from benchmarks import common
+from benchmarks import report as rep
 from benchmarks.common import Key, Table, Tables
 
 log = logging.getLogger("benchmarks")
@@ -219,34 +219,36 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _mean_2sd(values: list[float]) -> str:
-    arr = np.asarray(values, dtype=float) * 100
-    sd = arr.std(ddof=1) if len(arr) > 1 else 0.0
-    return f"{arr.mean():.1f} ± {2 * sd:.1f}"
+#: what ± means in the seed-averaged tables (parts 1-2) and in the certification table (part 3)
+SEED_CAPTION = rep.uncertainty_caption(rep.SEED_MEAN)
+CERT_CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points", "SE of the mean over the images for ACR")
+
+
+def _mean_se(values: list[float]) -> str:
+    return rep.mean_cell(values, digits=1, percent=True)
 
 
 def table_noise_accuracy(suite, rows) -> str:
     part = suite["noise_accuracy"]
     sigmas = [float(s) for s in part["sigmas"]]
-    lines = ["| model | " + " | ".join(f"σ={s:g}" for s in sigmas) + " |", "|" + "---|" * (1 + len(sigmas))]
+    table = []
     for name in part["models"]:
         for adapted in (False, True):
             cells = []
             for s in sigmas:
                 vals = [r["accuracy"] for r in rows if r["config"] == f"acc/{name}/sigma={s:g}/bn={int(adapted)}"]
-                cells.append(_mean_2sd(vals) if vals else "–")
-            lines.append(f"| {name}{' + adaptive BN' if adapted else ''} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+                cells.append(_mean_se(vals) if vals else "–")
+            table.append([f"{name}{' + adaptive BN' if adapted else ''}", *cells])
+    return rep.markdown_table(["model", *(f"σ={s:g}" for s in sigmas)], table, caption=SEED_CAPTION)
 
 
 def table_ablation(suite, rows, kind: str, key: str, label: str) -> str:
     part = suite["ablation"]
     values = part["rhos"] if kind == "rho" else part["adaptation_sizes"]
     mine = [r for r in rows if r["kind"] == kind]
-    head = f"| {label} | " + " | ".join(f"{v:g}" for v in values) + " |"
-    cells = [_mean_2sd([r["accuracy"] for r in mine if r[key] == v]) if any(r[key] == v for r in mine) else "–"
+    cells = [_mean_se([r["accuracy"] for r in mine if r[key] == v]) if any(r[key] == v for r in mine) else "–"
              for v in values]
-    return "\n".join([head, "|" + "---|" * (1 + len(values)), "| accuracy (%) | " + " | ".join(cells) + " |"])
+    return rep.markdown_table([label, *(f"{v:g}" for v in values)], [["accuracy (%)", *cells]], caption=SEED_CAPTION)
 
 
 def summarize_certify(suite, rows) -> list[dict[str, Any]]:
@@ -261,12 +263,18 @@ def summarize_certify(suite, rows) -> list[dict[str, Any]]:
         pair = (np.array([r["certified_label"] for r in mine]), np.array([r["radius"] for r in mine]))
         labels = np.array([r["label"] for r in mine])
         chosen = [r["sigma"] for r in mine]
+        accuracy = certified_accuracy(pair, labels, radii)
+        output_accuracy = float(np.mean([r["prediction"] == r["label"] for r in mine]))
         out.append({
             "config": cid, "name": config["name"], "model": config["model"], "adapt": bool(config.get("adapt")),
             "auto": bool(config.get("auto")), "examples": len(mine),
-            "certified_accuracy": certified_accuracy(pair, labels, radii), "acr": average_certified_radius(pair, labels),
+            "certified_accuracy": accuracy,
+            "certified_accuracy_se": {r: rep.binomial_se(a, len(mine)) for r, a in accuracy.items()},
+            "acr": average_certified_radius(pair, labels),
+            "acr_se": rep.se_of_mean(np.where(pair[0] == labels, pair[1], 0.0)),
             "abstain": abstain_rate(pair),
-            "prediction_accuracy": float(np.mean([r["prediction"] == r["label"] for r in mine])),
+            "prediction_accuracy": output_accuracy,
+            "prediction_accuracy_se": rep.binomial_se(output_accuracy, len(mine)),
             "sigma_histogram": {f"{s:g}": chosen.count(s) for s in sorted(set(chosen))},
             "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
         })
@@ -275,39 +283,60 @@ def summarize_certify(suite, rows) -> list[dict[str, Any]]:
 
 def table_certify(suite, summary) -> str:
     radii = [float(r) for r in suite["certify"]["radii"]]
-    head = "| method | images | output acc. | " + " | ".join(f"{r:g}" for r in radii) + " | ACR | s/img |"
-    lines = [head, "|" + "---|" * (5 + len(radii))]
+    table = []
     for s in summary:
-        accs = " | ".join(f"{100 * s['certified_accuracy'][r]:.1f}" for r in radii)
-        lines.append(f"| {s['name']} | {s['examples']} | {100 * s['prediction_accuracy']:.1f} | {accs} | "
-                     f"{s['acr']:.3f} | {s['seconds_per_example']:.2f} |")
-    return "\n".join(lines)
+        n = s["examples"]
+        table.append([s["name"], n, rep.accuracy_cell(s["prediction_accuracy"], n, digits=1, percent=True),
+                      *(rep.accuracy_cell(s["certified_accuracy"][r], n, digits=1, percent=True) for r in radii),
+                      rep.cell(s["acr"], s["acr_se"]), f"{s['seconds_per_example']:.2f}"])
+    return rep.markdown_table(["method", "images", "output acc.", *(f"{r:g}" for r in radii), "ACR", "s/img"], table,
+                              caption=CERT_CAPTION)
 
 
 def table_sigma_histogram(suite, summary) -> str:
     sigmas = [float(s) for s in suite["certify"]["sigmas"]]
-    lines = ["| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " |", "|" + "---|" * (1 + len(sigmas))]
-    for s in summary:
-        if s["auto"]:
-            lines.append(f"| {s['name']} | " + " | ".join(str(s["sigma_histogram"].get(f"{v:g}", 0)) for v in sigmas)
-                         + " |")
-    return "\n".join(lines)
+    table = [[s["name"], *(str(s["sigma_histogram"].get(f"{v:g}", 0)) for v in sigmas)] for s in summary if s["auto"]]
+    return rep.markdown_table(["method", *(f"σ={s:g}" for s in sigmas)], table)
 
 
-def plot_sigma_histogram(suite, summary, path: Path) -> Path | None:
-    from art_ext._optional import require
+def accuracy_images(suite: dict[str, Any], manifest: dict[str, Any]) -> int:
+    """The number of test images parts 1-2 evaluate: ``--limit`` or the whole test split."""
+    return len(_data(suite, "test").head(manifest.get("limit_option")))
 
-    require("matplotlib")
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_noise_accuracy(suite, rows, path: Path, info: rep.PlotInfo) -> rep.Plot:
+    """Part 1 (Table 3 analog): accuracy under noise against sigma, with and without BN adaptation, ± SE over
+    seeds."""
+    plt = rep.pyplot()
+    part = suite["noise_accuracy"]
+    sigmas = [float(s) for s in part["sigmas"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, name in enumerate(part["models"]):
+        for adapted in (False, True):
+            points = [(s, [r["accuracy"] for r in rows if r["config"] == f"acc/{name}/sigma={s:g}/bn={int(adapted)}"])
+                      for s in sigmas]
+            points = [(s, v) for s, v in points if v]
+            if not points:
+                continue
+            se = [rep.se_of_mean(v) if len(v) > 1 else 0.0 for _, v in points]
+            ax.errorbar([s for s, _ in points], [float(np.mean(v)) for _, v in points], yerr=se,
+                        marker=rep.marker(i), ls="-" if adapted else "--", mfc=None if adapted else "none", capsize=2,
+                        color=f"C{i}", label=f"{name}{' + adaptive BN' if adapted else ''}")
+    ax.set_xlabel("σ of the test noise (pixel units)")
+    ax.set_ylabel("top-1 accuracy under noise")
+    rep.zero_visible(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return rep.save(fig, path, f"Accuracy under Gaussian noise ± 1 SE over seeds: {info.caption()}")
 
+
+def plot_sigma_histogram(suite, summary, path: Path, info: rep.PlotInfo | None = None) -> rep.Plot | None:
+    plt = rep.pyplot()
     autos = [s for s in summary if s["auto"]]
     if not autos:
         return None
     sigmas = [float(v) for v in suite["certify"]["sigmas"]]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     width = 0.8 / len(autos)
     for k, s in enumerate(autos):
         counts = [s["sigma_histogram"].get(f"{v:g}", 0) for v in sigmas]
@@ -316,25 +345,31 @@ def plot_sigma_histogram(suite, summary, path: Path) -> Path | None:
     ax.set_xlabel("σ selected by Auto-Noise")
     ax.set_ylabel("test images")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return rep.save(fig, path, "σ selected by Auto-Noise" + (f": {info.caption()}" if info else ""))
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
     summary = summarize_certify(suite, rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    plot = plot_sigma_histogram(suite, summary, out / "selected_sigmas.png") if summary else None
     part, ablation = suite["certify"], suite["ablation"]
-    return "\n".join([
+    why = rep.plots_unavailable() if rows else None
+    plots: list[rep.Plot] = []
+    if rows and why is None:
+        images = accuracy_images(suite, manifest)
+        plots.append(plot_noise_accuracy(suite, rows, out / "noise_accuracy.png", rep.PlotInfo(
+            images=images, seed=manifest["seed"], extra=(f"{suite['seeds']} seeds, one noise draw per image",
+                                                         f"{suite['adaptation_images']} adaptation images"))))
+        if summary:
+            histogram = plot_sigma_histogram(suite, summary, out / "selected_sigmas.png", rep.PlotInfo(
+                images=max(s["examples"] for s in summary), seed=manifest["seed"],
+                noise_samples=f"N_auto = {part['n_auto']:,} noise samples per σ", alpha=float(part["alpha"])))
+            plots += [histogram] if histogram else []
+    text = "\n".join([
         f"# Suite `{suite['name']}`: {suite.get('description', '')}",
         "",
-        f"Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch {manifest['versions'].get('torch')}, device "
-        f"{manifest['device']}. BN adaptation uses the first {suite['adaptation_images']} train images (rho = 1 "
-        f"unless stated); accuracies are mean ± 2 sd over {suite['seeds']} seeds on "
+        f"{rep.run_line(manifest)} BN adaptation uses the first {suite['adaptation_images']} train images (rho = 1 "
+        f"unless stated); accuracies are mean {rep.UNCERTAINTY} of the mean over {suite['seeds']} seeds on "
         + (f"the first {manifest['limit_option']} test images (--limit)" if manifest.get("limit_option")
-           else "the whole test split") + ", one noise draw per image.",
+           else "the whole test split") + f", one noise draw per image. {rep.TIMING_NOTE}",
         "",
         "## Top-1 accuracy (%) under Gaussian noise (Table 3 analog)",
         "",
@@ -362,6 +397,7 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
         "",
         table_sigma_histogram(suite, summary) if summary else "",
         "",
-        f"Plot: `{plot.name}`" if plot else "",
+        rep.plots_section(plots, why) if rows else "",
         "",
     ])
+    return rep.write_summary(out, summary, text)

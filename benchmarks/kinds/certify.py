@@ -23,7 +23,6 @@ image, and the report shows them (with the method) when the suite holds a sequen
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -38,6 +37,7 @@ from art_ext.smoothing import certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext import zoo
 from benchmarks import common, references
+from benchmarks import report as rep
 from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
@@ -250,13 +250,18 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
         top_class, top_count = predictions.most_common(1)[0] if predictions else (None, 0)
         extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
         passes = np.array([r.get("num_samples", int(suite["n0"]) + int(suite["n"])) for r in mine], dtype=np.float64)
+        accuracy = certified_accuracy(pair, labels, radii)
+        abstain = abstain_rate(pair)
+        credited = np.where(pair[0] == labels, pair[1], 0.0)  # ACR's per-image terms: radius if correct, else 0
         out.append({
             "method": method_of(config, suite), "mean_passes": float(passes.mean()),
             "median_passes": float(np.median(passes)),
             **extra, "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
             "training_sigma": mine[0].get("training_sigma"), "examples": len(mine),
-            "certified_accuracy": certified_accuracy(pair, labels, radii),
-            "acr": average_certified_radius(pair, labels), "abstain": abstain_rate(pair),
+            "certified_accuracy": accuracy,
+            "certified_accuracy_se": {r: rep.binomial_se(a, len(mine)) for r, a in accuracy.items()},
+            "acr": average_certified_radius(pair, labels), "acr_se": rep.se_of_mean(credited),
+            "abstain": abstain, "abstain_se": rep.binomial_se(abstain, len(mine)),
             "top_class_share": top_count / len(mine), "top_class": top_class,
             "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
         })
@@ -267,18 +272,19 @@ def has_sequential(suite: dict[str, Any]) -> bool:
     return any(method_of(config, suite) == "sequential" for config in suite["configs"])
 
 
+#: what ± means in this kind's tables
+CAPTION = rep.uncertainty_caption(rep.BINOMIAL + " for certified accuracies and the abstain rate",
+                                  "SE of the mean over the images for ACR")
+
+
 def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     radii = [float(r) for r in suite["radii"]]
     passes = has_sequential(suite)  # the default suite's table keeps its columns
-    head = "| model | train σ | σ | images | " + " | ".join(f"r={r:.2f}" for r in radii) + " | ACR | abstain | s/img |"
-    if passes:
-        head = "| model | method | train σ | σ | images | " + head.split("| images | ", 1)[1]
-        head += " passes/img mean | median |"
-    sep = "|" + "---|" * (7 + len(radii) + (3 if passes else 0))
-    lines = [head, sep]
-    notes = []
+    header = ["model", *(["method"] if passes else []), "train σ", "σ", "images", *(f"r={r:.2f}" for r in radii),
+              "ACR", "abstain", "s/img", *(["passes/img mean", "median"] if passes else [])]
+    rows, notes = [], []
     for s in summary:
-        accs = " | ".join(f"{s['certified_accuracy'][r]:.3f}" for r in radii)
+        n = s["examples"]
         flag = ""
         if s["top_class_share"] >= 0.5:
             flag = " †"
@@ -287,56 +293,63 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
                 f"{s['top_class_share']:.0%} of the images (near-constant under noise), so its certified points are "
                 "mostly images of that class: read its certified accuracy and ACR as an artefact, not robustness."
             )
-        method = f" {s['method']} |" if passes else ""
-        line = (
-            f"| {s.get('row', s['model'])}{flag} |{method} {_sigma(s['training_sigma'])} | {s['sigma']:g} | "
-            f"{s['examples']} | {accs} | {s['acr']:.3f} | {s['abstain']:.3f} | {s['seconds_per_example']:.2f} |"
-        )
-        if passes:
-            line += f" {s['mean_passes']:,.0f} | {s['median_passes']:,.0f} |"
-        lines.append(line)
-    return "\n".join(lines + ([""] + notes if notes else []))
+        rows.append([
+            f"{s.get('row', s['model'])}{flag}", *([s["method"]] if passes else []), _sigma(s["training_sigma"]),
+            f"{s['sigma']:g}", n, *(rep.accuracy_cell(s["certified_accuracy"][r], n) for r in radii),
+            rep.cell(s["acr"], s["acr_se"]), rep.accuracy_cell(s["abstain"], n), f"{s['seconds_per_example']:.2f}",
+            *([f"{s['mean_passes']:,.0f}", f"{s['median_passes']:,.0f}"] if passes else []),
+        ])
+    return "\n".join([rep.markdown_table(header, rows, caption=CAPTION)] + ([""] + notes if notes else []))
 
 
 def _sigma(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
-def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> Path | None:
-    from art_ext._optional import require
+def plot_info(suite: dict[str, Any], summary_rows: list[dict[str, Any]], seed: int) -> rep.PlotInfo:
+    """What the certified-accuracy plot states: N, images, alpha, seed."""
+    n: int | str = int(suite["n"])
+    if has_sequential(suite):
+        n_max = sorted({sequential_settings(c, suite)["n_max"] for c in suite["configs"]
+                        if method_of(c, suite) == "sequential"})
+        n = f"N = {int(suite['n']):,} noise samples (fixed-n rows), n_max = {', '.join(f'{m:,}' for m in n_max)} " \
+            "(sequential rows)"
+    images = sorted({s["examples"] for s in summary_rows})
+    return rep.PlotInfo(images=images[0] if len(images) == 1 else f"{min(images)}-{max(images)} images",
+                        seed=seed, noise_samples=n, alpha=float(suite["alpha"]), extra=(f"N0 = {suite['n0']}",))
+
+
+def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path,
+                info: rep.PlotInfo | None = None) -> rep.Plot:
+    """Certified accuracy against L2 radius, one panel per sigma; markers keep a curve at 0 visible."""
     from art_ext.smoothing.metrics import certified_accuracy_curve
 
-    require("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = rep.pyplot()
     sigmas = sorted({s["sigma"] for s in summary_rows})
-    fig, axes = plt.subplots(1, len(sigmas), figsize=(5 * len(sigmas), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(5 * len(sigmas), 4.0), squeeze=False)
     top = max((r["radius"] for r in rows), default=1.0) * 1.05 or 1.0
     for ax, sigma in zip(axes[0], sigmas):
-        for s in (s for s in summary_rows if s["sigma"] == sigma):
+        for i, s in enumerate(s for s in summary_rows if s["sigma"] == sigma):
             mine = [r for r in rows if r["config"] == s["config"]]
             pair = ([r["prediction"] for r in mine], [r["radius"] for r in mine])
             grid, acc = certified_accuracy_curve(pair, [r["label"] for r in mine], max_radius=top, num=400)
-            ax.plot(grid, acc, label=f"{s.get('row', s['model'])} (ACR {s['acr']:.2f})")
-        ax.set_title(f"σ = {sigma:g}")
+            ax.plot(grid, acc, marker=rep.marker(i), markevery=40, ms=4,
+                    label=f"{s.get('row', s['model'])} (ACR {s['acr']:.2f})")
+        ax.set_title(f"σ = {sigma:g}", fontsize=9)
         ax.set_xlabel("L2 radius (pixel units)")
         ax.set_ylabel("certified accuracy")
-        ax.set_ylim(0, 1)
+        rep.zero_visible(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    caption = "Certified accuracy (CERTIFY, abstain = wrong)" + (f": {info.caption()}" if info else "")
+    return rep.save(fig, path, caption)
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
     summary = summarize(suite, rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    plot = plot_curves(summary, rows, out / "certified_accuracy.png") if summary else None
+    why = rep.plots_unavailable() if summary else None
+    plots = [plot_curves(summary, rows, out / "certified_accuracy.png", plot_info(suite, summary, manifest["seed"]))] \
+        if summary and why is None else []
     header = (
         f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
         f"CERTIFY (Cohen et al. 2019) with N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}; "
@@ -344,8 +357,7 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
         + (f" at {suite.get('resolution', 16)}x{suite.get('resolution', 16)}" if suite.get("dataset", "digits")
            == "digits" else "")
         + "; radii are L2 in [0,1] pixel units; abstain "
-        f"counts as wrong. Seed {manifest['seed']}, git {manifest.get('git_sha')}, torch "
-        f"{manifest['versions'].get('torch')}, device {manifest['device']}."
+        f"counts as wrong. {rep.TIMING_NOTE} {rep.run_line(manifest)}"
         + (" 'train σ' is known for zoo models only (– otherwise)." if any(s["training_sigma"] is None
                                                                             for s in summary) else "")
         + "\n\n"
@@ -359,12 +371,14 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
     body = markdown_table(suite, summary) if summary else "(no rows yet)"
     if summary and suite.get("paper_table"):
         body += "\n\n" + paper_tables(suite, summary)
-    footer = f"\n\nPlot: `{plot.name}`\n" if plot else "\n"
-    return header + body + footer
+    plots_text = rep.plots_section(plots, why) if summary else ""
+    return rep.write_summary(out, summary, header + body + ("\n\n" + plots_text if plots_text else "") + "\n")
 
 
 def _cell(s: dict[str, Any], radius: float) -> str:
-    return f"({100 * s['certified_accuracy'][0.0]:.0f}) {100 * s['certified_accuracy'][radius]:.0f}"
+    """"(clean) certified ± SE", in percent."""
+    return (f"({100 * s['certified_accuracy'][0.0]:.0f}) {100 * s['certified_accuracy'][radius]:.0f} ± "
+            f"{100 * s['certified_accuracy_se'][radius]:.0f}")
 
 
 def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
@@ -382,8 +396,8 @@ def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     parts = []
     for sigma in sorted({s["sigma"] for s in summary}):
         mine = [s for s in summary if s["sigma"] == sigma]
-        lines = [f"### σ = {sigma:g} (cells: (clean smoothed accuracy) certified accuracy, %; {mine[0]['examples']} "
-                 "images)", "", head, sep]
+        lines = [f"### σ = {sigma:g} (cells: (clean smoothed accuracy) certified accuracy ± one binomial SE, %; "
+                 f"{mine[0]['examples']} images)", "", head, sep]
         for s in mine:
             cells = " | ".join(_cell(s, r) for r in radii)
             lines.append(f"| {s.get('row', s['model'])} | {cells} | {s['acr']:.3f} |")

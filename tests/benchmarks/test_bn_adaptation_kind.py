@@ -69,6 +69,10 @@ def test_tiny_suite_runs_resumes_and_reports(tmp_path):
     assert all(r["certified_label"] in (-1, r["prediction"]) for r in adapted_rows)  # certificates only for f(x)
     summary = (full / "summary.md").read_text()
     assert "Table 3 analog" in summary and "| adapt + auto | 4 |" in summary and "σ selected by Auto-Noise" in summary
+    # one convention: mean ± SE of the mean over the 2 seeds, stated; every report has a titled plot
+    assert "mean ± one standard error of the mean over 2 seeds" in summary and "± 2 sd" not in summary
+    assert (full / "noise_accuracy.png").is_file() and "Plot `noise_accuracy.png`" in summary
+    assert "500 images, 2 seeds" in summary and "seed 0" in summary and "α = 0.01" in summary
 
     assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"]) == 0
     lines = (partial / "rows.jsonl").read_text().splitlines(keepends=True)

@@ -62,7 +62,8 @@ def test_denoiser_rows_and_paper_report(tmp_path, monkeypatch) -> None:
     assert "### σ = 0.5" in text and "Envelope over σ" in text and "| MSE |" in text
     summary = {s["row"]: s for s in json.loads((tmp_path / "summary.json").read_text())}
     acc = summary["MSE"]["certified_accuracy"]
-    cell = f"({100 * acc['0.0']:.0f}) {100 * acc['0.25']:.0f}"
+    se = summary["MSE"]["certified_accuracy_se"]["0.25"]  # one binomial SE, the shared convention
+    cell = f"({100 * acc['0.0']:.0f}) {100 * acc['0.25']:.0f} ± {100 * se:.0f}"
     assert f"| MSE | {cell} |" in text
 
     # resume: nothing left to do, no model is loaded again

@@ -77,4 +77,8 @@ def test_selection_uses_val_only_and_report_renders(tmp_path) -> None:
     text = kind.report(SUITE, rows, tmp_path, manifest)
     assert "chosen on the val split" in text and "| toy | smoothed soft | 0.3 | 2 | 0.0 ± 0.0 |" in text
     assert (tmp_path / "toy_accuracy_vs_samples.png").is_file()
+    # mean ± SE of the mean over seeds, stated in a caption; plots titled with the M grid, images, seeds, seed
+    assert "SE of the mean over seeds" in text and "mean ± std" not in text
+    assert "Plot `toy_accuracy_vs_sigma.png`: toy: accuracy vs σ: M ∈ {1, 2, 4} noisy passes, 2 images" in text
+    assert "seed 0" in text
     assert np.isclose(grid[("toy", "test", "pgd", "soft", 0.3)][:, 2].mean(), 1.0)
