@@ -9,6 +9,7 @@ and prints certified accuracy at each grid radius, mean and median forward passe
 wall time, and the fixed-n / sequential ratios of passes and of wall time.
 
     python benchmarks/perf_sequential.py [--images 100] [--n-max 10000] [--method staged_cp] [--threads 1]
+                                         [--final-alpha-share S] [--futility-alpha A]
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.001)
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--method", default="staged_cp", choices=["staged_cp", "mixture_cs"])
+    parser.add_argument("--final-alpha-share", type=float, default=None,
+                        help="staged_cp: share of alpha at n_max (default: certify_sequential's)")
+    parser.add_argument("--futility-alpha", type=float, default=None,
+                        help="level of the stopping heuristic's upper bound (default: certify_sequential's)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -61,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     data = digits.load_digits("test", resolution=16).head(args.images)
     common = dict(n0=args.n0, alpha=args.alpha, num_classes=data.num_classes, batch_size=args.batch_size)
+    tuning: dict = {}
+    if args.final_alpha_share is not None:
+        tuning["final_alpha_share"] = args.final_alpha_share
+    if args.futility_alpha is not None:
+        tuning["futility_alpha"] = args.futility_alpha
     results = []
     for name in args.models:
         sigma = MODELS[name]
@@ -73,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings():  # radii above the n_max cap are named once below, not per call
                 warnings.simplefilter("ignore", RuntimeWarning)
                 return certify_sequential(model, data.x, sigma=sigma, radii=radii, n_max=args.n_max,
-                                          method=args.method, generator=gen(), **common)
+                                          method=args.method, generator=gen(), **tuning, **common)
 
         runs = [
             run_one("fixed-n", lambda model=model, sigma=sigma: certify(
@@ -87,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         results += runs
 
     print(f"\n{args.images} digits test images (16x16), n0={args.n0}, n = n_max = {args.n_max:,}, alpha={args.alpha}, "
-          f"method={args.method}, batch_size={args.batch_size}, threads={args.threads}, seed={args.seed}, "
+          f"method={args.method}, {tuning or 'default tuning'}, batch_size={args.batch_size}, threads={args.threads}, seed={args.seed}, "
           f"torch {torch.__version__}, CPU\n")
     head = " | ".join(f"r={r:g}" for r in GRID)
     print(f"| model, σ | run | {head} | mean passes | median passes | wall s | passes ratio | wall ratio |")
