@@ -22,7 +22,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from art_ext.attacks import (
     EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized,
@@ -33,6 +32,7 @@ from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext import zoo
 from benchmarks import common
+from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
@@ -105,7 +105,7 @@ class Target:
     def __init__(self, spec: dict[str, Any], device: torch.device, num_classes: int, generator: torch.Generator):
         self.spec = spec
         self.kind = spec["deployment"]
-        model = zoo.load(spec["model"], device=device).module
+        model = _load(spec["model"], "classifier", device)
         self.base = model
         self.sigma = float(spec.get("sigma", 0.0))
         if self.kind == "plain":
@@ -119,7 +119,7 @@ class Target:
             self.decide = soft_smoothing(model, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = model  # PGD on the base classifier, transferred to the smoothed one
         elif self.kind == "denoised":
-            denoiser = zoo.load(spec["denoiser"], kind="denoiser", device=device).module
+            denoiser = _load(spec["denoiser"], "denoiser", device)
             self.base = DenoisedClassifier(denoiser, model)
             self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = self.base
@@ -133,6 +133,11 @@ class Target:
         if not self.randomized:
             return self.decide
         return lambda z: self.base(z + self.sigma * torch.randn(z.shape, generator=generator, device=z.device))
+
+
+def _load(name: str, kind: str, device: torch.device) -> nn.Module:
+    """A zoo module, loaded once per process and run (``benchmarks.backends.cached``); attacks leave it unchanged."""
+    return cached(("zoo", name, kind, str(device)), lambda: zoo.load(name, kind=kind, device=device).module)
 
 
 class _Fn(nn.Module):
@@ -200,40 +205,46 @@ def load_dataset(suite: dict[str, Any], limit: int | None):
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     data = load_dataset(suite, ctx.limit)
-    chunk, draws = int(suite.get("chunk", 25)), int(suite.get("score_draws", 10))
+    chunk = int(suite.get("chunk", 25))
+    units = []
     for spec in suite["targets"]:
         for attack in spec["attacks"]:
             cid = config_id(spec, attack)
-            if all(ctx.is_done(cid, i) for i in range(len(data))):
-                continue
-            bar = tqdm(total=len(data), desc=cid, disable=not ctx.verbose, unit="img")
             for start in range(0, len(data), chunk):
-                indices = list(range(start, min(start + chunk, len(data))))
+                indices = tuple(range(start, min(start + chunk, len(data))))
                 if all(ctx.is_done(cid, i) for i in indices):
-                    bar.update(len(indices))
                     continue
-                attack_gen = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
-                score_gen = torch.Generator(device=ctx.device).manual_seed(
-                    common.seed_for(ctx.seed, cid, start, "score"))
-                target = Target(spec, ctx.device, data.num_classes, score_gen)
-                x, y = data.x[indices].to(ctx.device), data.y[indices].to(ctx.device)
-                t0 = time.perf_counter()
-                x_adv, queries = run_attack(suite, attack, target, x, y, attack_gen)
-                seconds = (time.perf_counter() - t0) / len(indices)
-                k = draws if target.randomized else 1
-                clean = score_randomized(target.decide, x, y, draws=k).per_example_rate.tolist()
-                adv = score_randomized(target.decide, x_adv, y, draws=k)
-                distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
-                rows = [{
-                    "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack),
-                    "index": i, "label": int(data.y[i]), "clean_rate": clean[j],
-                    "adv_rate": float(adv.per_example_rate[j]), "adv_all_draws": bool(adv.correct[j].all()),
-                    "draws": k, "l2_distance": distance[j], "seconds": round(seconds, 4),
-                    "queries": None if queries is None else int(queries[j]),
-                } for j, i in enumerate(indices) if not ctx.is_done(cid, i)]
-                ctx.write_rows(rows)
-                bar.update(len(indices))
-            bar.close()
+                units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, start),
+                                  {"target": spec, "attack": attack, "start": start}))
+    ctx.run_units(units, compute, suite, desc=suite.get("name", "attacks"))
+
+
+def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The rows of one chunk of images for one (target, attack) pair (``run`` lists the units)."""
+    spec, attack, start = unit.spec["target"], unit.spec["attack"], unit.spec["start"]
+    cid, indices = unit.config, list(unit.indices)
+    data = cached(("attacks-data", suite.get("split", "test"), suite.get("resolution", 16), env.limit),
+                  lambda: load_dataset(suite, env.limit))
+    draws = int(suite.get("score_draws", 10))
+    attack_gen = torch.Generator(device=env.device).manual_seed(unit.seed)
+    score_gen = torch.Generator(device=env.device).manual_seed(
+        common.seed_for(env.seed, cid, start, "score"))
+    target = Target(spec, env.device, data.num_classes, score_gen)
+    x, y = data.x[indices].to(env.device), data.y[indices].to(env.device)
+    t0 = time.perf_counter()
+    x_adv, queries = run_attack(suite, attack, target, x, y, attack_gen)
+    seconds = (time.perf_counter() - t0) / len(indices)
+    k = draws if target.randomized else 1
+    clean = score_randomized(target.decide, x, y, draws=k).per_example_rate.tolist()
+    adv = score_randomized(target.decide, x_adv, y, draws=k)
+    distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
+    return [{
+        "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack),
+        "index": i, "label": int(data.y[i]), "clean_rate": clean[j],
+        "adv_rate": float(adv.per_example_rate[j]), "adv_all_draws": bool(adv.correct[j].all()),
+        "draws": k, "l2_distance": distance[j], "seconds": round(seconds, 4),
+        "queries": None if queries is None else int(queries[j]),
+    } for j, i in enumerate(indices)]
 
 
 def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
