@@ -115,6 +115,9 @@ class LocalBackend:
     def describe(self) -> str:
         return "local"
 
+    def start(self) -> None:
+        """Nothing to start (``RayBackend.start`` starts its workers)."""
+
     def map(self, compute: Compute, suite: dict[str, Any], units: list[Unit], env: WorkerEnv
             ) -> Iterator[tuple[Unit, list[dict[str, Any]]]]:
         clear_cache()  # what one call loads lives for that call only (no model outlives its part of the run)
@@ -181,7 +184,9 @@ class RayBackend:
         gpus = f", {self.gpus_per_worker:g} GPU each" if self.gpus_per_worker else ""
         return f"ray, {len(self._actors) or self.workers or '?'} workers{gpus}{where}"
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start (or join) Ray and the workers and wait until every worker is up, so a progress bar started after
+        this measures computing only."""
         if self._actors:
             return
         ray = self._ray = require_ray()
@@ -212,12 +217,13 @@ class RayBackend:
             runtime_env={"env_vars": env_vars},
         )
         self._actors = [actor.remote() for _ in range(workers)]
+        ray.get([a.pid.remote() for a in self._actors])  # every worker process is up
         log.info("ray: %d workers on %s", workers, ray.get_runtime_context().gcs_address)
 
     def map(self, compute: Compute, suite: dict[str, Any], units: list[Unit], env: WorkerEnv
             ) -> Iterator[tuple[Unit, list[dict[str, Any]]]]:
         """Finished units in completion order; each actor holds at most ``IN_FLIGHT_PER_WORKER`` queued units."""
-        self._start()
+        self.start()
         ray = self._ray
         if env.device.type == "cuda":  # Ray gives each actor its own GPU(s) as the visible device(s)
             env = WorkerEnv(**{**env.__dict__, "device": torch.device("cuda")})
@@ -242,7 +248,7 @@ class RayBackend:
             yield unit, rows
 
     def worker_pids(self) -> list[int]:
-        self._start()
+        self.start()
         return list(self._ray.get([a.pid.remote() for a in self._actors]))
 
     def close(self) -> None:

@@ -284,6 +284,7 @@ class RunContext:
             return
         if self.backend is None:
             self.backend = backends.LocalBackend()
+        self.backend.start()  # workers up before the progress bar starts, so its rate and ETA are computing only
         total = backends.rows_left(todo, self.is_done)
         bar = tqdm(total=total, desc=f"{desc} [{self.backend.describe()}]" if desc else self.backend.describe(),
                    disable=not self.verbose, unit="row")
