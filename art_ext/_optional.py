@@ -11,6 +11,7 @@ EXTRAS = {
     "robustbench": "bench",
     "torchattacks": "bench",
     "diffusers": "diffusion",
+    "ray": "distributed",
 }
 
 

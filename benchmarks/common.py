@@ -222,9 +222,24 @@ def seed_for(seed: int, *keys: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+class DuplicateRowError(RuntimeError):
+    """Two computations of one row ``(config, index)`` that differ beyond timing fields: the run is not
+    reproducible, so nothing of the second is written."""
+
+
+#: row fields that measure time and may differ between two computations of the same row
+TIMING_FIELDS = ("seconds",)
+
+
+def untimed(row: dict[str, Any]) -> str:
+    """A row without its timing fields, as canonical JSON (two computations of one row must agree on it)."""
+    return json.dumps({k: v for k, v in row.items() if k not in TIMING_FIELDS}, sort_keys=True)
+
+
 @dataclass
 class RunContext:
-    """What a suite's ``run`` needs: where to write, the device, the seed, verbosity and the finished work."""
+    """What a suite's ``run`` needs: where to write, the device, the seed, verbosity, the finished work and the
+    backend that computes work units (``run_units``; default in order in this process)."""
 
     out: Path
     device: torch.device
@@ -235,25 +250,89 @@ class RunContext:
     data_root: Path | None = None  # --data-root / ART_EXT_DATA_ROOT, for dataset references
     model_dir: Path | None = None  # --model-dir / ART_EXT_MODEL_DIR, for model references
     done: set[tuple[str, int]] = field(default_factory=set)
+    backend: Any = None  # benchmarks.backends.LocalBackend or RayBackend (None: local)
     _handle: Any = None
+    _written: dict[tuple[str, int], str] = field(default_factory=dict)  # (config, index) -> untimed(row)
 
     def is_done(self, config_id: str, index: int) -> bool:
         return (config_id, index) in self.done
 
-    def write_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Append rows and flush them to disk at once, so finished work survives an interruption."""
+    def resume(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Mark the rows of an earlier run finished (their content is kept to tell duplicates from conflicts)."""
+        for row in rows:
+            key = (row["config"], int(row["index"]))
+            self.done.add(key)
+            self._written[key] = untimed(row)
+
+    def worker_env(self) -> Any:
+        from benchmarks.backends import WorkerEnv
+
+        return WorkerEnv(device=self.device, seed=self.seed, limit=self.limit, limit_option=self.limit_option,
+                         data_root=self.data_root, model_dir=self.model_dir, verbose=self.verbose)
+
+    def run_units(self, units: Iterable[Any], compute: Callable[..., list[dict[str, Any]]], suite: dict[str, Any],
+                  desc: str = "") -> None:
+        """Compute the unfinished ``units`` (``benchmarks.backends.Unit``) with ``compute(suite, unit, env)`` on
+        the backend and write each unit's rows as soon as it finishes (in completion order); one progress bar with
+        its ETA over all workers."""
+        from tqdm.auto import tqdm
+
+        from benchmarks import backends
+
+        todo = [u for u in units if not all(self.is_done(u.config, i) for i in u.indices)]
+        if not todo:
+            return
+        if self.backend is None:
+            self.backend = backends.LocalBackend()
+        self.backend.start()  # workers up before the progress bar starts, so its rate and ETA are computing only
+        total = backends.rows_left(todo, self.is_done)
+        bar = tqdm(total=total, desc=f"{desc} [{self.backend.describe()}]" if desc else self.backend.describe(),
+                   disable=not self.verbose, unit="row")
+        try:
+            for _unit, rows in self.backend.map(compute, suite, todo, self.worker_env()):
+                bar.update(self.write_rows(rows))
+        finally:
+            bar.close()
+
+    def write_rows(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Append rows and flush them to disk at once, so finished work survives an interruption; returns how many
+        were written. A row already written (same config and index) is dropped when it equals the earlier one up to
+        timing fields, and a ``DuplicateRowError`` when it differs; rows marked done without their content (``done``
+        set directly) are dropped."""
+        fresh: list[tuple[tuple[str, int], str, dict[str, Any]]] = []
+        seen_here: dict[tuple[str, int], str] = {}
+        for row in rows:
+            key, text = (row["config"], int(row["index"])), untimed(row)
+            earlier = seen_here.get(key, self._written.get(key))
+            if earlier is not None:
+                if earlier != text:
+                    a, b = json.loads(earlier), json.loads(text)
+                    fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+                    raise DuplicateRowError(f"row {key} was computed twice with different values (fields "
+                                            f"{', '.join(fields)} differ): the run is not reproducible")
+                continue
+            if key in self.done:
+                continue
+            seen_here[key] = text
+            fresh.append((key, text, row))
+        if not fresh:
+            return 0
         if self._handle is None:
             self._handle = open(self.out / ROWS_FILE, "a", encoding="utf-8")
-        for row in rows:
+        for key, text, row in fresh:
             self._handle.write(json.dumps(row, sort_keys=True) + "\n")
-            self.done.add((row["config"], int(row["index"])))
+            self.done.add(key)
+            self._written[key] = text
         self._handle.flush()
         os.fsync(self._handle.fileno())
+        return len(fresh)
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        if self.backend is not None:
+            self.backend.close()
 
 
 def read_rows(out: Path) -> list[dict[str, Any]]:

@@ -12,6 +12,10 @@ Everything is checked before the first example runs: the suite name, the TOML, e
 (unknown keys are errors), every value in every config, the device and the model and dataset references (files
 present and well-formed; ``benchmarks/references.py`` lists the forms). A problem is one line on stderr and exit
 status 2; the manifest is written only after these checks pass. ``--list`` prints the suites.
+
+``--backend ray [--workers N] [--ray-address ADDR] [--gpus-per-worker G]`` computes the work units as tasks on N Ray
+actors (``benchmarks/backends.py``) instead of in order in this process; this process still writes every row, and
+the rows are the same (timing fields aside) for either backend and any number of workers.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `art_ext
 
 import torch
 
-from benchmarks import common, references
+from benchmarks import backends, common, references
 from benchmarks.kinds import KINDS
 
 log = logging.getLogger("benchmarks")
@@ -70,6 +74,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder of model files, e.g. RobustBench's <DIR>/cifar10/Linf/<Name>.pt "
                         f"(default ${references.MODEL_DIR_ENV})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--backend", default="local",
+                        help="where work units run: local (in order, in this process; the default) or ray (tasks "
+                        "on Ray actors, pip install \"art_ext[distributed]\"); the rows do not depend on it")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="--backend ray: number of worker actors (default: one per CPU of the Ray instance, or "
+                        "per --gpus-per-worker GPUs)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="--backend ray: join a running cluster ('auto', <host>:<port>); default: start a local "
+                        "Ray instance for this run and stop it afterwards")
+    parser.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
+                        help="--backend ray with a cuda device: GPUs per worker (a fraction shares one GPU; "
+                        "default 1)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
@@ -127,6 +143,13 @@ class Plan:
     roots: references.Roots
     manifest: dict[str, Any]
     previous: list[dict[str, Any]]
+    backend: backends.Backend
+
+
+def backend_options(args: argparse.Namespace) -> tuple[str, int | None, str | None, float | None]:
+    """``--backend``, ``--workers``, ``--ray-address``, ``--gpus-per-worker`` (a namespace without them: local)."""
+    return (getattr(args, "backend", "local"), getattr(args, "workers", None), getattr(args, "ray_address", None),
+            getattr(args, "gpus_per_worker", None))
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -148,12 +171,17 @@ def plan(args: argparse.Namespace) -> Plan:
     except common.SuiteError as err:
         raise common.SuiteError(f"{where}: {err}") from err
     device = resolve_device(args.device)
+    options = backend_options(args)
+    problems = backends.check_options(*options, device)
+    if problems:
+        raise common.SuiteError(problems[0])
     limit = args.limit if args.limit is not None else suite.get("limit")
     out = args.out or common.REPO_ROOT / "results" / suite["name"]
     if out.exists() and not out.is_dir():
         raise common.SuiteError(f"--out {out} exists and is not a folder")
     manifest = common.make_manifest(suite, seed=args.seed, limit=limit, device=device, limit_option=args.limit,
                                     references=resolved)
+    manifest["backend"] = dict(zip(("name", "workers", "ray_address", "gpus_per_worker"), options, strict=True))
     manifest_path = out / common.MANIFEST_FILE
     previous = common.read_rows(out)
     if previous or manifest_path.is_file():
@@ -168,7 +196,8 @@ def plan(args: argparse.Namespace) -> Plan:
         manifest["resumed_from"] = old.get("started")
     elif args.resume:
         raise common.SuiteError(f"--resume: {out} holds no earlier run to continue")
-    return Plan(suite, kind, out, device, limit, roots, manifest, previous)
+    backend = backends.make_backend(*options, device)
+    return Plan(suite, kind, out, device, limit, roots, manifest, previous, backend)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path.write_text(json.dumps(p.manifest, indent=2, sort_keys=True, default=str))
 
     ctx = common.RunContext(out=p.out, device=p.device, seed=args.seed, limit=p.limit, verbose=not args.quiet,
-                            limit_option=args.limit, data_root=p.roots.data_root, model_dir=p.roots.model_dir)
-    ctx.done = {(row["config"], int(row["index"])) for row in p.previous}
+                            limit_option=args.limit, data_root=p.roots.data_root, model_dir=p.roots.model_dir,
+                            backend=p.backend)
+    ctx.resume(p.previous)
     if p.previous:
         log.info("resuming: %d finished examples in %s", len(p.previous), p.out)
     try:

@@ -28,7 +28,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from art_ext.attacks import (
     EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized,
@@ -40,6 +39,7 @@ from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext import zoo
 from benchmarks import common
 from benchmarks import report as rep
+from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
@@ -114,15 +114,20 @@ def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
 
 def load_module(name: str, kind: str, device: torch.device) -> nn.Module:
     """A zoo model's module (``kind`` "classifier" or "denoiser"): one-off work (training on first use, loading),
-    done once per target before any timed work."""
+    done before any timed work."""
     return zoo.load(name, kind=kind, device=device).module
+
+
+def _cached_module(name: str, kind: str, device: torch.device) -> nn.Module:
+    """``load_module`` once per process and run (``benchmarks.backends.cached``); attacks leave the module unchanged."""
+    return cached(("zoo", name, kind, str(device)), lambda: load_module(name, kind, device))
 
 
 def load_models(spec: dict[str, Any], device: torch.device) -> dict[str, nn.Module]:
     """The modules a target needs: its classifier and, for a denoised deployment, its denoiser."""
-    models = {"model": load_module(spec["model"], "classifier", device)}
+    models = {"model": _cached_module(spec["model"], "classifier", device)}
     if spec["deployment"] == "denoised":
-        models["denoiser"] = load_module(spec["denoiser"], "denoiser", device)
+        models["denoiser"] = _cached_module(spec["denoiser"], "denoiser", device)
     return models
 
 
@@ -304,24 +309,31 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     data = load_dataset(suite, ctx.limit)
-    chunk, draws = int(suite.get("chunk", 25)), int(suite.get("score_draws", 10))
-    chunks = [list(range(s, min(s + chunk, len(data)))) for s in range(0, len(data), chunk)]
+    chunk = int(suite.get("chunk", 25))
+    chunks = [tuple(range(s, min(s + chunk, len(data)))) for s in range(0, len(data), chunk)]
+    units = []
     for spec in suite["targets"]:
-        units = [(clean_id(spec), None, None)] + [(cid, attack, eps) for attack, eps, cid in attack_points(suite, spec)]
-        todo = [(cid, attack, eps, indices) for cid, attack, eps in units for indices in chunks
-                if not all(ctx.is_done(cid, i) for i in indices)]
-        if not todo:
-            continue
-        models = load_models(spec, ctx.device)  # one-off, before any timed work
-        bar = tqdm(total=sum(len(u[3]) for u in todo), desc=spec["name"], disable=not ctx.verbose, unit="img")
-        for cid, attack, eps, indices in todo:
-            if attack is None:
-                rows = clean_unit(spec, models, data, indices, draws, ctx.seed, ctx.device)
-            else:
-                rows = attack_unit(suite, spec, attack, eps, cid, models, data, indices, draws, ctx.seed, ctx.device)
-            ctx.write_rows([r for r in rows if not ctx.is_done(cid, r["index"])])
-            bar.update(len(indices))
-        bar.close()
+        points = [(clean_id(spec), None, None)] + [(cid, attack, eps) for attack, eps, cid in attack_points(suite, spec)]
+        for cid, attack, eps in points:
+            for indices in chunks:
+                if all(ctx.is_done(cid, i) for i in indices):
+                    continue
+                units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, indices[0]),
+                                  {"target": spec, "attack": attack, "eps": eps}))
+    ctx.run_units(units, compute, suite, desc=suite.get("name", "attacks"))
+
+
+def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The rows of one work unit (``run`` lists them): a target's clean unit or one (attack, eps) on a chunk."""
+    spec, attack, eps = unit.spec["target"], unit.spec["attack"], unit.spec["eps"]
+    data = cached(("attacks-data", suite.get("split", "test"), suite.get("resolution", 16), env.limit),
+                  lambda: load_dataset(suite, env.limit))
+    draws = int(suite.get("score_draws", 10))
+    models = load_models(spec, env.device)  # one-off (cached per process), before any timed work
+    if attack is None:
+        return clean_unit(spec, models, data, list(unit.indices), draws, env.seed, env.device)
+    return attack_unit(suite, spec, attack, eps, unit.config, models, data, list(unit.indices), draws, env.seed,
+                       env.device)
 
 
 # ---- report (from rows only) -----------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from art_ext.smoothing import certify
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
@@ -39,6 +38,7 @@ from art_ext import zoo
 from art_ext.training import accuracy
 from benchmarks import common
 from benchmarks import report as rep
+from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table, Tables
 
 log = logging.getLogger("benchmarks")
@@ -86,58 +86,55 @@ def _data(suite: dict[str, Any], split: str):
     return digits.load_digits(split, resolution=int(suite.get("resolution", 16)))
 
 
-def _generator(ctx: common.RunContext, *keys: object) -> torch.Generator:
+def _generator(ctx: common.RunContext | WorkerEnv, *keys: object) -> torch.Generator:
     return torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, *keys))
+
+
+def _model(name: str, env: WorkerEnv) -> torch.nn.Module:
+    """A zoo classifier, loaded once per process and part of the run (adaptation works on copies)."""
+    return cached(("zoo", name, str(env.device)),
+                  lambda: zoo.load(name, device=env.device, verbose=env.verbose).module)
+
+
+def _test_data(suite: dict[str, Any], limit: int | None):
+    return cached(("bn-test", suite.get("resolution", 16), limit), lambda: _data(suite, "test").head(limit))
+
+
+def _train_data(suite: dict[str, Any]):
+    return cached(("bn-train", suite.get("resolution", 16)), lambda: _data(suite, "train"))
 
 
 def run_noise_accuracy(suite, ctx, clean, test) -> None:
     part = suite["noise_accuracy"]
+    units = []
     for name in part["models"]:
-        model = zoo.load(name, device=ctx.device, verbose=ctx.verbose).module
         for sigma in part["sigmas"]:
             for adapted in (False, True):
                 cid = f"acc/{name}/sigma={float(sigma):g}/bn={int(adapted)}"
                 for seed in range(int(suite["seeds"])):
                     if ctx.is_done(cid, seed):
                         continue
-                    # the test noise depends on (model, sigma, seed) only, so with/without BN see the same draws
-                    gen = _generator(ctx, "noise", name, float(sigma), seed)
-                    if adapted:
-                        adapted_model = adapt_batchnorm(model, clean, sigma=float(sigma),
-                                                        generator=_generator(ctx, "adapt", name, float(sigma), seed))
-                        acc = accuracy(adapted_model, test, sigma=float(sigma), generator=gen)
-                    else:
-                        acc = accuracy(model, test, sigma=float(sigma), generator=gen)
-                    ctx.write_rows([{"kind": "noise_accuracy", "config": cid, "index": seed, "model": name,
-                                     "sigma": float(sigma), "adapted": adapted, "accuracy": acc}])
+                    units.append(Unit(cid, (seed,), common.seed_for(ctx.seed, "noise", name, float(sigma), seed),
+                                      {"part": "noise_accuracy", "model": name, "sigma": float(sigma),
+                                       "adapted": adapted}))
+    ctx.run_units(units, compute, suite, desc="noise_accuracy")
 
 
 def run_rho_and_size(suite, ctx, train, test) -> None:
     part = suite["ablation"]
-    name, sigma, m = part["model"], float(part["sigma"]), int(suite["adaptation_images"])
-    model = zoo.load(name, device=ctx.device, verbose=ctx.verbose).module
+    name, sigma = part["model"], float(part["sigma"])
+    units = []
     for seed in range(int(suite["seeds"])):
-        noise = _generator(ctx, "ablation-noise", seed)
-        state = noise.get_state()
+        noise_seed = common.seed_for(ctx.seed, "ablation-noise", seed)
         for rho in part["rhos"]:
             cid = f"rho/{name}/sigma={sigma:g}/rho={float(rho):g}"
             if not ctx.is_done(cid, seed):
-                adapted = adapt_batchnorm(model, train.x[:m], sigma=sigma, rho=float(rho),
-                                          generator=_generator(ctx, "ablation-adapt", seed))
-                noise.set_state(state)  # every rho sees the same test noise of this seed
-                ctx.write_rows([{"kind": "rho", "config": cid, "index": seed, "model": name, "sigma": sigma,
-                                 "rho": float(rho), "accuracy": accuracy(adapted, test, sigma=sigma,
-                                                                         generator=noise)}])
-        order = torch.randperm(len(train), generator=_generator(ctx, "ablation-subset", seed))
+                units.append(Unit(cid, (seed,), noise_seed, {"part": "rho", "rho": float(rho)}))
         for size in part["adaptation_sizes"]:
             cid = f"size/{name}/sigma={sigma:g}/m={int(size)}"
             if not ctx.is_done(cid, seed):
-                subset = train.x[order[: int(size)]]
-                adapted = adapt_batchnorm(model, subset, sigma=sigma, generator=_generator(ctx, "ablation-adapt", seed))
-                noise.set_state(state)
-                ctx.write_rows([{"kind": "adaptation_size", "config": cid, "index": seed, "model": name,
-                                 "sigma": sigma, "images": int(size),
-                                 "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}])
+                units.append(Unit(cid, (seed,), noise_seed, {"part": "adaptation_size", "size": int(size)}))
+    ctx.run_units(units, compute, suite, desc="ablation")
 
 
 def certify_config_id(config: dict[str, Any]) -> str:
@@ -148,69 +145,117 @@ def run_certify(suite, ctx, clean, test) -> None:
     part = suite["certify"]
     data = test.head(ctx.limit)
     chunk = int(part.get("images_per_chunk", 10))
-    common_kw = dict(n0=int(part["n0"]), n=int(part["n"]), alpha=float(part["alpha"]),
-                     batch_size=int(part["batch_size"]))
-    sigmas = tuple(float(s) for s in part["sigmas"])
+    units = []
     for config in part["configs"]:
         cid = certify_config_id(config)
-        if all(ctx.is_done(cid, i) for i in range(len(data))):
-            continue
-        model = zoo.load(config["model"], device=ctx.device, verbose=ctx.verbose).module
-        adapt, auto = bool(config.get("adapt", False)), bool(config.get("auto", False))
-        cta = None
-        if adapt:
-            cta = CertificationThroughAdaptation(model, clean.to(ctx.device), num_classes=data.num_classes,
-                                                 sigmas=sigmas, rho=float(part.get("rho", 1.0)),
-                                                 adaptation_seed=common.seed_for(ctx.seed, cid, "adapt"))
-        bar = tqdm(total=len(data), desc=cid, disable=not ctx.verbose, unit="img")
         for start in range(0, len(data), chunk):
-            indices = list(range(start, min(start + chunk, len(data))))
+            indices = tuple(range(start, min(start + chunk, len(data))))
             if all(ctx.is_done(cid, i) for i in indices):
-                bar.update(len(indices))
                 continue
-            x = data.x[indices].to(ctx.device)
-            gen = _generator(ctx, cid, start)
-            t0 = time.perf_counter()
-            if cta is not None and auto:
-                certs = cta.certify_auto_noise(x, n_auto=int(part["n_auto"]), generator=gen, **common_kw)
-            elif cta is not None:
-                certs = cta.certify(x, sigma=float(part["sigma"]), generator=gen, **common_kw)
-            elif auto:
-                certs = auto_noise_certify(lambda s: model, x, sigmas=sigmas, n_auto=int(part["n_auto"]),
-                                           num_classes=data.num_classes, generator=gen, **common_kw)
-            else:
-                # fixed-sigma smoothing: the output is the certified label itself
-                certs = certify(model, x, sigma=float(part["sigma"]), num_classes=data.num_classes, generator=gen,
-                                **common_kw)
-            seconds = (time.perf_counter() - t0) / len(indices)
-            label = certs.label.tolist()
-            radius = certs.radius.tolist()
-            prediction = getattr(certs, "prediction", certs.label).tolist()
-            sigma_used = getattr(certs, "sigma", None)
-            sigma_used = [float(part["sigma"])] * len(indices) if not torch.is_tensor(sigma_used) else \
-                sigma_used.tolist()
-            rows = [
-                {"kind": "certify", "config": cid, "index": i, "model": config["model"], "adapt": adapt,
-                 "auto": auto, "label": int(data.y[i]), "certified_label": label[j], "radius": radius[j],
-                 "prediction": prediction[j], "sigma": sigma_used[j], "seconds": round(seconds, 4)}
-                for j, i in enumerate(indices) if not ctx.is_done(cid, i)
-            ]
-            ctx.write_rows(rows)
-            bar.update(len(indices))
-        bar.close()
+            units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, start),
+                              {"part": "certify", "config": config}))
+    ctx.run_units(units, compute, suite, desc="certify")
 
 
-def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
+def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The rows of one unit of any part (``unit.spec["part"]``); the run functions above list the units."""
     torch_threads = suite.get("torch_threads")
     if torch_threads:
         torch.set_num_threads(int(torch_threads))
+    part_name = unit.spec["part"]
+    if part_name == "noise_accuracy":
+        return _compute_noise_accuracy(suite, unit, env)
+    if part_name in ("rho", "adaptation_size"):
+        return _compute_ablation(suite, unit, env)
+    return _compute_certify(suite, unit, env)
+
+
+def _compute_noise_accuracy(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    name, sigma, adapted, seed = unit.spec["model"], unit.spec["sigma"], unit.spec["adapted"], unit.indices[0]
+    model = _model(name, env)
+    test = _test_data(suite, env.limit_option)  # parts 1-2: the whole split unless --limit is given
+    clean = _train_data(suite).x[: int(suite["adaptation_images"])]
+    # the test noise depends on (model, sigma, seed) only, so with/without BN see the same draws
+    gen = torch.Generator(device=env.device).manual_seed(unit.seed)
+    if adapted:
+        adapted_model = adapt_batchnorm(model, clean, sigma=sigma,
+                                        generator=_generator(env, "adapt", name, sigma, seed))
+        acc = accuracy(adapted_model, test, sigma=sigma, generator=gen)
+    else:
+        acc = accuracy(model, test, sigma=sigma, generator=gen)
+    return [{"kind": "noise_accuracy", "config": unit.config, "index": seed, "model": name, "sigma": sigma,
+             "adapted": adapted, "accuracy": acc}]
+
+
+def _compute_ablation(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    part = suite["ablation"]
+    name, sigma, m, seed = part["model"], float(part["sigma"]), int(suite["adaptation_images"]), unit.indices[0]
+    model = _model(name, env)
+    train, test = _train_data(suite), _test_data(suite, env.limit_option)
+    noise = torch.Generator(device=env.device).manual_seed(unit.seed)  # every setting sees this seed's test noise
+    if unit.spec["part"] == "rho":
+        rho = unit.spec["rho"]
+        adapted = adapt_batchnorm(model, train.x[:m], sigma=sigma, rho=rho,
+                                  generator=_generator(env, "ablation-adapt", seed))
+        return [{"kind": "rho", "config": unit.config, "index": seed, "model": name, "sigma": sigma,
+                 "rho": rho, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
+    size = unit.spec["size"]
+    order = torch.randperm(len(train), generator=_generator(env, "ablation-subset", seed))
+    subset = train.x[order[:size]]
+    adapted = adapt_batchnorm(model, subset, sigma=sigma, generator=_generator(env, "ablation-adapt", seed))
+    return [{"kind": "adaptation_size", "config": unit.config, "index": seed, "model": name,
+             "sigma": sigma, "images": size, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
+
+
+def _compute_certify(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    part, config, cid, indices = suite["certify"], unit.spec["config"], unit.config, list(unit.indices)
+    data = _test_data(suite, env.limit)
+    clean = _train_data(suite).x[: int(suite["adaptation_images"])]
+    common_kw = dict(n0=int(part["n0"]), n=int(part["n"]), alpha=float(part["alpha"]),
+                     batch_size=int(part["batch_size"]))
+    sigmas = tuple(float(s) for s in part["sigmas"])
+    model = _model(config["model"], env)
+    adapt, auto = bool(config.get("adapt", False)), bool(config.get("auto", False))
+    cta = None
+    if adapt:  # adapts lazily per sigma from a seed of its own, so one per process and config gives the same models
+        cta = cached(("bn-cta", cid, str(env.device)), lambda: CertificationThroughAdaptation(
+            model, clean.to(env.device), num_classes=data.num_classes, sigmas=sigmas,
+            rho=float(part.get("rho", 1.0)), adaptation_seed=common.seed_for(env.seed, cid, "adapt")))
+    x = data.x[indices].to(env.device)
+    gen = torch.Generator(device=env.device).manual_seed(unit.seed)
+    t0 = time.perf_counter()
+    if cta is not None and auto:
+        certs = cta.certify_auto_noise(x, n_auto=int(part["n_auto"]), generator=gen, **common_kw)
+    elif cta is not None:
+        certs = cta.certify(x, sigma=float(part["sigma"]), generator=gen, **common_kw)
+    elif auto:
+        certs = auto_noise_certify(lambda s: model, x, sigmas=sigmas, n_auto=int(part["n_auto"]),
+                                   num_classes=data.num_classes, generator=gen, **common_kw)
+    else:
+        # fixed-sigma smoothing: the output is the certified label itself
+        certs = certify(model, x, sigma=float(part["sigma"]), num_classes=data.num_classes, generator=gen,
+                        **common_kw)
+    seconds = (time.perf_counter() - t0) / len(indices)
+    label = certs.label.tolist()
+    radius = certs.radius.tolist()
+    prediction = getattr(certs, "prediction", certs.label).tolist()
+    sigma_used = getattr(certs, "sigma", None)
+    sigma_used = [float(part["sigma"])] * len(indices) if not torch.is_tensor(sigma_used) else \
+        sigma_used.tolist()
+    return [
+        {"kind": "certify", "config": cid, "index": i, "model": config["model"], "adapt": adapt,
+         "auto": auto, "label": int(data.y[i]), "certified_label": label[j], "radius": radius[j],
+         "prediction": prediction[j], "sigma": sigma_used[j], "seconds": round(seconds, 4)}
+        for j, i in enumerate(indices)
+    ]
+
+
+def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     train, test = _data(suite, "train"), _data(suite, "test")
     accuracy_test = test.head(ctx.limit_option)  # parts 1-2: the whole split unless --limit is given
     clean = train.x[: int(suite["adaptation_images"])]
-    t0 = time.perf_counter()
     run_noise_accuracy(suite, ctx, clean, accuracy_test)
     run_rho_and_size(suite, ctx, train, accuracy_test)
-    log.info("parts 1-2 took %.1f s", time.perf_counter() - t0)
     run_certify(suite, ctx, clean, test)
 
 

@@ -23,6 +23,7 @@ image, and the report shows them (with the method) when the suite holds a sequen
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -31,13 +32,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from art_ext.smoothing import certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext import zoo
 from benchmarks import common, references
 from benchmarks import report as rep
+from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
 
 log = logging.getLogger("benchmarks")
@@ -152,7 +153,7 @@ def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> st
     return f"{cid}/sequential({seq['sequential_method']},n_max={seq['n_max']},grid={grid})"
 
 
-def load_base(config: dict[str, Any], ctx: common.RunContext) -> tuple[torch.nn.Module, Any]:
+def load_base(config: dict[str, Any], ctx: common.RunContext | WorkerEnv) -> tuple[torch.nn.Module, Any]:
     """The base classifier of a config (eval mode) and the loaded classifier (its training sigma is known for zoo
     models only)."""
     roots = references.Roots(ctx.data_root, ctx.model_dir)
@@ -182,57 +183,61 @@ def load_dataset(suite: dict[str, Any], limit: int | None, roots: references.Roo
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
     chunk = int(suite.get("images_per_chunk", 10))
+    units = []
     for config in suite["configs"]:
         cid = config_id(config, suite)
-        method = method_of(config, suite)
-        seq = sequential_settings(config, suite) if method == "sequential" else None
-        todo = [i for i in range(len(data)) if not ctx.is_done(cid, i)]
-        if not todo:
-            continue
-        base, model = load_base(config, ctx)
-        extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
-        bar = tqdm(total=len(data), initial=len(data) - len(todo), desc=cid, disable=not ctx.verbose, unit="img")
         for start in range(0, len(data), chunk):
-            indices = list(range(start, min(start + chunk, len(data))))
+            indices = tuple(range(start, min(start + chunk, len(data))))
             if all(ctx.is_done(cid, i) for i in indices):
                 continue
-            generator = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
-            x = data.x[indices].to(ctx.device)
-            t0 = time.perf_counter()
-            if seq is None:
-                certs = certify(
-                    base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
-                    alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-                    generator=generator,
-                )
-                per_image: list[dict[str, Any]] = [{} for _ in indices]
-            else:
-                certs = certify_sequential(
-                    base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
-                    alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-                    generator=generator, method=seq["sequential_method"],
-                )
-                assert certs.num_samples is not None
-                per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],
-                              "grid": seq["grid"], "sequential_method": seq["sequential_method"]}
-                             for k in certs.num_samples.tolist()]
-            seconds = (time.perf_counter() - t0) / len(indices)
-            labels, radii = certs.label.tolist(), certs.radius.tolist()
-            p_lower = certs.p_a_lower.tolist()
-            rows = [
-                {
-                    "kind": "certify", "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
-                    "training_sigma": model.training_sigma, "index": i, "label": int(data.y[i]),
-                    "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
-                    "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4), **extra,
-                    **per_image[j],
-                }
-                for j, i in enumerate(indices)
-                if not ctx.is_done(cid, i)
-            ]
-            ctx.write_rows(rows)
-            bar.update(len(rows))
-        bar.close()
+            units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, start), {"config": config}))
+    ctx.run_units(units, compute, suite, desc=suite.get("name", "certify"))
+
+
+def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The rows of one chunk of images of one config (``run`` lists the units)."""
+    config, cid, indices = unit.spec["config"], unit.config, list(unit.indices)
+    data = cached(("certify-data", json.dumps(suite.get("dataset", "digits")), suite.get("split", "test"),
+                   suite.get("resolution", 16), env.limit),
+                  lambda: load_dataset(suite, env.limit, references.Roots(env.data_root, env.model_dir)))
+    method = method_of(config, suite)
+    seq = sequential_settings(config, suite) if method == "sequential" else None
+    base, model = cached(("certify-base", cid, str(env.device)), lambda: load_base(config, env))
+    extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
+    generator = torch.Generator(device=env.device).manual_seed(unit.seed)
+    x = data.x[indices].to(env.device)
+    t0 = time.perf_counter()
+    if seq is None:
+        certs = certify(
+            base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
+            alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
+            generator=generator,
+        )
+        per_image: list[dict[str, Any]] = [{} for _ in indices]
+    else:
+        certs = certify_sequential(
+            base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
+            alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
+            generator=generator, method=seq["sequential_method"],
+        )
+        assert certs.num_samples is not None
+        per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],
+                      "grid": seq["grid"], "sequential_method": seq["sequential_method"]}
+                     for k in certs.num_samples.tolist()]
+    seconds = (time.perf_counter() - t0) / len(indices)
+    labels, radii = certs.label.tolist(), certs.radius.tolist()
+    p_lower = certs.p_a_lower.tolist()
+    rows = [
+        {
+            "kind": "certify", "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+            "training_sigma": model.training_sigma, "index": i, "label": int(data.y[i]),
+            "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
+            "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4), **extra,
+            **per_image[j],
+        }
+        for j, i in enumerate(indices)
+    ]
+    return rows
 
 
 def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from art_ext.attacks.epgd import EPGDConfig, epgd
 from art_ext.data import digits
@@ -42,6 +41,7 @@ from art_ext.smoothing.inference import (
 from art_ext import zoo
 from benchmarks import common
 from benchmarks import report as rep
+from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table
 
 log = logging.getLogger("benchmarks")
@@ -132,39 +132,47 @@ def evaluate_chunk(
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     chunk = int(suite.get("images_per_chunk", 100))
+    units = []
     for model_name in suite["models"]:
-        model = None
         for split, limit, num_seeds in _splits(suite, ctx.limit, ctx.limit_option):
-            data = digits.load_digits(split, resolution=int(suite.get("resolution", 16))).head(limit)
-            units = [(float(s), k) for s in suite["sigmas"] for k in range(num_seeds)]
-            bar = tqdm(total=len(units), desc=f"{model_name}/{split}", disable=not ctx.verbose, unit="cfg")
-            for sigma, seed in units:
+            size = len(digits.load_digits(split, resolution=int(suite.get("resolution", 16))).head(limit))
+            for sigma, seed in [(float(s), k) for s in suite["sigmas"] for k in range(num_seeds)]:
                 cid = config_id(model_name, split, sigma, seed)
-                for start in range(0, len(data), chunk):
-                    indices = list(range(start, min(start + chunk, len(data))))
+                for start in range(0, size, chunk):
+                    indices = tuple(range(start, min(start + chunk, size)))
                     if all(ctx.is_done(cid, i) for i in indices):
                         continue
-                    if model is None:
-                        model = zoo.load(model_name, device=ctx.device, verbose=ctx.verbose).module
-                    generator = torch.Generator(device=ctx.device).manual_seed(common.seed_for(ctx.seed, cid, start))
-                    x, y = data.x[indices].to(ctx.device), data.y[indices].to(ctx.device)
-                    t0 = time.perf_counter()
-                    flags = evaluate_chunk(model, x, y, sigma, suite, generator, num_classes=data.num_classes)
-                    seconds = (time.perf_counter() - t0) / len(indices)
-                    as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}
-                                      for name, per_mode in per_input.items()} for key, per_input in flags.items()}
-                    ctx.write_rows([
-                        {
-                            "kind": "smoothed_inference", "config": cid, "model": model_name, "split": split,
-                            "sigma": sigma, "seed": seed, "index": i, "label": int(data.y[i]),
-                            "correct": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["correct"].items()},
-                            "abstain": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["abstain"].items()},
-                            "seconds": round(seconds, 4),
-                        }
-                        for j, i in enumerate(indices) if not ctx.is_done(cid, i)
-                    ])
-                bar.update(1)
-            bar.close()
+                    units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, start),
+                                      {"model": model_name, "split": split, "limit": limit, "sigma": sigma,
+                                       "seed": seed}))
+    ctx.run_units(units, compute, suite, desc=suite.get("name", "smoothed_inference"))
+
+
+def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The rows of one chunk of images of one (model, split, sigma, seed) (``run`` lists the units)."""
+    model_name, split, sigma, seed = unit.spec["model"], unit.spec["split"], unit.spec["sigma"], unit.spec["seed"]
+    cid, indices = unit.config, list(unit.indices)
+    data = cached(("si-data", split, suite.get("resolution", 16), unit.spec["limit"]), lambda: digits.load_digits(
+        split, resolution=int(suite.get("resolution", 16))).head(unit.spec["limit"]))
+    model = cached(("zoo", model_name, str(env.device)),
+                   lambda: zoo.load(model_name, device=env.device, verbose=env.verbose).module)
+    generator = torch.Generator(device=env.device).manual_seed(unit.seed)
+    x, y = data.x[indices].to(env.device), data.y[indices].to(env.device)
+    t0 = time.perf_counter()
+    flags = evaluate_chunk(model, x, y, sigma, suite, generator, num_classes=data.num_classes)
+    seconds = (time.perf_counter() - t0) / len(indices)
+    as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}
+                      for name, per_mode in per_input.items()} for key, per_input in flags.items()}
+    return [
+        {
+            "kind": "smoothed_inference", "config": cid, "model": model_name, "split": split,
+            "sigma": sigma, "seed": seed, "index": i, "label": int(data.y[i]),
+            "correct": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["correct"].items()},
+            "abstain": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["abstain"].items()},
+            "seconds": round(seconds, 4),
+        }
+        for j, i in enumerate(indices)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------- report
