@@ -227,7 +227,7 @@ def eps_monotonicity(eps: Sequence[float], accuracy: Sequence[float], *, toleran
         raise ValueError(f"eps_monotonicity needs at least 3 budgets, got {list(eps_t)}")
     if len(acc_t) != len(eps_t):
         raise ValueError(f"accuracy has {len(acc_t)} values for {len(eps_t)} budgets; expected one per budget")
-    if any(b <= a for a, b in zip(eps_t, eps_t[1:])):
+    if any(b <= a for a, b in zip(eps_t, eps_t[1:], strict=False)):
         raise ValueError(f"eps must be strictly increasing, got {list(eps_t)}")
     if any(not 0.0 <= a <= 1.0 for a in acc_t):
         raise ValueError(f"accuracy values must lie in [0, 1], got {list(acc_t)}")

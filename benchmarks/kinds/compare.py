@@ -55,8 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from art_ext.attacks import NAttackConfig, PGDConfig, nattack, pgd, score_randomized
-from art_ext.attacks import rigor
+from art_ext.attacks import NAttackConfig, PGDConfig, nattack, pgd, rigor, score_randomized
 from benchmarks import common, references
 from benchmarks.common import Key, Table
 
@@ -72,7 +71,7 @@ PROBE_FRACTIONS = (0.25, 0.5, 1.0)  # eps-monotonicity probe of a single-eps sui
 def _eps_check(v: Any) -> str | None:
     expected = "a number >= 0 or a list of 3 or more strictly increasing numbers >= 0"
     if isinstance(v, list):
-        if len(v) < 3 or any(common.number(ge=0)(e) for e in v) or any(b <= a for a, b in zip(v, v[1:])):
+        if len(v) < 3 or any(common.number(ge=0)(e) for e in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
             return expected
         return None
     return None if common.number(ge=0)(v) is None else expected
@@ -688,7 +687,8 @@ def markdown(suite: dict[str, Any], summary: dict[str, Any], manifest: dict[str,
                                   f"standard version." if suite.get("autoattack_attacks") else ""), ""]
     # rigor
     lines += ["## Evaluation-rigor checks (before attacks)", "",
-              "| model | defence | randomized outputs | zero grad | NaN grad | eps monotone | gradient-free gap | flags |",
+              "| model | defence | randomized outputs | zero grad | NaN grad | eps monotone | gradient-free gap | "
+              "flags |",
               "|" + "---|" * 8]
     for p in summary["pairs"]:
         r = p["rigor"]
@@ -774,18 +774,18 @@ def plot(suite: dict[str, Any], summary: dict[str, Any], out: Path, manifest: di
     except ImportError:
         return None
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
-    for ax, p in zip(axes[0], pairs):
+    for ax, p in zip(axes[0], pairs, strict=True):
         names = [a for a in suite["attacks"] if a != "none"]
         for name in names:
             pts = sorted((a["eps"], a["robust_mean"], a["robust_worst"]) for a in p["attacks"] if a["attack"] == name)
             if pts:
-                e, m, w = zip(*pts)
+                e, m, w = zip(*pts, strict=True)
                 line, = ax.plot(e, m, marker="o", label=f"{name} (mean)")
                 if p["draws"] > 1:
                     ax.plot(e, w, marker="x", linestyle="--", color=line.get_color(), label=f"{name} (worst of k)")
         wc = sorted((w["eps"], w["robust_mean"]) for w in p["worst_case"])
         if wc:
-            e, m = zip(*wc)
+            e, m = zip(*wc, strict=True)
             ax.plot(e, m, marker="s", color="black", label="worst over attacks")
         ax.set_ylim(-0.04, 1.02)
         ax.set_xlabel(f"eps ({p['norm']})")
