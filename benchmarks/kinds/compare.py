@@ -22,6 +22,8 @@ Suite file keys (``SCHEMA``; any other key is an error, every value is checked b
 * ``attacks``: any of ``none`` (= clean), ``pgd``, ``apgd-ce``, ``apgd-dlr`` (torchattacks' APGD, run with the global
   RNG state saved and restored: it reseeds it), ``autoattack`` (pyautoattack, standard version; an error naming the
   extra when it is missing) and ``nattack`` (gradient-free, art_ext.attacks.nattack).
+* ``attacks_randomized``: optional, the attacks run against randomized defences instead (each gradient step of a
+  smoothed defence costs ``smoothing_samples`` passes, so a suite may leave AutoAttack out there).
 * ``score_draws``: k independent draws of a randomized deployed model used to score clean and adversarial inputs
   (mean accuracy and worst of k, ``art_ext.attacks.score_randomized``); deterministic models use 1.
 * optional ``[certify]`` (``sigma``, ``n0``, ``n``, ``alpha``, ``batch_size``, ``radii``): Cohen et al. certified
@@ -145,6 +147,7 @@ SCHEMA = {
     "models": Key(_unique_list(_model_entry_check), required=True),
     "defences": Key(_unique_list(_defence_check), required=True),
     "attacks": Key(_unique_list(common.choice(*ATTACKS)), required=True),
+    "attacks_randomized": Key(_unique_list(common.choice(*ATTACKS))),
     "certify": Table({
         "sigma": Key(common.number(gt=0)),
         "n0": Key(common.integer(1), required=True),
@@ -171,9 +174,21 @@ def is_randomized(defence: str) -> bool:
     return defence.startswith(("denoiser:", "smoothed_inference:"))
 
 
+def attacks_for(suite: dict[str, Any], defence: str) -> list[str]:
+    """The attacks run against a defence: ``attacks_randomized`` for a randomized one when the suite sets it (every
+    gradient step of a smoothed defence costs ``smoothing_samples`` passes), else ``attacks``."""
+    if is_randomized(defence) and "attacks_randomized" in suite:
+        return list(suite["attacks_randomized"])
+    return list(suite["attacks"])
+
+
 def check(suite: dict[str, Any]) -> None:
     """What the schema cannot see (before any work): attacks that need an extra, settings a defence needs."""
-    if "autoattack" in suite["attacks"]:
+    every = {*suite["attacks"], *suite.get("attacks_randomized", [])}
+    if "attacks_randomized" in suite and not any(is_randomized(d) for d in suite["defences"]):
+        raise common.SuiteError("attacks_randomized is set but no defence is randomized ('denoiser:<name>' or "
+                                "'smoothed_inference:<mode>')")
+    if "autoattack" in every:
         try:
             import pyautoattack  # noqa: F401
         except ImportError:
@@ -182,7 +197,7 @@ def check(suite: dict[str, Any]) -> None:
             except ImportError as err:
                 raise common.SuiteError("attack 'autoattack' needs pyautoattack (or autoattack): pip install "
                                         "\"art_ext[bench]\" or pip install pyautoattack") from err
-    if any(a in suite["attacks"] for a in ("apgd-ce", "apgd-dlr")):
+    if any(a in every for a in ("apgd-ce", "apgd-dlr")):
         try:
             import torchattacks  # noqa: F401
         except ImportError as err:
@@ -355,7 +370,8 @@ def unit_configs(suite: dict[str, Any], unit: dict[str, Any]) -> list[str]:
     """The row configs a unit writes (so a runner can tell whether it is finished)."""
     tag = tag_of(unit["model"], unit["defence"])
     configs = [f"{tag}/clean", f"{tag}/rigor"]
-    configs += [attack_config(tag, a, e) for a in suite["attacks"] if a != "none" for e in unit["eps"]]
+    configs += [attack_config(tag, a, e) for a in attacks_for(suite, unit["defence"]) if a != "none"
+                for e in unit["eps"]]
     if "certify" in suite and is_randomized(unit["defence"]):
         configs.append(f"{tag}/certify")
     return configs
@@ -416,7 +432,8 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     surrogate = target.frozen_surrogate(tuple(x.shape[1:])) if target.randomized else target.surrogate
     grads = rigor.gradient_health(surrogate, x, y)
     probe: list[list[float]] = [[] for _ in indices]
-    if len(unit["eps"]) < 3 and any(a in GRADIENT_ATTACKS for a in suite["attacks"]):
+    attacks = attacks_for(suite, unit["defence"])
+    if len(unit["eps"]) < 3 and any(a in GRADIENT_ATTACKS for a in attacks):
         top = max(unit["eps"])
         for f in PROBE_FRACTIONS:
             x_probe, _ = run_attack("pgd", suite, unit["norm"], top * f, target, x, y,
@@ -430,7 +447,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
                      "probe_eps": [max(unit["eps"]) * f for f in PROBE_FRACTIONS] if probe[j] else None,
                      "probe_rates": probe[j] or None})
 
-    for attack in suite["attacks"]:
+    for attack in attacks:
         if attack == "none":
             continue
         for eps in unit["eps"]:
@@ -520,7 +537,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
             draws = next(iter(clean.values()))["draws"]
             attacks, worst = [], []
             per_eps_attacks: dict[float, dict[str, dict[int, dict[str, Any]]]] = {}
-            for attack in suite["attacks"]:
+            for attack in attacks_for(suite, defence):
                 for eps in spec["eps"]:
                     mine = clean if attack == "none" else by_config.get(attack_config(tag, attack, eps), {})
                     if not mine:
@@ -543,13 +560,13 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
             pairs.append({"model": spec["model"], "defence": defence, "norm": spec["norm"], "eps": spec["eps"],
                           "examples": n, "draws": draws, "clean_mean": clean_mean, "clean_worst": clean_worst,
                           "attacks": attacks, "worst_case": worst,
-                          "rigor": rigor_summary(suite, spec, by_config.get(f"{tag}/rigor", {}), per_eps_attacks,
-                                                 draws),
+                          "rigor": rigor_summary(attacks_for(suite, defence), spec, by_config.get(f"{tag}/rigor", {}),
+                                                 per_eps_attacks, draws),
                           "certify": certify_summary(suite, by_config.get(f"{tag}/certify", {}))})
     return {"pairs": pairs}
 
 
-def rigor_summary(suite: dict[str, Any], spec: dict[str, Any], rigor_rows: dict[int, dict[str, Any]],
+def rigor_summary(attacks_run: list[str], spec: dict[str, Any], rigor_rows: dict[int, dict[str, Any]],
                   per_eps: dict[float, dict[str, dict[int, dict[str, Any]]]], draws: int) -> dict[str, Any]:
     """The four rigor checks of one (model, defence), from its rows (pure functions of ``art_ext.attacks.rigor``)."""
     if not rigor_rows:
@@ -564,7 +581,7 @@ def rigor_summary(suite: dict[str, Any], spec: dict[str, Any], rigor_rows: dict[
     # eps monotonicity: every gradient attack's curve when the suite sweeps >= 3 eps, else the PGD probe
     curves: list[tuple[str, list[float], list[float]]] = []
     if len(spec["eps"]) >= 3:
-        for attack in suite["attacks"]:
+        for attack in attacks_run:
             if attack in GRADIENT_ATTACKS and all(attack in per_eps.get(e, {}) for e in spec["eps"]):
                 accs = [float(np.mean([r["rate"] for r in per_eps[e][attack].values()])) for e in spec["eps"]]
                 curves.append((attack, spec["eps"], accs))
@@ -775,7 +792,7 @@ def plot(suite: dict[str, Any], summary: dict[str, Any], out: Path, manifest: di
         return None
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
     for ax, p in zip(axes[0], pairs, strict=True):
-        names = [a for a in suite["attacks"] if a != "none"]
+        names = [a for a in attacks_for(suite, p["defence"]) if a != "none"]
         for name in names:
             pts = sorted((a["eps"], a["robust_mean"], a["robust_worst"]) for a in p["attacks"] if a["attack"] == name)
             if pts:

@@ -221,3 +221,23 @@ def test_apgd_leaves_the_global_rng_untouched():
     torch.manual_seed(123)
     compare.run_attack("apgd-ce", {"steps": 3}, "linf", 0.1, target, x, y, seed=7)
     torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+
+
+def test_units_and_their_configs_follow_the_suite():
+    suite = {"models": ["digits_cnn", {"model": "digits_mlp", "norm": "linf", "eps": [0.1, 0.2, 0.3]}],
+             "norm": "l2", "eps": 0.5, "chunk": 3, "defences": ["none", "smoothed_inference:soft"],
+             "attacks": ["none", "pgd", "autoattack"], "attacks_randomized": ["none", "pgd"],
+             "certify": {"n0": 1, "n": 2, "alpha": 0.1}}
+    todo = compare.units(suite, 5)
+    assert len(todo) == 2 * 2 * 2  # models x defences x chunks of 3 over 5 images
+    assert todo[0]["indices"] == [0, 1, 2] and todo[1]["indices"] == [3, 4]
+    assert {u["norm"] for u in todo if u["model"] == "digits_mlp"} == {"linf"}
+    plain = compare.unit_configs(suite, todo[0])
+    smoothed = compare.unit_configs(suite, todo[2])
+    assert plain == ["digits_cnn|none/clean", "digits_cnn|none/rigor", "digits_cnn|none/pgd@eps=0.5",
+                     "digits_cnn|none/autoattack@eps=0.5"]
+    # the randomized defence runs attacks_randomized and has a certify table; one clean config for all attacks
+    assert smoothed == ["digits_cnn|smoothed_inference:soft/clean", "digits_cnn|smoothed_inference:soft/rigor",
+                        "digits_cnn|smoothed_inference:soft/pgd@eps=0.5", "digits_cnn|smoothed_inference:soft/certify"]
+    mlp = compare.unit_configs(suite, todo[4])
+    assert [c for c in mlp if "/pgd@" in c] == [f"digits_mlp|none/pgd@eps={e}" for e in (0.1, 0.2, 0.3)]
