@@ -5,10 +5,21 @@ from art_ext.attacks.epgd import EPGD, EPGDConfig, epgd
 from art_ext.attacks.nattack import NAttack, NAttackConfig, NAttackResult, nattack
 from art_ext.attacks.pgd import PGD, PGDConfig, pgd
 from art_ext.attacks.protocol import RandomizedScore, score_randomized
+from art_ext.attacks.rigor import (
+    GradientCheck,
+    GradientFreeGap,
+    MonotonicityCheck,
+    RandomnessCheck,
+    eps_monotonicity,
+    gradient_free_gap,
+    gradient_health,
+    output_randomness,
+)
 from art_ext.attacks.smoothadv import SmoothAdvConfig, SmoothAdvPGD, smoothadv_pgd
 
 __all__ = [
-    "BPDA", "BPDAPGD", "EPGD", "EPGDConfig", "NAttack", "NAttackConfig", "NAttackResult", "PGD", "PGDConfig",
-    "RandomizedScore", "SmoothAdvConfig", "SmoothAdvPGD", "bpda", "bpda_pgd", "epgd", "nattack", "pgd",
-    "sane_config", "score_randomized", "smoothadv_pgd", "table_v_config",
+    "BPDA", "BPDAPGD", "EPGD", "EPGDConfig", "GradientCheck", "GradientFreeGap", "MonotonicityCheck", "NAttack",
+    "NAttackConfig", "NAttackResult", "PGD", "PGDConfig", "RandomizedScore", "RandomnessCheck", "SmoothAdvConfig",
+    "SmoothAdvPGD", "bpda", "bpda_pgd", "epgd", "eps_monotonicity", "gradient_free_gap", "gradient_health", "nattack",
+    "output_randomness", "pgd", "sane_config", "score_randomized", "smoothadv_pgd", "table_v_config",
 ]

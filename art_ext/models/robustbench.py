@@ -12,8 +12,10 @@ convention requires.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -104,3 +106,90 @@ def load_robustbench_model(
 
     model = load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model)
     return model.to(device).eval()
+
+
+# ---- leaderboard snapshot (package data) ---------------------------------------------------------------------------
+LEADERBOARD_FILE = "robustbench_leaderboard.json"
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One RobustBench leaderboard row (percentages on the full 10,000-image test set, as the leaderboard gives them).
+
+    Attributes:
+        name, dataset, threat_model, architecture: As in RobustBench's ``model_info/<dataset>/<threat>/<name>.json``.
+        eps: The budget as the entry writes it (``"8/255"``, ``"0.5"``); ``eps_value`` is it as a number.
+        clean_acc, autoattack_acc: Clean and AutoAttack (standard) accuracy, in percent.
+        reported: The paper's robust accuracy (percent) or None. external: A stronger external evaluation or None.
+        additional_data: Trained with extra real data. unreliable: The leaderboard marks the evaluation unreliable.
+        commit: The RobustBench commit the entry was read at.
+    """
+
+    name: str
+    dataset: str
+    threat_model: str
+    architecture: str
+    eps: str
+    clean_acc: float
+    autoattack_acc: float
+    reported: float | None
+    external: float | None
+    additional_data: bool
+    unreliable: bool
+    commit: str
+
+    @property
+    def eps_value(self) -> float:
+        num, _, den = self.eps.partition("/")
+        return float(num) / float(den) if den else float(num)
+
+    @property
+    def best_known_acc(self) -> float:
+        """The lowest robust accuracy the leaderboard lists (AutoAttack or an external evaluation), percent."""
+        return min(a for a in (self.autoattack_acc, self.external) if a is not None)
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """A snapshot of RobustBench leaderboard entries with its provenance (``source``, ``date``, ``subset``)."""
+
+    source: str
+    date: str
+    subset: str
+    entries: tuple[LeaderboardEntry, ...]
+
+    def get(self, name: str, *, dataset: str = "cifar10", threat_model: str = "Linf") -> LeaderboardEntry | None:
+        """The entry of a model, or None when the snapshot does not hold it."""
+        for entry in self.entries:
+            if (entry.name, entry.dataset, entry.threat_model) == (name, dataset, threat_model):
+                return entry
+        return None
+
+    def names(self, *, dataset: str = "cifar10", threat_model: str = "Linf") -> list[str]:
+        return sorted(e.name for e in self.entries if (e.dataset, e.threat_model) == (dataset, threat_model))
+
+
+def leaderboard() -> Leaderboard:
+    """The RobustBench leaderboard snapshot shipped with art_ext (CIFAR-10 L2 and Linf; offline, no robustbench).
+
+    RobustBench's PyPI wheel lacks its ``model_info/`` folder, so its reported clean and AutoAttack accuracies are
+    unavailable offline; this is a subset of those entries, read from the public repository (each entry records the
+    commit it was read at).
+
+    Returns:
+        ``Leaderboard``.
+
+    Examples:
+        >>> board = leaderboard()
+        >>> entry = board.get("Wong2020Fast", threat_model="Linf")
+        >>> entry.architecture, entry.clean_acc, entry.autoattack_acc, round(entry.eps_value, 4)
+        ('ResNet-18', 83.34, 43.21, 0.0314)
+        >>> board.get("Rice2020Overfitting", threat_model="L2").autoattack_acc
+        67.68
+    """
+    from importlib import resources
+
+    data = json.loads(resources.files("art_ext.models").joinpath(LEADERBOARD_FILE).read_text(encoding="utf-8"))
+    fields = {f for f in LeaderboardEntry.__dataclass_fields__}
+    entries = tuple(LeaderboardEntry(**{k: v for k, v in e.items() if k in fields}) for e in data["entries"])
+    return Leaderboard(source=data["source"], date=data["date"], subset=data["subset"], entries=entries)

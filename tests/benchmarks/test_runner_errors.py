@@ -179,15 +179,35 @@ def test_refusal_names_the_field_that_differs(tmp_path, capsys):
     assert (out / "rows.jsonl").read_text() == before  # refused runs touched nothing
 
 
-def _plan(suite: str, tmp_path: Path) -> run.Plan:
+def _plan(suite: str, tmp_path: Path, data_root: Path | None = None, model_dir: Path | None = None) -> run.Plan:
     args = argparse.Namespace(suite=suite, out=tmp_path / suite, resume=False, limit=None, device="cpu", seed=0,
-                              data_root=None, model_dir=None)
+                              data_root=data_root, model_dir=model_dir)
     return run.plan(args)
+
+
+def _file_roots(suite: dict, tmp_path: Path) -> tuple[Path | None, Path | None]:
+    """A CIFAR-10 root and torch-format files at every robustbench: path a suite names (prepare checks files are
+    present and in a torch format, never loads them)."""
+    from art_ext.testing import write_cifar10_root
+    from benchmarks import references
+
+    data_root = model_dir = None
+    if suite.get("dataset") == "cifar10":
+        data_root = tmp_path / "data"
+        write_cifar10_root(data_root, per_batch=1)
+    refs = [m if isinstance(m, str) else m["model"] for m in suite.get("models", [])]
+    for ref in map(references.parse_model, refs):
+        if ref.scheme == "robustbench":
+            model_dir = tmp_path / "models"
+            path = ref.file(references.Roots(model_dir=model_dir))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({}, path)
+    return data_root, model_dir
 
 
 @pytest.mark.parametrize("path", sorted(common.SUITES_DIR.glob("*.toml")), ids=lambda p: p.stem)
 def test_every_shipped_suite_passes_its_schema(path, tmp_path):
-    plan = _plan(path.stem, tmp_path)
+    plan = _plan(path.stem, tmp_path, *_file_roots(common.load_suite(path.stem), tmp_path))
     assert plan.kind is KINDS[plan.suite["kind"]] and not plan.out.exists()
 
 
