@@ -55,10 +55,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from art_ext.attacks import NAttackConfig, PGDConfig, nattack, pgd, rigor, score_randomized
 from benchmarks import common, references
+from benchmarks.backends import Unit, WorkerEnv
 from benchmarks.common import Key, Table
 
 log = logging.getLogger("benchmarks")
@@ -483,19 +483,24 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    roots = references.Roots(ctx.data_root, ctx.model_dir)
-    data = load_data(suite, ctx.limit, roots)
-    todo = units(suite, len(data))
-    bar = tqdm(total=len(todo), desc="compare units", disable=not ctx.verbose, unit="unit")
-    for unit in todo:
-        configs = unit_configs(suite, unit)
-        if all(ctx.is_done(c, i) for c in configs for i in unit["indices"]):
-            bar.update(1)
+    """List the unfinished units and run them on the context's backend (local, or Ray actors)."""
+    data = load_data(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
+    todo = []
+    for spec in units(suite, len(data)):
+        configs = unit_configs(suite, spec)
+        if all(ctx.is_done(c, i) for c in configs for i in spec["indices"]):
             continue
-        rows = compute_unit(suite, unit, ctx.device, roots, ctx.seed, ctx.limit)
-        ctx.write_rows([r for r in rows if not ctx.is_done(r["config"], int(r["index"]))])
-        bar.update(1)
-    bar.close()
+        # a unit's rows are written together, its last config last: that config marks the unit finished
+        todo.append(Unit(configs[-1], tuple(spec["indices"]), common.seed_for(ctx.seed, configs[-1], spec["start"]),
+                         spec))
+    ctx.run_units(todo, compute, suite, desc=suite.get("name", "compare"))
+
+
+def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The rows of one unit (``compute_unit``), those of the unit's marking config last."""
+    rows = compute_unit(suite, unit.spec, env.device, references.Roots(env.data_root, env.model_dir), env.seed,
+                        env.limit)
+    return [r for r in rows if r["config"] != unit.config] + [r for r in rows if r["config"] == unit.config]
 
 
 # ---- summaries -----------------------------------------------------------------------------------------------------
