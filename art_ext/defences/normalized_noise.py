@@ -101,13 +101,14 @@ class NormalizedReconstructor(nn.Module):
             raise ValueError(f"output_space must be one of {OUTPUT_SPACES}, got {output_space!r}")
         self.network = network
         self.output_space = output_space
+        self._stats = (mean_t, std_t)  # as given (the buffers below hold their float32 copies)
         self.register_buffer("mean", torch.tensor(mean_t).view(-1, 1, 1))  # [C, 1, 1]
         self.register_buffer("std", torch.tensor(std_t).view(-1, 1, 1))
 
     @property
     def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(mean, std) as tuples of floats."""
-        return tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist())
+        """(mean, std) as tuples of floats, as given to the constructor."""
+        return self._stats
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.shape[0]:
