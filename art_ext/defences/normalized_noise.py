@@ -223,7 +223,7 @@ class NormalizedNoisePreprocessor(DenoiserPreprocessor):
         """Raise ``ValueError`` unless ``estimator``'s ``preprocessing`` (mean, std) equals the reconstructor's, i.e.
         unless the noise goes in after the estimator's own normalization."""
         own = _art.estimator_normalization(estimator)
-        mine = self.denoiser.stats
+        mine = self._stats
         if own is None or not (torch.allclose(torch.tensor(own[0]), torch.tensor(mine[0]))
                                and torch.allclose(torch.tensor(own[1]), torch.tensor(mine[1]))):
             raise ValueError(f"the estimator normalizes with (mean, std) = {own}, the reconstructor with {mine}; "

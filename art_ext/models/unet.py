@@ -69,11 +69,14 @@ class UNet(nn.Module):
         self.in_channels, self.out_channels, self.depth, self.width = in_channels, out_channels, depth, width
         widths = [width * 2**i for i in range(depth + 1)]  # stage widths, bottleneck last
         self.down = nn.ModuleList(
-            _double_conv(c_in, c_out, batchnorm) for c_in, c_out in zip([in_channels, *widths[:-2]], widths[:-1])
+            _double_conv(c_in, c_out, batchnorm)
+            for c_in, c_out in zip([in_channels, *widths[:-2]], widths[:-1], strict=True)
         )
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = _double_conv(widths[-2], widths[-1], batchnorm)
-        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth))
+        )
         self.merge = nn.ModuleList(_double_conv(2 * widths[i], widths[i], batchnorm) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
@@ -91,6 +94,6 @@ class UNet(nn.Module):
             skips.append(h)
             h = self.pool(h)
         h = self.bottleneck(h)  # [B, w_depth, H / 2**depth, W / 2**depth]
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
             h = merge(torch.cat([up(h), skip], dim=1))  # [B, w_i, H / 2**i, W / 2**i]
         return self.head(h)  # [B, out_channels, H, W], no activation

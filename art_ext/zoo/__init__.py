@@ -57,7 +57,8 @@ del _classifier, _denoiser, _model, _unet
 
 __all__ = [
     "DIGITS_DNCNN", "DIGITS_MEAN", "DIGITS_STD", "DIGITS_SURROGATES", "DIGITS_UNET", "KINDS", "REGISTRY",
-    "TRAINING_THREADS", "ZOO_FORMAT_VERSION", "ClassifierEntry", "DenoiserEntry", "DiffusionEntry", "RescaledLossDenoiserEntry", "ZooModel",
+    "TRAINING_THREADS", "ZOO_FORMAT_VERSION", "ClassifierEntry", "DenoiserEntry", "DiffusionEntry",
+    "RescaledLossDenoiserEntry", "ZooModel",
     "cache_dir", "cache_file", "diffusion_denoiser", "get_entry", "load", "names", "register", "train_entry",
     "unregister",
 ]

@@ -3,11 +3,12 @@
 
 from types import ModuleType
 
-from benchmarks.kinds import attacks, bn_adaptation, certify, smoothed_inference
+from benchmarks.kinds import attacks, bn_adaptation, certify, normalized_noise, smoothed_inference
 
 KINDS: dict[str, ModuleType] = {
     "attacks": attacks,
     "bn_adaptation": bn_adaptation,
     "certify": certify,
+    "normalized_noise": normalized_noise,
     "smoothed_inference": smoothed_inference,
 }

@@ -28,7 +28,8 @@ DIGITS_UNET_SURROGATE = "digits_lenet"
 
 
 def _unet(name: str, sigma: float, *, noise: str = "normalized", lam: float = 0.1) -> RescaledLossDenoiserEntry:
-    space = f"sigma_n={sigma:g} (pixel {sigma * DIGITS_STD[0]:.3f})" if noise == "normalized" else f"pixel sigma={sigma:g}"
+    space = (f"sigma_n={sigma:g} (pixel {sigma * DIGITS_STD[0]:.3f})" if noise == "normalized"
+             else f"pixel sigma={sigma:g}")
     return RescaledLossDenoiserEntry(
         name, dict(DIGITS_UNET_RECONSTRUCTOR), RescaledLossTrainConfig(sigma=sigma, noise=noise, lam=lam),
         f"UNet-2-8, rescaled loss lambda={lam:g} on {DIGITS_UNET_SURROGATE}, {noise} noise {space}",
