@@ -195,6 +195,19 @@ class NormalizedNoisePreprocessor(DenoiserPreprocessor):
             (identity backward pass through noise + UNet).
         seed: Seeds the noise generator (None: torch's global generator).
         batch_size, device_type, apply_fit, apply_predict: As ``DenoiserPreprocessor``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from art.estimators.classification import PyTorchClassifier
+        >>> from art_ext.testing import tiny_cnn
+        >>> rec = NormalizedReconstructor(nn.Conv2d(3, 3, 1), IMAGENET_MEAN, IMAGENET_STD).eval()
+        >>> pre = NormalizedNoisePreprocessor(rec, 0.25, gradient="bpda", seed=0)
+        >>> est = PyTorchClassifier(tiny_cnn(in_channels=3), nn.CrossEntropyLoss(), (3, 8, 8), 10,
+        ...                         clip_values=(0.0, 1.0), preprocessing=(np.array(IMAGENET_MEAN),
+        ...                         np.array(IMAGENET_STD)), preprocessing_defences=[pre])
+        >>> pre.check_estimator(est)  # the noise goes in after the estimator's own normalization
+        >>> est.predict(np.zeros((2, 3, 8, 8), dtype=np.float32)).shape
+        (2, 10)
     """
 
     params = ["sigma", "noise", "gradient", "batch_size"]
