@@ -296,3 +296,20 @@ class InputSpec:
         self.clip_values = clip_values
         self.channels_first = channels_first
         self.device = device
+
+
+# ---- Appended for issue 12 (normalized-noise UNet): the estimator's own mean/std ---------------------------------
+def estimator_normalization(estimator: object) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The per-channel ``(mean, std)`` of the estimator's ``preprocessing`` standardisation (ART applies it after
+    the preprocessing defences), or None when it has none (an identity mean 0 / std 1 counts as none)."""
+    check_pytorch_classifier(estimator)
+    defences = getattr(estimator, "preprocessing_defences", None) or []
+    for op in getattr(estimator, "preprocessing_operations", None) or []:
+        if any(op is d for d in defences) or not (hasattr(op, "mean") and hasattr(op, "std")):
+            continue
+        mean = tuple(float(v) for v in np.asarray(op.mean, dtype=np.float64).ravel())
+        std = tuple(float(v) for v in np.asarray(op.std, dtype=np.float64).ravel())
+        if all(m == 0.0 for m in mean) and all(s == 1.0 for s in std):
+            return None
+        return mean, std
+    return None

@@ -5,6 +5,11 @@ certify a prediction rule (certification through adaptation), with their ART ada
 from art_ext.defences.bn_adaptation import BNAdaptationConfig, CertificationThroughAdaptation, adapt_batchnorm
 from art_ext.defences.denoised_smoothing import DenoisedClassifier, DenoiserPreprocessor
 from art_ext.defences.diffusion import DiffusionDenoiser, DiffusionDenoiserConfig, timestep_for_sigma
+from art_ext.defences.normalized_noise import (
+    NormalizedNoiseDenoiser,
+    NormalizedNoisePreprocessor,
+    NormalizedReconstructor,
+)
 
 __all__ = [
     "BNAdaptationConfig",
@@ -13,6 +18,9 @@ __all__ = [
     "DenoiserPreprocessor",
     "DiffusionDenoiser",
     "DiffusionDenoiserConfig",
+    "NormalizedNoiseDenoiser",
+    "NormalizedNoisePreprocessor",
+    "NormalizedReconstructor",
     "adapt_batchnorm",
     "timestep_for_sigma",
 ]

@@ -6,5 +6,6 @@ imports training or attack code).
 
 from art_ext.models.classifiers import MLP, LeNet, Normalize, SmallCNN
 from art_ext.models.denoisers import DnCNN, MemNet, dncnn_wide
+from art_ext.models.unet import UNet
 
-__all__ = ["MLP", "DnCNN", "LeNet", "MemNet", "Normalize", "SmallCNN", "dncnn_wide"]
+__all__ = ["MLP", "DnCNN", "LeNet", "MemNet", "Normalize", "SmallCNN", "UNet", "dncnn_wide"]

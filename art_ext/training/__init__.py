@@ -12,9 +12,12 @@ from art_ext.training.classifier import (
 )
 from art_ext.training.denoiser import DenoiserTrainConfig, train_denoiser
 from art_ext.training.diffusion import DiffusionTrainConfig
+from art_ext.training.rescaled_loss import RescaledLossTrainConfig, train_rescaled_loss
 
 __all__ = [
-    "AdversarialTrainConfig", "DenoiserTrainConfig", "DiffusionTrainConfig", "FineTune", "Recipe", "SplitLoader",
+    "AdversarialTrainConfig", "DenoiserTrainConfig", "DiffusionTrainConfig", "FineTune", "Recipe",
+    "RescaledLossTrainConfig", "SplitLoader",
     "TrainConfig",
     "TrainingRun", "accuracy", "robust_accuracy", "train_adversarial", "train_classifier", "train_denoiser",
+    "train_rescaled_loss",
 ]

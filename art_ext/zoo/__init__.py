@@ -24,6 +24,7 @@ from art_ext.zoo._cache import cache_dir, cache_file
 from art_ext.zoo.catalogue import classifiers as _classifiers
 from art_ext.zoo.catalogue import denoisers as _denoisers
 from art_ext.zoo.catalogue import diffusion as _diffusion
+from art_ext.zoo.catalogue import normalized_noise as _normalized_noise
 from art_ext.zoo.catalogue.classifiers import DIGITS_MEAN, DIGITS_STD
 from art_ext.zoo.catalogue.denoisers import DIGITS_DNCNN, DIGITS_SURROGATES
 from art_ext.zoo.catalogue.diffusion import DIGITS_UNET
@@ -34,6 +35,7 @@ from art_ext.zoo.entries import (
     ClassifierEntry,
     DenoiserEntry,
     DiffusionEntry,
+    RescaledLossDenoiserEntry,
     ZooModel,
 )
 from art_ext.zoo.loader import TRAINING_THREADS, diffusion_denoiser, load, train_entry
@@ -49,11 +51,14 @@ for _denoiser in _denoisers.ENTRIES:
     register(_denoiser)
 for _model in _diffusion.ENTRIES:
     register(_model)
-del _classifier, _denoiser, _model
+for _unet in _normalized_noise.ENTRIES:
+    register(_unet)
+del _classifier, _denoiser, _model, _unet
 
 __all__ = [
     "DIGITS_DNCNN", "DIGITS_MEAN", "DIGITS_STD", "DIGITS_SURROGATES", "DIGITS_UNET", "KINDS", "REGISTRY",
-    "TRAINING_THREADS", "ZOO_FORMAT_VERSION", "ClassifierEntry", "DenoiserEntry", "DiffusionEntry", "ZooModel",
+    "TRAINING_THREADS", "ZOO_FORMAT_VERSION", "ClassifierEntry", "DenoiserEntry", "DiffusionEntry",
+    "RescaledLossDenoiserEntry", "ZooModel",
     "cache_dir", "cache_file", "diffusion_denoiser", "get_entry", "load", "names", "register", "train_entry",
     "unregister",
 ]

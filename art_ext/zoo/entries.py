@@ -24,11 +24,14 @@ from art_ext._optional import require
 from art_ext.data import digits
 from art_ext.data.base import LabeledImages
 from art_ext.defences.diffusion import DiffusionDenoiser
+from art_ext.defences.normalized_noise import NormalizedReconstructor, noise_space_for
 from art_ext.models.classifiers import ARCHITECTURES
 from art_ext.models.denoisers import DENOISER_ARCHITECTURES, build_denoiser
+from art_ext.models.unet import UNet
 from art_ext.training.classifier import FineTune, Recipe, SplitLoader, TrainConfig, accuracy
 from art_ext.training.denoiser import DenoiserTrainConfig, validation_loss
 from art_ext.training.diffusion import DiffusionTrainConfig
+from art_ext.training.rescaled_loss import RescaledLossTrainConfig, validation
 from art_ext.zoo._registry import Registry
 
 #: bump when the training code changes in a way that changes the weights
@@ -363,6 +366,104 @@ class DiffusionEntry:
             "diffusers": str(require("diffusers").__version__),
             "val_mse_one_shot": mse,
         }
+
+
+@dataclass(frozen=True)
+class RescaledLossDenoiserEntry:
+    """A named normalized-noise UNet (Kumar & Narayan, Algorithm 1): ``NormalizedReconstructor(UNet(**unet), mean,
+    std)`` trained with Eq. 3 against one frozen surrogate. Kind ``"denoiser"``; the loaded module maps noisy pixels
+    to pixels, and the smoothing noise belongs in ``noise_space`` (``NormalizedNoise(mean, std)`` for
+    ``train.noise == "normalized"``) at ``sigma`` in that space's units.
+
+    Attributes:
+        name: Registry key (snake_case).
+        unet: ``art_ext.models.UNet`` keyword arguments.
+        train: The recipe (``training.RescaledLossTrainConfig``).
+        description: One line for tables and docs.
+        classifiers: The one surrogate classifier (zoo name).
+        mean, std: The normalization (digits: ``DIGITS_MEAN`` / ``DIGITS_STD``).
+        target: The zoo classifier it is meant to defend (evaluation only; never used in training).
+        access: ``"black-box"`` (the target is not the surrogate) or ``"white-box"``.
+        dataset: Dataset key; ``resolution`` its side length.
+
+    Examples:
+        >>> from art_ext import zoo
+        >>> entry = zoo.get_entry("digits_unet_nn_100", kind="denoiser")
+        >>> entry.classifiers, entry.sigma, entry.noise_space, round(entry.pixel_sigma, 3)
+        (('digits_lenet',), 1.0, NormalizedNoise(mean=(0.305,), std=(0.319,)), 0.319)
+    """
+
+    kind: ClassVar[str] = "denoiser"
+
+    name: str
+    unet: dict[str, Any]
+    train: RescaledLossTrainConfig
+    description: str
+    classifiers: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    target: str | None = None
+    access: str = "black-box"
+    dataset: str = "digits"
+    resolution: int = digits.DEFAULT_RESOLUTION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train, RescaledLossTrainConfig):
+            raise TypeError(f"denoiser {self.name!r}: train must be a RescaledLossTrainConfig, got "
+                            f"{type(self.train).__name__}")
+        if len(self.classifiers) != 1:
+            raise ValueError(f"denoiser {self.name!r}: Algorithm 1 uses exactly one surrogate classifier, got "
+                             f"{self.classifiers!r}")
+        if self.access not in ACCESS:
+            raise ValueError(f"access must be one of {ACCESS}, got {self.access!r}")
+        if self.access == "black-box" and self.target in self.classifiers:
+            raise ValueError(f"black-box denoiser {self.name!r} lists its target {self.target!r} as its surrogate")
+        self.build()  # validates unet / mean / std before the entry is registered
+
+    @property
+    def sigma(self) -> float:
+        return self.train.sigma
+
+    @property
+    def noise_space(self) -> Any:
+        return noise_space_for(self.train.noise, self.mean, self.std)
+
+    @property
+    def pixel_sigma(self) -> float:
+        """The smallest per-channel pixel std of its noise (``sigma * min(std)`` for normalized noise)."""
+        return self.sigma * (min(self.std) if self.train.noise == "normalized" else 1.0)
+
+    @property
+    def starts_from(self) -> str | None:
+        return None
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.train
+
+    def fingerprint(self) -> str:
+        return fingerprint_of({
+            "kind": "rescaled_loss_unet",
+            "unet": self.unet,
+            "train": dataclasses.asdict(self.train),
+            "classifiers": [REGISTRY.get(c, kind="classifier").fingerprint() for c in self.classifiers],
+            "mean": list(self.mean), "std": list(self.std),
+            "dataset": self.dataset,
+            "resolution": self.resolution,
+            "format": ZOO_FORMAT_VERSION,
+        })
+
+    def build(self) -> nn.Module:
+        """The untrained reconstructor, initialized deterministically from ``train.seed`` (global RNG restored)."""
+        return _seeded(self.train.seed, lambda: NormalizedReconstructor(UNet(**self.unet), self.mean, self.std))
+
+    def summary(self, module: nn.Module, data: SplitLoader, classifiers: list[nn.Module]) -> dict[str, Any]:
+        """Facts recorded after training: sigma in its space and in pixels, lambda, and the val L / surrogate
+        accuracy under one fixed noise draw."""
+        loss, acc = validation(module, classifiers[0], data("val"), self.train)  # type: ignore[arg-type]
+        return {"sigma": self.sigma, "noise": self.train.noise, "pixel_sigma": self.pixel_sigma,
+                "lam": self.train.lam, "classifiers": list(self.classifiers), "access": self.access,
+                "val_loss": loss, "val_surrogate_accuracy_fixed_draw": acc}
 
 
 @dataclass

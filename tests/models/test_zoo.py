@@ -43,6 +43,13 @@ GOLDEN_FINGERPRINTS = {
     "digits_dncnn_stabmse_050": "d5752d4d03c1",
     "digits_dncnn_stabmse_100": "5f269f87f277",
     "digits_ddpm": "3caf5234e9c8",
+    "digits_unet_nn_025": "94130d63133c",
+    "digits_unet_nn_050": "0b5cc95313ed",
+    "digits_unet_nn_100": "7f186815e903",
+    "digits_unet_nn_norescale_050": "e05230632369",
+    "digits_unet_nn_norescale_100": "b09c84c9c72a",
+    "digits_unet_px_025": "29248b6ef85e",
+    "digits_unet_px_050": "bf8d82ce7fb2",
 }
 
 
@@ -53,10 +60,11 @@ def test_every_registered_entry_has_its_golden_fingerprint():
 def test_one_registry_holds_all_three_kinds():
     classifiers, denoisers = zoo.names(kind="classifier"), zoo.names(kind="denoiser")
     diffusion = zoo.names(kind="diffusion")
-    assert len(classifiers) == 9 and len(denoisers) == 15 and diffusion == ["digits_ddpm"]
+    assert len(classifiers) == 9 and len(denoisers) == 22 and diffusion == ["digits_ddpm"]
     assert sorted(classifiers + denoisers + diffusion) == zoo.names() == sorted(GOLDEN_FINGERPRINTS)
     assert all(isinstance(zoo.get_entry(n), zoo.ClassifierEntry) for n in classifiers)
-    assert all(isinstance(zoo.get_entry(n), zoo.DenoiserEntry) for n in denoisers)
+    assert all(isinstance(zoo.get_entry(n), (zoo.DenoiserEntry, zoo.RescaledLossDenoiserEntry)) for n in denoisers)
+    assert sum(isinstance(zoo.get_entry(n), zoo.RescaledLossDenoiserEntry) for n in denoisers) == 7
     assert all(isinstance(zoo.get_entry(n), zoo.DiffusionEntry) for n in diffusion)
 
 
@@ -104,7 +112,7 @@ def test_names_filter_with_fnmatch_patterns():
     assert zoo.names(["digits_lenet", "digits_m?p"]) == ["digits_lenet", "digits_mlp"]
     assert zoo.names("*_050", kind="denoiser") == [
         "digits_dncnn_bb_stab_050", "digits_dncnn_bb_stabmse_050", "digits_dncnn_mse_050", "digits_dncnn_stab_050",
-        "digits_dncnn_stabmse_050",
+        "digits_dncnn_stabmse_050", "digits_unet_nn_050", "digits_unet_nn_norescale_050", "digits_unet_px_050",
     ]
     assert zoo.names("*_050", kind="classifier") == []
 

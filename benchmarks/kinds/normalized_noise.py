@@ -1,0 +1,261 @@
+"""Suite kind ``normalized_noise``: Kumar & Narayan's normalized-noise UNet against Cohen / Salman at equal pixel
+radius (analogs of their Tables I, II and V on the embedded digits).
+
+Suite file keys (``SCHEMA``; any other key is an error): ``dataset`` ("digits"), ``split``, ``resolution``, ``limit``
+(images per part), ``images_per_chunk`` (the unit of resume, one derived seed each), ``n0``, ``n``, ``alpha``,
+``batch_size``, ``radii`` (pixel radii of Table II, 0 included for the clean column), ``transfer_models`` (zoo
+classifiers of Table I), ``attack_draws`` (k noise draws scoring each Table V example) and ``[[configs]]`` tables:
+``table`` ("I", "II" or "V"), ``row`` (its name), ``denoiser`` (a zoo denoiser: a DnCNN, pixel noise at its sigma,
+or a normalized-noise UNet, noise in its own ``noise_space``), ``model`` (the zoo classifier, II and V) and ``sigma``
+(II without a denoiser: Cohen's noise-trained classifier in pixel noise).
+
+* Table I: accuracy of ``classifier(denoiser(x + noise))`` under one noise draw per image (the paper's "standard
+  accuracy") for every ``transfer_models`` classifier.
+* Table II: CERTIFY (Cohen et al.) with the noise in the denoiser's noise space; certified accuracy at pixel radii
+  (``radius``), the clean smoothed accuracy in parentheses, and for normalized-noise rows the radius R_n = r / min(std)
+  that the paper would print for the same column.
+* Table V: 20-step PGD-L2 with BPDA (identity backward through noise + denoiser) on the deployed randomized pipeline,
+  eps 0.5, with the paper's literal preset (eps_step 0.01: it cannot leave the 0.2-ball) and the sane one (eps_step
+  2.5 eps / 20), plus (not in the paper) the sane preset with exact gradients through noise + denoiser (one
+  noise draw per step); each final example is scored over ``attack_draws`` noise draws (mean accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from art_ext import zoo
+from art_ext.attacks import bpda_pgd, pgd, sane_config, score_randomized, table_v_config
+from art_ext.data import digits
+from art_ext.defences.denoised_smoothing import DenoisedClassifier
+from art_ext.smoothing import certify
+from art_ext.smoothing.noise import GaussianNoise, NoiseSpace, NormalizedNoise, PixelNoise
+from benchmarks import common
+from benchmarks.backends import Unit, WorkerEnv, cached
+from benchmarks.common import Key, Tables
+
+log = logging.getLogger("benchmarks")
+
+TABLES = ("I", "II", "V")
+PRESETS = ("paper", "sane", "exact")
+
+SCHEMA = {
+    "dataset": Key(common.choice("digits")),
+    "split": Key(common.choice("train", "val", "test")),
+    "resolution": Key(common.integer(8)),
+    "limit": Key(common.integer(1)),
+    "images_per_chunk": Key(common.integer(1)),
+    "n0": Key(common.integer(1), required=True),
+    "n": Key(common.integer(1), required=True),
+    "alpha": Key(common.number(gt=0, lt=1), required=True),
+    "batch_size": Key(common.integer(1), required=True),
+    "radii": Key(common.list_of(common.number(ge=0)), required=True),
+    "transfer_models": Key(common.list_of(common.zoo_name("classifier")), required=True),
+    "attack_draws": Key(common.integer(1)),
+    "configs": Tables({
+        "table": Key(common.choice(*TABLES), required=True),
+        "row": Key(common.string, required=True),
+        "denoiser": Key(common.zoo_name("denoiser")),
+        "model": Key(common.zoo_name("classifier")),
+        "sigma": Key(common.number(gt=0)),
+    }, required=True),
+}
+
+
+def check(suite: dict[str, Any]) -> None:
+    """Cross-key checks, before any work."""
+    if 0.0 not in [float(r) for r in suite["radii"]]:
+        raise common.SuiteError("radii must include 0.0 (the clean column of Table II)")
+    for i, config in enumerate(suite["configs"]):
+        where = f"configs[{i}] ({config['row']!r})"
+        table = config["table"]
+        if table == "I" and ("model" in config or "sigma" in config or "denoiser" not in config):
+            raise common.SuiteError(f"{where}: a Table I config names a denoiser only (the models are transfer_models)")
+        if table in ("II", "V") and "model" not in config:
+            raise common.SuiteError(f"{where}: a Table {table} config needs model")
+        if table == "V" and "denoiser" not in config:
+            raise common.SuiteError(f"{where}: a Table V config needs a denoiser")
+        if ("denoiser" in config) == ("sigma" in config):
+            raise common.SuiteError(f"{where}: give either denoiser (its sigma is the one it was trained for) or sigma "
+                             "(no denoiser: a noise-trained classifier), not both or neither")
+
+
+def config_id(config: dict[str, Any]) -> str:
+    return f"{config['table']}/{config['row']}"
+
+
+def noise_of(config: dict[str, Any]) -> tuple[float, NoiseSpace]:
+    """(sigma, noise space) of a config: a normalized-noise UNet's own space, pixel noise otherwise."""
+    if "denoiser" not in config:
+        return float(config["sigma"]), PixelNoise()
+    entry = zoo.get_entry(config["denoiser"], kind="denoiser")
+    return float(entry.sigma), getattr(entry, "noise_space", PixelNoise())  # type: ignore[attr-defined]
+
+
+def pipeline(config: dict[str, Any], model: nn.Module, device: torch.device) -> nn.Module:
+    if "denoiser" not in config:
+        return model
+    den = zoo.load(config["denoiser"], kind="denoiser", device=device).module
+    return DenoisedClassifier(den, model).eval()
+
+
+def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
+    """List the unfinished units (one per config, model and chunk of images) and run them on the backend."""
+    data = digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16)))
+    count = min(len(data), ctx.limit or int(suite.get("limit", len(data))))
+    chunk = int(suite.get("images_per_chunk", 25))
+    units = []
+    for config in suite["configs"]:
+        models = suite["transfer_models"] if config["table"] == "I" else [config["model"]]
+        for name in models:
+            cid = config_id(config) + (f"/{name}" if config["table"] == "I" else "")
+            for start in range(0, count, chunk):
+                idx = tuple(range(start, min(start + chunk, count)))
+                if all(ctx.is_done(cid, i) for i in idx):
+                    continue
+                units.append(Unit(cid, idx, common.seed_for(ctx.seed, cid, start), {"config": config, "model": name}))
+    ctx.run_units(units, compute, suite, desc=suite.get("name", "normalized_noise"))
+
+
+def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The rows of one chunk of images for one (config, model) (``run`` lists the units)."""
+    config, name, idx = unit.spec["config"], unit.spec["model"], list(unit.indices)
+    sigma, space = noise_of(config)
+    data = cached(("normalized-noise-data", suite.get("split", "test"), int(suite.get("resolution", 16))),
+                  lambda: digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16))))
+    base = cached(("normalized-noise-base", unit.config, str(env.device)),
+                  lambda: pipeline(config, zoo.load(name, kind="classifier", device=env.device).module, env.device))
+    x, y = data.x[idx].to(env.device), data.y[idx].to(env.device)
+    rows = _unit(config["table"], suite, base, x, y, sigma, space, unit.seed)
+    return [{"config": unit.config, "index": i, "row": config["row"], "table": config["table"], "model": name,
+             "sigma": sigma, "noise_space": repr(space), **r} for i, r in zip(idx, rows, strict=True)]
+
+
+def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
+          space: NoiseSpace, seed: int) -> list[dict[str, Any]]:
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    if table == "I":
+        with torch.no_grad():
+            noisy = GaussianNoise(sigma, generator=generator, noise_space=space)(x)
+            correct = (base(noisy).argmax(1) == y).tolist()
+        return [{"correct": bool(c)} for c in correct]
+    if table == "II":
+        certs = certify(base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=sigma, alpha=float(suite["alpha"]),
+                        num_classes=10, batch_size=int(suite["batch_size"]), generator=generator, noise_space=space)
+        assert certs.radius_noise_space is not None
+        return [{"prediction": int(p), "label": int(t), "radius": float(r), "radius_noise_space": float(rn)}
+                for p, t, r, rn in zip(certs.label.tolist(), y.tolist(), certs.radius.tolist(),
+                                       certs.radius_noise_space.tolist(), strict=True)]
+    assert isinstance(base, DenoisedClassifier)
+    noise = GaussianNoise(sigma, generator=generator, noise_space=space)
+    defence = nn.Sequential(noise, base.denoiser)  # randomized defence: noise + denoiser (BPDA identity backward)
+    deployed = nn.Sequential(noise, base.denoiser, base.classifier).eval()
+    out: list[dict[str, Any]] = [{} for _ in range(len(y))]
+    for preset in PRESETS:
+        cfg = table_v_config() if preset == "paper" else sane_config(0.5, 20, "l2")
+        if preset == "exact":  # not in the paper: the sane preset with exact gradients through noise + UNet
+            x_adv = pgd(deployed, x, y, cfg, generator=generator)
+        else:
+            x_adv = bpda_pgd(base.classifier, x, y, cfg, defence=defence, generator=generator)
+        score = score_randomized(deployed, x_adv.detach(), y, draws=int(suite.get("attack_draws", 10)))
+        for j, acc in enumerate(score.correct.float().mean(1).tolist()):
+            out[j][f"acc_{preset}"] = acc
+    return out
+
+
+# ---- report ------------------------------------------------------------------------------------------------------
+
+def _se(p: float, n: int) -> float:
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
+
+
+def _pm(values: list[float]) -> str:
+    """mean ± SE in percent; values in [0, 1] per image (binomial SE for 0/1, SE of the mean otherwise)."""
+    if not values:
+        return "–"
+    arr = np.asarray(values, dtype=np.float64)
+    se = arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else float("nan")
+    if set(np.unique(arr)) <= {0.0, 1.0}:
+        se = _se(float(arr.mean()), len(arr))
+    return f"{100 * arr.mean():.1f} ± {100 * se:.1f}"
+
+
+def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["config"], []).append(r)
+    radii = [float(r) for r in suite["radii"]]
+    out: dict[str, Any] = {"I": {}, "II": {}, "V": {}}
+    for config in suite["configs"]:
+        cid = config_id(config)
+        sigma, space = noise_of(config)
+        if config["table"] == "I":
+            out["I"][config["row"]] = {m: [float(r["correct"]) for r in by.get(f"{cid}/{m}", [])]
+                                       for m in suite["transfer_models"]}
+        elif config["table"] == "II":
+            mine = by.get(cid, [])
+            cert = {r: [float(x["prediction"] == x["label"] and x["radius"] >= r and (r == 0 or x["radius"] > 0))
+                        for x in mine] for r in radii}
+            out["II"][config["row"]] = {"certified": cert, "sigma": sigma, "space": space,
+                                        "pixel_sigma": sigma * (min(space.std) if isinstance(space, NormalizedNoise)
+                                                                else 1.0)}
+        else:
+            mine = by.get(cid, [])
+            out["V"][config["row"]] = {p: [x[f"acc_{p}"] for x in mine] for p in PRESETS} | {"sigma": sigma,
+                                                                                               "space": space}
+    return out
+
+
+def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+    s = summarize(suite, rows)
+    (out / "summary.json").write_text(json.dumps(
+        {t: {row: {k: (v if not isinstance(v, NoiseSpace) else repr(v)) for k, v in d.items()} if isinstance(d, dict)
+             else d for row, d in s[t].items()} for t in s}, indent=1, sort_keys=True, default=str))
+    n_img = max((len(v) for d in s["I"].values() for v in d.values()), default=0)
+    lines = [f"# Suite `{suite['name']}`: {suite.get('description', '')}", "",
+             f"Digits {suite.get('split', 'test')} split, seed {manifest['seed']}, git {manifest.get('git_sha')}. "
+             "Every cell: mean ± one standard error (binomial SE sqrt(p(1-p)/N) over N images; Table V: SE of the "
+             "per-image mean over the scoring draws). Pixel units on [0, 1] unless a column says R_n.", ""]
+    if s["I"]:
+        models = suite["transfer_models"]
+        lines += [f"## Table I analog: accuracy (%) of classifier(denoiser(x + noise)), one noise draw per image, "
+                  f"N = {n_img} images", "", "| classifier | " + " | ".join(s["I"]) + " |",
+                  "|---|" + "---|" * len(s["I"])]
+        for m in models:
+            lines.append(f"| {m} | " + " | ".join(_pm(d[m]) for d in s["I"].values()) + " |")
+        lines.append("")
+    if s["II"]:
+        radii = [float(r) for r in suite["radii"] if float(r) > 0]
+        any_row = next(iter(s["II"].values()))
+        n2 = len(any_row["certified"][0.0])
+        lines += [f"## Table II analog: certified accuracy (%) at pixel L2 radius r, (clean smoothed accuracy) "
+                  f"first; CERTIFY N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}, N_img = {n2}", "",
+                  "| row | σ (space) | pixel σ | clean | " + " | ".join(f"r={r:g}" for r in radii) + " |",
+                  "|---|---|---|---|" + "---|" * len(radii)]
+        for row, d in s["II"].items():
+            space = "normalized" if isinstance(d["space"], NormalizedNoise) else "pixel"
+            lines.append(f"| {row} | {d['sigma']:g} ({space}) | {d['pixel_sigma']:.3f} | "
+                         f"({_pm(d['certified'][0.0])}) | " + " | ".join(_pm(d["certified"][r]) for r in radii) + " |")
+        stds = [min(d["space"].std) for d in s["II"].values() if isinstance(d["space"], NormalizedNoise)]
+        if stds:
+            m = stds[0]
+            lines += ["", f"The normalized radius the paper would print for each column (R_n = r / min(std), "
+                      f"min(std) = {m:g}): " + ", ".join(f"r={r:g} ↔ R_n={r / m:.2f}" for r in radii) + ".", ""]
+    if s["V"]:
+        lines += ["## Table V analog: accuracy (%) under 20-step BPDA PGD-L2, eps = 0.5 (pixel), on the deployed "
+                  f"noise + denoiser + classifier; each example scored over {suite.get('attack_draws', 10)} draws",
+                  "", "| row | σ (space) | BPDA, paper preset (eps_step 0.01, reach 0.2) | BPDA, sane preset (eps_step "
+                  "0.0625) | exact gradient, sane preset (not in the paper) |", "|---|---|---|---|---|"]
+        for row, d in s["V"].items():
+            space = "normalized" if isinstance(d["space"], NormalizedNoise) else "pixel"
+            lines.append(f"| {row} | {d['sigma']:g} ({space}) | {_pm(d['paper'])} | {_pm(d['sane'])} | "
+                         f"{_pm(d['exact'])} |")
+    return "\n".join(lines) + "\n"

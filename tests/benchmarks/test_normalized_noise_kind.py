@@ -1,0 +1,75 @@
+"""Suite kind ``normalized_noise``: its strict schema and cross-key checks (one-line errors before any work), and a
+tiny end-to-end run whose Table II rows carry pixel radii = R_n * min(std) for the normalized-noise UNet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run
+
+SUITE = """\
+kind = "normalized_noise"
+description = "tiny"
+limit = 3
+images_per_chunk = 3
+n0 = 10
+n = 60
+alpha = 0.01
+batch_size = 500
+radii = [0.0, 0.1]
+transfer_models = ["digits_mlp"]
+attack_draws = 2
+configs = [
+  {{ table = "I", row = "unet", denoiser = "digits_unet_nn_100" }},
+  {{ table = "II", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
+  {{ table = "II", row = "cohen", model = "digits_cnn_noise025", sigma = 0.25 }},
+  {{ table = "V", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
+  {extra}
+]
+"""
+
+
+def fails(path: Path, capsys) -> str:
+    with pytest.raises(SystemExit) as info:
+        run.main(["--suite", str(path), "--out", str(path.parent / "out"), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    return err
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ('{ table = "IV", row = "x", denoiser = "digits_unet_nn_100" }', "table"),
+    ('{ table = "I", row = "x", denoiser = "digits_unet_nn_100", model = "digits_cnn" }',
+     "a Table I config names a denoiser only"),
+    ('{ table = "II", row = "x", model = "digits_cnn" }', "give either denoiser"),
+    ('{ table = "V", row = "x", model = "digits_cnn", sigma = 0.5 }', "a Table V config needs a denoiser"),
+    ('{ table = "II", row = "x", model = "digits_cnn", sigma = 0.5, eps = 1 }', "eps"),
+])
+def test_bad_configs_fail_in_one_line_before_any_work(tmp_path, capsys, extra, expected):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SUITE.format(extra=extra))
+    assert expected in fails(path, capsys)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_tiny_run_reports_pixel_radii_and_the_three_tables(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SUITE.format(extra=""))
+    out = tmp_path / "out"
+    assert run.main(["--suite", str(path), "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    unet = [r for r in rows if r["config"] == "II/unet"]
+    assert len(unet) == 3
+    for r in unet:
+        assert r["radius"] == pytest.approx(r["radius_noise_space"] * 0.319)
+    cohen = [r for r in rows if r["config"] == "II/cohen"]
+    assert all(r["radius"] == r["radius_noise_space"] for r in cohen)
+    attacked = [r for r in rows if r["table"] == "V"]
+    assert len(attacked) == 3 and all(0 <= r[f"acc_{p}"] <= 1 for r in attacked for p in ("paper", "sane", "exact"))
+    summary = (out / "summary.md").read_text()
+    assert "Table I analog" in summary and "Table II analog" in summary and "Table V analog" in summary
+    assert "R_n=0.31" in summary  # r = 0.1 <-> R_n = 0.1 / 0.319

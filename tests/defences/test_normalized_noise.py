@@ -1,0 +1,217 @@
+"""NormalizedNoiseDenoiser (Kumar & Narayan): the pixel-radius conversion R_pixel = R_n * min(std), checked on a
+linear base classifier whose exact smoothed pixel radius is known, and the ART NormalizedNoisePreprocessor.
+
+The statistical tests: for f(x) = 1[w.x + b > 0] behind an exact reconstructor, the smoothed classifier under
+normalized noise (pixel std sigma_n * std_c on channel c) is f itself, with p_A = Phi(|w.x + b| / (sigma_n ||std * w||))
+and exact pixel radius |w.x + b| / ||w||. A certified pixel radius above it happens only when the Clopper-Pearson
+bound fails (probability <= alpha per image, independent across images and seeds); thresholds are binomial quantiles
+at a false-failure rate of 1e-4 per test.
+"""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+from torch import nn
+
+from art_ext import ABSTAIN, NormalizedNoise, PixelNoise
+from art_ext.defences.normalized_noise import (
+    IMAGENET_STD, NormalizedNoiseDenoiser, NormalizedNoisePreprocessor, NormalizedReconstructor,
+)
+from art_ext.testing import LinearToy, tiny_cnn
+
+FALSE_FAILURE = 1e-4
+MEAN, STD = (0.4, 0.5, 0.6), (0.5, 0.25, 1.0)  # min std 0.25 on channel 1
+
+
+class Denormalize(nn.Module):
+    """An exact 'UNet': z -> z * std + mean, so the reconstruction of a clean image is the image."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1))
+
+    def forward(self, z):
+        return z * self.std + self.mean
+
+
+def linear_pipeline(channel: int, margins_over_sigma, sigma_n: float):
+    """A LinearToy looking at one channel of 3x2x2 images, behind an exact reconstructor, and images at the given
+    distances from its hyperplane in units of that channel's pixel noise std."""
+    g = torch.Generator().manual_seed(3)
+    w = torch.zeros(3, 2, 2, dtype=torch.float64)
+    w[channel] = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    w = w.flatten()
+    centre = torch.full((12,), 0.5, dtype=torch.float64)
+    toy = LinearToy(w, float(-(centre @ w)))
+    unit = w / w.norm()
+    pixel_std = sigma_n * STD[channel]
+    x = torch.stack([centre + m * pixel_std * unit for m in margins_over_sigma]).float().view(-1, 3, 2, 2)
+    assert 0 <= x.min() and x.max() <= 1
+    rec = NormalizedReconstructor(Denormalize(MEAN, STD), MEAN, STD)
+    return NormalizedNoiseDenoiser(rec, toy).eval(), toy, x
+
+
+@pytest.mark.statistical
+def test_pixel_radius_is_sound_and_tight_along_the_lowest_std_channel():
+    sigma_n, alpha, trials = 0.5, 0.05, 120
+    margins = [0.3, 0.8, 1.5, -0.6, 1.0]
+    h, toy, x = linear_pipeline(1, margins, sigma_n)  # w on the min-std channel: R_n * min(std) is exact
+    true_radius, true_class = toy.true_radius(x), toy.true_class(x)
+    violations = wrong = 0
+    ratios = []
+    for seed in range(trials):
+        certs = h.certify(x, sigma=sigma_n, n0=32, n=400, alpha=alpha, num_classes=2, batch_size=4096,
+                          generator=torch.Generator().manual_seed(seed))
+        ok = certs.label != ABSTAIN
+        assert torch.allclose(certs.radius, certs.radius_noise_space * min(STD))
+        violations += int(((certs.radius > true_radius) & ok).sum())
+        wrong += int((ok & (certs.label != true_class)).sum())
+        ratios.append((certs.radius[ok] / true_radius[ok]).mean().item())
+    limit = sps.binom.ppf(1 - FALSE_FAILURE, trials * len(margins), alpha)
+    assert violations <= limit, f"{violations} pixel radii above the exact radius (allowed {limit:.0f})"
+    assert wrong <= limit
+    # not vacuous: with n = 400 the certified radius is on average well above half the exact one (reporting R_n
+    # itself, 4x larger, or R_n * mean(std) would break the violation count above)
+    assert np.mean(ratios) > 0.6
+
+
+@pytest.mark.statistical
+def test_reporting_r_n_or_mean_std_as_a_pixel_radius_over_claims():
+    sigma_n = 0.5
+    h, toy, x = linear_pipeline(1, [1.0, 1.5], sigma_n)
+    certs = h.certify(x, sigma=sigma_n, n0=100, n=20_000, alpha=0.001, num_classes=2, batch_size=20_000,
+                      generator=torch.Generator().manual_seed(0))
+    true_radius = toy.true_radius(x)
+    assert (certs.radius <= true_radius).all()
+    assert (certs.radius_noise_space > 3 * true_radius).all()  # R_n is 1 / 0.25 = 4x the pixel radius here
+    assert (certs.radius_noise_space * float(np.mean(STD)) > true_radius).all()
+
+
+@pytest.mark.statistical
+def test_pixel_radius_is_conservative_along_a_high_std_channel():
+    sigma_n, alpha, trials = 0.2, 0.05, 60
+    h, toy, x = linear_pipeline(2, [0.5, 1.0, 2.0], sigma_n)  # w on the std-1.0 channel
+    true_radius = toy.true_radius(x)
+    for seed in range(trials):
+        certs = h.certify(x, sigma=sigma_n, n0=32, n=400, alpha=alpha, num_classes=2, batch_size=4096,
+                          generator=torch.Generator().manual_seed(seed))
+        # R_n ~ true radius / std_2 = true radius here, so the pixel radius ~ true radius * 0.25: far inside
+        assert (certs.radius <= 0.5 * true_radius).all()
+
+
+def test_certify_uses_normalized_noise_and_pixel_noise_when_asked():
+    h, _, x = linear_pipeline(1, [1.0], 0.5)
+    assert h.noise_space == NormalizedNoise(MEAN, STD)
+    assert h.pixel_sigma(0.5) == (0.25, 0.125, 0.5)
+    pixel = NormalizedNoiseDenoiser(h.reconstructor, h.classifier, noise="pixel")
+    assert pixel.noise_space == PixelNoise() and pixel.pixel_sigma(0.5) == (0.5, 0.5, 0.5)
+    certs = pixel.certify(x, sigma=0.125, n0=10, n=200, alpha=0.01, num_classes=2, batch_size=500,
+                          generator=torch.Generator().manual_seed(0))
+    assert torch.equal(certs.radius, certs.radius_noise_space)  # pixel noise: no conversion
+
+
+def test_reconstructor_normalizes_per_channel_and_validates():
+    rec = NormalizedReconstructor(nn.Identity(), MEAN, STD, output_space="normalized")
+    x = torch.rand(2, 3, 4, 4)
+    expected = (x - torch.tensor(MEAN).view(-1, 1, 1)) / torch.tensor(STD).view(-1, 1, 1)
+    assert torch.allclose(rec(x), expected)
+    assert NormalizedReconstructor(nn.Identity()).stats[1] == pytest.approx(IMAGENET_STD)
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\]"):
+        rec(torch.rand(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="std must be > 0 in every channel, got \\(0.5, 0.0\\)"):
+        NormalizedReconstructor(nn.Identity(), (0.1, 0.2), (0.5, 0.0))
+    with pytest.raises(ValueError, match="one value per channel"):
+        NormalizedReconstructor(nn.Identity(), (0.1, 0.2), (0.5,))
+    with pytest.raises(ValueError, match="output_space must be one of"):
+        NormalizedReconstructor(nn.Identity(), output_space="logits")
+    with pytest.raises(TypeError, match="must be a NormalizedReconstructor"):
+        NormalizedNoiseDenoiser(nn.Identity(), nn.Identity())
+    with pytest.raises(ValueError, match="noise must be one of"):
+        NormalizedNoiseDenoiser(rec, nn.Identity(), noise="latent")
+
+
+# ---- ART adapter -------------------------------------------------------------------------------------------------
+
+def _reconstructor(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 3, 1))  # a non-linear stand-in
+    return NormalizedReconstructor(net, MEAN, STD).eval()
+
+
+def _estimator(pre, model, **kwargs):
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(model, nn.CrossEntropyLoss(), (3, 8, 8), 10, clip_values=(0.0, 1.0),
+                             preprocessing=(np.array(MEAN), np.array(STD)), preprocessing_defences=[pre],
+                             device_type="cpu", **kwargs)
+
+
+def test_art_predictions_equal_the_torch_pipeline_with_noise_after_the_estimators_normalization():
+    rec, model = _reconstructor(), tiny_cnn(in_channels=3, size=8)
+    x = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    pre = NormalizedNoisePreprocessor(rec, 0.5, seed=7)
+    est = _estimator(pre, model)
+    pre.check_estimator(est)
+    got = est.predict(x.numpy())
+    # by hand: z = (x - m) / s, z + 0.5 e, U -> pixels, ART standardises, classifier
+    e = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    m, s = torch.tensor(MEAN).view(-1, 1, 1), torch.tensor(STD).view(-1, 1, 1)
+    with torch.no_grad():
+        pixels = rec.network((x - m) / s + 0.5 * e)
+        want = model((pixels - m) / s)
+    assert np.allclose(got, want.numpy(), atol=1e-5)
+
+
+def test_noise_is_independent_of_the_batch_size():
+    rec, x = _reconstructor(), torch.rand(6, 3, 8, 8)
+    whole = NormalizedNoisePreprocessor(rec, 0.5, seed=3).forward(x)[0]
+    chunked = NormalizedNoisePreprocessor(rec, 0.5, seed=3, batch_size=2).forward(x)[0]
+    assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+def test_exact_and_bpda_gradients():
+    rec, x = _reconstructor(), torch.rand(2, 3, 8, 8, requires_grad=True)
+    exact = NormalizedNoisePreprocessor(rec, 0.0, gradient="exact")
+    bpda = NormalizedNoisePreprocessor(rec, 0.0, gradient="bpda")
+    weights = torch.randn(2, 3, 8, 8)
+    g_exact = torch.autograd.grad((exact.forward(x)[0] * weights).sum(), x)[0]
+    g_bpda = torch.autograd.grad((bpda.forward(x)[0] * weights).sum(), x)[0]
+    want = torch.autograd.grad((rec(x) * weights).sum(), x)[0]
+    assert torch.allclose(g_exact, want, atol=1e-6)
+    assert torch.equal(g_bpda, weights)  # identity backward pass
+    assert torch.allclose(exact.forward(x)[0], bpda.forward(x)[0])  # same forward values
+
+
+def test_arts_own_pgd_runs_against_the_defended_classifier():
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    rec, model = _reconstructor(), tiny_cnn(in_channels=3, size=8)
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(2)).numpy()
+    for gradient in ("exact", "bpda"):
+        est = _estimator(NormalizedNoisePreprocessor(rec, 0.0, gradient=gradient), model)
+        y = est.predict(x).argmax(1)
+        attack = ProjectedGradientDescent(est, norm=2, eps=1.0, eps_step=0.25, max_iter=10, verbose=False)
+        x_adv = attack.generate(x, y=np.eye(10)[y])
+        dist = np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1)
+        assert dist.max() <= 1.0 + 1e-4 and x_adv.min() >= 0 and x_adv.max() <= 1
+        flipped = (est.predict(x_adv).argmax(1) != y).mean()
+        assert flipped > 0, f"{gradient}: ART PGD changed no prediction"
+
+
+def test_adapter_validates_its_arguments_and_the_estimators_normalization():
+    rec = _reconstructor()
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
+        NormalizedNoisePreprocessor(rec, -0.1)
+    with pytest.raises(ValueError, match="output_space='pixel'"):
+        NormalizedNoisePreprocessor(NormalizedReconstructor(nn.Identity(), MEAN, STD, output_space="normalized"), 0.1)
+    with pytest.raises(ValueError, match="gradient must be one of"):
+        NormalizedNoisePreprocessor(rec, 0.1, gradient="zero")
+    from art.estimators.classification import PyTorchClassifier
+
+    pre = NormalizedNoisePreprocessor(rec, 0.1)
+    plain = PyTorchClassifier(tiny_cnn(in_channels=3, size=8), nn.CrossEntropyLoss(), (3, 8, 8), 10,
+                              clip_values=(0.0, 1.0), preprocessing_defences=[pre], device_type="cpu")
+    with pytest.raises(ValueError, match=r"the estimator normalizes with \(mean, std\) = None"):
+        pre.check_estimator(plain)
