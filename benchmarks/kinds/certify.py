@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_ext.smoothing import certify, certify_sequential
+from art_ext.smoothing import PixelNoise, certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext import zoo
 from benchmarks import common, references
@@ -194,6 +194,17 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     ctx.run_units(units, compute, suite, desc=suite.get("name", "certify"))
 
 
+def noise_space_of(config: dict[str, Any]) -> Any:
+    """The noise space a config's denoiser was trained for (``None``: pixel noise). A normalized-noise UNet
+    (``RescaledLossDenoiserEntry``) declares ``NormalizedNoise(mean, std)``: its config's ``sigma`` is in normalized
+    units and certification must add the noise there; the reported radius stays in pixel units."""
+    name = config.get("denoiser")
+    if not name or name not in zoo.names(kind="denoiser"):
+        return None
+    space = getattr(zoo.get_entry(name, kind="denoiser"), "noise_space", None)
+    return None if space is None or isinstance(space, PixelNoise) else space
+
+
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one chunk of images of one config (``run`` lists the units)."""
     config, cid, indices = unit.spec["config"], unit.config, list(unit.indices)
@@ -204,6 +215,9 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     seq = sequential_settings(config, suite) if method == "sequential" else None
     base, model = cached(("certify-base", cid, str(env.device)), lambda: load_base(config, env))
     extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
+    space = noise_space_of(config)
+    if space is not None:
+        extra["noise_space"] = repr(space)
     generator = torch.Generator(device=env.device).manual_seed(unit.seed)
     x = data.x[indices].to(env.device)
     t0 = time.perf_counter()
@@ -211,14 +225,14 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
         certs = certify(
             base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
             alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            generator=generator,
+            generator=generator, noise_space=space,
         )
         per_image: list[dict[str, Any]] = [{} for _ in indices]
     else:
         certs = certify_sequential(
             base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
             alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            generator=generator, method=seq["sequential_method"],
+            generator=generator, method=seq["sequential_method"], noise_space=space,
         )
         assert certs.num_samples is not None
         per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],

@@ -72,3 +72,26 @@ def test_denoiser_rows_and_paper_report(tmp_path, monkeypatch) -> None:
     ctx2.done = {(r["config"], int(r["index"])) for r in rows}
     kind.run(SUITE, ctx2)
     assert loaded == []
+
+
+def test_a_normalized_noise_denoiser_is_certified_in_its_noise_space(tmp_path, monkeypatch) -> None:
+    # digits_unet_nn_100 declares NormalizedNoise(0.305, 0.319): its sigma is in normalized units, the noise must go
+    # in there, and the reported radius is pixel units = sigma * Phi^-1(p_A lower) * 0.319 (not the nominal radius)
+    from scipy.stats import norm
+
+    loaded: list[str] = []
+    _fake_zoo(monkeypatch, loaded)
+    suite = dict(SUITE, configs=[{"model": "digits_cnn", "sigma": 1.0, "denoiser": "digits_unet_nn_100"}],
+                 paper_table=False)
+    ctx = common.RunContext(out=tmp_path, device=torch.device("cpu"), seed=0, limit=4, verbose=False)
+    kind.run(suite, ctx)
+    ctx.close()
+    rows = common.read_rows(tmp_path)
+    certified = [r for r in rows if r["prediction"] != -1]
+    assert len(rows) == 4 and certified
+    assert all(r["noise_space"] == "NormalizedNoise(mean=(0.305,), std=(0.319,))" for r in rows)
+    for r in certified:
+        assert abs(r["radius"] - 1.0 * norm.ppf(r["p_a_lower"]) * 0.319) < 1e-9
+    # a pixel-noise denoiser keeps pixel noise (no noise_space field)
+    assert kind.noise_space_of({"denoiser": "digits_unet_px_050"}) is None
+    assert kind.noise_space_of({"denoiser": "digits_dncnn_mse_050"}) is None
