@@ -299,8 +299,12 @@ CAPTION = rep.uncertainty_caption(rep.BINOMIAL + " for certified accuracies and 
 def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     radii = [float(r) for r in suite["radii"]]
     passes = has_sequential(suite)  # the default suite's table keeps its columns
+    # suites with denoisers compare pipelines of very different cost: noise samples certified per second, base
+    # forward (denoiser + classifier) included, from the rows' per-image times (load-dependent on a shared machine)
+    throughput = any(c.get("denoiser") for c in suite["configs"])
     header = ["model", *(["method"] if passes else []), "train σ", "σ", "images", *(f"r={r:.2f}" for r in radii),
-              "ACR", "abstain", "s/img", *(["passes/img mean", "median"] if passes else [])]
+              "ACR", "abstain", "s/img", *(["samples/s"] if throughput else []),
+              *(["passes/img mean", "median"] if passes else [])]
     rows, notes = [], []
     for s in summary:
         n = s["examples"]
@@ -316,9 +320,16 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
             f"{s.get('row', s['model'])}{flag}", *([s["method"]] if passes else []), _sigma(s["training_sigma"]),
             f"{s['sigma']:g}", n, *(rep.accuracy_cell(s["certified_accuracy"][r], n) for r in radii),
             rep.cell(s["acr"], s["acr_se"]), rep.accuracy_cell(s["abstain"], n), f"{s['seconds_per_example']:.2f}",
+            *([f"{samples_per_second(suite, s):,.0f}"] if throughput else []),
             *([f"{s['mean_passes']:,.0f}", f"{s['median_passes']:,.0f}"] if passes else []),
         ])
     return "\n".join([rep.markdown_table(header, rows, caption=CAPTION)] + ([""] + notes if notes else []))
+
+
+def samples_per_second(suite: dict[str, Any], s: dict[str, Any]) -> float:
+    """Noise samples (forward passes: selection + estimation) certified per second for one summary record."""
+    passes = s["mean_passes"] if s.get("mean_passes") is not None else int(suite["n0"]) + int(suite["n"])
+    return passes / s["seconds_per_example"] if s["seconds_per_example"] > 0 else float("nan")
 
 
 def _sigma(value: float | None) -> str:
