@@ -202,6 +202,18 @@ def test_one_shot_of_a_unet_is_batch_independent_and_in_range() -> None:
     assert float((full.detach() - z.clamp(0, 1)).abs().max()) > 1e-3  # a random UNet is not the identity
 
 
+def test_autocast_is_checked_and_applies_to_cuda_inputs_only() -> None:
+    with pytest.raises(ValueError, match="autocast_dtype must be torch.float16, torch.bfloat16 or None"):
+        DiffusionDenoiser(tiny_unet(), linear_scheduler(), sigma=0.5, autocast_dtype=torch.float32)
+    z = noisy_batch(3, shape=(3, 1, 16, 16))
+    plain = DiffusionDenoiser(tiny_unet(), linear_scheduler(), sigma=0.5).eval()
+    cast = DiffusionDenoiser(plain.model, linear_scheduler(), sigma=0.5, autocast_dtype=torch.bfloat16).eval()
+    with torch.no_grad():  # CPU inputs: autocast is off, so the output is bit-identical and stays float32
+        out = cast(z)
+        torch.testing.assert_close(out, plain(z), rtol=0, atol=0)
+    assert out.dtype == torch.float32
+
+
 class Recording(nn.Module):
     """Returns c everywhere and records the sample and timesteps it was called with."""
 
