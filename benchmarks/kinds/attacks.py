@@ -3,10 +3,12 @@ defended (quantised) model, a noise-trained model under soft smoothed inference 
 pipeline under soft smoothing; every final adversarial example is scored over k draws of the deployed
 randomized model (mean and worst-case accuracy, ``art_ext.attacks.score_randomized``).
 
-Suite file keys: ``dataset`` ("digits"), ``split``, ``resolution``, ``limit``, ``chunk`` (images attacked together
-under one derived seed; the unit of resume), ``eps`` (one radius, or a list: an eps grid at which every attack
+Suite file keys: ``dataset`` (a dataset reference: "digits", "cifar10", "imagefolder:<path>"), ``split``,
+``resolution`` (digits only), ``limit``, ``chunk`` (images attacked together under one derived seed; the unit of
+resume), ``eps`` (one radius, or a list: an eps grid at which every attack
 without its own ``eps`` runs; its config ids then end in ``@eps=<e>``), ``norm``, ``max_iter``, ``score_draws``
-(k), and ``[[targets]]`` tables: ``name``, ``model`` (zoo), ``deployment`` ("plain" | "quantised" | "smoothed" |
+(k), and ``[[targets]]`` tables: ``name``, ``model`` (any model reference: a zoo name, ``zoo:``, ``robustbench:``,
+``torchvision:``, ``file:``), ``deployment`` ("plain" | "quantised" | "smoothed" |
 "denoised"), ``sigma``, ``smoothing_samples`` (M of the deployed soft smoothing), ``denoiser`` (zoo name, denoised
 only) and ``attacks`` (list of attack tables with ``name`` and parameters, see ``SCHEMA``; any other key is an
 error). ``--limit`` bounds the number of images every (target, attack) pair attacks and scores.
@@ -34,10 +36,9 @@ from art_ext.attacks import (
     smoothadv_pgd,
 )
 from art_ext.attacks.bpda_pgd import warn_if_unreachable
-from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext import zoo
-from benchmarks import common
+from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
@@ -59,7 +60,7 @@ def _eps_check(value: Any) -> str | None:
 
 
 SCHEMA = {
-    "dataset": Key(common.choice("digits")),  # this kind runs on the embedded digits only
+    "dataset": Key(references.dataset_check),  # digits, cifar10 (--data-root) or imagefolder:<path>
     "split": Key(common.choice("train", "val", "test")),
     "resolution": Key(common.integer(8)),
     "limit": Key(common.integer(1)),
@@ -70,7 +71,7 @@ SCHEMA = {
     "score_draws": Key(common.integer(1)),
     "targets": Tables({
         "name": Key(common.string, required=True),
-        "model": Key(common.zoo_name("classifier"), required=True),
+        "model": Key(references.model_check, required=True),  # zoo name, zoo:/robustbench:/torchvision:/file:
         "deployment": Key(common.choice("plain", "quantised", "smoothed", "denoised"), required=True),
         "sigma": Key(common.number(ge=0)),
         "smoothing_samples": Key(common.integer(1)),
@@ -112,22 +113,26 @@ def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
     return torch.round(x * (levels - 1)) / (levels - 1)
 
 
-def load_module(name: str, kind: str, device: torch.device) -> nn.Module:
-    """A zoo model's module (``kind`` "classifier" or "denoiser"): one-off work (training on first use, loading),
-    done before any timed work."""
+def load_module(name: str, kind: str, device: torch.device, roots: references.Roots | None = None) -> nn.Module:
+    """A model's module: a classifier from any model reference (``benchmarks.references``: zoo, robustbench,
+    torchvision, file), a denoiser from the zoo. One-off work (training on first use, loading), done before any
+    timed work."""
+    if kind == "classifier":
+        return references.parse_model(name).load(roots or references.Roots(), device).module
     return zoo.load(name, kind=kind, device=device).module
 
 
-def _cached_module(name: str, kind: str, device: torch.device) -> nn.Module:
+def _cached_module(name: str, kind: str, device: torch.device, roots: references.Roots | None) -> nn.Module:
     """``load_module`` once per process and run (``benchmarks.backends.cached``); attacks leave the module unchanged."""
-    return cached(("zoo", name, kind, str(device)), lambda: load_module(name, kind, device))
+    return cached(("model", name, kind, str(device)), lambda: load_module(name, kind, device, roots))
 
 
-def load_models(spec: dict[str, Any], device: torch.device) -> dict[str, nn.Module]:
+def load_models(spec: dict[str, Any], device: torch.device,
+                roots: references.Roots | None = None) -> dict[str, nn.Module]:
     """The modules a target needs: its classifier and, for a denoised deployment, its denoiser."""
-    models = {"model": _cached_module(spec["model"], "classifier", device)}
+    models = {"model": _cached_module(spec["model"], "classifier", device, roots)}
     if spec["deployment"] == "denoised":
-        models["denoiser"] = _cached_module(spec["denoiser"], "denoiser", device)
+        models["denoiser"] = _cached_module(spec["denoiser"], "denoiser", device, roots)
     return models
 
 
@@ -259,10 +264,21 @@ def attack_points(suite: dict[str, Any], spec: dict[str, Any]) -> list[tuple[dic
 clock: Callable[[], float] = time.perf_counter
 
 
-def load_dataset(suite: dict[str, Any], limit: int | None):
-    if suite.get("dataset", "digits") != "digits":
-        raise ValueError(f"the attacks kind supports dataset 'digits', got {suite.get('dataset')!r}")
-    return digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16))).head(limit)
+def load_dataset(suite: dict[str, Any], limit: int | None, roots: references.Roots | None = None):
+    """The first ``limit`` examples of the suite's dataset reference and split."""
+    return references.parse_dataset(suite.get("dataset", "digits")).load(
+        roots or references.Roots(), suite.get("split", "test"), resolution=int(suite.get("resolution", 16)),
+        limit=limit)
+
+
+def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
+    """Check the dataset and model references before any work (files present and well-formed; nothing is loaded)
+    and return what the manifest records about them."""
+    dataset = references.parse_dataset(suite.get("dataset", "digits"))
+    if "resolution" in suite and dataset.scheme != "digits":
+        raise common.SuiteError(f"resolution applies to dataset 'digits' only, not {dataset.text!r}")
+    models = {spec["model"]: references.parse_model(spec["model"]).check(roots) for spec in suite["targets"]}
+    return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
 
 
 def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, indices: list[int], draws: int,
@@ -308,7 +324,7 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    data = load_dataset(suite, ctx.limit)
+    data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
     chunk = int(suite.get("chunk", 25))
     chunks = [tuple(range(s, min(s + chunk, len(data)))) for s in range(0, len(data), chunk)]
     units = []
@@ -326,10 +342,11 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one work unit (``run`` lists them): a target's clean unit or one (attack, eps) on a chunk."""
     spec, attack, eps = unit.spec["target"], unit.spec["attack"], unit.spec["eps"]
-    data = cached(("attacks-data", suite.get("split", "test"), suite.get("resolution", 16), env.limit),
-                  lambda: load_dataset(suite, env.limit))
+    roots = references.Roots(env.data_root, env.model_dir)
+    data = cached(("attacks-data", str(suite.get("dataset", "digits")), suite.get("split", "test"),
+                   suite.get("resolution", 16), env.limit), lambda: load_dataset(suite, env.limit, roots))
     draws = int(suite.get("score_draws", 10))
-    models = load_models(spec, env.device)  # one-off (cached per process), before any timed work
+    models = load_models(spec, env.device, roots)  # one-off (cached per process), before any timed work
     if attack is None:
         return clean_unit(spec, models, data, list(unit.indices), draws, env.seed, env.device)
     return attack_unit(suite, spec, attack, eps, unit.config, models, data, list(unit.indices), draws, env.seed,

@@ -55,10 +55,10 @@ def clock(monkeypatch):
     fake = FakeClock()
     real_load = kind.load_module
 
-    def slow_load(name, model_kind, device):
+    def slow_load(*args):
         fake.now += LOAD_SECONDS
         fake.loads += 1
-        return real_load(name, model_kind, device)
+        return real_load(*args)
 
     monkeypatch.setattr(kind, "clock", fake)
     monkeypatch.setattr(kind, "load_module", slow_load)

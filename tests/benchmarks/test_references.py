@@ -266,3 +266,53 @@ def test_certify_runs_on_cifar10_with_file_and_robustbench_models(tmp_path, caps
         run.main(argv[:5] + argv[7:])
     assert exit_info.value.code == 2 and "needs a data root" in capsys.readouterr().err
 
+
+
+ATTACKS_CIFAR_SUITE = """
+kind = "attacks"
+dataset = "cifar10"
+limit = 2
+chunk = 2
+eps = 0.25
+norm = "l2"
+max_iter = 3
+score_draws = 2
+
+[[targets]]
+name = "file_cnn"
+model = "file:{model}"
+deployment = "plain"
+attacks = [{{ name = "none" }}, {{ name = "pgd" }}]
+
+[[targets]]
+name = "wong_smoothed"
+model = "robustbench:Wong2020Fast"
+deployment = "smoothed"
+sigma = 0.25
+smoothing_samples = 2
+attacks = [{{ name = "none" }}, {{ name = "pgd" }}]
+"""
+
+
+def test_attacks_kind_runs_on_cifar10_with_file_and_robustbench_models(tmp_path, monkeypatch):
+    monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
+    write_cifar10_root(tmp_path / "data")
+    torch.save(cifar_cnn(), tmp_path / "cnn.pt")
+    checkpoint = tmp_path / "models" / "cifar10" / "Linf" / "Wong2020Fast.pt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save(robustbench_architecture("Wong2020Fast").state_dict(), checkpoint)
+    suite = tmp_path / "attacks_cifar.toml"
+    suite.write_text(ATTACKS_CIFAR_SUITE.format(model=tmp_path / "cnn.pt"))
+    out = tmp_path / "out"
+    argv = ["--suite", str(suite), "--out", str(out), "--quiet", "--data-root", str(tmp_path / "data"),
+            "--model-dir", str(tmp_path / "models")]
+    assert run.main(argv) == 0
+    rows = common.read_rows(out)
+    # per target: 2 clean rows and 2 PGD rows on the first two CIFAR-10 test images, labels from the data
+    assert sorted({r["config"] for r in rows}) == ["file_cnn/clean", "file_cnn/pgd", "wong_smoothed/clean",
+                                                   "wong_smoothed/pgd"]
+    assert len(rows) == 8 and all(0 <= r["label"] < 10 for r in rows)
+    assert all(r["l2_distance"] <= 0.25 + 1e-5 for r in rows if r.get("attack") == "pgd")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["references"]["models"]["robustbench:Wong2020Fast"]["file"] == str(checkpoint.resolve())
+    assert "cifar10" in (out / "summary.md").read_text()
