@@ -16,7 +16,8 @@ over sigma.
 Sequential certification (issue 13): a config (or the suite) may set ``method = "sequential"`` (default ``"cohen"``,
 fixed-n CERTIFY with ``n``); such a config runs ``certify_sequential`` with ``n_max`` (suite or config key), the
 stopping grid ``grid`` (config key; default the suite's ``radii``) and ``sequential_method`` (``"staged_cp"``, the
-default, or ``"mixture_cs"``). Its rows add ``method``, ``num_samples`` (forward passes spent on the image, selection
+default, or ``"mixture_cs"``), and optionally its tuning ``final_alpha_share`` / ``futility_alpha`` (suite or config
+keys; when set they are part of the config id). Its rows add ``method``, ``num_samples`` (forward passes spent on the image, selection
 included), ``n_max`` and ``grid``; fixed-n rows are unchanged. Summaries carry the mean and median forward passes per
 image, and the report shows them (with the method) when the suite holds a sequential config.
 """
@@ -65,7 +66,11 @@ def sequential_settings(config: dict[str, Any], suite: dict[str, Any]) -> dict[s
     method = config.get("sequential_method", suite.get("sequential_method", "staged_cp"))
     if method not in SEQUENTIAL_METHODS:
         raise ValueError(f"certify kind: sequential_method must be one of {SEQUENTIAL_METHODS}, got {method!r}")
-    return {"n_max": n_max, "grid": grid, "sequential_method": method}
+    tuning = {key: float(config[key] if key in config else suite[key])
+              for key in ("final_alpha_share", "futility_alpha") if key in config or key in suite}
+    if "final_alpha_share" in tuning and method != "staged_cp":
+        raise ValueError("certify kind: final_alpha_share applies to sequential_method 'staged_cp' only")
+    return {"n_max": n_max, "grid": grid, "sequential_method": method, "tuning": tuning}
 
 
 
@@ -93,6 +98,8 @@ SCHEMA = {
     "method": Key(common.choice("cohen", "sequential")),
     "n_max": Key(common.integer(1)),
     "sequential_method": Key(common.choice("staged_cp", "mixture_cs")),
+    "final_alpha_share": Key(common.number(gt=0, lt=1)),
+    "futility_alpha": Key(common.number(gt=0, lt=1)),
     "configs": Tables({
         "model": Key(references.model_check, required=True),
         "sigma": Key(common.number(gt=0), required=True),
@@ -104,6 +111,8 @@ SCHEMA = {
         "n_max": Key(common.integer(1)),
         "grid": Key(common.list_of(common.number(gt=0))),
         "sequential_method": Key(common.choice("staged_cp", "mixture_cs")),
+        "final_alpha_share": Key(common.number(gt=0, lt=1)),
+        "futility_alpha": Key(common.number(gt=0, lt=1)),
     }, required=True),
 }
 
@@ -150,7 +159,8 @@ def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> st
         return cid  # the ids of fixed-n rows are unchanged
     seq = sequential_settings(config, suite or {"radii": config.get("grid", [])})
     grid = ",".join(f"{r:g}" for r in seq["grid"])
-    return f"{cid}/sequential({seq['sequential_method']},n_max={seq['n_max']},grid={grid})"
+    tuning = "".join(f",{key}={value:g}" for key, value in sorted(seq["tuning"].items()))  # only when set
+    return f"{cid}/sequential({seq['sequential_method']},n_max={seq['n_max']},grid={grid}{tuning})"
 
 
 def load_base(config: dict[str, Any], ctx: common.RunContext | WorkerEnv) -> tuple[torch.nn.Module, Any]:
@@ -232,7 +242,7 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
         certs = certify_sequential(
             base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
             alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            generator=generator, method=seq["sequential_method"], noise_space=space,
+            generator=generator, method=seq["sequential_method"], noise_space=space, **seq["tuning"],
         )
         assert certs.num_samples is not None
         per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],
