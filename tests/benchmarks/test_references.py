@@ -1,9 +1,11 @@
 """Model and dataset references (benchmarks/references.py) on small files made here, offline; and the certify kind
-end to end on a tiny CIFAR-10 root with a ``file:`` model and a random-init RobustBench checkpoint."""
+and attacks kinds end to end on a tiny CIFAR-10 root with a ``file:`` model and a random-init RobustBench
+checkpoint."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,18 +241,25 @@ sigma = 0.5
 """
 
 
-def test_certify_runs_on_cifar10_with_file_and_robustbench_models(tmp_path, capsys, monkeypatch):
+def cifar_run(tmp_path, monkeypatch, suite_text: str) -> tuple[list[str], Path, Path]:
+    """A tiny CIFAR-10 root, a torch.save'd CNN and a random-init Wong2020Fast checkpoint; the runner's argv for
+    ``suite_text`` (formatted with the CNN's path), its --out folder and the checkpoint."""
     monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
     write_cifar10_root(tmp_path / "data")
     torch.save(cifar_cnn(), tmp_path / "cnn.pt")
     checkpoint = tmp_path / "models" / "cifar10" / "Linf" / "Wong2020Fast.pt"
     checkpoint.parent.mkdir(parents=True)
     torch.save(robustbench_architecture("Wong2020Fast").state_dict(), checkpoint)
-    suite = tmp_path / "cifar.toml"
-    suite.write_text(CIFAR_SUITE.format(model=tmp_path / "cnn.pt"))
+    suite = tmp_path / "suite.toml"
+    suite.write_text(suite_text.format(model=tmp_path / "cnn.pt"))
     out = tmp_path / "out"
     argv = ["--suite", str(suite), "--out", str(out), "--quiet", "--data-root", str(tmp_path / "data"),
             "--model-dir", str(tmp_path / "models")]
+    return argv, out, checkpoint
+
+
+def test_certify_runs_on_cifar10_with_file_and_robustbench_models(tmp_path, capsys, monkeypatch):
+    argv, out, checkpoint = cifar_run(tmp_path, monkeypatch, CIFAR_SUITE)
     assert run.main(argv) == 0
     rows = common.read_rows(out)
     assert len(rows) == 6 and {r["model"] for r in rows} == {f"file:{tmp_path / 'cnn.pt'}", "robustbench:Wong2020Fast"}
@@ -295,17 +304,7 @@ attacks = [{{ name = "none" }}, {{ name = "pgd" }}]
 
 
 def test_attacks_kind_runs_on_cifar10_with_file_and_robustbench_models(tmp_path, monkeypatch):
-    monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
-    write_cifar10_root(tmp_path / "data")
-    torch.save(cifar_cnn(), tmp_path / "cnn.pt")
-    checkpoint = tmp_path / "models" / "cifar10" / "Linf" / "Wong2020Fast.pt"
-    checkpoint.parent.mkdir(parents=True)
-    torch.save(robustbench_architecture("Wong2020Fast").state_dict(), checkpoint)
-    suite = tmp_path / "attacks_cifar.toml"
-    suite.write_text(ATTACKS_CIFAR_SUITE.format(model=tmp_path / "cnn.pt"))
-    out = tmp_path / "out"
-    argv = ["--suite", str(suite), "--out", str(out), "--quiet", "--data-root", str(tmp_path / "data"),
-            "--model-dir", str(tmp_path / "models")]
+    argv, out, checkpoint = cifar_run(tmp_path, monkeypatch, ATTACKS_CIFAR_SUITE)
     assert run.main(argv) == 0
     rows = common.read_rows(out)
     # per target: 2 clean rows and 2 PGD rows on the first two CIFAR-10 test images, labels from the data
