@@ -1,4 +1,4 @@
-"""Model and dataset references (benchmarks/references.py) on small files made here, offline; and the certify kind
+"""Model and dataset references (benchmarks/references.py) on small files made here, offline; and the certify
 and attacks kinds end to end on a tiny CIFAR-10 root with a ``file:`` model and a random-init RobustBench
 checkpoint."""
 
