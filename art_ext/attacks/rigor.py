@@ -29,9 +29,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from art_ext.ops.modes import eval_mode
-from art_ext.ops.validation import check_positive_int
+from art_ext.ops.validation import check_batch, check_positive_int
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _check_model(model: object) -> None:
+    if not callable(model):
+        raise TypeError(f"model must be callable, x [B, ...] -> outputs [B, ...], got {type(model).__name__}")
+
+
+def _check_nonnegative(value: object, name: str) -> float:
+    """A finite number >= 0 (bools and strings refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,9 @@ def output_randomness(model: LogitsFn, x: torch.Tensor, *, passes: int = 2, atol
     Returns:
         ``RandomnessCheck``.
     Raises:
-        ValueError: ``passes`` < 2, a negative ``atol`` or an empty batch.
+        TypeError / ValueError: ``model`` not callable, ``x`` not a finite float tensor [B >= 1, ...], ``passes`` < 2,
+            ``atol`` not a finite number >= 0, or NaN outputs (which no comparison could tell apart). Equal
+            infinite entries (log-probabilities of impossible classes) count as equal.
 
     Examples:
         >>> from art_ext.testing import LinearToy
@@ -86,18 +100,22 @@ def output_randomness(model: LogitsFn, x: torch.Tensor, *, passes: int = 2, atol
         >>> output_randomness(noisy, torch.rand(3, 1, 2, 2)).fraction
         1.0
     """
+    _check_model(model)
+    check_batch(x)
     check_positive_int(passes, "passes")
     if passes < 2:
         raise ValueError(f"passes must be >= 2 to compare forward passes, got {passes}")
-    if not atol >= 0:
-        raise ValueError(f"atol must be >= 0, got {atol!r}")
-    if x.shape[0] == 0:
-        raise ValueError("x is an empty batch; expected at least one example")
+    _check_nonnegative(atol, "atol")
     modes = eval_mode(model) if isinstance(model, nn.Module) else nullcontext()
     with modes, torch.no_grad():
-        outputs = [model(x).detach().float() for _ in range(passes)]
-    first = outputs[0].flatten(1)  # [B, K]
-    diffs = torch.stack([(o.flatten(1) - first).abs().amax(1) for o in outputs[1:]]).amax(0)  # [B]
+        outputs = [model(x).detach().float().flatten(1) for _ in range(passes)]  # each [B, K]
+    nan = torch.stack([torch.isnan(o).any(1) for o in outputs]).any(0)  # [B]
+    if bool(nan.any()):
+        raise ValueError(f"model returned NaN outputs for {int(nan.sum())} of {nan.shape[0]} examples; NaN is "
+                         "unequal to itself, so identical passes cannot be compared: check the model on x")
+    first = outputs[0]
+    # entrywise, equal entries (equal infinities included) differ by 0: inf - inf would be NaN and hide a difference
+    diffs = torch.stack([torch.where(o == first, 0.0, (o - first).abs()).amax(1) for o in outputs[1:]]).amax(0)
     return RandomnessCheck(differing=diffs > atol, max_abs_difference=float(diffs.max()))
 
 
@@ -146,7 +164,8 @@ def gradient_health(model: LogitsFn, x: torch.Tensor, y: torch.Tensor) -> Gradie
     Returns:
         ``GradientCheck``. A model whose output does not depend on x through autograd counts as zero gradient.
     Raises:
-        ValueError: ``y`` does not hold one label per example.
+        TypeError / ValueError: ``model`` not callable, ``x`` not a finite float tensor [B >= 1, ...] (a NaN input
+            would read as a masked gradient), ``y`` not an integer tensor [B] of class indices in [0, K).
 
     Examples:
         >>> from art_ext.testing import LinearToy
@@ -158,12 +177,25 @@ def gradient_health(model: LogitsFn, x: torch.Tensor, y: torch.Tensor) -> Gradie
         >>> gradient_health(quantised, x, y).zero_fraction
         1.0
     """
+    _check_model(model)
+    check_batch(x)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a torch.Tensor of int64 class indices [{x.shape[0]}], got {type(y).__name__}")
     if tuple(y.shape) != (x.shape[0],):
         raise ValueError(f"y must hold one label per example, shape [{x.shape[0]}], got {tuple(y.shape)}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer class indices [{x.shape[0]}], got dtype {y.dtype}")
     modes = eval_mode(model) if isinstance(model, nn.Module) else nullcontext()
     z = x.detach().clone().float().requires_grad_(True)
     with modes, torch.enable_grad():
-        loss = F.cross_entropy(model(z), y.to(z.device), reduction="sum")
+        logits = model(z)
+        if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+            raise ValueError(f"model must return logits [{x.shape[0]}, K], got shape {tuple(logits.shape)}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= logits.shape[1]:
+            raise ValueError(f"y has class indices in [{low}, {high}]; expected [0, {logits.shape[1]}) (the model "
+                             f"returns {logits.shape[1]} logits)")
+        loss = F.cross_entropy(logits, y.to(z.device).long(), reduction="sum")
         if loss.requires_grad:
             (grad,) = torch.autograd.grad(loss, z, allow_unused=True)
         else:
@@ -213,7 +245,8 @@ def eps_monotonicity(eps: Sequence[float], accuracy: Sequence[float], *, toleran
     Returns:
         ``MonotonicityCheck``.
     Raises:
-        ValueError: fewer than 3 budgets, budgets not increasing, lengths differing, accuracies outside [0, 1].
+        ValueError: fewer than 3 budgets, budgets not finite numbers >= 0 or not increasing, lengths differing,
+            accuracies outside [0, 1], ``tolerance`` not a finite number >= 0.
 
     Examples:
         >>> eps_monotonicity([0.1, 0.2, 0.4], [0.8, 0.5, 0.2]).flagged
@@ -225,14 +258,15 @@ def eps_monotonicity(eps: Sequence[float], accuracy: Sequence[float], *, toleran
     eps_t, acc_t = tuple(float(e) for e in eps), tuple(float(a) for a in accuracy)
     if len(eps_t) < 3:
         raise ValueError(f"eps_monotonicity needs at least 3 budgets, got {list(eps_t)}")
+    if any(not math.isfinite(e) or e < 0 for e in eps_t):
+        raise ValueError(f"eps must be finite numbers >= 0, got {list(eps_t)}")
     if len(acc_t) != len(eps_t):
         raise ValueError(f"accuracy has {len(acc_t)} values for {len(eps_t)} budgets; expected one per budget")
     if any(b <= a for a, b in zip(eps_t, eps_t[1:], strict=False)):
         raise ValueError(f"eps must be strictly increasing, got {list(eps_t)}")
     if any(not 0.0 <= a <= 1.0 for a in acc_t):
         raise ValueError(f"accuracy values must lie in [0, 1], got {list(acc_t)}")
-    if not tolerance >= 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
+    _check_nonnegative(tolerance, "tolerance")
     rises = tuple((eps_t[i], eps_t[i + 1], acc_t[i + 1] - acc_t[i]) for i in range(len(eps_t) - 1)
                   if acc_t[i + 1] - acc_t[i] > tolerance)
     return MonotonicityCheck(eps_t, acc_t, rises)
@@ -284,7 +318,8 @@ def gradient_free_gap(gradient_robust: torch.Tensor, free_robust: torch.Tensor, 
     Returns:
         ``GradientFreeGap``.
     Raises:
-        ValueError: shapes that do not line up, non-boolean inputs, ``min_examples`` < 1.
+        TypeError / ValueError: inputs that are not bool tensors, shapes that do not line up, an empty batch,
+            ``min_examples`` < 1.
 
     Examples:
         >>> grad = torch.tensor([[True, True, False], [True, False, False]])   # 2 gradient attacks, 3 examples
@@ -293,19 +328,27 @@ def gradient_free_gap(gradient_robust: torch.Tensor, free_robust: torch.Tensor, 
         (1, True, 0.333...)
     """
     check_positive_int(min_examples, "min_examples")
+    if not isinstance(gradient_robust, torch.Tensor) or not isinstance(free_robust, torch.Tensor):
+        raise TypeError(f"gradient_robust and free_robust must be bool tensors, got {type(gradient_robust).__name__} "
+                        f"and {type(free_robust).__name__}")
     if gradient_robust.dtype != torch.bool or free_robust.dtype != torch.bool:
         raise ValueError(f"gradient_robust and free_robust must be bool tensors, got {gradient_robust.dtype} and "
                          f"{free_robust.dtype}")
     grad = gradient_robust.unsqueeze(0) if gradient_robust.dim() == 1 else gradient_robust
-    if grad.dim() != 2 or free_robust.dim() != 1 or grad.shape[1] != free_robust.shape[0] or grad.shape[0] == 0:
-        raise ValueError(f"expected gradient_robust [A >= 1, B] and free_robust [B], got {tuple(gradient_robust.shape)}"
-                         f" and {tuple(free_robust.shape)}")
+    if (grad.dim() != 2 or free_robust.dim() != 1 or grad.shape[1] != free_robust.shape[0] or grad.shape[0] == 0
+            or grad.shape[1] == 0):
+        raise ValueError(f"expected gradient_robust [A >= 1, B >= 1] and free_robust [B], got "
+                         f"{tuple(gradient_robust.shape)} and {tuple(free_robust.shape)}")
     worst = grad.all(0)  # [B]
     return GradientFreeGap(only_free=worst & ~free_robust, gradient_accuracy=float(worst.float().mean()),
                            free_accuracy=float(free_robust.float().mean()), min_examples=min_examples)
 
 
 def binomial_se(p: float, n: int) -> float:
-    """sqrt(p (1 - p) / n), the standard error of an accuracy p over n examples (0 for n = 0)."""
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else 0.0
+    """sqrt(p (1 - p) / n), the standard error of an accuracy p in [0, 1] over n >= 0 examples (0 for n = 0)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be an accuracy in [0, 1], got {p!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    return math.sqrt(p * (1 - p) / n) if n > 0 else 0.0
 

@@ -34,6 +34,24 @@ def check_images(x: object, *, name: str = "x", low: float = 0.0, high: float = 
     return x
 
 
+def check_batch(x: object, *, name: str = "x") -> torch.Tensor:
+    """Check that ``x`` is a non-empty floating tensor [B, ...] of finite values (any range, any trailing shape).
+
+    For entry points that take model inputs of any form (the rigor checks); images use ``check_images``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [B, ...], got {type(x).__name__}")
+    if x.dim() == 0 or not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor [B, ...] of finite values, got dtype {x.dtype} and "
+                         f"shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); expected at least one example")
+    finite = torch.isfinite(x.detach())
+    if not bool(finite.all()):
+        raise ValueError(f"{name} contains {int((~finite).sum())} NaN or infinite values; expected finite values")
+    return x
+
+
 def check_sigma(sigma: float, *, allow_zero: bool = False) -> float:
     """Check a noise level: finite and > 0 (or >= 0 when ``allow_zero``)."""
     try:
