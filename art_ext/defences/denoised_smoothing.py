@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_ext import _art
 from art_ext.ops.bpda import straight_through
 from art_ext.ops.modes import eval_mode
 
@@ -115,6 +116,8 @@ class DenoiserPreprocessor(_preprocessor_base()):  # type: ignore[misc]
         self, denoiser: nn.Module, *, gradient: str = "exact", batch_size: int | None = None,
         device_type: str = "cpu", apply_fit: bool = False, apply_predict: bool = True,
     ) -> None:
+        if device_type not in ("cpu", "gpu"):
+            raise ValueError(f"device_type must be 'cpu' or 'gpu' (ART's convention), got {device_type!r}")
         super().__init__(device_type=device_type, is_fitted=True, apply_fit=apply_fit, apply_predict=apply_predict)
         self.gradient, self.batch_size = gradient, batch_size
         self._check_params()
@@ -122,6 +125,21 @@ class DenoiserPreprocessor(_preprocessor_base()):  # type: ignore[misc]
 
     def _check_params(self) -> None:  # ART's set_params() re-runs this
         self._config = DenoiserPreprocessorConfig(self.gradient, self.batch_size)
+
+    def set_params(self, **kwargs: Any) -> None:
+        """ART's ``set_params``, refusing keywords outside ``params`` (ART ignores them) and leaving every parameter
+        as it was when the new values are refused."""
+        _art.refuse_unknown_kwargs(kwargs, self.params, f"{type(self).__name__}.set_params")
+        previous = {key: getattr(self, key) for key in kwargs}
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        try:
+            self._check_params()
+        except Exception:
+            for key, value in previous.items():
+                setattr(self, key, value)
+            self._check_params()
+            raise
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         _check_batch(x)

@@ -72,9 +72,10 @@ class NormalizedReconstructor(nn.Module):
 
     Args:
         network: [B, C, H, W] -> [B, C, H, W] (e.g. ``art_ext.models.UNet``), fed normalized images.
-        mean: Per-channel mean (default ImageNet's, as Kumar & Narayan; the digits zoo uses the digits statistics
-            ``art_ext.zoo.DIGITS_MEAN`` / ``DIGITS_STD``, 0.305 / 0.319).
-        std: Per-channel std (> 0).
+        mean: Per-channel mean of [0, 1] pixels, in [0, 1] (default ImageNet's, as Kumar & Narayan; the digits zoo
+            uses the digits statistics ``art_ext.zoo.DIGITS_MEAN`` / ``DIGITS_STD``, 0.305 / 0.319).
+        std: Per-channel std of [0, 1] pixels, in (0, 1]. A network that declares ``in_channels`` (or
+            ``out_channels``), as ``UNet``, ``DnCNN`` and ``nn.Conv2d`` do, must have one per mean/std value.
         output_space: ``"pixel"`` (default: U reconstructs [0, 1] pixels for a classifier that normalizes itself)
             or ``"normalized"`` (U reconstructs the normalized image for a classifier that takes normalized input).
     Shapes:
@@ -97,6 +98,16 @@ class NormalizedReconstructor(nn.Module):
             raise ValueError(f"mean and std need one value per channel each, got mean={mean_t}, std={std_t}")
         if min(std_t) <= 0:
             raise ValueError(f"std must be > 0 in every channel, got {std_t}")
+        pixel_stats = "statistics of [0, 1] pixels; divide 0-255 statistics by 255"
+        if not all(0.0 <= m <= 1.0 for m in mean_t):
+            raise ValueError(f"mean must be in [0, 1] in every channel ({pixel_stats}), got {mean_t}")
+        if max(std_t) > 1.0:
+            raise ValueError(f"std must be in (0, 1] in every channel ({pixel_stats}), got {std_t}")
+        for attr, what in (("in_channels", "takes {} input channel(s)"), ("out_channels", "returns {} channel(s)")):
+            declared = getattr(network, attr, None)
+            if isinstance(declared, int) and declared != len(mean_t):
+                raise ValueError(f"network {what.format(declared)} but mean/std have {len(mean_t)}; the reconstructor "
+                                 f"maps images [B, {len(mean_t)}, H, W] to [B, {len(mean_t)}, H, W]")
         if output_space not in OUTPUT_SPACES:
             raise ValueError(f"output_space must be one of {OUTPUT_SPACES}, got {output_space!r}")
         self.network = network
@@ -112,8 +123,8 @@ class NormalizedReconstructor(nn.Module):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.shape[0]:
-            raise ValueError(f"expected images [B, {self.mean.shape[0]}, H, W] (one channel per mean/std value), got "
-                             f"shape {tuple(x.shape)}")
+            raise ValueError(f"expected images [B, {self.mean.shape[0]}, H, W] (channel first, one channel per "
+                             f"mean/std value), got shape {tuple(x.shape)}")
         return (x - self.mean) / self.std  # [B, C, H, W]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +183,12 @@ class NormalizedNoiseDenoiser(nn.Module):
                 batch_size: int, generator: torch.Generator | None = None) -> Certificates:
         """Cohen et al.'s CERTIFY (arXiv:1902.02918v2, Thm. 1) of this base classifier with the noise in
         ``self.noise_space`` at ``sigma`` (that space's units). ``radius``: pixel units; ``radius_noise_space``: R_n.
-        The module is evaluated in eval mode (its modes are restored)."""
+        The module is evaluated in eval mode (its modes are restored). ``x``: [B, C, H, W] in [0, 1], C the
+        reconstructor's channel count (checked with the rest of certify's arguments before any work)."""
+        channels = len(self.reconstructor.stats[0])
+        if isinstance(x, torch.Tensor) and (x.dim() != 4 or x.shape[1] != channels):
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected images [B, {channels}, H, W] (channel first, "
+                             "one channel per mean/std value of the reconstructor)")
         with eval_mode(self):
             return certify(self, x, n0=n0, n=n, sigma=sigma, alpha=alpha, num_classes=num_classes,
                            batch_size=batch_size, generator=generator, noise_space=self.noise_space)
@@ -233,9 +249,20 @@ class NormalizedNoisePreprocessor(DenoiserPreprocessor):
         super()._check_params()
 
     def check_estimator(self, estimator: Any) -> None:
-        """Raise ``ValueError`` unless ``estimator``'s ``preprocessing`` (mean, std) equals the reconstructor's, i.e.
-        unless the noise goes in after the estimator's own normalization."""
-        own = _art.estimator_normalization(estimator)
+        """Raise ``ValueError`` unless ``estimator`` feeds this preprocessor what it expects: ``clip_values`` None or
+        (0, 1) ([0, 1] pixels, the range of mean / std), channel-first inputs with the reconstructor's channel count,
+        and a ``preprocessing`` (mean, std) equal to the reconstructor's, i.e. the noise goes in after the
+        estimator's own normalization."""
+        own = _art.estimator_normalization(estimator)  # checks it is a PyTorchClassifier
+        _art.check_pixel_clip_values(estimator)
+        channels = len(self._stats[0])
+        if not estimator.channels_first:
+            raise ValueError(f"the estimator has channels_first=False (input_shape {tuple(estimator.input_shape)}); "
+                             f"the preprocessor expects channel-first images [N, {channels}, H, W]")
+        shape = tuple(estimator.input_shape)
+        if len(shape) != 3 or shape[0] != channels:
+            raise ValueError(f"the estimator's input_shape {shape} has {shape[0] if shape else 0} channel(s); the "
+                             f"reconstructor has {channels} (expected input_shape ({channels}, H, W))")
         mine = self._stats
         if own is None or not (torch.allclose(torch.tensor(own[0]), torch.tensor(mine[0]))
                                and torch.allclose(torch.tensor(own[1]), torch.tensor(mine[1]))):

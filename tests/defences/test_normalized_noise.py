@@ -215,3 +215,76 @@ def test_adapter_validates_its_arguments_and_the_estimators_normalization():
                               clip_values=(0.0, 1.0), preprocessing_defences=[pre], device_type="cpu")
     with pytest.raises(ValueError, match=r"the estimator normalizes with \(mean, std\) = None"):
         pre.check_estimator(plain)
+
+
+# ---- input contract ----------------------------------------------------------------------------------------------
+def test_reconstructor_refuses_a_network_of_another_channel_count():
+    from art_ext.models import UNet
+
+    with pytest.raises(ValueError, match=r"network takes 1 input channel\(s\) but mean/std have 3"):
+        NormalizedReconstructor(UNet(in_channels=1, depth=1, width=2), MEAN, STD)
+    with pytest.raises(ValueError, match=r"network returns 1 channel\(s\) but mean/std have 3"):
+        NormalizedReconstructor(UNet(in_channels=3, out_channels=1, depth=1, width=2), MEAN, STD)
+    with pytest.raises(ValueError, match=r"network takes 3 input channel\(s\) but mean/std have 1"):
+        NormalizedReconstructor(nn.Conv2d(3, 3, 1), (0.5,), (0.25,))
+    NormalizedReconstructor(UNet(in_channels=3, depth=1, width=2), MEAN, STD)  # matching: accepted
+
+
+@pytest.mark.parametrize("mean, std, message", [
+    ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4),
+     r"mean must be in \[0, 1\] in every channel \(statistics of \[0, 1\] pixels; divide 0-255 statistics by 255\), "
+     r"got \(123.7, 116.3, 103.5\)"),
+    ((0.5, 0.5, 0.5), (58.4, 57.1, 57.4), r"std must be in \(0, 1\] in every channel .*got \(58.4, 57.1, 57.4\)"),
+    ((-0.1, 0.5, 0.5), STD, r"mean must be in \[0, 1\] in every channel"),
+])
+def test_reconstructor_refuses_statistics_outside_the_pixel_range(mean, std, message):
+    with pytest.raises(ValueError, match=message):
+        NormalizedReconstructor(nn.Identity(), mean, std)
+
+
+def test_certify_checks_the_channel_count_before_any_work():
+    h, _, x = linear_pipeline(1, [1.0], 0.5)
+    pixel = NormalizedNoiseDenoiser(h.reconstructor, h.classifier, noise="pixel")
+    calls = []
+    pixel.register_forward_pre_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match=r"x has shape \(1, 1, 2, 2\); expected images \[B, 3, H, W\]"):
+        pixel.certify(x[:, :1], sigma=0.125, n0=10, n=200, alpha=0.01, num_classes=2, batch_size=500)
+    assert not calls
+    channels_last = torch.rand(1, 2, 2, 3)
+    with pytest.raises(ValueError, match="channel first"):
+        h.reconstructor(channels_last)
+
+
+def test_adapter_refuses_unknown_or_failed_set_params_and_unknown_device_types():
+    pre = NormalizedNoisePreprocessor(_reconstructor(), 0.1)
+    with pytest.raises(TypeError, match=r"unknown keyword\(s\) \['simga'\]; it accepts \['batch_size', 'gradient', "
+                                        r"'noise', 'sigma'\]"):
+        pre.set_params(simga=0.5)  # ART's own set_params silently ignores unknown keys
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0"):
+        pre.set_params(sigma=-1.0, batch_size=4)
+    assert pre.sigma == 0.1 and pre.batch_size is None  # a refused set_params leaves the parameters as they were
+    pre.set_params(sigma=0.25)
+    assert pre.sigma == 0.25
+    with pytest.raises(ValueError, match=r"device_type must be 'cpu' or 'gpu' \(ART's convention\), got 'cuda'"):
+        NormalizedNoisePreprocessor(_reconstructor(), 0.1, device_type="cuda")  # ART falls back to CPU silently
+
+
+def test_check_estimator_refuses_other_clip_values_channel_order_and_channel_count():
+    from art.estimators.classification import PyTorchClassifier
+
+    rec = _reconstructor()
+    pre = NormalizedNoisePreprocessor(rec, 0.1)
+    norm = (np.array(MEAN), np.array(STD))
+
+    def est(shape=(3, 8, 8), **kwargs):
+        kwargs.setdefault("clip_values", (0.0, 1.0))
+        return PyTorchClassifier(tiny_cnn(in_channels=3, size=8), nn.CrossEntropyLoss(), shape, 10,
+                                 preprocessing=norm, preprocessing_defences=[pre], device_type="cpu", **kwargs)
+
+    pre.check_estimator(est())
+    with pytest.raises(ValueError, match=r"clip_values is \(0.0, 255.0\); art_ext expects inputs in \[0, 1\]"):
+        pre.check_estimator(est(clip_values=(0.0, 255.0)))
+    with pytest.raises(ValueError, match=r"channels_first=False.*expects channel-first images \[N, 3, H, W\]"):
+        pre.check_estimator(est((8, 8, 3), channels_first=False))
+    with pytest.raises(ValueError, match=r"input_shape \(1, 8, 8\) has 1 channel\(s\); the reconstructor has 3"):
+        pre.check_estimator(est((1, 8, 8)))
