@@ -71,6 +71,7 @@ def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
 
 def checkpoint_path(name: str, *, model_dir: str | Path, dataset: str = "cifar10", threat_model: str = "Linf") -> Path:
     """Where RobustBench looks for the checkpoint of ``name``."""
+    _check_choice(dataset, DATASETS, "dataset")
     _check_choice(threat_model, tuple(THREAT_MODELS), "threat_model")
     return Path(model_dir) / dataset / THREAT_MODELS[threat_model] / f"{name}.pt"
 
@@ -159,14 +160,26 @@ class Leaderboard:
     entries: tuple[LeaderboardEntry, ...]
 
     def get(self, name: str, *, dataset: str = "cifar10", threat_model: str = "Linf") -> LeaderboardEntry | None:
-        """The entry of a model, or None when the snapshot does not hold it."""
+        """The entry of a model, or None when the snapshot does not hold it (it is a subset of the leaderboard).
+
+        Raises:
+            ValueError: an unknown ``dataset`` or ``threat_model`` (the message lists the valid ones).
+        """
+        _check_lookup(dataset, threat_model)
         for entry in self.entries:
             if (entry.name, entry.dataset, entry.threat_model) == (name, dataset, threat_model):
                 return entry
         return None
 
     def names(self, *, dataset: str = "cifar10", threat_model: str = "Linf") -> list[str]:
+        """Names the snapshot holds for a dataset and threat model (``ValueError`` on unknown ones)."""
+        _check_lookup(dataset, threat_model)
         return sorted(e.name for e in self.entries if (e.dataset, e.threat_model) == (dataset, threat_model))
+
+
+def _check_lookup(dataset: str, threat_model: str) -> None:
+    _check_choice(dataset, DATASETS, "dataset")
+    _check_choice(threat_model, tuple(THREAT_MODELS), "threat_model")
 
 
 def leaderboard() -> Leaderboard:

@@ -48,3 +48,19 @@ def test_unknown_names_are_rejected_with_the_choices(tmp_path):
         rb.load_robustbench_model("Standard", model_dir=tmp_path, threat_model="l2")
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         rb.robustbench_model_names("mnist")
+
+
+def test_leaderboard_lookups_refuse_unknown_threat_models_and_datasets():
+    board = rb.leaderboard()
+    # before: a mistyped threat model or dataset returned None / [] like a model missing from the snapshot
+    with pytest.raises(ValueError, match=r"unknown threat_model 'linf'; expected one of \('Linf', 'L2'"):
+        board.get("Wong2020Fast", threat_model="linf")
+    with pytest.raises(ValueError, match=r"unknown dataset 'cifar-10'; expected one of \('cifar10', 'cifar100'"):
+        board.names(dataset="cifar-10")
+    assert board.get("Wong2020Fast", dataset="cifar100") is None  # a valid dataset the snapshot does not cover
+    assert board.names(threat_model="L2") and board.get("NotInTheSnapshot") is None
+
+
+def test_checkpoint_path_refuses_an_unknown_dataset(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; expected one of"):
+        rb.checkpoint_path("Standard", model_dir=tmp_path, dataset="mnist")
