@@ -6,11 +6,12 @@ Suite file keys (``SCHEMA``; any other key is an error, every value is checked b
 
 * ``dataset`` (a dataset reference, ``benchmarks.references``), ``split`` (default "test"), ``resolution`` (digits
   only), ``limit``, ``chunk`` (images per work unit, the unit of resume; default 25).
-* ``norm`` ("l2" | "linf") and ``eps`` (a number, or a list of 3 or more increasing numbers: robust accuracy
-  against eps) in [0, 1] pixel units; ``steps`` (gradient-attack iterations, default 20), ``apgd_restarts``
-  (default 1), ``nattack_iter`` / ``nattack_pop`` / ``nattack_queries`` (NAttack budget), ``autoattack_version``
-  ("standard" | "rand"), or ``autoattack_attacks`` (a list among apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square:
-  pyautoattack's "custom" version with those attacks, a cheaper subset; the report names it).
+* ``norm`` ("l2" | "linf") and ``eps`` (a number > 0, or a list of 3 or more increasing numbers > 0: robust
+  accuracy against eps) in [0, 1] pixel units (a Linf eps <= 1); ``steps`` (gradient-attack iterations, default
+  20), ``apgd_restarts`` (default 1), ``nattack_iter`` / ``nattack_pop`` / ``nattack_queries`` (NAttack
+  budget), ``autoattack_version`` ("standard" | "rand"), or ``autoattack_attacks`` (a list among apgd-ce,
+  apgd-dlr, apgd-t, fab, fab-t, square: pyautoattack's "custom" version with those attacks, a cheaper subset; the
+  report names it).
 * ``models``: model references (``zoo:<name>`` or a bare zoo name, ``robustbench:<Name>[:<threat>]``,
   ``torchvision:<arch>``, ``file:<path>``), or inline tables ``{ model = "...", norm = "linf", eps = 0.031 }``
   overriding the suite's threat model for that model (a RobustBench suite mixes L2 and Linf models).
@@ -27,7 +28,11 @@ Suite file keys (``SCHEMA``; any other key is an error, every value is checked b
 * ``score_draws``: k independent draws of a randomized deployed model used to score clean and adversarial inputs
   (mean accuracy and worst of k, ``art_ext.attacks.score_randomized``); deterministic models use 1.
 * optional ``[certify]`` (``sigma``, ``n0``, ``n``, ``alpha``, ``batch_size``, ``radii``): Cohen et al. certified
-  accuracy at the radii and ACR of every smoothed defence's base classifier (sigma default: the defence's).
+  accuracy at the radii and ACR of every smoothed defence's base classifier (sigma default: the defence's); an
+  ``n`` that can never certify at ``alpha`` (alpha**(1/n) <= 1/2) is an error.
+
+A setting that nothing in the suite reads (``USED_BY``: e.g. ``nattack_iter`` without the ``nattack`` attack,
+``bn_images`` without ``bn_adapt``) is an error, as is ``autoattack_version`` beside ``autoattack_attacks``.
 
 Gradient attacks differentiate a deterministic surrogate of a randomized defence: soft smoothing with one fixed set
 of ``smoothing_samples`` noise draws shared by every example (common random numbers), so APGD's one-forward success
@@ -70,13 +75,20 @@ PROBE_FRACTIONS = (0.25, 0.5, 1.0)  # eps-monotonicity probe of a single-eps sui
 
 
 # ---- schema --------------------------------------------------------------------------------------------------------
+def _positive_budget(v: Any) -> bool:
+    return common.number(gt=0)(v) is None and math.isfinite(v)
+
+
 def _eps_check(v: Any) -> str | None:
-    expected = "a number >= 0 or a list of 3 or more strictly increasing numbers >= 0"
+    # eps > 0: a budget of 0 is the clean accuracy (the 'none' attack), and a single eps of 0 makes the PGD probe of
+    # the monotonicity check [0, 0, 0]
+    expected = "a number > 0 (finite) or a list of 3 or more strictly increasing numbers > 0"
     if isinstance(v, list):
-        if len(v) < 3 or any(common.number(ge=0)(e) for e in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+        if len(v) < 3 or not all(_positive_budget(e) for e in v) or any(
+                b <= a for a, b in zip(v, v[1:], strict=False)):
             return expected
         return None
-    return None if common.number(ge=0)(v) is None else expected
+    return None if _positive_budget(v) else expected
 
 
 def _model_entry_check(v: Any) -> str | None:
@@ -182,9 +194,63 @@ def attacks_for(suite: dict[str, Any], defence: str) -> list[str]:
     return list(suite["attacks"])
 
 
+def _has_attack(*names: str) -> Any:
+    return lambda suite, every: any(a in every for a in names)
+
+
+def _has_defence(test: Any) -> Any:
+    return lambda suite, every: any(test(d) for d in suite["defences"])
+
+
+#: suite keys that only some attacks / defences read: (key, needs, what the suite lacks); a key set without them is
+#: an error rather than silently ignored
+USED_BY = (
+    ("steps", _has_attack(*GRADIENT_ATTACKS), "attacks {attacks} has no gradient attack ('pgd', 'apgd-ce', "
+                                              "'apgd-dlr', 'autoattack')"),
+    ("apgd_restarts", _has_attack("apgd-ce", "apgd-dlr"), "attacks {attacks} has no 'apgd-ce' or 'apgd-dlr'"),
+    *((key, _has_attack("nattack"), "attacks {attacks} has no 'nattack'")
+      for key in ("nattack_iter", "nattack_pop", "nattack_queries")),
+    *((key, _has_attack("autoattack"), "attacks {attacks} has no 'autoattack'")
+      for key in ("autoattack_version", "autoattack_attacks")),
+    ("bn_sigma", _has_defence(lambda d: d == "bn_adapt"), "defences {defences} has no 'bn_adapt'"),
+    ("bn_images", _has_defence(lambda d: d == "bn_adapt"), "defences {defences} has no 'bn_adapt'"),
+    ("smoothing_samples", _has_defence(is_randomized), "defences {defences} has no randomized defence "
+                                                       "('denoiser:<name>' or 'smoothed_inference:<mode>')"),
+    ("sigma", _has_defence(lambda d: d.startswith("smoothed_inference:") or d == "bn_adapt"),
+     "defences {defences} has no 'smoothed_inference:<mode>' or 'bn_adapt' (a denoiser defence uses its training "
+     "sigma)"),
+)
+
+
 def check(suite: dict[str, Any]) -> None:
-    """What the schema cannot see (before any work): attacks that need an extra, settings a defence needs."""
+    """What the schema cannot see (before any work): attacks that need an extra, settings a defence needs, settings
+    nothing reads, Linf budgets above 1 and a [certify] table that can never certify."""
     every = {*suite["attacks"], *suite.get("attacks_randomized", [])}
+    for key, needed, lacking in USED_BY:
+        if key in suite and not needed(suite, every):
+            raise common.SuiteError(f"{key} is set but " + lacking.format(attacks=sorted(every),
+                                                                         defences=suite["defences"]) +
+                                    f": nothing would read it; remove {key} or add what uses it")
+    if "autoattack_version" in suite and "autoattack_attacks" in suite:
+        raise common.SuiteError("autoattack_version and autoattack_attacks are both set; autoattack_attacks runs "
+                                "pyautoattack's 'custom' version, so set only one of them")
+    if "bn_sigma" in suite and "sigma" in suite and not any(d.startswith("smoothed_inference:")
+                                                            for d in suite["defences"]):
+        raise common.SuiteError("sigma and bn_sigma are both set but only bn_adapt reads a noise level, from bn_sigma; "
+                                "remove sigma")
+    for spec in model_specs(suite):
+        top = max(spec["eps"])
+        if spec["norm"] == "linf" and top > 1:
+            raise common.SuiteError(f"norm 'linf' with eps {top:g} for model {spec['model']!r}: a Linf budget must be "
+                                    "<= 1 ([0, 1] pixel units; 8/255 = 0.0314), larger budgets contain every image")
+    if "certify" in suite:
+        n, alpha = suite["certify"]["n"], suite["certify"]["alpha"]
+        if alpha ** (1.0 / n) <= 0.5:
+            raise common.SuiteError(
+                f"[certify] n = {n} with alpha = {alpha} can never certify (even {n} agreeing votes give a "
+                f"Clopper-Pearson lower bound alpha**(1/n) = {alpha ** (1.0 / n):.3f} <= 0.5, so every image "
+                "abstains); "
+                f"use n >= {math.ceil(math.log(alpha) / math.log(0.5)) + 1}")
     if "attacks_randomized" in suite and not any(is_randomized(d) for d in suite["defences"]):
         raise common.SuiteError("attacks_randomized is set but no defence is randomized ('denoiser:<name>' or "
                                 "'smoothed_inference:<mode>')")
