@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from art_ext.data.base import LabeledImages
 from art_ext.defences.normalized_noise import NOISE, NormalizedReconstructor, noise_space_for
+from art_ext.ops import validation as checks
 from art_ext.ops.modes import eval_mode
 from art_ext.smoothing.noise import add_gaussian_noise
 from art_ext.training.classifier import SplitLoader, TrainingRun
@@ -165,15 +166,22 @@ def train_rescaled_loss(
     Returns:
         ``{"train_loss": [...], "val_loss": [...], "val_accuracy": float | None, "best_epoch": int}`` (1-based).
     Raises:
-        TypeError / ValueError: on a model that is not a ``NormalizedReconstructor``, not exactly one classifier,
-            or images of the wrong shape.
+        TypeError / ValueError: on a model that is not a ``NormalizedReconstructor``, a config that is not a
+            ``RescaledLossTrainConfig``, not exactly one classifier, or training / validation images that are not
+            finite [N, C, H, W] in [0, 1] with the reconstructor's C (all checked before the first step).
     """
     if not isinstance(model, NormalizedReconstructor):
         raise TypeError(f"model must be a NormalizedReconstructor, got {type(model).__name__}")
     if len(classifiers) != 1:
         raise ValueError(f"Algorithm 1 trains with exactly one frozen surrogate classifier, got {len(classifiers)}")
-    if data.x.dim() != 4 or data.x.shape[1] != model.mean.shape[0]:
-        raise ValueError(f"data.x must be [N, {model.mean.shape[0]}, H, W], got shape {tuple(data.x.shape)}")
+    if not isinstance(config, RescaledLossTrainConfig):
+        raise TypeError(f"config must be a RescaledLossTrainConfig, got {type(config).__name__}")
+    for split, images in (("data", data), ("val", val)):
+        if images is None:
+            continue
+        if images.x.dim() != 4 or images.x.shape[1] != model.mean.shape[0]:
+            raise ValueError(f"{split}.x must be [N, {model.mean.shape[0]}, H, W], got shape {tuple(images.x.shape)}")
+        checks.check_images(images.x, name=f"{split}.x")
     (classifier,) = classifiers
     device = next(model.parameters()).device
     x, y = data.x.to(device), data.y.to(device)

@@ -75,3 +75,24 @@ def test_needs_exactly_one_surrogate_and_a_reconstructor():
 def test_config_validation_names_the_bad_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RescaledLossTrainConfig(**kwargs)
+
+
+def test_training_data_and_validation_split_are_checked_before_any_step():
+    cfg = RescaledLossTrainConfig(sigma=0.5, epochs=1)
+    clf, model = tiny_cnn(size=8), _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    good = _data(8, 0)
+    other_channels = LabeledImages(torch.rand(8, 3, 8, 8), good.y, good.classes, "rgb")
+    # before: the validation split was first read after a whole training epoch, and failed there
+    with pytest.raises(ValueError, match=r"val.x must be \[N, 1, H, W\], got shape \(8, 3, 8, 8\)"):
+        train_rescaled_loss(model, good, cfg, classifiers=[clf], val=other_channels)
+    bytes_range = LabeledImages(good.x * 255, good.y, good.classes, "0-255")
+    with pytest.raises(ValueError, match=r"data.x has values in \[.*\], outside the declared range \[0.0, 1.0\]"):
+        train_rescaled_loss(model, bytes_range, cfg, classifiers=[clf])
+    nan = good.x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"val.x contains 1 NaN or infinite values"):
+        train_rescaled_loss(model, good, cfg, classifiers=[clf], val=LabeledImages(nan, good.y, good.classes, "nan"))
+    with pytest.raises(TypeError, match=r"config must be a RescaledLossTrainConfig, got dict"):
+        train_rescaled_loss(model, good, {"sigma": 0.5}, classifiers=[clf])  # type: ignore[arg-type]
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing trained
