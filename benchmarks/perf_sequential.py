@@ -9,7 +9,7 @@ and prints certified accuracy at each grid radius, mean and median forward passe
 wall time, and the fixed-n / sequential ratios of passes and of wall time.
 
     python benchmarks/perf_sequential.py [--images 100] [--n-max 10000] [--method staged_cp] [--threads 1]
-                                         [--final-alpha-share S] [--futility-alpha A]
+                                         [--final-alpha-share S] [--top-alpha-share S] [--futility F]
 """
 
 from __future__ import annotations
@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="staged_cp", choices=["staged_cp", "mixture_cs"])
     parser.add_argument("--final-alpha-share", type=float, default=None,
                         help="staged_cp: share of alpha at n_max (default: certify_sequential's)")
-    parser.add_argument("--futility-alpha", type=float, default=None,
-                        help="level of the stopping heuristic's upper bound (default: certify_sequential's)")
+    parser.add_argument("--top-alpha-share", type=float, default=None,
+                        help="staged_cp: share of alpha at the top look (default: certify_sequential's)")
+    parser.add_argument("--futility", type=float, default=None,
+                        help="threshold of the stopping heuristic's predictive probability (default: "
+                             "certify_sequential's)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -69,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     tuning: dict = {}
     if args.final_alpha_share is not None:
         tuning["final_alpha_share"] = args.final_alpha_share
-    if args.futility_alpha is not None:
-        tuning["futility_alpha"] = args.futility_alpha
+    if args.top_alpha_share is not None:
+        tuning["top_alpha_share"] = args.top_alpha_share
+    if args.futility is not None:
+        tuning["futility"] = args.futility
     results = []
     for name in args.models:
         sigma = MODELS[name]

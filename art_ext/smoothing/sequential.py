@@ -10,13 +10,22 @@ confidence bound on p_A holds simultaneously at every look it may stop at:
   the bound at any stopping look (and the largest bound over the looks taken) is valid. This is the staged test of
   Horvath, Mueller, Fischer & Vechev, "Boosting Randomized Smoothing with Variance Reduced Classifiers", ICLR 2022
   (adaptive sampling, Sec. 4 and App. of arXiv:2106.06946), used here for a radius grid rather than one radius.
-  A larger share of alpha at the last look keeps the final bound close to fixed-n CERTIFY.
+  A large share of alpha at the last look keeps the final bound close to fixed-n CERTIFY; a second large share sits
+  at the *top look*, the first draw count at which an image whose votes all went to c_A certifies the highest grid
+  radius the run can reach (t = ceil(ln alpha_top / ln Phi(r_top / sigma)), since the all-votes bound is
+  alpha_top^(1/t)); the remaining looks, which mostly serve the stopping rule, share what is left.
 * ``"mixture_cs"``: a time-uniform confidence sequence from the Beta-binomial (Jeffreys Beta(1/2, 1/2)) mixture
   martingale M_t(p) = B(1/2 + S_t, 1/2 + t - S_t) / B(1/2, 1/2) / (p^S_t (1 - p)^(t - S_t)) and Ville's inequality
   P(exists t: M_t(p_A) >= 1 / alpha) <= alpha (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon, Ann. Statist.
   2021, Sec. 3; Waudby-Smith & Ramdas, JRSS-B 2023). Valid at every draw, so the schedule of looks costs nothing
   statistically, but the bound is looser than Clopper-Pearson at a fixed n (its all-votes cap at n = 10,000 and
   alpha = 0.001 is 3.03 sigma against 3.20 sigma).
+
+Stopping for futility (which never enters a reported bound) uses the predictive probability of success of group
+sequential designs (Spiegelhalter, Freedman & Blackburn, Controlled Clinical Trials 1986; Jennison & Turnbull, "Group
+Sequential Methods with Applications to Clinical Trials", 2000, Sec. 10.3): the probability, under the Jeffreys
+posterior Beta(1/2 + votes, 1/2 + misses) of p_A, that the draws left until n_max would bring the final bound up to
+the next grid level.
 """
 
 from __future__ import annotations
@@ -39,17 +48,20 @@ from art_ext.types import ABSTAIN, LogitsFn
 
 Method = Literal["staged_cp", "mixture_cs"]
 METHODS: tuple[str, ...] = ("staged_cp", "mixture_cs")
-DEFAULT_FINAL_ALPHA_SHARE = 0.8
-DEFAULT_FUTILITY_ALPHA = 0.02  # the upper bound of the stopping heuristic; it never enters a reported bound
+# Defaults chosen by replaying 200 fixed-n certificates per model (README, "How the defaults were chosen").
+DEFAULT_FINAL_ALPHA_SHARE = 0.75  # share of alpha at n_max
+DEFAULT_TOP_ALPHA_SHARE = 0.2  # share of alpha at the top look (staged_cp's default schedule)
+DEFAULT_LOOK_RATIO = 1.3  # growth of the default look schedule
+DEFAULT_FUTILITY = 0.03  # stop when the predictive probability of reaching the next level is below this
 _MIXTURE_PRIOR = 0.5  # Jeffreys Beta(1/2, 1/2)
 _BISECTION_STEPS = 64  # halves [0, 1] down to 2^-64, below float64 resolution
 
 
-def geometric_looks(n_max: int, *, first: int = 64, ratio: float = 1.5) -> tuple[int, ...]:
+def geometric_looks(n_max: int, *, first: int = 64, ratio: float = DEFAULT_LOOK_RATIO) -> tuple[int, ...]:
     """Look schedule ``first, ceil(first * ratio), ...`` below ``n_max``, then ``n_max`` (estimation draws so far).
 
     Examples:
-        >>> geometric_looks(1000)
+        >>> geometric_looks(1000, ratio=1.5)
         (64, 96, 144, 216, 324, 486, 729, 1000)
         >>> geometric_looks(50)
         (50,)
@@ -88,22 +100,31 @@ def _check_radii(radii: object) -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
-def _look_alphas(method: str, alpha: float, num_looks: int, final_share: float | None) -> np.ndarray:
-    """Failure probability spent at each look (float64 [J])."""
-    if method == "mixture_cs":
-        if final_share is not None:
-            raise ValueError("final_alpha_share splits alpha over the looks of method='staged_cp'; the confidence "
-                             f"sequence of method='mixture_cs' spends alpha once for all looks, got {final_share!r}")
-        return np.full(num_looks, alpha)
-    share = DEFAULT_FINAL_ALPHA_SHARE if final_share is None else final_share
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share <= 1.0:
-        raise ValueError(f"final_alpha_share must be a number in (0, 1], got {final_share!r}")
-    if num_looks == 1:
-        return np.array([alpha])  # one look: all of alpha, whatever the share (fixed-n CERTIFY)
-    if share == 1.0:
-        raise ValueError("final_alpha_share=1 leaves no alpha for the looks before n_max; use a share < 1, or "
-                         "looks=(n_max,) for a single look")
-    return np.array([(1.0 - share) * alpha / (num_looks - 1)] * (num_looks - 1) + [share * alpha])
+def _check_share(value: object, name: str, *, low_open: bool) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and (
+        (0.0 < value <= 1.0) if low_open else (0.0 <= value < 1.0))
+    if not ok:
+        raise ValueError(f"{name} must be a number in {'(0, 1]' if low_open else '[0, 1)'}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _look_alphas(schedule: Sequence[int], alpha: float, final_share: float, top_look: int | None = None,
+                 top_share: float = 0.0) -> np.ndarray:
+    """``"staged_cp"``: failure probability spent at each look (float64 [J], summing to alpha).
+
+    One look gets all of alpha (fixed-n CERTIFY). Otherwise the last look gets ``final_share * alpha``, the top look
+    (if any) ``top_share * alpha``, and the other looks share the rest evenly (with no other look, the rest goes to
+    the last look).
+    """
+    if len(schedule) == 1:
+        return np.array([alpha])
+    spent = final_share + (top_share if top_look is not None else 0.0)
+    others = [t for t in schedule[:-1] if t != top_look]
+    alphas = np.array([top_share * alpha if t == top_look else (1.0 - spent) * alpha / max(len(others), 1)
+                       for t in schedule[:-1]] + [final_share * alpha])
+    if not others:
+        alphas[-1] += (1.0 - spent) * alpha
+    return alphas
 
 
 def _mixture_bounds(k: np.ndarray, t: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -133,23 +154,50 @@ def _mixture_bounds(k: np.ndarray, t: int, alpha: float) -> tuple[np.ndarray, np
     return np.where(k > 0, lo, 0.0), np.where(k < t, up_hi, 1.0)
 
 
-def _bounds(method: str, n_a: torch.Tensor, t: int, alpha_j: float,
-            upper_alpha: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lower, upper) confidence bounds on p_A after t draws with n_a votes (float64 [R], device of n_a).
-
-    The lower bound carries the guarantee; the upper bound only decides when a grid level is out of reach. For
-    ``"staged_cp"`` the upper bound is the one-sided Clopper-Pearson bound at ``upper_alpha`` (default ``alpha_j``).
-    """
+def _lower(method: str, n_a: torch.Tensor, t: int, alpha_j: float) -> torch.Tensor:
+    """Lower confidence bound on p_A after t draws with n_a votes (float64 [R], device of n_a): the reported bound."""
     if method == "staged_cp":
-        lower = stats.clopper_pearson_lower(n_a, t, alpha_j)  # the exact bound certify uses
-        k = n_a.detach().to("cpu", torch.float64).numpy()
-        with np.errstate(invalid="ignore"):
-            upper = np.where(k < t, sps.beta.isf(alpha_j if upper_alpha is None else upper_alpha, k + 1, t - k), 1.0)
-        return lower, torch.as_tensor(upper, dtype=torch.float64, device=n_a.device)
-    k = n_a.detach().to("cpu", torch.float64).numpy()
-    low, up = _mixture_bounds(k, t, alpha_j)
-    return (torch.as_tensor(low, dtype=torch.float64, device=n_a.device),
-            torch.as_tensor(up, dtype=torch.float64, device=n_a.device))
+        return stats.clopper_pearson_lower(n_a, t, alpha_j)  # the exact bound certify uses
+    low, _ = _mixture_bounds(n_a.detach().to("cpu", torch.float64).numpy(), t, alpha_j)
+    return torch.as_tensor(low, dtype=torch.float64, device=n_a.device)
+
+
+def _votes_needed(method: str, n_max: int, alpha_final: float, levels: np.ndarray) -> np.ndarray:
+    """Smallest vote count at n_max whose final-look bound reaches each level (int64 [G]; levels <= the cap)."""
+    lo, hi = np.full(len(levels), -1), np.full(len(levels), n_max)  # bound(lo) < level <= bound(hi)
+    while bool((hi - lo > 1).any()):
+        mid = (lo + hi) // 2
+        ok = _lower(method, torch.as_tensor(np.maximum(mid, 0), dtype=torch.float64), n_max, alpha_final).numpy()
+        ok = (ok >= levels) & (mid >= 0)
+        active = hi - lo > 1
+        hi, lo = np.where(active & ok, mid, hi), np.where(active & ~ok, mid, lo)
+    return hi
+
+
+def _top_look(method: str, level: float, alpha_top: float) -> int:
+    """First draw count at which unanimous votes give a bound >= level (all-votes Clopper-Pearson: alpha^(1/t))."""
+    t = max(1, math.ceil(math.log(alpha_top) / math.log(level)))
+    while float(_lower(method, torch.tensor([float(t)]), t, alpha_top)[0]) < level:  # float rounding guard
+        t += 1
+    return t
+
+
+def _predictive_success(misses: np.ndarray, votes: np.ndarray, draws_left: int, misses_allowed: np.ndarray
+                       ) -> np.ndarray:
+    """Probability that at most ``misses_allowed`` draws in all miss c_A once ``draws_left`` more are taken.
+
+    The further misses are Beta-binomial: Binomial(draws_left, 1 - p_A) with 1 - p_A drawn from the Jeffreys
+    posterior Beta(1/2 + misses, 1/2 + votes) (Spiegelhalter et al. 1986's predictive probability of success).
+
+    Examples:
+        >>> float(_predictive_success(np.array([0]), np.array([1000]), 0, np.array([0]))[0])
+        1.0
+        >>> p = _predictive_success(np.array([3, 3]), np.array([6097, 6097]), 3900, np.array([3, 5]))
+        >>> bool(0.1 < p[0] < p[1] < 0.7)
+        True
+    """
+    room = misses_allowed - misses
+    return np.where(room < 0, 0.0, sps.betabinom.cdf(np.maximum(room, 0), draws_left, 0.5 + misses, 0.5 + votes))
 
 
 def certify_sequential(
@@ -168,22 +216,23 @@ def certify_sequential(
     method: Method = "staged_cp",
     looks: Sequence[int] | None = None,
     final_alpha_share: float | None = None,
-    futility_alpha: float = DEFAULT_FUTILITY_ALPHA,
+    top_alpha_share: float | None = None,
+    futility: float = DEFAULT_FUTILITY,
 ) -> Certificates:
     """CERTIFY with early stopping per image, settled for a grid of radii (see the module docstring for the bounds).
 
     1. Selection as in CERTIFY: c_A = argmax of the counts of ``n0`` draws (ties -> lowest class index).
     2. Fresh estimation draws for the images still running, up to the next look t_j; at each look the lower bound
-       LB_j and an upper bound UB_j on p_A = P(f(x + e) = c_A) are computed (``method``). Running images share
-       device batches (draws of several images per forward pass, as ``sample_counts``); settled ones drop out.
+       LB_j on p_A = P(f(x + e) = c_A) is computed (``method``). Running images share device batches (draws of
+       several images per forward pass, as ``sample_counts``); settled ones drop out.
     3. An image is settled at look j when, with LB its largest lower bound so far and the grid levels
        Phi(r / sigma) (r in ``radii``, converted to the noise space's units) restricted to the levels that n_max can
-       reach at all (the all-votes bound at n_max; higher levels are skipped):
-       (a) LB reaches the highest reachable level; or (b) the lowest reachable level above LB is out of reach even
-       if p_A were as large as UB (the smallest upper bound so far): the lower bound n_max draws would give with a
-       vote share of UB (the final look's bound at floor(UB * n_max) votes) is below that level, so spending the
-       remaining draws would not certify it (a stopping heuristic only: UB is a one-sided bound at
-       ``futility_alpha``, it never enters a reported bound); or (c) t_j = n_max.
+       reach at all (the all-votes bound of the last look; higher levels are skipped):
+       (a) LB reaches the highest reachable level; or (b) the predictive probability that the last look's bound
+       reaches the lowest reachable level above LB (that at most n_max - k_g of all n_max draws miss c_A, with k_g
+       the votes the last look needs for that level; misses to come Beta-binomial under the Jeffreys posterior of
+       the misses so far) is below ``futility``: a stopping heuristic only, it never enters a reported bound;
+       or (c) t_j = n_max.
     4. As CERTIFY: abstain when LB < 1/2, else radius = sigma * Phi^-1(LB) (a continuous radius, not rounded to the
        grid), in pixel units (``noise_space.pixel_radius``).
 
@@ -207,11 +256,15 @@ def certify_sequential(
         noise_space: ``PixelNoise()`` (``None``) or ``NormalizedNoise(mean, std)``.
         method: ``"staged_cp"`` (default, Horvath et al. 2022) or ``"mixture_cs"`` (confidence sequence).
         looks: Strictly increasing estimation-draw counts at which the bounds are evaluated, ending at ``n_max``;
-            default ``geometric_looks(n_max)`` (64, 96, 144, ... x1.5, then n_max).
-        final_alpha_share: ``"staged_cp"`` only: the share of alpha spent at the last look (default 0.8); the rest
-            is split evenly over the earlier looks. With a single look all of alpha is spent there.
-        futility_alpha: Confidence of the upper bound used by stopping rule (b) (default 0.02; for
-            ``"mixture_cs"`` the upper end of its confidence sequence at ``alpha`` is used instead). It trades draws
+            default ``geometric_looks(n_max)`` (64, 84, 110, ... x1.3, then n_max) plus, for ``"staged_cp"``, the
+            top look.
+        final_alpha_share: ``"staged_cp"`` only: the share of alpha spent at the last look (default 0.75). With a
+            single look all of alpha is spent there.
+        top_alpha_share: ``"staged_cp"`` with the default looks only: the share of alpha spent at the top look, the
+            first draw count at which unanimous votes certify the highest reachable grid radius with that alpha
+            (default 0.2; 0 adds no top look). The looks other than the last and the top look share the rest evenly.
+            When the top look would not come before n_max, its share goes to those other looks.
+        futility: Threshold of stopping rule (b), in [0, 1) (default 0.03; 0 turns the rule off). It trades draws
             for the chance of stopping an image that n_max would have certified at the next grid level; it does not
             affect the guarantee.
     Returns:
@@ -222,11 +275,11 @@ def certify_sequential(
         ValueError: before any sampling, on a malformed ``x`` (4-D float, finite, in [0, 1]), ``sigma <= 0``,
             ``n0``/``n_max``/``batch_size`` < 1, ``alpha`` outside (0, 1), ``num_classes`` < 2, an empty or negative
             ``radii``, an unknown ``method``, ``looks`` that are not strictly increasing ints ending at ``n_max``, a
-            ``final_alpha_share`` outside (0, 1] (or given for ``"mixture_cs"``), a ``futility_alpha`` outside
-            (0, 1), or a base that is not a fixed
-            function; after sampling, when the base returned NaN / infinite logits. A ``RuntimeWarning`` names grid
-            radii that n_max can never certify (they are skipped by the stopping rule) and says when nothing can be
-            certified at all.
+            ``final_alpha_share`` outside (0, 1] or a ``top_alpha_share`` outside [0, 1) (or either given for
+            ``"mixture_cs"``, or ``top_alpha_share`` with explicit ``looks``), shares that leave no alpha for the
+            other looks, a ``futility`` outside [0, 1), or a base that is not a fixed function; after sampling, when
+            the base returned NaN / infinite logits. A ``RuntimeWarning`` names grid radii that n_max can never
+            certify (they are skipped by the stopping rule) and says when nothing can be certified at all.
 
     Examples:
         >>> from art_ext.testing import LinearToy
@@ -235,22 +288,34 @@ def certify_sequential(
         ...                            n0=10, n_max=10_000, num_classes=2, batch_size=500,
         ...                            generator=torch.Generator().manual_seed(0))
         >>> certs.label.tolist(), bool((certs.radius >= 0.5).all()), certs.num_samples.tolist()
-        ([1, 1], True, [496, 496])
+        ([1, 1], True, [381, 381])
     """
     validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size, generator=generator,
                            noise_space=noise_space)
     validation.check_positive_int(n0, "n0")
     validation.check_positive_int(n_max, "n_max")
     alpha = validation.check_alpha(alpha)
-    if isinstance(futility_alpha, bool) or not isinstance(futility_alpha, (int, float)) or not (
-            0.0 < futility_alpha < 1.0):
-        raise ValueError(f"futility_alpha must be a number in (0, 1) (the stopping heuristic's upper-bound level), "
-                         f"got {futility_alpha!r}")
+    futility = _check_share(futility, "futility (the stopping rule's predictive-probability threshold)",
+                            low_open=False)
     grid = _check_radii(radii)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "mixture_cs" and (final_alpha_share is not None or top_alpha_share is not None):
+        raise ValueError("final_alpha_share / top_alpha_share split alpha over the looks of method='staged_cp'; the "
+                         "confidence sequence of method='mixture_cs' spends alpha once for all looks, got "
+                         f"final_alpha_share={final_alpha_share!r}, top_alpha_share={top_alpha_share!r}")
+    if looks is not None and top_alpha_share is not None:
+        raise ValueError(f"top_alpha_share places a look of its own in the default schedule; with explicit looks "
+                         f"the looks before n_max share (1 - final_alpha_share) of alpha evenly, got "
+                         f"top_alpha_share={top_alpha_share!r} with looks={looks!r}")
+    final_share = DEFAULT_FINAL_ALPHA_SHARE if final_alpha_share is None else _check_share(
+        final_alpha_share, "final_alpha_share", low_open=True)
+    top_share = 0.0 if looks is not None else DEFAULT_TOP_ALPHA_SHARE if top_alpha_share is None else _check_share(
+        top_alpha_share, "top_alpha_share", low_open=False)
     schedule = geometric_looks(n_max) if looks is None else _check_looks(looks, n_max)
-    look_alphas = _look_alphas(method, alpha, len(schedule), final_alpha_share)
+    if method == "staged_cp" and len(schedule) > 1 and final_share + top_share >= 1.0:
+        raise ValueError(f"final_alpha_share={final_share} and top_alpha_share={top_share} leave no alpha for the "
+                         "other looks before n_max; use shares summing to < 1, or looks=(n_max,) for a single look")
     sigma = float(sigma)
     space = resolve(noise_space)
     device = x.device
@@ -258,8 +323,8 @@ def certify_sequential(
     # grid levels Phi(r / sigma) in the noise space's units; keep only those the all-votes bound at n_max reaches
     unit = float(space.pixel_radius(torch.tensor(1.0, dtype=torch.float64)))  # pixel radius of a unit radius
     levels = sps.norm.cdf(np.array(grid) / unit / sigma)  # float64 [G], ascending
-    final_alpha = float(look_alphas[-1])
-    cap = float(_bounds(method, torch.tensor([n_max]), n_max, final_alpha)[0][0])
+    final_alpha = alpha if method == "mixture_cs" or len(schedule) == 1 else final_share * alpha
+    cap = float(_lower(method, torch.tensor([float(n_max)]), n_max, final_alpha)[0])
     reachable = levels <= cap
     if cap < 0.5:
         warnings.warn(f"n_max={n_max} with alpha={alpha} (method={method!r}) can never certify: even if all votes "
@@ -270,9 +335,22 @@ def certify_sequential(
         warnings.warn(f"radii {skipped} can never be certified with n_max={n_max}, sigma={sigma} and alpha={alpha} "
                       f"(method={method!r}; at most sigma * Phi^-1({cap:.6f}) in the noise space's units): the "
                       "stopping rule skips them", RuntimeWarning, stacklevel=2)
-    targets = torch.as_tensor(levels[reachable], dtype=torch.float64, device=device)  # [G'] ascending
+    reachable_levels = levels[reachable]
+    top_look = None
+    if method == "staged_cp" and top_share > 0 and len(schedule) > 1 and len(reachable_levels):
+        candidate = _top_look(method, float(reachable_levels[-1]), top_share * alpha)
+        if candidate < n_max:
+            top_look = candidate
+            schedule = tuple(sorted({*schedule, candidate}))
+    if method == "mixture_cs":
+        look_alphas = np.full(len(schedule), alpha)
+    else:
+        look_alphas = _look_alphas(schedule, alpha, final_share, top_look, top_share if top_look else 0.0)
+    targets = torch.as_tensor(reachable_levels, dtype=torch.float64, device=device)  # [G'] ascending
     top = targets[-1] if len(targets) else None
-    padded = torch.cat([targets, targets.new_full((1,), 2.0)])  # [G' + 1]
+    # misses (draws not for c_A) the last look allows for each level, then a sentinel for "no level left"
+    allowed = n_max - _votes_needed(method, n_max, float(look_alphas[-1]), reachable_levels)  # [G']
+    allowed = np.append(allowed, -1)
 
     num_images = x.shape[0]
     counts_selection = _sample_counts(base, x, n0, sigma, num_classes, batch_size, generator, space)  # [B, K]
@@ -280,7 +358,6 @@ def certify_sequential(
     counts = torch.zeros_like(counts_selection)  # [B, K] estimation votes so far
     drawn = torch.zeros(num_images, dtype=torch.long, device=device)  # [B] estimation draws so far
     lower = torch.zeros(num_images, dtype=torch.float64, device=device)  # [B] largest lower bound so far
-    upper = torch.ones(num_images, dtype=torch.float64, device=device)  # [B] smallest upper bound so far
     running = torch.ones(num_images, dtype=torch.bool, device=device)  # [B]
     previous = 0
     for t, alpha_j in zip(schedule, look_alphas.tolist(), strict=True):
@@ -290,19 +367,18 @@ def certify_sequential(
         drawn[index] = t
         previous = t
         n_a = counts[index].gather(1, c_hat[index, None]).squeeze(1)  # [R]
-        lb, ub = _bounds(method, n_a, t, alpha_j, futility_alpha)
-        lower[index] = torch.maximum(lower[index], lb)  # valid: the bound holds at every look at once
-        upper[index] = torch.minimum(upper[index], ub)
+        lower[index] = torch.maximum(lower[index], _lower(method, n_a, t, alpha_j))  # valid at every look at once
         if t == n_max:
             break
-        lb, ub = lower[index], upper[index]
+        lb = lower[index]
         if top is None:
             settled = torch.ones_like(lb, dtype=torch.bool)  # no grid level can be reached: nothing to sample for
         else:
-            next_level = padded[torch.searchsorted(targets, lb, right=True)]  # [R] lowest level above lb (2: none)
-            # the bound n_max draws would give if p_A were ub: below next_level means the level is out of reach
-            reach = _bounds(method, torch.floor(ub * n_max), n_max, final_alpha)[0]  # [R]
-            settled = (lb >= top) | (reach < next_level)
+            next_level = torch.searchsorted(targets, lb, right=True).cpu().numpy()  # [R] index of the level above lb
+            votes = n_a.cpu().numpy()
+            chance = _predictive_success(t - votes, votes, n_max - t, allowed[next_level])  # 0 when none is left
+            futile = torch.as_tensor((chance < futility) & (next_level < len(targets)), device=device)
+            settled = (lb >= top) | futile
         running[index[settled]] = False
         if not bool(running.any()):
             break

@@ -16,8 +16,8 @@ over sigma.
 Sequential certification (issue 13): a config (or the suite) may set ``method = "sequential"`` (default ``"cohen"``,
 fixed-n CERTIFY with ``n``); such a config runs ``certify_sequential`` with ``n_max`` (suite or config key), the
 stopping grid ``grid`` (config key; default the suite's ``radii``) and ``sequential_method`` (``"staged_cp"``, the
-default, or ``"mixture_cs"``), and optionally its tuning ``final_alpha_share`` / ``futility_alpha`` (suite or config
-keys; when set they are part of the config id). Its rows add ``method``, ``num_samples`` (forward passes spent on the image, selection
+default, or ``"mixture_cs"``), and optionally its tuning ``final_alpha_share`` / ``top_alpha_share`` / ``futility``
+(suite or config keys; ``staged_cp`` only for the two shares; when set they are part of the config id). Its rows add ``method``, ``num_samples`` (forward passes spent on the image, selection
 included), ``n_max`` and ``grid``; fixed-n rows are unchanged. Summaries carry the mean and median forward passes per
 image, and the report shows them (with the method) when the suite holds a sequential config.
 """
@@ -47,6 +47,7 @@ log = logging.getLogger("benchmarks")
 
 METHODS = ("cohen", "sequential")
 SEQUENTIAL_METHODS = ("staged_cp", "mixture_cs")
+TUNING_KEYS = ("final_alpha_share", "top_alpha_share", "futility")  # certify_sequential's keywords
 
 
 def method_of(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
@@ -67,9 +68,10 @@ def sequential_settings(config: dict[str, Any], suite: dict[str, Any]) -> dict[s
     if method not in SEQUENTIAL_METHODS:
         raise ValueError(f"certify kind: sequential_method must be one of {SEQUENTIAL_METHODS}, got {method!r}")
     tuning = {key: float(config[key] if key in config else suite[key])
-              for key in ("final_alpha_share", "futility_alpha") if key in config or key in suite}
-    if "final_alpha_share" in tuning and method != "staged_cp":
-        raise ValueError("certify kind: final_alpha_share applies to sequential_method 'staged_cp' only")
+              for key in TUNING_KEYS if key in config or key in suite}
+    for key in ("final_alpha_share", "top_alpha_share"):
+        if key in tuning and method != "staged_cp":
+            raise ValueError(f"certify kind: {key} applies to sequential_method 'staged_cp' only")
     return {"n_max": n_max, "grid": grid, "sequential_method": method, "tuning": tuning}
 
 
@@ -99,7 +101,8 @@ SCHEMA = {
     "n_max": Key(common.integer(1)),
     "sequential_method": Key(common.choice("staged_cp", "mixture_cs")),
     "final_alpha_share": Key(common.number(gt=0, lt=1)),
-    "futility_alpha": Key(common.number(gt=0, lt=1)),
+    "top_alpha_share": Key(common.number(ge=0, lt=1)),
+    "futility": Key(common.number(ge=0, lt=1)),
     "configs": Tables({
         "model": Key(references.model_check, required=True),
         "sigma": Key(common.number(gt=0), required=True),
@@ -112,7 +115,8 @@ SCHEMA = {
         "grid": Key(common.list_of(common.number(gt=0))),
         "sequential_method": Key(common.choice("staged_cp", "mixture_cs")),
         "final_alpha_share": Key(common.number(gt=0, lt=1)),
-        "futility_alpha": Key(common.number(gt=0, lt=1)),
+        "top_alpha_share": Key(common.number(ge=0, lt=1)),
+        "futility": Key(common.number(ge=0, lt=1)),
     }, required=True),
 }
 

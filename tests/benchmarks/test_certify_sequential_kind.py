@@ -85,19 +85,23 @@ def test_sequential_tuning_keys_reach_certify_sequential_and_the_config_id(tmp_p
     real = kind.certify_sequential
 
     def recording(*args, **kwargs):
-        seen.append({k: kwargs.get(k) for k in ("final_alpha_share", "futility_alpha")})
+        seen.append({k: kwargs.get(k) for k in ("final_alpha_share", "top_alpha_share", "futility")})
         return real(*args, **kwargs)
 
     monkeypatch.setattr(kind, "certify_sequential", recording)
-    suite = dict(SUITE, futility_alpha=0.2, configs=[
-        {"model": "digits_cnn", "sigma": 0.25, "method": "sequential", "grid": [0.25], "final_alpha_share": 0.6}])
+    suite = dict(SUITE, futility=0.2, configs=[
+        {"model": "digits_cnn", "sigma": 0.25, "method": "sequential", "grid": [0.25], "final_alpha_share": 0.6,
+         "top_alpha_share": 0.3}])
     ctx = common.RunContext(out=tmp_path, device=torch.device("cpu"), seed=0, limit=3, verbose=False)
     kind.run(suite, ctx)
     ctx.close()
-    assert seen == [{"final_alpha_share": 0.6, "futility_alpha": 0.2}]
+    assert seen == [{"final_alpha_share": 0.6, "top_alpha_share": 0.3, "futility": 0.2}]
     rows = common.read_rows(tmp_path)
     assert {r["config"] for r in rows} == {
-        "digits_cnn@sigma=0.25/sequential(staged_cp,n_max=400,grid=0.25,final_alpha_share=0.6,futility_alpha=0.2)"}
+        "digits_cnn@sigma=0.25/sequential(staged_cp,n_max=400,grid=0.25,final_alpha_share=0.6,futility=0.2,"
+        "top_alpha_share=0.3)"}
     # the share splits staged_cp's alpha over its looks: it is refused for the confidence sequence
     with pytest.raises(ValueError, match="final_alpha_share applies to sequential_method 'staged_cp' only"):
         kind.sequential_settings({"sequential_method": "mixture_cs", "final_alpha_share": 0.6}, dict(SUITE))
+    with pytest.raises(ValueError, match="top_alpha_share applies to sequential_method 'staged_cp' only"):
+        kind.sequential_settings({"sequential_method": "mixture_cs"}, dict(SUITE, top_alpha_share=0.2))

@@ -14,7 +14,15 @@ import torch
 from scipy import stats as sps
 
 from art_ext import ABSTAIN, Certificates, certify, certify_sequential
-from art_ext.smoothing.sequential import DEFAULT_FINAL_ALPHA_SHARE, _mixture_bounds, geometric_looks
+from art_ext.smoothing.sequential import (
+    DEFAULT_FINAL_ALPHA_SHARE,
+    DEFAULT_TOP_ALPHA_SHARE,
+    _look_alphas,
+    _mixture_bounds,
+    _predictive_success,
+    _top_look,
+    geometric_looks,
+)
 from art_ext.testing import CallRecorder, ScriptedVotes, linear_problem, tiny_cnn, tiny_images
 
 FALSE_FAILURE = 1e-4
@@ -76,6 +84,8 @@ def test_num_samples_are_the_forward_passes_each_image_received(method):
     recorder = CallRecorder(model).eval()
     certs = certify_sequential(recorder, x, generator=torch.Generator().manual_seed(9), **kwargs)
     looks = set(geometric_looks(20_000))
+    if method == "staged_cp":  # the default schedule adds the top look, where unanimous votes certify r = 0.75
+        looks.add(_top_look(method, sps.norm.cdf(3.0), DEFAULT_TOP_ALPHA_SHARE * 0.001))
     assert int(certs.num_samples.sum()) == recorder.samples
     assert (certs.counts_estimation.sum(dim=1) == certs.num_samples - 30).all()
     assert all(n - 30 in looks for n in certs.num_samples.tolist())
@@ -88,7 +98,8 @@ def test_num_samples_are_the_forward_passes_each_image_received(method):
 def test_device_batches_pack_the_running_images():
     recorder = CallRecorder(tiny_cnn()).eval()
     certs = certify_sequential(recorder, tiny_images(8), sigma=0.25, alpha=0.01, radii=[0.25], n0=10, n_max=2000,
-                               num_classes=10, batch_size=512, generator=torch.Generator().manual_seed(0))
+                               num_classes=10, batch_size=512, looks=geometric_looks(2000),
+                               generator=torch.Generator().manual_seed(0))
     assert int(certs.num_samples.sum()) == recorder.samples
     # the first look (64 draws for each of 8 images) fills one full batch of 512, not eight batches of 64
     assert recorder.batch_sizes[1] == 512
@@ -97,17 +108,46 @@ def test_device_batches_pack_the_running_images():
 # ---------------------------------------------------------------- stopping rule on scripted votes
 
 
-def test_unanimous_votes_stop_at_the_first_look_that_reaches_the_top_grid_radius():
+def test_unanimous_votes_stop_at_the_top_look():
     n_max, alpha, sigma = 10_000, 0.001, 0.5
-    looks = geometric_looks(n_max)
-    alpha_early = (1.0 - DEFAULT_FINAL_ALPHA_SHARE) * alpha / (len(looks) - 1)
-    level = sps.norm.cdf(1.0 / sigma)  # radius 1.0 at sigma 0.5
-    expected = next(t for t in looks if alpha_early ** (1 / t) >= level)  # all-votes Clopper-Pearson bound
+    level = sps.norm.cdf(1.0 / sigma)  # radius 1.0 at sigma 0.5: the highest grid radius
+    alpha_top = DEFAULT_TOP_ALPHA_SHARE * alpha
+    top_look = math.ceil(math.log(alpha_top) / math.log(level))  # all-votes Clopper-Pearson bound alpha^(1/t)
+    schedule = sorted({*geometric_looks(n_max), top_look})
+    alphas = _look_alphas(schedule, alpha, DEFAULT_FINAL_ALPHA_SHARE, top_look, DEFAULT_TOP_ALPHA_SHARE)
+    assert alphas.sum() == pytest.approx(alpha, rel=1e-12) and alphas[schedule.index(top_look)] == alpha_top
+    # no earlier look certifies radius 1.0 with its share of alpha: the image stops exactly at the top look
+    assert all(a ** (1 / t) < level for t, a in zip(schedule, alphas, strict=True) if t < top_look)
     certs, base = scripted(torch.ones(10), torch.ones(n_max), sigma=sigma, alpha=alpha, radii=[0.25, 0.5, 1.0],
                            n_max=n_max)
-    assert certs.num_samples.item() == 10 + expected == base.position
+    assert certs.num_samples.item() == 10 + top_look == base.position
     assert certs.label.item() == 1 and certs.radius.item() >= 1.0
-    assert certs.p_a_lower.item() == pytest.approx(alpha_early ** (1 / expected), rel=1e-12)
+    assert certs.p_a_lower.item() == pytest.approx(alpha_top ** (1 / top_look), rel=1e-12)
+    # without a top look the same votes run on to a later look of the geometric schedule
+    plain, _ = scripted(torch.ones(10), torch.ones(n_max), sigma=sigma, alpha=alpha, radii=[0.25, 0.5, 1.0],
+                        n_max=n_max, top_alpha_share=0.0)
+    assert plain.num_samples.item() > certs.num_samples.item() and plain.radius.item() >= 1.0
+
+
+def test_look_alphas_sum_to_alpha():
+    assert _look_alphas((100,), 0.01, 0.75).tolist() == [0.01]
+    spread = _look_alphas((10, 20, 30, 40), 0.01, 0.75)
+    assert spread.tolist() == pytest.approx([0.01 * 0.25 / 3] * 3 + [0.0075])
+    with_top = _look_alphas((10, 20, 30, 40), 0.01, 0.75, top_look=20, top_share=0.2)
+    assert with_top.tolist() == pytest.approx([0.00025, 0.002, 0.00025, 0.0075])
+    only_top = _look_alphas((20, 40), 0.01, 0.75, top_look=20, top_share=0.2)  # no other look: the rest goes last
+    assert only_top.tolist() == pytest.approx([0.002, 0.008])
+
+
+def test_predictive_success_is_the_posterior_mean_of_the_binomial_chance():
+    from scipy import integrate
+
+    for misses, votes, left, allowed in [(0, 500, 1000, 2), (3, 6097, 3900, 3), (12, 988, 9000, 150), (5, 95, 0, 7)]:
+        want = integrate.quad(lambda q: sps.binom.cdf(allowed - misses, left, q)
+                              * sps.beta.pdf(q, 0.5 + misses, 0.5 + votes), 0, 1, limit=200, points=[1e-4, 1e-2])[0]
+        got = _predictive_success(np.array([misses]), np.array([votes]), left, np.array([allowed]))[0]
+        assert got == pytest.approx(want, abs=1e-6)
+    assert _predictive_success(np.array([4]), np.array([96]), 900, np.array([3]))[0] == 0.0  # already too many misses
 
 
 def test_low_votes_stop_early_and_abstain():
@@ -129,7 +169,7 @@ def test_a_level_that_n_max_cannot_certify_stops_the_image_before_n_max():
     # 12 failures per 10,000 votes (p_A = 0.9988 > Phi(3) = 0.99865): radius 0.5 at sigma 0.25 (level Phi(2)) is
     # certified early; radius 0.75 (level Phi(3)) is below p_A, yet n_max = 10,000 draws could never certify it
     # (fixed-n CERTIFY on the same votes stops short of it: that takes at most 3 failures), so the image stops at
-    # the look of 5,540 draws, not at n_max
+    # the first look after its 4th miss (draw 2,900), not at n_max
     votes = torch.ones(10_000, dtype=torch.long)
     votes[torch.arange(12) * 833 + 400] = 0
     kwargs = dict(sigma=0.25, radii=[0.5, 0.75], n_max=10_000)
@@ -137,19 +177,20 @@ def test_a_level_that_n_max_cannot_certify_stops_the_image_before_n_max():
     fixed, _ = scripted(torch.ones(10), votes, looks=(10_000,), **kwargs)
     assert fixed.label.item() == 1 and 0.5 <= fixed.radius.item() < 0.75  # n_max itself cannot reach 0.75
     assert certs.label.item() == 1 and 0.5 <= certs.radius.item() < 0.75
-    assert certs.num_samples.item() == base.position <= 10 + 5540
-    # the old rule (stop only once an upper bound on p_A is below the level) could not stop it: p_A is above the level
+    assert certs.num_samples.item() == base.position <= 10 + 3300
+    # a rule that stops only once an upper bound on p_A is below the level could not stop it: p_A is above the level
     assert votes.double().mean().item() > sps.norm.cdf(3.0)
 
 
-def test_futility_alpha_trades_draws_only():
+def test_futility_trades_draws_only():
     votes = torch.ones(10_000, dtype=torch.long)
     votes[torch.arange(12) * 833 + 400] = 0
     kwargs = dict(sigma=0.25, radii=[0.5, 0.75], n_max=10_000)
-    loose, _ = scripted(torch.ones(10), votes, futility_alpha=0.2, **kwargs)
-    strict, _ = scripted(torch.ones(10), votes, futility_alpha=1e-6, **kwargs)
-    assert loose.num_samples.item() < strict.num_samples.item()
-    assert loose.label.item() == strict.label.item() == 1
+    loose, _ = scripted(torch.ones(10), votes, futility=0.5, **kwargs)
+    default, _ = scripted(torch.ones(10), votes, **kwargs)
+    off, _ = scripted(torch.ones(10), votes, futility=0.0, **kwargs)
+    assert loose.num_samples.item() < default.num_samples.item() < off.num_samples.item() == 10 + 10_000
+    assert loose.label.item() == default.label.item() == off.label.item() == 1
 
 
 def test_unreachable_grid_radii_are_named_and_skipped():
@@ -214,10 +255,15 @@ def test_mixture_cs_all_votes_cap_is_looser_than_fixed_n():
     (dict(looks=(10.0, 1000)), ValueError, "ints >= 1"),
     (dict(looks=[]), TypeError, "non-empty sequence"),
     (dict(final_alpha_share=0.0), ValueError, "final_alpha_share must be a number in"),
-    (dict(final_alpha_share=1.0), ValueError, "no alpha for the looks"),
+    (dict(final_alpha_share=1.0), ValueError, "leave no alpha for the other looks"),
+    (dict(final_alpha_share=0.7, top_alpha_share=0.3), ValueError, "leave no alpha for the other looks"),
     (dict(final_alpha_share=0.5, method="mixture_cs"), ValueError, "spends alpha once"),
-    (dict(futility_alpha=0.0), ValueError, "futility_alpha must be a number in"),
-    (dict(futility_alpha=True), ValueError, "futility_alpha must be a number in"),
+    (dict(top_alpha_share=0.1, method="mixture_cs"), ValueError, "spends alpha once"),
+    (dict(top_alpha_share=1.0), ValueError, r"top_alpha_share must be a number in \[0, 1\)"),
+    (dict(top_alpha_share=0.1, looks=(100, 1000)), ValueError, "places a look of its own"),
+    (dict(futility=1.0), ValueError, r"futility .* must be a number in \[0, 1\)"),
+    (dict(futility=-0.1), ValueError, "futility"),
+    (dict(futility=True), ValueError, "futility"),
     (dict(n_max=0), ValueError, "n_max must be >= 1"),
     (dict(n0=0), ValueError, "n0 must be >= 1"),
     (dict(alpha=1.0), ValueError, "alpha must be in the open interval"),
@@ -262,19 +308,19 @@ def test_nonfinite_logits_are_reported():
 SOUNDNESS_MARGINS = [1.03, 2.02, 1.01, 2.01, 3.01, -1.02, 0.04]
 
 
-def soundness_failures(method, trials, *, sigma=0.25, alpha=0.05):
+def soundness_failures(method, trials, *, sigma=0.25, alpha=0.05, default_looks=False, margins=SOUNDNESS_MARGINS):
     """(radii above the true radius, wrong labels, stopping times [trials, images]) over ``trials`` seeds.
 
     Adversarial stopping: p_A just above the grid levels (margins 1, 2, 3 in sigma units are the radii 0.25, 0.5,
     0.75), so the running bound hovers near a level and the stopping rule keeps looking; plus one image near 1/2."""
-    model, x = linear_problem(SOUNDNESS_MARGINS, sigma)
+    model, x = linear_problem(margins, sigma)
     true_radius, true_class = model.true_radius(x), model.true_class(x)
     violations = wrong = 0
     stops = []
     for seed in range(trials):
         certs = certify_sequential(model, x, sigma=sigma, alpha=alpha, radii=[0.25, 0.5, 0.75], n0=32,
                                    n_max=4000, num_classes=2, batch_size=8192, method=method,
-                                   looks=geometric_looks(4000, first=16, ratio=1.5),
+                                   looks=None if default_looks else geometric_looks(4000, first=16, ratio=1.5),
                                    generator=torch.Generator().manual_seed(seed))
         certified = certs.label != ABSTAIN
         violations += int(((certs.radius > true_radius) & certified).sum())
@@ -296,11 +342,23 @@ def test_radius_above_the_true_radius_or_wrong_label_at_most_alpha_often(method)
 
 
 @pytest.mark.statistical
+def test_the_default_schedule_with_its_top_look_is_sound():
+    alpha, trials = 0.05, 80
+    margins = [*SOUNDNESS_MARGINS, 3.6]  # 3.6: no miss in 3,410 draws about half of the time
+    violations, wrong, stops = soundness_failures("staged_cp", trials, alpha=alpha, default_looks=True,
+                                                  margins=margins)
+    limit = sps.binom.ppf(1 - FALSE_FAILURE, trials * len(margins), alpha)
+    assert violations <= limit, f"{violations} radii above the true radius (allowed {limit:.0f})"
+    assert wrong <= limit
+    assert (stops == 32 + 3410).sum() >= 10  # images did stop at the top look
+
+
+@pytest.mark.statistical
 def test_the_soundness_check_catches_a_bound_that_ignores_the_looks(monkeypatch):
     """The same procedure with all of alpha spent at every look (no union bound): the check above fails."""
     import art_ext.smoothing.sequential as sequential
 
-    monkeypatch.setattr(sequential, "_look_alphas", lambda method, alpha, looks, share: np.full(looks, alpha))
+    monkeypatch.setattr(sequential, "_look_alphas", lambda schedule, alpha, *args: np.full(len(schedule), alpha))
     alpha, trials = 0.05, 80
     violations, _, _ = soundness_failures("staged_cp", trials, alpha=alpha)
     assert violations > sps.binom.ppf(1 - FALSE_FAILURE, trials * len(SOUNDNESS_MARGINS), alpha)
