@@ -17,8 +17,9 @@ Sequential certification (issue 13): a config (or the suite) may set ``method = 
 fixed-n CERTIFY with ``n``); such a config runs ``certify_sequential`` with ``n_max`` (suite or config key), the
 stopping grid ``grid`` (config key; default the suite's ``radii``) and ``sequential_method`` (``"staged_cp"``, the
 default, or ``"mixture_cs"``), and optionally its tuning ``final_alpha_share`` / ``top_alpha_share`` / ``futility``
-(suite or config keys; ``staged_cp`` only for the two shares; when set they are part of the config id). Its rows add ``method``, ``num_samples`` (forward passes spent on the image, selection
-included), ``n_max`` and ``grid``; fixed-n rows are unchanged. Summaries carry the mean and median forward passes per
+(suite or config keys; ``staged_cp`` only for the two shares; when set they are part of the config id). Its rows
+add ``method``, ``num_samples`` (forward passes spent on the image, selection included), ``n_max`` and ``grid``;
+fixed-n rows are unchanged. Summaries carry the mean and median forward passes per
 image, and the report shows them (with the method) when the suite holds a sequential config.
 """
 

@@ -139,14 +139,20 @@ def test_look_alphas_sum_to_alpha():
     assert only_top.tolist() == pytest.approx([0.002, 0.008])
 
 
-def test_predictive_success_is_the_posterior_mean_of_the_binomial_chance():
+@pytest.mark.parametrize("misses, votes, left, allowed",
+                         [(0, 500, 1000, 2), (3, 6097, 3900, 3), (12, 988, 9000, 150), (5, 95, 0, 7)])
+def test_predictive_success_is_the_posterior_mean_of_the_binomial_chance(misses, votes, left, allowed):
     from scipy import integrate
 
-    for misses, votes, left, allowed in [(0, 500, 1000, 2), (3, 6097, 3900, 3), (12, 988, 9000, 150), (5, 95, 0, 7)]:
-        want = integrate.quad(lambda q: sps.binom.cdf(allowed - misses, left, q)
-                              * sps.beta.pdf(q, 0.5 + misses, 0.5 + votes), 0, 1, limit=200, points=[1e-4, 1e-2])[0]
-        got = _predictive_success(np.array([misses]), np.array([votes]), left, np.array([allowed]))[0]
-        assert got == pytest.approx(want, abs=1e-6)
+    def integrand(q):
+        return sps.binom.cdf(allowed - misses, left, q) * sps.beta.pdf(q, 0.5 + misses, 0.5 + votes)
+
+    want = integrate.quad(integrand, 0, 1, limit=200, points=[1e-4, 1e-2])[0]
+    got = _predictive_success(np.array([misses]), np.array([votes]), left, np.array([allowed]))[0]
+    assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_predictive_success_is_zero_once_too_many_draws_missed():
     assert _predictive_success(np.array([4]), np.array([96]), 900, np.array([3]))[0] == 0.0  # already too many misses
 
 
