@@ -101,6 +101,18 @@ def test_robustbench_cifar10_runs_offline_end_to_end(offline_robustbench, capsys
                                                                   compare.se(wong_board["clean"], 2))
 
 
+def assert_one_line_error(tmp_path, capsys, text, message):
+    """The suite ``text`` fails with exit 2, one stderr line matching ``message``, and no output folder."""
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as err:
+        run.main(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"])
+    assert err.value.code == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1 and re.search(message, stderr), stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("line, message", [
     ("simga = 3", "unknown key 'simga'"),
     ("eps = [0.1, 0.2]", r"eps = \[0.1, 0.2\] is invalid; expected a number > 0 \(finite\) or a list of 3 or more"),
@@ -114,14 +126,7 @@ def test_schema_errors_are_one_line_before_any_work(tmp_path, capsys, line, mess
             'attacks = ["pgd"]\n')
     key = line.split(" = ")[0]
     text = "\n".join(ln for ln in base.splitlines() if not ln.startswith(key + " ")) + "\n" + line + "\n"
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(SystemExit) as err:
-        run.main(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"])
-    assert err.value.code == 2
-    stderr = capsys.readouterr().err
-    assert len(stderr.strip().splitlines()) == 1 and re.search(message, stderr), stderr
-    assert not (tmp_path / "out").exists()
+    assert_one_line_error(tmp_path, capsys, text, message)
 
 
 def test_certify_table_needs_a_smoothed_defence(tmp_path, capsys):
@@ -274,14 +279,7 @@ def test_suite_values_that_cannot_work_are_one_line_errors_before_any_work(tmp_p
             'attacks = ["pgd"]\n')
     keys = {ln.split(" = ")[0] for ln in lines}
     text = "\n".join(ln for ln in base.splitlines() if ln.split(" = ")[0] not in keys) + "\n" + "\n".join(lines) + "\n"
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(SystemExit) as err:
-        run.main(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"])
-    assert err.value.code == 2
-    stderr = capsys.readouterr().err
-    assert len(stderr.strip().splitlines()) == 1 and re.search(message, stderr), stderr
-    assert not (tmp_path / "out").exists()
+    assert_one_line_error(tmp_path, capsys, text, message)
 
 
 @pytest.mark.parametrize("name", ["compare_digits", "robustbench_cifar10"])
