@@ -8,7 +8,7 @@ For each digits zoo model (noise-trained CNNs at their training sigma) it certif
 and prints certified accuracy at each grid radius, mean and median forward passes per image (selection included),
 wall time, and the fixed-n / sequential ratios of passes and of wall time.
 
-    python benchmarks/perf_sequential.py [--images 100] [--n-max 10000] [--method staged_cp] [--threads 1]
+    python benchmarks/perf_sequential.py [--images 100] [--skip 0] [--n-max 10000] [--method staged_cp] [--threads 1]
                                          [--final-alpha-share S] [--top-alpha-share S] [--futility F]
 """
 
@@ -27,7 +27,7 @@ if __package__ in (None, ""):
 import torch
 
 from art_ext import certify, certify_sequential, zoo
-from art_ext.data import digits
+from art_ext.data import LabeledImages, digits
 from art_ext.smoothing.metrics import certified_accuracy
 
 GRID = (0.25, 0.5, 0.75, 1.0)
@@ -48,7 +48,9 @@ def run_one(label: str, fn, y: torch.Tensor) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=100, help="first test images of the digits split (of 500)")
+    parser.add_argument("--images", type=int, default=100, help="test images of the digits split (of 500)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="start after this many test images (e.g. --skip 200 --images 300: held-out images)")
     parser.add_argument("--n-max", type=int, default=10_000)
     parser.add_argument("--n0", type=int, default=100)
     parser.add_argument("--alpha", type=float, default=0.001)
@@ -67,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = digits.load_digits("test", resolution=16).head(args.images)
+    data = digits.load_digits("test", resolution=16)
+    if args.skip < 0 or args.images < 1 or args.skip + args.images > len(data):
+        parser.error(f"--skip {args.skip} --images {args.images} must select images inside the {len(data)} test "
+                     "images (skip >= 0, images >= 1)")
+    data = LabeledImages(data.x[args.skip : args.skip + args.images], data.y[args.skip : args.skip + args.images],
+                         data.classes, f"{data.name}[{args.skip}:{args.skip + args.images}]")
     common = dict(n0=args.n0, alpha=args.alpha, num_classes=data.num_classes, batch_size=args.batch_size)
     tuning: dict = {}
     if args.final_alpha_share is not None:
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                      wall_ratio=runs[0]["seconds"] / r["seconds"])
         results += runs
 
-    print(f"\n{args.images} digits test images (16x16), n0={args.n0}, n = n_max = {args.n_max:,}, alpha={args.alpha}, "
+    print(f"\n{args.images} digits test images (16x16; {data.name}), n0={args.n0}, n = n_max = {args.n_max:,}, alpha={args.alpha}, "
           f"method={args.method}, {tuning or 'default tuning'}, batch_size={args.batch_size}, threads={args.threads}, seed={args.seed}, "
           f"torch {torch.__version__}, CPU\n")
     head = " | ".join(f"r={r:g}" for r in GRID)
