@@ -345,7 +345,7 @@ def certify_sequential(
     if method == "mixture_cs":
         look_alphas = np.full(len(schedule), alpha)
     else:
-        look_alphas = _look_alphas(schedule, alpha, final_share, top_look, top_share if top_look else 0.0)
+        look_alphas = _look_alphas(schedule, alpha, final_share, top_look, top_share)
     targets = torch.as_tensor(reachable_levels, dtype=torch.float64, device=device)  # [G'] ascending
     top = targets[-1] if len(targets) else None
     # misses (draws not for c_A) the last look allows for each level, then a sentinel for "no level left"
