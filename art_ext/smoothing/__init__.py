@@ -15,6 +15,7 @@ from art_ext.smoothing.inference import (
     labels_from_scores,
     smoothed_scores,
 )
+from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
 from art_ext.smoothing.metrics import (
     abstain_rate,
     average_certified_radius,
@@ -32,6 +33,8 @@ __all__ = [
     "DEFAULT_SIGMAS",
     "Certificates",
     "GaussianNoise",
+    "NoiseKeys",
+    "NoiseStreams",
     "NoiseSpace",
     "NormalizedNoise",
     "PixelNoise",

@@ -13,6 +13,7 @@ import torch
 
 from art_ext.ops import validation
 from art_ext.smoothing.certify import Certificates, certify
+from art_ext.smoothing.keys import NoiseKeys, resolve_keys
 from art_ext.smoothing.noise import NoiseSpace, resolve
 from art_ext.types import ABSTAIN, LogitsFn
 
@@ -54,6 +55,7 @@ def auto_noise_certify(
     reference: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     noise_space: NoiseSpace | None = None,
+    keys: NoiseKeys | None = None,
 ) -> Certificates:
     """Auto-Noise (Nandy et al., arXiv:2102.05096v3, Alg. 2, Eq. 5): choose sigma per image, then certify.
 
@@ -80,8 +82,11 @@ def auto_noise_certify(
         n_auto: Selection draws per sigma (paper: 1,000). n0: CERTIFY class-selection draws. n: Final draws (paper:
             100,000). alpha: Per-CERTIFY failure probability. num_classes: K. batch_size: Noisy samples per forward.
         reference: Optional int64 [B] labels the certificate must agree with (f(x) in Algorithm 1).
-        generator: Noise source on the device of ``x``.
+        generator: Source of the per-image noise keys (one draw per call) on the device of ``x``.
         noise_space: Where the noise is added (``None``: pixels); ``sigmas`` are in its units.
+        keys: Fixed per-image noise keys (``NoiseKeys``) instead of ``generator``. Each selection sigma and the final
+            stage draw from their own keys derived from image i's key, so an image's certificate does not depend
+            on the other images in the call or on which of them chose the same sigma.
     Returns:
         ``Certificates`` with per-image ``sigma``, ``selection_radius`` [B, S] (pixel units) and ``n_auto``;
         ``prediction`` is ``reference`` when given, else the certified label.
@@ -105,22 +110,24 @@ def auto_noise_certify(
     if reference is not None and reference.shape != x.shape[:1]:
         raise ValueError(f"reference must be int64 labels of shape [{x.shape[0]}], got {tuple(reference.shape)}")
     space = resolve(noise_space)
+    image_keys = resolve_keys(keys, generator, x.shape[0], x.device)
 
-    def run_certify(base: LogitsFn, images: torch.Tensor, sigma: float, draws: int) -> Certificates:
+    def run_certify(base: LogitsFn, images: torch.Tensor, sigma: float, draws: int, keys: NoiseKeys) -> Certificates:
         return certify(base, images, n0=n0, n=draws, sigma=sigma, alpha=alpha, num_classes=num_classes,
-                       batch_size=batch_size, generator=generator, noise_space=space)
+                       batch_size=batch_size, keys=keys, noise_space=space)
 
     selection = torch.zeros(x.shape[0], len(grid), dtype=torch.float64, device=x.device)  # [B, S]
     for k, sigma in enumerate(grid):
-        stage1 = run_certify(base_for_sigma(sigma), x, sigma, n_auto)
+        stage1 = run_certify(base_for_sigma(sigma), x, sigma, n_auto, image_keys.derive(f"auto-noise sigma={sigma!r}"))
         selection[:, k] = keep_agreeing(stage1.label, stage1.radius, reference)[1]
     chosen = selection.argmax(dim=1)  # [B]; first maximum = smallest sigma on ties (grid is ascending)
 
+    final_keys = image_keys.derive("auto-noise final")  # none shared with stage 1
     parts: list[Certificates] = []
     order: list[torch.Tensor] = []
     for k in chosen.unique().tolist():
         rows = (chosen == k).nonzero().squeeze(1)  # images certified at grid[k]
-        final = run_certify(base_for_sigma(grid[k]), x[rows], grid[k], n)  # fresh draws
+        final = run_certify(base_for_sigma(grid[k]), x[rows], grid[k], n, final_keys[rows])  # fresh draws
         ref = None if reference is None else reference[rows]
         label, radius = keep_agreeing(final.label, final.radius, ref)
         _, radius_native = keep_agreeing(final.label, final.radius_noise_space, ref)  # type: ignore[arg-type]

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import torch
 
 from art_ext.ops import stats, validation
+from art_ext.smoothing.keys import NoiseKeys, resolve_keys
 from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
-from art_ext.smoothing.sampling import _sample_counts, validate_sampling_args
+from art_ext.smoothing.sampling import _sample_counts, noise_streams, validate_sampling_args
 from art_ext.types import ABSTAIN, LogitsFn
 
 
@@ -138,6 +139,7 @@ def certify(
     batch_size: int,
     generator: torch.Generator | None = None,
     noise_space: NoiseSpace | None = None,
+    keys: NoiseKeys | None = None,
 ) -> Certificates:
     """CERTIFY of Cohen, Rosenfeld & Kolter (2019, arXiv:1902.02918v2, Alg. "certify", Thm. 1 with p_B = 1 - p_A).
 
@@ -157,8 +159,12 @@ def certify(
         n0: Selection draws per image (>= 1). n: Estimation draws per image (>= 1).
         sigma: Noise standard deviation in the units of ``noise_space`` (> 0). alpha: Failure probability in (0, 1).
         num_classes: K >= 2. batch_size: Noisy samples per forward pass.
-        generator: Noise source on the device of ``x``.
+        generator: Source of the per-image noise keys (one draw per call) on the device of ``x``; ``None`` uses
+            torch's default generator.
         noise_space: ``PixelNoise()`` (``None``) or ``NormalizedNoise(mean, std)``.
+        keys: Fixed per-image noise keys (``NoiseKeys``) instead of ``generator``: image i's selection and estimation
+            draws are functions of ``keys[i]`` and the draw index only, so an image certified alone under its key
+            gets the certificate it gets inside any batch, at any ``batch_size``.
     Returns:
         ``Certificates`` for the B images; ``radius`` in pixel units, ``radius_noise_space`` in the space's own.
     Raises:
@@ -180,9 +186,12 @@ def certify(
     sigma = float(sigma)
     space = resolve(noise_space)
 
-    counts_selection = _sample_counts(base, x, n0, sigma, num_classes, batch_size, generator, space)  # [B, K]
+    image_keys = resolve_keys(keys, generator, x.shape[0], x.device)
+    selection = noise_streams(image_keys.derive("selection"), x)
+    counts_selection = _sample_counts(base, x, n0, sigma, num_classes, batch_size, selection, space)  # [B, K]
     c_hat = counts_selection.argmax(dim=1)  # [B]; first maximum on ties
-    counts_estimation = _sample_counts(base, x, n, sigma, num_classes, batch_size, generator, space)  # fresh draws
+    estimation = noise_streams(image_keys.derive("estimation"), x)  # independent of the selection draws
+    counts_estimation = _sample_counts(base, x, n, sigma, num_classes, batch_size, estimation, space)
     n_a = counts_estimation.gather(1, c_hat[:, None]).squeeze(1)  # [B]
     p_a_lower = stats.clopper_pearson_lower(n_a, n, alpha)  # [B] float64
     certified = p_a_lower >= 0.5
@@ -207,6 +216,7 @@ def predict(
     batch_size: int,
     generator: torch.Generator | None = None,
     noise_space: NoiseSpace | None = None,
+    keys: NoiseKeys | None = None,
 ) -> torch.Tensor:
     """PREDICT of Cohen, Rosenfeld & Kolter (2019, arXiv:1902.02918v2, Alg. "predict", Prop. 1).
 
@@ -216,6 +226,8 @@ def predict(
     Guarantee:
         For each image, the probability of returning a class other than g(x) is at most alpha.
 
+    ``generator`` / ``keys`` as in ``certify`` (the noise of image i's j-th draw depends on its key and j only).
+
     Returns:
         int64 [B] labels with ``ABSTAIN`` (-1) where the test cannot decide, on the device of ``x``.
     """
@@ -223,7 +235,8 @@ def predict(
                            noise_space=noise_space)
     validation.check_positive_int(n, "n")
     alpha = validation.check_alpha(alpha)
-    counts = _sample_counts(base, x, n, float(sigma), num_classes, batch_size, generator, resolve(noise_space))
+    streams = noise_streams(resolve_keys(keys, generator, x.shape[0], x.device), x)
+    counts = _sample_counts(base, x, n, float(sigma), num_classes, batch_size, streams, resolve(noise_space))
     top2 = counts.topk(2, dim=1).values  # [B, 2], n_A >= n_B
     pvalues = stats.binomial_test_pvalues(top2[:, 0], top2[:, 1])  # [B]
     c_a = counts.argmax(dim=1)

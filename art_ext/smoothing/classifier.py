@@ -6,6 +6,7 @@ import torch
 
 from art_ext.ops import validation
 from art_ext.smoothing.certify import Certificates, certify, predict
+from art_ext.smoothing.keys import NoiseKeys
 from art_ext.smoothing.noise import NoiseSpace, resolve
 from art_ext.smoothing.sampling import sample_counts
 from art_ext.types import LogitsFn
@@ -52,12 +53,13 @@ class SmoothedClassifier:
         )
 
     def sample_counts(
-        self, x: torch.Tensor, *, n: int, batch_size: int = 1000, generator: torch.Generator | None = None
+        self, x: torch.Tensor, *, n: int, batch_size: int = 1000, generator: torch.Generator | None = None,
+        keys: NoiseKeys | None = None,
     ) -> torch.Tensor:
         """Class histogram int64 [B, K] of the base's votes over ``n`` noise draws per image."""
         return sample_counts(
             self.base, x, n=n, sigma=self.sigma, num_classes=self.num_classes, batch_size=batch_size,
-            generator=generator, noise_space=self.noise_space,
+            generator=generator, noise_space=self.noise_space, keys=keys,
         )
 
     def predict(
@@ -68,11 +70,12 @@ class SmoothedClassifier:
         alpha: float = 0.001,
         batch_size: int = 1000,
         generator: torch.Generator | None = None,
+        keys: NoiseKeys | None = None,
     ) -> torch.Tensor:
         """Cohen et al. PREDICT: int64 labels [B], ``ABSTAIN`` (-1) where undecided."""
         return predict(
             self.base, x, n=n, sigma=self.sigma, alpha=alpha, num_classes=self.num_classes,
-            batch_size=batch_size, generator=generator, noise_space=self.noise_space,
+            batch_size=batch_size, generator=generator, noise_space=self.noise_space, keys=keys,
         )
 
     def certify(
@@ -84,9 +87,10 @@ class SmoothedClassifier:
         alpha: float = 0.001,
         batch_size: int = 1000,
         generator: torch.Generator | None = None,
+        keys: NoiseKeys | None = None,
     ) -> Certificates:
         """Cohen et al. CERTIFY: labels, pixel-space L2 radii and the evidence behind them."""
         return certify(
             self.base, x, n0=n0, n=n, sigma=self.sigma, alpha=alpha, num_classes=self.num_classes,
-            batch_size=batch_size, generator=generator, noise_space=self.noise_space,
+            batch_size=batch_size, generator=generator, noise_space=self.noise_space, keys=keys,
         )

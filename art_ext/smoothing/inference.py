@@ -23,6 +23,7 @@ Deviations (from the paper and from the reference code, yanemcovsky/SIAM@947630e
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from art_ext.ops import validation
+from art_ext.smoothing.keys import NoiseKeys, NoiseStreams, resolve_keys
 from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
 from art_ext.types import ABSTAIN, LogitsFn
 
@@ -66,6 +68,8 @@ class SmoothedInferenceConfig:
         batch_size: Noisy samples per forward pass (>= 1): the chunk that bounds memory.
         noise_space: ``PixelNoise()`` (default) or ``NormalizedNoise(mean, std)`` for noise declared in the
             normalized space of a base whose first layer is ``(x - mean) / std``.
+        grad_memory_budget: Bytes of autograd graph a differentiable call may keep (default 4 GiB; see
+            ``smoothed_scores``).
     """
 
     sigma: float
@@ -75,11 +79,13 @@ class SmoothedInferenceConfig:
     soft_average: str = "probabilities"
     batch_size: int = 1000
     noise_space: NoiseSpace = PixelNoise()
+    grad_memory_budget: int = 4 * 2**30
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma", validation.check_sigma(self.sigma, allow_zero=True))
         validation.check_positive_int(self.num_samples, "num_samples")
         validation.check_positive_int(self.batch_size, "batch_size")
+        validation.check_positive_int(self.grad_memory_budget, "grad_memory_budget")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.soft_average not in SOFT_AVERAGES:
@@ -139,23 +145,24 @@ def noise_scale(x: torch.Tensor, config: SmoothedInferenceConfig) -> torch.Tenso
     if config.noise_space.is_pixel:
         return config.sigma
     scale = torch.as_tensor(config.noise_space.pixel_scale(x), device=x.device, dtype=x.dtype)  # [C, 1, 1]
-    return config.sigma * scale.unsqueeze(0)  # [1, C, 1, 1] for noise [m, b, C, H, W]
+    return config.sigma * scale  # broadcasts over noise [b, m, C, H, W]
 
 
 def noisy_logits(
-    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, *, num_classes: int,
-    generator: torch.Generator | None = None,
+    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, *, num_classes: int, keys: NoiseKeys,
 ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Stream the logits of the M noisy passes in chunks of at most ``config.batch_size`` samples.
 
     Images are taken in blocks of at most ``batch_size``; for each block, chunks of m = batch_size // b draws per
-    image are drawn as one ``torch.randn((m, b, C, H, W))`` call (this order fixes the noise for a seed).
+    image, in draw order. Draw j of image i is noise ``NoiseStreams(keys)`` sample j of image i, whatever the
+    chunking.
 
     Yields:
-        ``(images, logits)``: the slice of images of the block and their logits [m, b, K] for m fresh draws.
-        Logits narrower than ``num_classes`` are padded with -inf.
+        ``(images, logits)``: the slice of images of the block and their logits [b, m, K] for the block's next m
+        draws. Logits narrower than ``num_classes`` are padded with -inf.
     """
     scale = noise_scale(x, config)
+    streams = NoiseStreams(keys, x.shape[1:], device=x.device, dtype=x.dtype)
     for start in range(0, x.shape[0], config.batch_size):
         xb = x[start : start + config.batch_size]  # [b, C, H, W]
         b = xb.shape[0]
@@ -163,11 +170,21 @@ def noisy_logits(
         done = 0
         while done < config.num_samples:
             m = min(per_chunk, config.num_samples - done)
-            noise = torch.randn((m, *xb.shape), generator=generator, device=x.device, dtype=x.dtype)  # [m, b, C, H, W]
-            noisy = (xb.unsqueeze(0) + scale * noise).flatten(0, 1)  # [m * b, C, H, W]
-            logits = _checked_logits(base(noisy), num_classes)  # [m * b, K]
-            yield slice(start, start + b), logits.view(m, b, -1)
+            noise = streams.draw(done, m, range(start, start + b))  # [b, m, C, H, W]
+            noisy = (xb.unsqueeze(1) + scale * noise).flatten(0, 1)  # [b * m, C, H, W]
+            logits = _checked_logits(base(noisy), num_classes)  # [b * m, K]
+            yield slice(start, start + b), logits.view(b, m, -1)
             done += m
+
+
+def all_noisy_logits(
+    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, *, num_classes: int, keys: NoiseKeys,
+) -> torch.Tensor:
+    """The logits of all M noisy passes at once: [B, M, K] (memory grows with M; ``noisy_logits`` streams)."""
+    blocks: dict[int, list[torch.Tensor]] = {}
+    for images, logits in noisy_logits(base, x, config, num_classes=num_classes, keys=keys):
+        blocks.setdefault(images.start, []).append(logits)
+    return torch.cat([torch.cat(blocks[start], dim=1) for start in sorted(blocks)])
 
 
 def _checked_logits(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -178,37 +195,71 @@ def _checked_logits(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
     return logits
 
 
+def _accumulate(total: torch.Tensor | None, chunk_votes: torch.Tensor) -> torch.Tensor:
+    """``total + v_0 + v_1 + ...`` over the draws of ``chunk_votes`` [b, m, K], added one draw at a time in float64,
+    so the sum of the M votes is the same float whatever the chunks (the CPU's ``cumsum`` is that sequential sum;
+    other devices add in a loop)."""
+    votes64 = chunk_votes.to(torch.float64)
+    if total is None:
+        total = torch.zeros_like(votes64[:, 0])
+    if votes64.device.type == "cpu":
+        return torch.cat([total.unsqueeze(1), votes64], dim=1).cumsum(dim=1)[:, -1]
+    for j in range(votes64.shape[1]):
+        total = total + votes64[:, j]
+    return total
+
+
+def gradient_needed(base: LogitsFn, x: torch.Tensor) -> bool:
+    """Whether autograd would record the noisy passes: grad mode on and x or a parameter of the base requires grad."""
+    if not torch.is_grad_enabled():
+        return False
+    if x.requires_grad:
+        return True
+    return isinstance(base, nn.Module) and any(p.requires_grad for p in base.parameters())
+
+
 def smoothed_scores(
     base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, *, num_classes: int,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, keys: NoiseKeys | None = None,
 ) -> torch.Tensor:
     """Scores [B, K] of the smoothed classifier (Eq. 8): the mean over M noisy passes of the mode's votes.
 
     Args:
         base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K'] with K' <= ``num_classes``; a fixed
             function (eval mode, BatchNorm with running statistics; checked), so the forward never updates it.
-        x: Images [B, C, H, W] in [0, 1].
-        config: Mode, sigma, M, chunk size and noise space.
+        x: Images [B, C, H, W] in [0, 1], in the dtype of the base.
+        config: Mode, sigma, M, chunk size, noise space and gradient memory budget.
         num_classes: K.
-        generator: Source of the noise on the device of ``x``; ``None`` uses torch's default generator. Each call
-            draws fresh noise.
+        generator: Source of the per-image noise keys (one draw per call) on the device of ``x``; ``None`` uses
+            torch's default generator. Each call draws fresh noise.
+        keys: Fixed per-image noise keys (``NoiseKeys``) instead of ``generator``: pass j of image i is a function
+            of the image's key and the pass index only, so the scores do not depend on ``batch_size`` or on the
+            other images in the call, and the same keys give the same noise at every call.
     Returns:
         float tensor [B, K] on the device of ``x``, rows summing to 1: vote shares for ``"prediction"`` and
         ``"weighted"``, probabilities for ``"soft"``. With sigma = 0 the base is called once and the result is
-        exactly ``votes(base(x))`` (softmax of the base's logits for ``"soft"``).
-        ``"soft"`` is differentiable in ``x`` (and the base's parameters); with autograd on, the graph keeps all M
-        passes, as any EOT estimate does. The hard modes are not differentiable.
+        exactly ``votes(base(x))`` (softmax of the base's logits for ``"soft"``). The M votes are summed in float64,
+        one draw at a time in draw order, so the scores are the same floats for any ``batch_size``.
+    Memory:
+        When no gradient is needed (``torch.no_grad()`` / ``torch.inference_mode()``, or neither ``x`` nor a
+        parameter of the base requires grad) the passes stream in chunks of ``batch_size``: memory does not grow
+        with M. ``"soft"`` is differentiable in ``x`` and the base's parameters; when autograd records, the graph
+        keeps the activations of all M passes, so memory grows linearly with M * B. The bytes the first chunk saves
+        for backward are measured and extrapolated to all passes; above ``config.grad_memory_budget`` (default
+        4 GiB) the call is refused with the estimate, before the other chunks run.
     Raises:
         ValueError: on malformed ``x``, a generator on another device, a base that is not a fixed function
             (training mode, BatchNorm without running statistics), NaN / infinite logits (naming the first image),
-            or a hard mode asked for gradients (``x`` requires grad while autograd is enabled): its output is
-            piecewise constant, so a gradient would be zero almost everywhere; attack the soft mode or the noisy
-            base (EPGD) instead.
+            a graph over the memory budget, or a hard mode asked for gradients (``x`` requires grad while autograd
+            is enabled): its output is piecewise constant, so a gradient would be zero almost everywhere; attack the
+            soft mode or the noisy base (EPGD) instead.
     """
     validation.check_images(x.detach())
     validation.check_num_classes(num_classes)
     validation.check_fixed_function(base)
     config.noise_space.check_input(x)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if generator is not None and generator.device.type != x.device.type:
         raise ValueError(f"generator is on device {generator.device}, but x is on {x.device}; they must match")
     if config.mode in HARD_MODES and torch.is_grad_enabled() and x.requires_grad:
@@ -217,15 +268,31 @@ def smoothed_scores(
             "use mode='soft' for gradient-based attacks or training, or attack the noisy base (EPGD), or call it "
             "under torch.no_grad()"
         )
-    if config.mode in HARD_MODES:
+    image_keys = resolve_keys(keys, generator, x.shape[0], x.device)
+    if config.mode in HARD_MODES or not gradient_needed(base, x):
         with torch.no_grad():
-            return _smoothed_scores(base, x, config, num_classes, generator)
-    return _smoothed_scores(base, x, config, num_classes, generator)
+            return _smoothed_scores(base, x, config, num_classes, image_keys, track_memory=False)
+    return _smoothed_scores(base, x, config, num_classes, image_keys, track_memory=True)
+
+
+class _SavedBytes:
+    """Counts the bytes autograd saves for backward (``torch.autograd.graph.saved_tensors_hooks``)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    @staticmethod
+    def unpack(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
 
 
 def _smoothed_scores(
-    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, num_classes: int,
-    generator: torch.Generator | None,
+    base: LogitsFn, x: torch.Tensor, config: SmoothedInferenceConfig, num_classes: int, keys: NoiseKeys, *,
+    track_memory: bool,
 ) -> torch.Tensor:
     nonfinite = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # [B] passes with NaN/inf logits
     if config.sigma == 0:  # every pass is identical: the base itself, exactly
@@ -233,14 +300,32 @@ def _smoothed_scores(
         nonfinite += validation.bad_logit_rows(logits).long()
         validation.raise_on_nonfinite(nonfinite)
         return finish(votes(logits, config), config)
-    totals: dict[int, torch.Tensor] = {}  # block start -> summed votes [b, K]
-    for images, logits in noisy_logits(base, x, config, num_classes=num_classes, generator=generator):
-        nonfinite[images] += validation.bad_logit_rows(logits).sum(dim=0)  # [b]
-        chunk = votes(logits, config).sum(dim=0)  # [b, K]
-        totals[images.start] = chunk if images.start not in totals else totals[images.start] + chunk
+    totals: dict[int, torch.Tensor] = {}  # block start -> summed votes [b, K] (float64)
+    passes = iter(noisy_logits(base, x, config, num_classes=num_classes, keys=keys))
+    if track_memory:
+        saved = _SavedBytes()
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+            first = next(passes)
+        _check_graph_budget(saved.total, first[1].shape[0] * first[1].shape[1], x.shape[0], config)
+        passes = itertools.chain([first], passes)
+    for images, logits in passes:
+        nonfinite[images] += validation.bad_logit_rows(logits.flatten(0, 1)).view(logits.shape[:2]).sum(dim=1)
+        totals[images.start] = _accumulate(totals.get(images.start), votes(logits, config))
     validation.raise_on_nonfinite(nonfinite)
-    parts = [finish(totals[start] / config.num_samples, config) for start in sorted(totals)]
+    parts = [finish((totals[start] / config.num_samples).to(x.dtype), config) for start in sorted(totals)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)  # [B, K]
+
+
+def _check_graph_budget(first_bytes: int, first_samples: int, num_images: int, config: SmoothedInferenceConfig) -> None:
+    estimate = first_bytes / max(1, first_samples) * num_images * config.num_samples
+    if estimate > config.grad_memory_budget:
+        raise ValueError(
+            f"smoothed inference with gradients would keep about {estimate / 2**30:.1f} GiB of autograd graph "
+            f"({first_bytes / max(1, first_samples) / 1024:.1f} KiB per noisy pass x {num_images} images x "
+            f"num_samples={config.num_samples}), above grad_memory_budget={config.grad_memory_budget / 2**30:.1f} "
+            "GiB; call it under torch.no_grad() (or freeze the base: requires_grad_(False)) when no gradient is "
+            "needed, lower num_samples or the number of images, or raise grad_memory_budget"
+        )
 
 
 def labels_from_scores(scores: torch.Tensor) -> torch.Tensor:
@@ -273,9 +358,10 @@ class SmoothedInference(nn.Module):
         num_samples: M, noisy passes per call.
         weights: Rank weights of the weighted mode (``None``: 2^(1-k), Eq. 11; ``(1, C)``: Eq. 12).
         soft_average: ``"probabilities"`` (Eq. 13) or ``"logits"`` (the reference code's mean of logits).
-        batch_size: Noisy samples per forward pass (memory bound).
+        batch_size: Noisy samples per forward pass (the memory bound when no gradient is needed).
         noise_space: ``PixelNoise()`` (``None``) or ``NormalizedNoise(mean, std)``.
-        generator: Noise source of ``forward``.
+        generator: Source of ``forward``'s per-image noise keys (one draw per call).
+        grad_memory_budget: Bytes of autograd graph a differentiable call may keep (see ``smoothed_scores``).
 
     Examples:
         >>> from art_ext.testing import LinearToy
@@ -299,6 +385,7 @@ class SmoothedInference(nn.Module):
         batch_size: int = 1000,
         noise_space: NoiseSpace | None = None,
         generator: torch.Generator | None = None,
+        grad_memory_budget: int = 4 * 2**30,
     ) -> None:
         super().__init__()
         self.base = base
@@ -306,7 +393,7 @@ class SmoothedInference(nn.Module):
         self.config = SmoothedInferenceConfig(
             sigma=sigma, num_samples=num_samples, mode=mode,
             weights=None if weights is None else tuple(weights), soft_average=soft_average, batch_size=batch_size,
-            noise_space=resolve(noise_space),
+            noise_space=resolve(noise_space), grad_memory_budget=grad_memory_budget,
         )
         self.generator = generator
 
@@ -332,11 +419,16 @@ class SmoothedInference(nn.Module):
         """Smoothed scores [B, K] of images x [B, C, H, W] in [0, 1], noise from ``self.generator``."""
         return self.scores(x, generator=self.generator)
 
-    def scores(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def scores(
+        self, x: torch.Tensor, *, generator: torch.Generator | None = None, keys: NoiseKeys | None = None
+    ) -> torch.Tensor:
         """Smoothed scores [B, K] (see ``smoothed_scores``)."""
-        return smoothed_scores(self.base, x, self.config, num_classes=self.num_classes, generator=generator)
+        return smoothed_scores(self.base, x, self.config, num_classes=self.num_classes, generator=generator,
+                               keys=keys)
 
-    def labels(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def labels(
+        self, x: torch.Tensor, *, generator: torch.Generator | None = None, keys: NoiseKeys | None = None
+    ) -> torch.Tensor:
         """Smoothed labels int64 [B], ``ABSTAIN`` (-1) where the top scores tie."""
         with torch.no_grad():
-            return labels_from_scores(self.scores(x, generator=generator))
+            return labels_from_scores(self.scores(x, generator=generator, keys=keys))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from art_ext.ops import validation
+from art_ext.smoothing.keys import NoiseKeys, NoiseStreams, resolve_keys
 from art_ext.smoothing.noise import NoiseSpace, resolve
 from art_ext.types import LogitsFn
 
@@ -19,6 +20,7 @@ def sample_counts(
     batch_size: int,
     generator: torch.Generator | None = None,
     noise_space: NoiseSpace | None = None,
+    keys: NoiseKeys | None = None,
 ) -> torch.Tensor:
     """Class histogram of ``argmax base(x_b + sigma * e)`` over ``n`` fresh Gaussian draws per image.
 
@@ -30,6 +32,9 @@ def sample_counts(
     place, so memory does not grow with ``n``. A device batch may hold the draws of several consecutive images,
     which keeps small models busy when ``n`` is small (e.g. the n0 selection draws).
 
+    Reproducibility: the noise of image i's j-th draw is a function of its key and j only
+    (``art_ext.smoothing.keys``), so the counts do not depend on ``batch_size`` or on the other images in the call.
+
     Args:
         base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K']; K' <= num_classes. A ``nn.Module`` must be
             in eval mode (checked).
@@ -38,8 +43,10 @@ def sample_counts(
         sigma: Noise standard deviation in the units of ``noise_space`` (> 0).
         num_classes: Number of classes K (>= 2).
         batch_size: Noisy samples per forward pass (>= 1).
-        generator: Source of the noise, on the device of ``x``; ``None`` uses torch's default generator.
+        generator: Source of the per-image noise keys (one draw per call), on the device of ``x``; ``None`` uses
+            torch's default generator.
         noise_space: ``PixelNoise()`` (``None``) or ``NormalizedNoise(mean, std)``.
+        keys: Fixed per-image noise keys (``NoiseKeys``, one per image) instead of ``generator``.
     Returns:
         ``torch.int64`` tensor [B, K] on the device of ``x``; each row sums to ``n``.
     Raises:
@@ -59,7 +66,13 @@ def sample_counts(
     validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size, generator=generator,
                            noise_space=noise_space)
     validation.check_positive_int(n, "n")
-    return _sample_counts(base, x, n, float(sigma), num_classes, batch_size, generator, resolve(noise_space))
+    streams = noise_streams(resolve_keys(keys, generator, x.shape[0], x.device), x)
+    return _sample_counts(base, x, n, float(sigma), num_classes, batch_size, streams, resolve(noise_space))
+
+
+def noise_streams(keys: NoiseKeys, x: torch.Tensor) -> NoiseStreams:
+    """The unit-noise streams of the images ``x`` [B, C, H, W] under ``keys``, on x's device and in its dtype."""
+    return NoiseStreams(keys, x.shape[1:], device=x.device, dtype=x.dtype)
 
 
 def validate_sampling_args(
@@ -72,6 +85,8 @@ def validate_sampling_args(
     generator: torch.Generator | None,
     noise_space: NoiseSpace | None = None,
 ) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     validation.check_images(x)
     resolve(noise_space).check_input(x)
     validation.check_sigma(sigma)
@@ -90,27 +105,31 @@ def _sample_counts(
     sigma: float,
     num_classes: int,
     batch_size: int,
-    generator: torch.Generator | None,
+    streams: NoiseStreams,
     noise_space: NoiseSpace,
+    *,
+    start_sample: int = 0,
+    stream_rows: list[int] | None = None,
 ) -> torch.Tensor:
+    """Counts of draws ``start_sample .. start_sample + n - 1`` of each image; row b of ``x`` draws from stream
+    ``stream_rows[b]`` (default: stream b)."""
     num_images, k = x.shape[0], num_classes
+    rows = list(range(num_images)) if stream_rows is None else stream_rows
     counts = torch.zeros(num_images, k, dtype=torch.long, device=x.device)  # [B, K]
     total = num_images * n  # sample s belongs to image s // n
     noisy_buffer = torch.empty((min(batch_size, total), *x.shape[1:]), dtype=x.dtype, device=x.device)
-    scale = None if noise_space.is_pixel else sigma * noise_space.pixel_scale(x)  # [C, 1, 1] pixel std per channel
+    scale = sigma if noise_space.is_pixel else sigma * noise_space.pixel_scale(x)  # float or [C, 1, 1] pixel std
     nonfinite = torch.zeros(num_images, dtype=torch.long, device=x.device)  # [B] draws with NaN/inf logits
     start, checked_width = 0, False
     while start < total:
         stop = min(start + batch_size, total)
         noisy = noisy_buffer[: stop - start]  # [m, C, H, W]
-        if scale is None:
-            noisy.normal_(0.0, sigma, generator=generator)  # fresh i.i.d. N(0, sigma^2), drawn in place
-        else:
-            noisy.normal_(0.0, 1.0, generator=generator).mul_(scale)  # std sigma * std_c on channel c
         first, last = start // n, (stop - 1) // n  # images whose draws fall in this batch
         for image in range(first, last + 1):
             lo, hi = max(start, image * n) - start, min(stop, (image + 1) * n) - start
-            noisy[lo:hi].add_(x[image])  # x_b + e, broadcast over that image's draws
+            draw = start + lo - image * n + start_sample  # index of the image's first draw in this segment
+            streams.fill_(rows[image], draw, noisy[lo:hi])  # unit noise keyed by (image, draw index)
+            noisy[lo:hi].mul_(scale).add_(x[image])  # x_b + sigma * e (sigma * std_c on channel c)
         logits = base(noisy)  # [m, K']
         if not checked_width:
             validation.check_output_width(logits, k)

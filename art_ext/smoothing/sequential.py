@@ -42,8 +42,9 @@ from scipy import stats as sps
 
 from art_ext.ops import stats, validation
 from art_ext.smoothing.certify import Certificates
+from art_ext.smoothing.keys import NoiseKeys, resolve_keys
 from art_ext.smoothing.noise import NoiseSpace, resolve
-from art_ext.smoothing.sampling import _sample_counts, validate_sampling_args
+from art_ext.smoothing.sampling import _sample_counts, noise_streams, validate_sampling_args
 from art_ext.types import ABSTAIN, LogitsFn
 
 Method = Literal["staged_cp", "mixture_cs"]
@@ -218,6 +219,7 @@ def certify_sequential(
     final_alpha_share: float | None = None,
     top_alpha_share: float | None = None,
     futility: float = DEFAULT_FUTILITY,
+    keys: NoiseKeys | None = None,
 ) -> Certificates:
     """CERTIFY with early stopping per image, settled for a grid of radii (see the module docstring for the bounds).
 
@@ -242,7 +244,8 @@ def certify_sequential(
         hence at the data-dependent stopping look, whatever the stopping rule did; so the result either abstains or
         the smoothed classifier g satisfies g(x + d) = label for every ||d||_2 < radius (Cohen et al. 2019, Thm. 1
         with p_B = 1 - p_A). With ``looks=(n_max,)`` and ``method="staged_cp"`` it is fixed-n CERTIFY: the same
-        draws, counts, label and radius as ``certify(..., n=n_max)`` for the same generator state.
+        draws, counts, label and radius as ``certify(..., n=n_max)`` for the same generator state or keys (the
+        estimation draws of image i are the same draws as CERTIFY's, in the same order, whatever the looks).
 
     Args:
         base: Base classifier in eval mode, [m, C, H, W] in [0, 1] -> logits [m, K'] with K' <= num_classes.
@@ -252,7 +255,7 @@ def certify_sequential(
             or one radius. Radius 0 stands for "certified at all" (p_A > 1/2).
         n0: Selection draws per image (>= 1). n_max: The most estimation draws an image may get (>= 1).
         num_classes: K >= 2. batch_size: Noisy samples per forward pass.
-        generator: Noise source on the device of ``x``.
+        generator: Source of the per-image noise keys (one draw per call) on the device of ``x``.
         noise_space: ``PixelNoise()`` (``None``) or ``NormalizedNoise(mean, std)``.
         method: ``"staged_cp"`` (default, Horvath et al. 2022) or ``"mixture_cs"`` (confidence sequence).
         looks: Strictly increasing estimation-draw counts at which the bounds are evaluated, ending at ``n_max``;
@@ -267,6 +270,7 @@ def certify_sequential(
         futility: Threshold of stopping rule (b), in [0, 1) (default 0.03; 0 turns the rule off). It trades draws
             for the chance of stopping an image that n_max would have certified at the next grid level; it does not
             affect the guarantee.
+        keys: Fixed per-image noise keys (``NoiseKeys``) instead of ``generator``, as in ``certify``.
     Returns:
         ``Certificates`` with ``num_samples`` int64 [B] (n0 + the estimation draws of each image: every forward pass
         spent on it), ``counts_estimation`` the votes at stopping (row sums = num_samples - n0), ``p_a_lower`` the
@@ -353,7 +357,10 @@ def certify_sequential(
     allowed = np.append(allowed, -1)
 
     num_images = x.shape[0]
-    counts_selection = _sample_counts(base, x, n0, sigma, num_classes, batch_size, generator, space)  # [B, K]
+    image_keys = resolve_keys(keys, generator, num_images, x.device)
+    selection = noise_streams(image_keys.derive("selection"), x)  # the same draws as certify's
+    estimation = noise_streams(image_keys.derive("estimation"), x)
+    counts_selection = _sample_counts(base, x, n0, sigma, num_classes, batch_size, selection, space)  # [B, K]
     c_hat = counts_selection.argmax(dim=1)  # [B]; first maximum on ties
     counts = torch.zeros_like(counts_selection)  # [B, K] estimation votes so far
     drawn = torch.zeros(num_images, dtype=torch.long, device=device)  # [B] estimation draws so far
@@ -363,7 +370,8 @@ def certify_sequential(
     for t, alpha_j in zip(schedule, look_alphas.tolist(), strict=True):
         index = running.nonzero().squeeze(1)  # [R] images still sampling
         x_run = x if len(index) == num_images else x[index]
-        counts[index] += _sample_counts(base, x_run, t - previous, sigma, num_classes, batch_size, generator, space)
+        counts[index] += _sample_counts(base, x_run, t - previous, sigma, num_classes, batch_size, estimation, space,
+                                        start_sample=previous, stream_rows=index.tolist())
         drawn[index] = t
         previous = t
         n_a = counts[index].gather(1, c_hat[index, None]).squeeze(1)  # [R]

@@ -33,12 +33,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_ext import zoo
 from art_ext.attacks.epgd import EPGDConfig, epgd
 from art_ext.data import digits
 from art_ext.smoothing.inference import (
-    SmoothedInferenceConfig, finish, labels_from_scores, noisy_logits, votes,
+    SmoothedInferenceConfig,
+    all_noisy_logits,
+    finish,
+    labels_from_scores,
+    votes,
 )
-from art_ext import zoo
+from art_ext.smoothing.keys import NoiseKeys
 from benchmarks import common
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
@@ -116,8 +121,9 @@ def evaluate_chunk(
         for name, xi in inputs.items():
             draw_cfg = SmoothedInferenceConfig(sigma, max_m, "prediction", batch_size=batch_size)
             if sigma > 0:
-                logits = torch.cat([chunk for _, chunk in noisy_logits(
-                    model, xi, draw_cfg, num_classes=num_classes, generator=generator)])  # [max M, B, K]
+                keys = NoiseKeys.draw(generator, xi.shape[0], xi.device)
+                logits = all_noisy_logits(model, xi, draw_cfg, num_classes=num_classes,
+                                          keys=keys).transpose(0, 1)  # [max M, B, K]
             else:
                 logits = model(xi).unsqueeze(0).expand(max_m, -1, -1)  # every pass is the base itself
             correct[name], abstain[name] = {}, {}

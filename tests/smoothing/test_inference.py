@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 from torch import nn
 
-from art_ext.smoothing import NormalizedNoise
+from art_ext.smoothing import NoiseKeys, NoiseStreams, NormalizedNoise
 from art_ext.smoothing.inference import (
     SmoothedInferenceConfig,
     finish,
@@ -69,9 +69,10 @@ def hand_scores(x: np.ndarray, noise: np.ndarray, sigma: float, mode: str, weigh
 def test_each_mode_matches_hand_computation_with_fixed_noise(mode, weights) -> None:
     x, sigma, m = toy_images(), 0.3, 7
     cfg = SmoothedInferenceConfig(sigma, m, mode, weights=weights, batch_size=1000)
-    got = smoothed_scores(Linear2(), x, cfg, num_classes=K, generator=torch.Generator().manual_seed(5))
-    # one chunk of m draws: the noise is torch.randn((m, B, C, H, W)) from the generator (documented order)
-    noise = torch.randn((m, *x.shape), generator=torch.Generator().manual_seed(5)).numpy()
+    keys = NoiseKeys.from_seed(5, range(x.shape[0]))
+    got = smoothed_scores(Linear2(), x, cfg, num_classes=K, keys=keys)
+    # draw j of image i is sample j of image i's noise stream (documented)
+    noise = NoiseStreams(keys, x.shape[1:]).draw(0, m).transpose(0, 1).numpy()  # [m, B, C, H, W]
     want = hand_scores(x.numpy().astype(np.float64), noise.astype(np.float64), sigma, mode, weights)
     np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-6)
     np.testing.assert_allclose(got.detach().sum(1).numpy(), 1.0, atol=1e-6)
@@ -177,13 +178,13 @@ def test_normalized_noise_space_equals_noise_after_normalization() -> None:
     x = torch.rand(2, 2, 3, 3, generator=torch.Generator().manual_seed(0))
     cfg = SmoothedInferenceConfig(0.3, 6, "soft", noise_space=NormalizedNoise(mean, std))
     with torch.no_grad():
-        got = smoothed_scores(base, x, cfg, num_classes=5, generator=torch.Generator().manual_seed(3))
-        noise = torch.randn((6, *x.shape), generator=torch.Generator().manual_seed(3))
+        keys = NoiseKeys.from_seed(3, range(2))
+        got = smoothed_scores(base, x, cfg, num_classes=5, keys=keys)
+        noise = NoiseStreams(keys, x.shape[1:]).draw(0, 6).transpose(0, 1)  # [6, B, C, H, W], unit noise
         normalized = (x - torch.tensor(mean).view(1, 2, 1, 1)) / torch.tensor(std).view(1, 2, 1, 1)
         want = head((normalized.unsqueeze(0) + 0.3 * noise).flatten(0, 1)).softmax(1).view(6, 2, 5).mean(0)
     assert torch.allclose(got, want, atol=1e-5)
-    pixel = smoothed_scores(base, x, SmoothedInferenceConfig(0.3, 6, "soft"), num_classes=5,
-                            generator=torch.Generator().manual_seed(3))
+    pixel = smoothed_scores(base, x, SmoothedInferenceConfig(0.3, 6, "soft"), num_classes=5, keys=keys)
     assert not torch.allclose(pixel, got, atol=1e-3)  # the declared space matters
 
 
