@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -32,6 +33,32 @@ def check_images(x: object, *, name: str = "x", low: float = 0.0, high: float = 
             "art_ext works in pixel space: scale images to [0, 1] and put normalization inside the model"
         )
     return x
+
+
+def model_dtype(model: object) -> torch.dtype | None:
+    """The floating dtype of a module's first floating parameter or buffer (None for a plain callable or a module
+    without floating tensors)."""
+    if isinstance(model, nn.Module):
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+    return None
+
+
+def cast_to_model_dtype(x: torch.Tensor, model: object, *, name: str = "x") -> torch.Tensor:
+    """``x`` in the dtype of ``model`` (``model_dtype``): the one cast of an entry point, after its checks.
+
+    float64, float16 or bfloat16 images given to a float32 model are computed in float32 (and a float32 image given
+    to a float16 model in float16), so no kernel meets two dtypes deep inside; a plain callable gets ``x`` as it is.
+    Casting to a narrower float cannot leave [0, 1] (0 and 1 are exact in every float type), so the range check done
+    before the cast still holds.
+    """
+    target = model_dtype(model)
+    if target is None or x.dtype == target:
+        return x
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x.to(target)
 
 
 def check_batch(x: object, *, name: str = "x") -> torch.Tensor:

@@ -177,8 +177,8 @@ def certify(
         at equality; this is kept (the paper says "> 1/2"; the difference has measure zero). Radii are kept in float64
         rather than printed with 3 significant digits, which can round up.
     """
-    validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size, generator=generator,
-                           noise_space=noise_space)
+    x = validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size,
+                               generator=generator, noise_space=noise_space)
     validation.check_positive_int(n0, "n0")
     validation.check_positive_int(n, "n")
     alpha = validation.check_alpha(alpha)
@@ -231,8 +231,8 @@ def predict(
     Returns:
         int64 [B] labels with ``ABSTAIN`` (-1) where the test cannot decide, on the device of ``x``.
     """
-    validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size, generator=generator,
-                           noise_space=noise_space)
+    x = validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size,
+                               generator=generator, noise_space=noise_space)
     validation.check_positive_int(n, "n")
     alpha = validation.check_alpha(alpha)
     streams = noise_streams(resolve_keys(keys, generator, x.shape[0], x.device), x)

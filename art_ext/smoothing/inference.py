@@ -227,7 +227,8 @@ def smoothed_scores(
     Args:
         base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K'] with K' <= ``num_classes``; a fixed
             function (eval mode, BatchNorm with running statistics; checked), so the forward never updates it.
-        x: Images [B, C, H, W] in [0, 1], in the dtype of the base.
+        x: Images [B, C, H, W] in [0, 1]; another float type than the base's is cast once to the base's dtype (the
+            noisy passes run in the base's dtype) and the scores are returned in x's dtype.
         config: Mode, sigma, M, chunk size, noise space and gradient memory budget.
         num_classes: K.
         generator: Source of the per-image noise keys (one draw per call) on the device of ``x``; ``None`` uses
@@ -269,10 +270,11 @@ def smoothed_scores(
             "under torch.no_grad()"
         )
     image_keys = resolve_keys(keys, generator, x.shape[0], x.device)
+    given_dtype, x = x.dtype, validation.cast_to_model_dtype(x, base)  # the one cast; scores come back in x's dtype
     if config.mode in HARD_MODES or not gradient_needed(base, x):
         with torch.no_grad():
-            return _smoothed_scores(base, x, config, num_classes, image_keys, track_memory=False)
-    return _smoothed_scores(base, x, config, num_classes, image_keys, track_memory=True)
+            return _smoothed_scores(base, x, config, num_classes, image_keys, track_memory=False).to(given_dtype)
+    return _smoothed_scores(base, x, config, num_classes, image_keys, track_memory=True).to(given_dtype)
 
 
 class _SavedBytes:

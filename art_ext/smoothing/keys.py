@@ -26,6 +26,8 @@ leaves each image's own samples independent, as every per-image certificate requ
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -34,6 +36,10 @@ _MASK64 = (1 << 64) - 1
 _MASK32 = (1 << 32) - 1
 #: about this many values per block (16 samples of 1x32x32, 64 of 1x16x16, 5 of 3x32x32, 1 of 3x224x224)
 BLOCK_VALUES = 1 << 14
+
+
+#: memory for partly used blocks kept between requests, per ``NoiseStreams``
+CACHE_BYTES = 64 * 2**20
 
 
 def _mix64(z: int) -> int:
@@ -176,8 +182,11 @@ class NoiseStreams:
         self.dtype = dtype
         self.block = block_samples(self.sample_shape)
         self._generator = torch.Generator(device=self.device)
-        self._cached: tuple[int, int] | None = None  # (image, block) held in self._buffer
-        self._buffer = torch.empty((self.block, *self.sample_shape), device=self.device, dtype=dtype)
+        # partly used blocks, (image, block) -> samples, most recent last: a request that ends inside a block leaves
+        # it here for the next request of that image (chunks of a few draws for many images reuse their blocks)
+        self._cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        block_bytes = self.block * max(1, math.prod(self.sample_shape)) * torch.empty((), dtype=dtype).element_size()
+        self._cache_blocks = max(1, CACHE_BYTES // block_bytes)
         cpu = self.device.type == "cpu"
         # per-image base seeds: 32 bits on the CPU (see the module docstring), 64 elsewhere
         self._bases = [((v >> 32) ^ v) & _MASK32 if cpu else v for v in keys.values]
@@ -190,11 +199,18 @@ class NoiseStreams:
         self._generator.manual_seed((self._bases[image] + block) % self._modulus)
 
     def _block(self, image: int, block: int) -> torch.Tensor:
-        if self._cached != (image, block):
+        key = (image, block)
+        samples = self._cache.get(key)
+        if samples is None:
+            samples = torch.empty((self.block, *self.sample_shape), device=self.device, dtype=self.dtype)
             self._seed(image, block)
-            self._buffer.normal_(generator=self._generator)
-            self._cached = (image, block)
-        return self._buffer
+            samples.normal_(generator=self._generator)
+            self._cache[key] = samples
+            if len(self._cache) > self._cache_blocks:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return samples
 
     def fill_(self, image: int, start: int, out: torch.Tensor) -> torch.Tensor:
         """Write samples ``start .. start + len(out) - 1`` of ``image`` into ``out`` [m, *sample_shape] (contiguous)
@@ -209,7 +225,7 @@ class NoiseStreams:
             if take == self.block:  # a whole block: drawn straight into place
                 self._seed(image, block)
                 target.normal_(generator=self._generator)
-            else:  # part of a block: drawn whole once (kept for the next request), the part copied
+            else:  # part of a block: drawn whole once (kept for the next requests), the part copied
                 target.copy_(self._block(image, block)[offset : offset + take])
             j += take
         return out

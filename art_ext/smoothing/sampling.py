@@ -38,7 +38,8 @@ def sample_counts(
     Args:
         base: Base classifier, [m, C, H, W] in [0, 1] -> logits [m, K']; K' <= num_classes. A ``nn.Module`` must be
             in eval mode (checked).
-        x: Images [B, C, H, W], floating point, values in [0, 1].
+        x: Images [B, C, H, W], floating point, values in [0, 1]; another float type than the base's is cast once to
+            the base's dtype (the dtype of its first floating parameter) before sampling.
         n: Noise draws per image (>= 1).
         sigma: Noise standard deviation in the units of ``noise_space`` (> 0).
         num_classes: Number of classes K (>= 2).
@@ -63,8 +64,8 @@ def sample_counts(
         >>> counts.shape, int(counts.sum())
         (torch.Size([1, 2]), 100)
     """
-    validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size, generator=generator,
-                           noise_space=noise_space)
+    x = validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size,
+                               generator=generator, noise_space=noise_space)
     validation.check_positive_int(n, "n")
     streams = noise_streams(resolve_keys(keys, generator, x.shape[0], x.device), x)
     return _sample_counts(base, x, n, float(sigma), num_classes, batch_size, streams, resolve(noise_space))
@@ -84,7 +85,9 @@ def validate_sampling_args(
     batch_size: int,
     generator: torch.Generator | None,
     noise_space: NoiseSpace | None = None,
-) -> None:
+) -> torch.Tensor:
+    """Check the arguments shared by every sampling entry point; returns ``x`` cast once to the base's dtype
+    (``validation.cast_to_model_dtype``: float64 images for a float32 model are sampled in float32)."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     validation.check_images(x)
@@ -95,6 +98,7 @@ def validate_sampling_args(
     validation.check_fixed_function(base)
     if generator is not None and generator.device.type != x.device.type:
         raise ValueError(f"generator is on device {generator.device}, but x is on {x.device}; they must match")
+    return validation.cast_to_model_dtype(x, base)
 
 
 @torch.inference_mode()

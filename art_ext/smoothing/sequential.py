@@ -294,8 +294,8 @@ def certify_sequential(
         >>> certs.label.tolist(), bool((certs.radius >= 0.5).all()), certs.num_samples.tolist()
         ([1, 1], True, [381, 381])
     """
-    validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size, generator=generator,
-                           noise_space=noise_space)
+    x = validate_sampling_args(base, x, sigma=sigma, num_classes=num_classes, batch_size=batch_size,
+                               generator=generator, noise_space=noise_space)
     validation.check_positive_int(n0, "n0")
     validation.check_positive_int(n_max, "n_max")
     alpha = validation.check_alpha(alpha)

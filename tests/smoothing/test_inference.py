@@ -10,6 +10,7 @@ import scipy.stats
 import torch
 from torch import nn
 
+from art_ext.models.classifiers import Normalize
 from art_ext.smoothing import NoiseKeys, NoiseStreams, NormalizedNoise
 from art_ext.smoothing.inference import (
     SmoothedInferenceConfig,
@@ -19,7 +20,6 @@ from art_ext.smoothing.inference import (
     smoothed_scores,
     votes,
 )
-from art_ext.models.classifiers import Normalize
 from art_ext.testing import CallRecorder, tiny_cnn
 
 K = 3
