@@ -26,15 +26,17 @@ def test_bpda_value_is_defence_and_gradient_is_identity():
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
     weights = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     out = bpda(lambda z: torch.round(z * 4) / 4)(x)
+    # same-kernel: elementwise ops only, x + (d - x) == d exactly (no reduction)
     assert torch.equal(out, torch.round(x * 4) / 4)
     (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    # same-kernel: elementwise: the identity backward passes the weights through
     assert torch.equal(grad, weights)  # d/dx of identity: the incoming gradient unchanged (round alone gives 0)
 
 
 def test_bpda_gradient_is_the_surrogates():
     x = torch.rand(3, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
     out = bpda(torch.sign, surrogate=torch.tanh)(x)
-    assert torch.equal(out, torch.sign(x))
+    assert torch.equal(out, torch.sign(x))  # same-kernel: elementwise: t + (sign - t) rounds to sign exactly
     (grad,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(grad, 1 - torch.tanh(x) ** 2, rtol=0, atol=1e-7)
 
@@ -57,7 +59,7 @@ def test_epgd_one_sample_on_deterministic_model_equals_pgd(tiny_model, batch, no
                                              num_random_init=restarts), generator=torch.Generator().manual_seed(3))
     ref = pgd(tiny_model, x, y, PGDConfig(eps, eps / 4, 6, norm, num_random_init=restarts),
               generator=torch.Generator().manual_seed(3))
-    assert torch.equal(ours, ref)
+    assert torch.equal(ours, ref)  # same-kernel: sigma 0 and M = 1 run pgd's own ops on the same data in the same order
 
 
 def test_epgd_gradient_is_mean_of_single_draw_gradients(tiny_model, batch):
@@ -90,6 +92,7 @@ def test_epgd_noise_space_is_the_smoothing_draw():
     model = lambda z: (seen.append(z.detach().clone()), z.flatten(1)[:, :5] * 0)[1]  # noqa: E731
     noisy_cross_entropy(0.5, space, torch.Generator().manual_seed(3))(model, x, torch.tensor([0, 1]))
     expected = GaussianNoise(0.5, generator=torch.Generator().manual_seed(3), noise_space=space)(x)
+    # same-kernel: the same add-noise op on the same draws; the second check asserts a difference
     assert torch.equal(seen[0], expected) and not torch.equal(seen[0], x)
 
 
@@ -123,6 +126,7 @@ def test_smoothadv_draws_noise_once_and_default_step(tiny_model, batch):
     assert config.eps_step == pytest.approx(2 * 0.5 / 10)
     drawn = smoothadv_pgd(tiny_model, x, y, config, generator=torch.Generator().manual_seed(9))
     noise = 0.25 * torch.randn((4, *x.shape), generator=torch.Generator().manual_seed(9))
+    # same-kernel: the same draws, then the same attack kernels in the same order
     assert torch.equal(drawn, smoothadv_pgd(tiny_model, x, y, config, fixed_noise=noise))
     # fixed noise makes the attack a deterministic function: with T steps of 2 eps / T it reaches the boundary
     assert (norms.lp_norm(drawn - x, "l2") > 0.45).any()
@@ -174,7 +178,12 @@ def test_nattack_lowers_digits_accuracy_within_budget():
         adv = (model(result.x_adv).argmax(1) == data.y).float().mean()
     assert clean >= 0.95 and adv <= clean - 0.5
     assert (result.queries <= budget).all()
-    assert torch.equal(result.success, model(result.x_adv).argmax(1) != data.y)  # success = deployed decision
+    logits = model(result.x_adv)  # [24, 10], one batch; the attack checked success on sub-batches
+    top2 = logits.topk(2, dim=1).values
+    clear = top2[:, 0] - top2[:, 1] > 1e-4  # a batch of another size may round a near-tie the other way
+    assert int(clear.sum()) >= 20
+    # same-kernel: bools; the rows whose top two logits are within 1e-4 are left out (argmax of two batchings)
+    assert torch.equal(result.success[clear], (logits.argmax(1) != data.y)[clear])  # success = deployed decision
 
 
 def test_nattack_failures_spend_their_whole_budget_and_never_more():

@@ -49,12 +49,14 @@ def test_output_in_ball_and_box(name, norm, tiny_model, batch):
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype
     assert (norms.lp_norm(x_adv - x, norm) <= eps + 1e-5).all()
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    # same-kernel: asserts a difference (the attack moved)
     assert not torch.equal(x_adv, x)  # it did move
 
 
 @pytest.mark.parametrize("name", ATTACKS)
 def test_eps_zero_returns_x(name, tiny_model, batch):
     x, y = batch
+    # same-kernel: eps = 0 projects delta to delta * 0, so x + 0 == x exactly
     assert torch.equal(run_attack(name, tiny_model, x, y, eps=0.0, norm="l2"), x)
 
 
@@ -63,10 +65,10 @@ def test_same_seed_same_output(name, tiny_model, batch):
     x, y = batch
     a = run_attack(name, tiny_model, x, y, eps=0.5, norm="l2", seed=7)
     b = run_attack(name, tiny_model, x, y, eps=0.5, norm="l2", seed=7)
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)  # same-kernel: the same call twice, same seed; the second check asserts a difference
     if name in ("epgd", "smoothadv", "nattack", "pgd"):  # these consume randomness: another seed differs
         c = run_attack(name, tiny_model, x, y, eps=0.5, norm="l2", seed=8)
-        assert not torch.equal(a, c)
+        assert not torch.equal(a, c)  # same-kernel: asserts a difference (another seed)
 
 
 @pytest.mark.parametrize("name", ATTACKS)

@@ -86,6 +86,7 @@ def test_clip_values_0_255_bound_the_output_and_match_the_core():
     assert ours.min() >= 0.0 and ours.max() <= 255.0 and np.abs(ours - x.numpy()).max() <= 16.0 * (1 + 1e-6)
     core = pgd(_art.ARTModelView(clf), x, torch.as_tensor(y), attack.config, bounds=Bounds(0.0, 255.0),
                generator=torch.Generator().manual_seed(2))
+    # same-kernel: the adapter is the core plus final_projection, same batch (N <= batch_size)
     np.testing.assert_array_equal(ours, final_projection(x, core, 16.0, "linf", Bounds(0.0, 255.0)).numpy())
 
 
@@ -104,7 +105,9 @@ def test_column_labels_are_indices_and_wrong_width_one_hot_is_refused():
     y = labels(clf.model, x)
     y[0] = (y[0] + 1) % K  # not all labels equal: an [N, 1] column read as one-hot would make every label 0
     attack = PGD(clf, norm=2, eps=0.5, eps_step=0.125, max_iter=4)
+    # same-kernel: the same call, the labels only change format; the second check asserts a difference
     np.testing.assert_array_equal(attack.generate(x.numpy(), y[:, None]), attack.generate(x.numpy(), y))
+    # same-kernel: asserts a difference (other labels)
     assert not np.array_equal(attack.generate(x.numpy(), y), attack.generate(x.numpy(), np.zeros(N, np.int64)))
     with pytest.raises(ValueError, match=r"one-hot array must have nb_classes=5 columns"):
         attack.generate(x.numpy(), np.eye(7, dtype=np.float32)[y])
@@ -186,6 +189,7 @@ def test_final_projection_holds_whatever_the_core_returns(name, norm, monkeypatc
     out = torch.as_tensor(attack.generate(x.numpy(), labels(attack.estimator.model, x), mask=mask))
     assert (norms.lp_norm(out - x, norm) <= eps * (1 + 1e-5)).all()
     assert out.min() >= 0.0 and out.max() <= 1.0
+    # same-kernel: masked features get delta * 0, x + 0 == x exactly
     assert torch.equal(out[..., :2], x[..., :2])  # the mask is part of the final projection
     assert (out != x).any()
     monkeypatch.setattr(attack, "_attack_batch", lambda *a, **kw: misbehaving(*a, **kw, shift=float("nan")))

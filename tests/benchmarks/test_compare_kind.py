@@ -209,6 +209,7 @@ def test_frozen_noise_surrogate_is_deterministic_and_batch_independent():
     noise = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     surrogate = compare.FrozenNoiseSmoothing(base, 0.25, noise)
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    # same-kernel: the same call twice on the same batch
     torch.testing.assert_close(surrogate(x), surrogate(x), rtol=0, atol=0)
     torch.testing.assert_close(surrogate(x)[2:3], surrogate(x[2:3]), rtol=1e-6, atol=1e-6)
     expected = torch.log(torch.softmax(base(x[1:2] + 0.25 * noise), 1).mean(0))
@@ -225,6 +226,7 @@ def test_apgd_leaves_the_global_rng_untouched():
     expected = torch.rand(3)
     torch.manual_seed(123)
     compare.run_attack("apgd-ce", {"steps": 3}, "linf", 0.1, target, x, y, seed=7)
+    # same-kernel: the global RNG's own draws, not model outputs
     torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
 
 

@@ -190,6 +190,7 @@ def test_cifar10_reference_reads_the_data_root(tmp_path):
     ref = parse_dataset("cifar10")
     data = ref.load(Roots(data_root=tmp_path), "test", limit=3)
     data_values, labels = written["test_batch"]
+    # same-kernel: the same bytes / 255, elementwise
     assert torch.equal(data.x, torch.from_numpy(data_values[:3].reshape(3, 3, 32, 32)).float() / 255)
     assert data.y.tolist() == labels[:3]
     assert len(ref.load(Roots(data_root=tmp_path), "train")) == 20
@@ -215,6 +216,7 @@ def test_imagefolder_and_digits_references(tmp_path):
         parse_dataset(f"imagefolder:{tmp_path / 'nope'}").check(Roots())
     from art_ext.data import load_digits
 
+    # same-kernel: the same loader, the same bytes
     assert torch.equal(parse_dataset("digits").load(Roots(), "val", limit=5).x, load_digits("val").x[:5])
 
 

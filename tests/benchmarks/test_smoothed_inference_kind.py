@@ -35,8 +35,11 @@ def test_evaluate_chunk_sigma_zero_is_the_base_for_every_m() -> None:
     assert base_correct.tolist() == [True, True, True, True, False]
     assert int(pgd_correct.sum()) < 4  # the attack flips some label, so the comparison below is not vacuous
     for mode in SUITE["modes"]:
+        # same-kernel: bools from the same model on the same batch of 5
         assert torch.equal(flags["correct"]["clean"][mode], base_correct.view(-1, 1).expand(5, 3))
+        # same-kernel: bools; PGD with the same generator, kernels and batch as the kind's
         assert torch.equal(flags["correct"]["pgd"][mode], pgd_correct.view(-1, 1).expand(5, 3))
+        # same-kernel: bools; EPGD at sigma 0 with one pass runs PGD's ops
         assert torch.equal(flags["correct"]["epgd"][mode], flags["correct"]["pgd"][mode])  # sigma 0: EPGD = PGD
         assert not any(flags["abstain"][name][mode].any() for name in kind.INPUTS)
 
@@ -48,6 +51,7 @@ def test_evaluate_chunk_with_noise_one_pass_is_one_label_for_every_mode() -> Non
     for name in kind.INPUTS:
         # M = 1 (column 0): the vote, the rank-weighted vote and the softmax of one pass all pick its argmax
         first = [noisy["correct"][name][mode][:, 0] for mode in SUITE["modes"]]
+        # same-kernel: bools; one pass per mode, the same logits
         assert all(torch.equal(first[0], other) for other in first[1:])
         assert not noisy["abstain"][name]["soft"].any() and not noisy["abstain"][name]["prediction"][:, 0].any()
         # M = 2 prediction votes can tie: ties abstain and are never counted correct

@@ -18,10 +18,12 @@ def test_digits_splits_are_fixed_disjoint_stratified_and_in_range():
     assert test.x.shape == (500, 1, 16, 16) and test.x.dtype == torch.float32 and test.y.dtype == torch.int64
     assert test.x.min() >= 0 and test.x.max() <= 1 and test.x.max() > 0.99
     assert torch.bincount(test.y).min() >= 48  # stratified: 50 per class (+-2)
+    # same-kernel: the same loader twice, the same bytes
     assert torch.equal(load_digits("test").x, test.x)  # deterministic
     native = load_digits("val", resolution=8)
     assert native.x.shape == (200, 1, 8, 8)
     assert torch.allclose(native.x * 16, (native.x * 16).round())  # native pixels are k/16
+    # same-kernel: integer labels, a slice
     assert test.head(20).x.shape[0] == 20 and torch.equal(test.head(20).y, test.y[:20])
 
 
@@ -37,6 +39,7 @@ def test_cifar10_reads_torchvision_format(tmp_path):
     test = load_cifar10(tmp_path, "test")
     data, labels = written["test_batch"]
     assert test.x.shape == (3, 3, 32, 32) and test.num_classes == 10
+    # same-kernel: the same bytes / 255, elementwise
     assert torch.equal(test.x, torch.from_numpy(data.reshape(3, 3, 32, 32)).float() / 255)
     assert test.y.tolist() == labels
     train = load_cifar10(tmp_path, "train", limit=7)
@@ -62,6 +65,7 @@ def test_image_folder(tmp_path):
     assert data.classes == ("n01", "n02") and data.y.tolist() == [0, 0, 1, 1, 1]
     assert data.x.shape == (5, 3, 32, 32) and 0 <= data.x.min() and data.x.max() <= 1
     skipped = load_image_folder(tmp_path, resize=36, crop=32, skip=2, limit=2)
+    # same-kernel: a copy of the same image
     assert skipped.y.tolist() == [0, 1] and torch.equal(skipped.x[1], data.x[2])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_image_folder(tmp_path / "missing")

@@ -119,8 +119,10 @@ def test_affine_parameters_never_change_and_adapted_copy_is_frozen_eval():
     model, clean = bn_model(), images(30)
     adapted = adapt_batchnorm(model, clean, sigma=0.25)
     for (_, a), (_, o) in zip(batchnorm_layers(adapted), batchnorm_layers(model)):
+        # same-kernel: copied parameters, never computed; the last check asserts a difference
         assert torch.equal(a.weight, o.weight) and torch.equal(a.bias, o.bias)
         assert a.eps == o.eps and a.momentum == o.momentum
+        # same-kernel: asserts a difference (it adapted)
         assert not torch.equal(a.running_mean, o.running_mean)  # it did adapt
     assert not any(m.training for m in adapted.modules())
     assert not any(p.requires_grad for p in adapted.parameters())
@@ -206,7 +208,7 @@ def test_auto_noise_final_stage_never_reuses_selection_draws():
     assert certs.selection_radius.shape == (2, 2) and certs.n_auto == 40 and certs.n == 200
     # the chosen sigma is the one with the largest selection radius
     expected = torch.tensor(sigmas, dtype=torch.float64)[certs.selection_radius.argmax(1)]
-    assert torch.equal(certs.sigma, expected)
+    assert torch.equal(certs.sigma, expected)  # same-kernel: sigmas copied from the grid by index
 
 
 def test_auto_noise_prefers_large_sigma_when_far_from_boundary_and_ties_go_to_smallest():
@@ -249,11 +251,13 @@ def test_prediction_is_always_the_original_model_and_abstains_when_f_and_g_disag
     with torch.no_grad():
         f_labels = model(x).argmax(1)
     assert f_labels.tolist() == [0, 1, 1]
+    # same-kernel: integer labels of the same model call on the same batch of 3
     assert torch.equal(cta.predict(x), f_labels)
     gen = torch.Generator().manual_seed(0)
     fixed = cta.certify(x, sigma=0.1, n0=20, n=300, alpha=0.001, batch_size=300, generator=gen)
     auto = cta.certify_auto_noise(x, n_auto=100, n0=20, n=300, alpha=0.001, batch_size=300, generator=gen)
     for certs in (fixed, auto):
+        # same-kernel: integer labels of the same model call on the same batch
         assert torch.equal(certs.prediction, f_labels)  # predictions are f's, never abstain
         assert certs.label[0] == 0 and certs.radius[0] > 0  # f and g agree far from both boundaries
         assert certs.label[1] == ABSTAIN and certs.radius[1] == 0  # g certifies class 0, f says 1: abstain
@@ -286,9 +290,11 @@ def test_prediction_equals_original_model_on_every_input():
     x = images(64, seed=11)
     with torch.no_grad():
         expected = model(x).argmax(1)
-    assert torch.equal(cta.predict(x, batch_size=10), expected)
+        by_ten = torch.cat([model(xb).argmax(1) for xb in x.split(10)])  # predict's batches: the same kernels
+    assert torch.equal(cta.predict(x, batch_size=10), by_ten)  # same-kernel: integer labels, f on the same batches
     certs = cta.certify(x, sigma=0.5, n0=10, n=50, alpha=0.05, batch_size=500,
                         generator=torch.Generator().manual_seed(0))
-    assert torch.equal(certs.prediction, expected)
+    assert torch.equal(certs.prediction, expected)  # same-kernel: integer labels of f on the same batch of 64
     issued = ~certs.abstained
+    # same-kernel: integer labels of f on the same batch of 64
     assert torch.equal(certs.label[issued], expected[issued])  # a certificate is only ever for f(x)

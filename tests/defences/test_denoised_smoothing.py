@@ -39,6 +39,7 @@ def test_denoised_classifier_composes() -> None:
     denoiser, classifier = _models()
     x = torch.rand(4, 1, 16, 16)
     out = DenoisedClassifier(denoiser, classifier)(x)
+    # same-kernel: the same two modules on the same batch in the same order
     assert torch.equal(out, classifier(denoiser(x)))
     assert not torch.allclose(out, classifier(x))  # the denoiser really changes the input
 
@@ -85,6 +86,7 @@ def test_certification_through_art_equals_denoised_classifier() -> None:
         DenoisedClassifier(denoiser, classifier).eval(), torch.from_numpy(x), n0=20, n=200, sigma=0.25, alpha=0.01,
         num_classes=10, batch_size=128, generator=torch.Generator().manual_seed(3),
     )
+    # same-kernel: integer labels; the ART view runs the same modules on the same noisy batches
     np.testing.assert_array_equal(labels, certs.label.numpy())
     np.testing.assert_allclose(radii, certs.radius.numpy(), rtol=1e-12)
 
@@ -99,7 +101,7 @@ def test_preprocessor_batches_and_keeps_denoiser_in_eval_mode() -> None:
     out_whole, _ = whole.forward(x)
     out_chunked, y = chunked.forward(x, torch.arange(5))
     assert torch.allclose(out_whole, out_chunked, atol=1e-6)
-    assert torch.equal(y, torch.arange(5))
+    assert torch.equal(y, torch.arange(5))  # same-kernel: integer labels passed through
     assert torch.allclose(whole.estimate_forward(x), out_whole)
 
 

@@ -198,6 +198,7 @@ def test_one_shot_of_a_unet_is_batch_independent_and_in_range() -> None:
     den.model.requires_grad_(False)
     assert den(z).grad_fn is None  # nothing requires grad: the UNet runs under no_grad
     with torch.no_grad():
+        # same-kernel: the same UNet call on the same batch, with and without autograd
         torch.testing.assert_close(den(z), full.detach(), rtol=0, atol=0)
     assert float((full.detach() - z.clamp(0, 1)).abs().max()) > 1e-3  # a random UNet is not the identity
 
@@ -210,7 +211,7 @@ def test_autocast_is_checked_and_applies_to_cuda_inputs_only() -> None:
     cast = DiffusionDenoiser(plain.model, linear_scheduler(), sigma=0.5, autocast_dtype=torch.bfloat16).eval()
     with torch.no_grad():  # CPU inputs: autocast is off, so the output is bit-identical and stays float32
         out = cast(z)
-        torch.testing.assert_close(out, plain(z), rtol=0, atol=0)
+        torch.testing.assert_close(out, plain(z), rtol=0, atol=0)  # same-kernel: autocast is off on CPU: the same call
     assert out.dtype == torch.float32
 
 
@@ -267,6 +268,7 @@ def test_multistep_chain() -> None:
     # one step is the one-shot estimate, on a real UNet
     unet, zz = tiny_unet(), noisy_batch(9)
     one = DiffusionDenoiser(unet, linear_scheduler(), sigma=0.5, multistep=True, num_steps=1)
+    # same-kernel: one step is the same UNet call on the same batch and the same elementwise x0 formula
     torch.testing.assert_close(one(zz), DiffusionDenoiser(unet, linear_scheduler(), sigma=0.5)(zz), rtol=0, atol=0)
 
 
@@ -318,11 +320,13 @@ def test_from_pretrained_round_trips_offline(tmp_path: Path, monkeypatch) -> Non
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp_path / "pipe")  # the pipeline layout
     loaded = DiffusionDenoiser.from_pretrained(tmp_path / "pipe", sigma=0.5)
     assert (loaded.timestep, loaded.prediction_type, loaded.model.training) == (259, "v_prediction", False)
+    # same-kernel: the same weights, round-tripped, on the same batch
     torch.testing.assert_close(loaded(z), expected, rtol=0, atol=0)
     unet.save_pretrained(tmp_path / "parts" / "unet")  # model + scheduler subfolders, no model_index.json
     scheduler.save_pretrained(tmp_path / "parts" / "scheduler")
     parts = DiffusionDenoiser.from_pretrained(str(tmp_path / "parts"), sigma=0.5, multistep=True, num_steps=2)
     assert parts.config.num_steps == 2
+    # same-kernel: the same weights, round-tripped, on the same batch
     torch.testing.assert_close(parts.model(z, 3).sample, unet(z, 3).sample, rtol=0, atol=0)
 
 
@@ -443,6 +447,7 @@ def test_ddpm_recipe_is_deterministic_and_learns_epsilon() -> None:
         config.fit(b, data)
     assert not a.training and len(run.history) == 4
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        # same-kernel: two trainings with the same seed on this machine
         assert torch.equal(pa, pb)  # same seed, same weights
     assert eps_mse(a) < 0.9 * before  # held-out epsilon error falls
     with pytest.raises(ValueError, match="takes no guiding classifiers"):

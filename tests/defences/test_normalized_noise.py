@@ -109,6 +109,7 @@ def test_certify_uses_normalized_noise_and_pixel_noise_when_asked():
     assert pixel.noise_space == PixelNoise() and pixel.pixel_sigma(0.5) == (0.5, 0.5, 0.5)
     certs = pixel.certify(x, sigma=0.125, n0=10, n=200, alpha=0.01, num_classes=2, batch_size=500,
                           generator=torch.Generator().manual_seed(0))
+    # same-kernel: pixel noise: the same tensor, no conversion
     assert torch.equal(certs.radius, certs.radius_noise_space)  # pixel noise: no conversion
 
 
@@ -180,6 +181,7 @@ def test_exact_and_bpda_gradients():
     g_bpda = torch.autograd.grad((bpda.forward(x)[0] * weights).sum(), x)[0]
     want = torch.autograd.grad((rec(x) * weights).sum(), x)[0]
     assert torch.allclose(g_exact, want, atol=1e-6)
+    # same-kernel: elementwise: the identity backward passes the weights through
     assert torch.equal(g_bpda, weights)  # identity backward pass
     assert torch.allclose(exact.forward(x)[0], bpda.forward(x)[0])  # same forward values
 

@@ -39,20 +39,24 @@ def test_certificates_equal_the_core_and_the_estimator_model_is_left_alone() -> 
     certs = core.certify_auto_noise(torch.from_numpy(x), n_auto=50, n0=10, n=200, alpha=0.01, batch_size=300,
                                     generator=torch.Generator().manual_seed(7))
     assert labels.dtype == np.int64 and radii.dtype == np.float64 and sigmas.dtype == np.float64
+    # same-kernel: integer labels from counts (the radius tolerance below: a count moves only at a rounding tie)
     np.testing.assert_array_equal(labels, certs.label.numpy())
     np.testing.assert_allclose(radii, certs.radius.numpy(), rtol=1e-6)  # float32 ops of ART's standardisation
-    np.testing.assert_array_equal(sigmas, certs.sigma.numpy())
+    np.testing.assert_array_equal(sigmas, certs.sigma.numpy())  # same-kernel: sigmas copied from the grid by index
     full = cta.certificates(x, 200, 300, n_auto=50, n0=10, alpha=0.01, seed=7)
+    # same-kernel: sigmas copied from the grid by index
     np.testing.assert_array_equal(full.sigma.numpy(), sigmas)  # the Certificates type carries per-example sigma
+    # same-kernel: integer labels of f through the same view and batches
     np.testing.assert_array_equal(full.prediction.numpy(), cta.predict_labels(x))
 
     fixed_labels, fixed_radii = cta.certify(x, 200, 300, sigma=0.12, n0=10, alpha=0.01, seed=1)
     issued = fixed_labels >= 0
     assert issued.any()
+    # same-kernel: integer labels of f through the same view and batches
     np.testing.assert_array_equal(fixed_labels[issued], cta.predict_labels(x)[issued])  # an issued label is f(x)
     assert (fixed_radii[~issued] == 0).all()
     for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key])
+        assert torch.equal(value, before[key])  # same-kernel: copied state, never recomputed
 
 
 def test_predictions_and_gradients_are_the_original_models() -> None:
@@ -61,6 +65,7 @@ def test_predictions_and_gradients_are_the_original_models() -> None:
     assert isinstance(cta, PyTorchClassifier)
     x, y = tiny_images(6, seed=4).numpy(), np.array([0, 1, 2, 3, 4, 5])
     np.testing.assert_allclose(cta.predict(x), estimator.predict(x), rtol=1e-6, atol=1e-6)
+    # same-kernel: integer labels of the same estimator forward on the same batch
     np.testing.assert_array_equal(cta.predict_labels(x), estimator.predict(x).argmax(1))
     np.testing.assert_allclose(cta.loss_gradient(x, y), estimator.loss_gradient(x, np.eye(10)[y]), rtol=1e-5,
                                atol=1e-8)

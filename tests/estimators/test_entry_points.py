@@ -119,7 +119,9 @@ def test_labels_are_read_as_art_reads_them(kind) -> None:
     for labels in (y, y[:, None], np.eye(10)[y]):
         clf, _ = make(kind)  # same seed: the same noise draws for each label format
         grads.append(clf.loss_gradient(x, labels))
+    # same-kernel: the same noise, kernels and order; the labels only change format
     np.testing.assert_array_equal(grads[0], grads[1])
+    # same-kernel: the same noise, kernels and order; the labels only change format
     np.testing.assert_array_equal(grads[0], grads[2])
     clf, model = make(kind)
     with pytest.raises(ValueError, match="nb_classes=10 columns"):

@@ -30,13 +30,18 @@ def test_certify_equals_art_ext_certify_on_the_art_model_view_exactly() -> None:
     certs = certify(_art.ARTModelView(inner).eval(), torch.from_numpy(images()), n0=50, n=500, sigma=0.25,
                     alpha=0.01, num_classes=10, batch_size=200, generator=torch.Generator().manual_seed(7))
     assert labels.dtype == np.int64 and radii.dtype == np.float64
+    # same-kernel: the adapter runs certify on the same ARTModelView, draws and batches
     np.testing.assert_array_equal(labels, certs.label.numpy())
+    # same-kernel: the same counts, then the same radius formula
     np.testing.assert_array_equal(radii, certs.radius.numpy())
     assert (labels >= 0).any() and (radii > 0).any()  # the comparison is not between all-abstain results
     # and it is the certificate of the model with ART's (mean, std) as its first layer (float32 rounding aside)
     reference = torch.nn.Sequential(Normalize(MEAN, STD), inner.model).eval()
     again = certify(reference, torch.from_numpy(images()), n0=50, n=500, sigma=0.25, alpha=0.01, num_classes=10,
                     batch_size=200, generator=torch.Generator().manual_seed(7))
+    # Two paths (Normalize vs ART's standardisation): a count can move only at a rounding tie of a noisy sample's
+    # logits, and a label only if that count sits at the abstain threshold.
+    # same-kernel: integer labels (see above)
     np.testing.assert_array_equal(labels, again.label.numpy())
     np.testing.assert_allclose(radii, again.radius.numpy(), rtol=1e-6)
 
@@ -49,7 +54,9 @@ def test_certify_keeps_arts_positional_signature_n_then_batch_size() -> None:
     assert certs.counts_estimation.sum(1).tolist() == [300, 300] and certs.n == 300
     assert certs.counts_selection.sum(1).tolist() == [100, 100] and certs.n0 == 100  # n0's default, a keyword
     labels, radii = rs.certify(images(2), 300, 64, seed=0)
+    # same-kernel: the same certify call through two entry points
     np.testing.assert_array_equal(labels, certs.label.numpy())
+    # same-kernel: the same counts, then the same radius formula
     np.testing.assert_array_equal(radii, certs.radius.numpy())
     with pytest.raises(TypeError):
         rs.certify(images(2), 300, 64, 0.001)  # alpha, n0 and seed are keyword-only
@@ -61,6 +68,7 @@ def test_predict_labels_is_cohen_predict_with_explicit_abstains() -> None:
     got = rs.predict_labels(images(8), 400, 100, alpha=0.01, seed=3)
     want = predict(_art.ARTModelView(inner).eval(), torch.from_numpy(images(8)), n=400, sigma=0.5, alpha=0.01,
                    num_classes=10, batch_size=100, generator=torch.Generator().manual_seed(3))
+    # same-kernel: integer labels; the adapter runs predict on the same view, draws and batches
     np.testing.assert_array_equal(got, want.numpy())
     assert got.dtype == np.int64
 
@@ -87,8 +95,9 @@ def test_model_mode_is_restored_and_sampling_runs_in_eval() -> None:
     assert model.training and model[1].training
     model.eval()
     labels_eval, radii_eval = rs.certify(images(2), 200, 100, n0=20, alpha=0.01, seed=1)
+    # same-kernel: the same forward in eval mode (the estimator sets it)
     np.testing.assert_array_equal(labels, labels_eval)
-    np.testing.assert_array_equal(radii, radii_eval)
+    np.testing.assert_array_equal(radii, radii_eval)  # same-kernel: the same forward, draws and batches
 
 
 def test_pgd_and_hopskipjump_accept_it_where_they_refused_the_old_adapter() -> None:
@@ -96,6 +105,7 @@ def test_pgd_and_hopskipjump_accept_it_where_they_refused_the_old_adapter() -> N
     assert isinstance(rs, PyTorchClassifier)
     x = images(2)
     x_adv = ProjectedGradientDescent(rs, norm=2, eps=0.5, eps_step=0.2, max_iter=2, verbose=False).generate(x)
+    # same-kernel: asserts a difference (the attack moved)
     assert np.linalg.norm((x_adv - x).reshape(2, -1), axis=1).max() <= 0.5 + 1e-5 and not np.array_equal(x_adv, x)
     np.random.seed(0)
     x_hsj = HopSkipJump(rs, max_iter=1, max_eval=5, init_eval=2, init_size=5, verbose=False).generate(x)
@@ -110,6 +120,7 @@ def test_normalized_noise_space_certifies_in_pixel_units() -> None:
     want = certify(_art.ARTModelView(inner).eval(), torch.from_numpy(images()), n0=30, n=300, sigma=1.0,
                    alpha=0.01, num_classes=10, batch_size=300, generator=torch.Generator().manual_seed(2),
                    noise_space=space)
+    # same-kernel: the adapter runs certify on the same view, draws and batches
     np.testing.assert_array_equal(certs.radius.numpy(), want.radius.numpy())
     np.testing.assert_allclose(certs.radius.numpy(), certs.radius_noise_space.numpy() * STD[0], rtol=1e-12)
 

@@ -72,6 +72,7 @@ def test_channels_first_is_kept_from_the_wrapped_estimator() -> None:
     est = SmoothedInferenceClassifier(inner, 0.0, mode="prediction", seed=0)
     assert est.channels_first is False and est.input_shape == (8, 8, 1)
     x_nhwc = images(5).transpose(0, 2, 3, 1)
+    # same-kernel: integer labels; sigma 0 is the inner estimator's own forward
     np.testing.assert_array_equal(est.predict(x_nhwc).argmax(1), inner.predict(x_nhwc).argmax(1))
     with pytest.raises(ValueError, match="channel order looks transposed"):
         est.predict(images(5))

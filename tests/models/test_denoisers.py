@@ -20,7 +20,7 @@ def test_shape_and_identity_at_init(architecture: str, channels: int) -> None:
         model.train(mode)
         out = model(x)
         assert out.shape == x.shape and out.dtype == x.dtype
-        assert torch.equal(out, x)
+        assert torch.equal(out, x)  # same-kernel: an identity module returns its input
 
 
 @pytest.mark.parametrize("architecture", sorted(DENOISER_ARCHITECTURES))

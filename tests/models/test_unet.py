@@ -38,8 +38,10 @@ def test_the_output_has_no_activation():
     with torch.no_grad():
         net.head.weight.zero_()
         net.head.bias.fill_(-3.5)
+        # same-kernel: zero weights: the head's bias is exact
         assert torch.equal(net(torch.rand(1, 1, 4, 4)), torch.full((1, 1, 4, 4), -3.5))
         net.head.bias.fill_(7.0)
+        # same-kernel: zero weights: the head's bias is exact
         assert torch.equal(net(torch.rand(1, 1, 4, 4)), torch.full((1, 1, 4, 4), 7.0))
 
 

@@ -161,12 +161,15 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
     cached = zoo.load(entry.name)
     again = zoo.train_entry(entry)
     for key, value in first.module.state_dict().items():
+        # same-kernel: the checkpoint's own tensors, and a retraining on this machine
         assert torch.equal(value, cached.module.state_dict()[key])
+        # same-kernel: a retraining with the same seed on this machine
         assert torch.equal(value, again.module.state_dict()[key])
     assert cached.info == first.info
     assert not list((tmp_path / "zoo").glob("*.ckpt"))
     state = torch.get_rng_state()
     entry.build()
+    # same-kernel: the global RNG state, not a float output
     assert torch.equal(state, torch.get_rng_state())  # building never disturbs the global RNG
 
 

@@ -70,5 +70,6 @@ def test_black_box_training_never_loads_the_target(tmp_path, monkeypatch) -> Non
     loaded.clear()
     again = zoo.load("test_tiny_bb", cache=tmp_path)  # from the cache: no training, no classifier
     assert loaded == [] and again.info == first.info
+    # same-kernel: the checkpoint's own tensors
     assert all(torch.equal(a, b) for a, b in zip(first.module.state_dict().values(),
                                                  again.module.state_dict().values()))

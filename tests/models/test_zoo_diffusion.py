@@ -105,6 +105,7 @@ def test_training_is_deterministic_cached_and_served_as_a_denoiser(tmp_path, mon
     monkeypatch.setenv("ART_EXT_CACHE", str(tmp_path))
     state = torch.get_rng_state()
     first = zoo.load(entry.name, kind="diffusion")
+    # same-kernel: the global RNG state, not a float output
     assert torch.equal(state, torch.get_rng_state())  # building and training use their own generators
     assert list((tmp_path / "zoo").glob("tiny_test_ddpm-*")) == [zoo.cache_file(entry)]
     assert isinstance(first.module, diffusers.UNet2DModel) and not first.module.training
@@ -118,14 +119,18 @@ def test_training_is_deterministic_cached_and_served_as_a_denoiser(tmp_path, mon
     other = zoo.train_entry(tiny_entry(seed=1))
     reference = first.module.state_dict()
     for key, value in reference.items():
+        # same-kernel: the checkpoint's own tensors
         assert torch.equal(value, cached.module.state_dict()[key]), key
+        # same-kernel: a retraining with the same seed on this machine
         assert torch.equal(value, again.module.state_dict()[key]), key
+    # same-kernel: asserts a difference (another seed)
     assert any(not torch.equal(v, other.module.state_dict()[k]) for k, v in reference.items())
     assert cached.info == first.info == {**again.info, "train_seconds": first.info["train_seconds"]}
 
     # the recorded one-shot val MSE is recomputed exactly from the cached model
     den = zoo.diffusion_denoiser(entry.name, 0.5)
     assert den.timestep == 259 and isinstance(den.model, diffusers.UNet2DModel)
+    # same-kernel: the checkpoint's own tensors
     assert all(torch.equal(v, reference[k]) for k, v in den.model.state_dict().items())
     val = load_digits("val").x
     noise = torch.randn(val.shape, generator=torch.Generator().manual_seed(0))

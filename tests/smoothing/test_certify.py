@@ -80,16 +80,18 @@ def test_same_seed_same_certificates_and_wrapper_equals_functions(tiny_cnn, gen)
     a = certify(tiny_cnn, x, generator=torch.Generator().manual_seed(5), **kwargs)
     b = certify(tiny_cnn, x, generator=torch.Generator().manual_seed(5), **kwargs)
     c = certify(tiny_cnn, x, generator=torch.Generator().manual_seed(6), **kwargs)
+    # same-kernel: the same call twice, same seed; counts are integers; one check asserts a difference
     assert torch.equal(a.label, b.label) and torch.equal(a.radius, b.radius)
-    assert torch.equal(a.counts_estimation, b.counts_estimation)
-    assert not torch.equal(a.counts_estimation, c.counts_estimation)
+    assert torch.equal(a.counts_estimation, b.counts_estimation)  # same-kernel: integer counts, the same call twice
+    assert not torch.equal(a.counts_estimation, c.counts_estimation)  # same-kernel: asserts a difference (another seed)
     smoothed = SmoothedClassifier(tiny_cnn, 0.3, num_classes=10)
     w = smoothed.certify(x, n0=20, n=300, alpha=0.01, batch_size=128, generator=torch.Generator().manual_seed(5))
+    # same-kernel: the class calls the same certify on the same draws and batches
     assert torch.equal(w.radius, a.radius) and torch.equal(w.label, a.label)
     p1 = predict(tiny_cnn, x, n=300, sigma=0.3, alpha=0.01, num_classes=10, batch_size=128,
                  generator=torch.Generator().manual_seed(1))
     p2 = smoothed.predict(x, n=300, alpha=0.01, batch_size=128, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(p1, p2)
+    assert torch.equal(p1, p2)  # same-kernel: integer labels; the class calls the same predict
     assert a.sigma.tolist() == [0.3] * 3 and a.sigma.dtype == torch.float64
     assert (a.n0, a.n, a.alpha, a.sigmas) == (20, 300, 0.01, (0.3,)) and len(a) == 3
 

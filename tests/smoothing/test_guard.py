@@ -59,6 +59,7 @@ def test_a_train_mode_base_is_refused_and_its_statistics_are_not_updated() -> No
         certify(model, tiny_images(2), n0=5, n=20, sigma=0.25, alpha=0.1, num_classes=10, batch_size=20)
     with pytest.raises(ValueError, match="training mode"):
         SmoothedInference(model, 0.25, num_classes=10, mode="soft")(tiny_images(2))
+    # same-kernel: nothing ran: the same tensors
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 

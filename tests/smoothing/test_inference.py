@@ -80,6 +80,7 @@ def test_each_mode_matches_hand_computation_with_fixed_noise(mode, weights) -> N
 
 def test_votes_on_hand_made_logits() -> None:
     logits = torch.tensor([[1.0, 3.0, 2.0], [0.0, -1.0, 5.0]])
+    # same-kernel: hand-made logits; votes are 0/1
     assert torch.equal(votes(logits, SmoothedInferenceConfig(0.1, mode="prediction")),
                        torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
     weighted = votes(logits, SmoothedInferenceConfig(0.1, mode="weighted"))  # 2^(1-k) / (1 + 1/2 + 1/4)
@@ -99,7 +100,9 @@ def test_weighted_with_one_hot_weights_equals_prediction_voting() -> None:
     weighted = smoothed_scores(Linear2(), x, SmoothedInferenceConfig(0.5, 33, "weighted", weights=(1, 0, 0),
                                                                      batch_size=40), **kw,
                                generator=torch.Generator().manual_seed(1))
+    # same-kernel: 0/1 votes on the same logits; one-hot weights give the same sums; one check asserts a difference
     assert torch.equal(pred, weighted)
+    # same-kernel: asserts a difference
     assert not torch.equal(pred, pred[:, [1, 0, 2]])  # the draws do not make the check trivial
 
 
@@ -126,9 +129,11 @@ def test_sigma_zero_is_the_base_exactly(mode) -> None:
     with torch.no_grad():
         got, logits = smoothed_scores(base, x, cfg, num_classes=10), base(x)
     if mode == "soft":
+        # same-kernel: sigma 0 is one call of the base on the same batch, then the same softmax
         assert torch.equal(got, logits.softmax(1))
     else:
-        assert torch.equal(got.argmax(1), logits.argmax(1))
+        assert torch.equal(got.argmax(1), logits.argmax(1))  # same-kernel: integer labels of the same logits
+        # same-kernel: bools from the same scores
         assert torch.equal(got.max(1).values > got.topk(2).values[:, 1], torch.ones(8, dtype=torch.bool))
 
 
@@ -195,7 +200,7 @@ def test_ties_abstain_and_rows_are_never_zero() -> None:
     const = lambda x: torch.tensor([[2.0, 1.0, 0.0]]).expand(x.shape[0], 3)  # noqa: E731
     cfg = SmoothedInferenceConfig(0.1, 2, "weighted", weights=(1.0, 1.0))
     out = smoothed_scores(const, torch.rand(2, 1, 1, 2), cfg, num_classes=3)
-    assert torch.equal(out, torch.tensor([[0.5, 0.5, 0.0]] * 2))
+    assert torch.equal(out, torch.tensor([[0.5, 0.5, 0.0]] * 2))  # same-kernel: hand-made votes, sums of 0/1
     assert labels_from_scores(out).tolist() == [-1, -1]
 
 

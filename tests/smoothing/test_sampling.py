@@ -30,7 +30,7 @@ def test_counts_are_assigned_to_the_right_image_when_batches_mix_images():
     assert counts.dtype == torch.int64 and counts.shape == (4, 10)
     expected = torch.zeros(4, 10, dtype=torch.long)
     expected[torch.arange(4), torch.tensor([3, 7, 0, 9])] = 7
-    assert torch.equal(counts, expected)
+    assert torch.equal(counts, expected)  # same-kernel: integer counts
     assert [t.shape[0] for t in base.inputs] == [5, 5, 5, 5, 5, 3]
 
 
@@ -52,7 +52,7 @@ def test_same_seed_same_counts_and_rows_sum_to_n(tiny_cnn, gen):
                       generator=torch.Generator().manual_seed(3))
     b = sample_counts(tiny_cnn, x, n=333, sigma=0.25, num_classes=10, batch_size=100,
                       generator=torch.Generator().manual_seed(3))
-    assert torch.equal(a, b) and a.sum(1).tolist() == [333] * 5
+    assert torch.equal(a, b) and a.sum(1).tolist() == [333] * 5  # same-kernel: integer counts, the same call twice
 
 
 def test_device_batches_never_exceed_batch_size():

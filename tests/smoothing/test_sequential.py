@@ -46,10 +46,13 @@ def test_one_look_with_all_of_alpha_is_fixed_n_certify(batch_size):
     fixed = certify(model, x, n=700, generator=torch.Generator().manual_seed(3), **kwargs)
     seq = certify_sequential(model, x, n_max=700, looks=(700,), radii=[0.25, 0.5],
                              generator=torch.Generator().manual_seed(3), **kwargs)
+    # same-kernel: integer counts: the same draws and batches
     assert torch.equal(seq.counts_selection, fixed.counts_selection)
+    # same-kernel: integer counts: the same draws and batches
     assert torch.equal(seq.counts_estimation, fixed.counts_estimation)
+    # same-kernel: the same counts, then the same radius formula
     assert torch.equal(seq.label, fixed.label) and torch.equal(seq.radius, fixed.radius)
-    assert torch.equal(seq.p_a_lower, fixed.p_a_lower)
+    assert torch.equal(seq.p_a_lower, fixed.p_a_lower)  # same-kernel: the same counts, then the same bound
     assert seq.num_samples.tolist() == [720] * 5 and fixed.num_samples is None
     assert (seq.label != ABSTAIN).any() and (seq.label == ABSTAIN).any()  # both branches compared
 
@@ -63,8 +66,11 @@ def test_one_look_equals_certify_on_the_linear_toy_with_normalized_noise():
     fixed = certify(model, x, n=5000, generator=torch.Generator().manual_seed(1), **kwargs)
     seq = certify_sequential(model, x, n_max=5000, looks=[5000], radii=[0.1], method="staged_cp",
                              generator=torch.Generator().manual_seed(1), **kwargs)
+    # same-kernel: the same draws, batches and counts, then the same radius formula
     assert torch.equal(seq.radius, fixed.radius) and torch.equal(seq.label, fixed.label)
+    # same-kernel: the same counts, then the same radius formula
     assert torch.equal(seq.radius_noise_space, fixed.radius_noise_space)
+    # same-kernel: integer counts: the same draws and batches
     assert torch.equal(seq.counts_estimation, fixed.counts_estimation)
 
 
@@ -216,6 +222,7 @@ def test_same_seed_same_certificates_and_cat_keeps_num_samples():
     kwargs = dict(sigma=0.25, alpha=0.01, radii=[0.25, 0.5], n0=20, n_max=5000, num_classes=2, batch_size=333)
     a = certify_sequential(model, x, generator=torch.Generator().manual_seed(4), **kwargs)
     b = certify_sequential(model, x, generator=torch.Generator().manual_seed(4), **kwargs)
+    # same-kernel: the same call twice, same seed
     assert torch.equal(a.radius, b.radius) and torch.equal(a.num_samples, b.num_samples)
     both = Certificates.cat([a, b])
     assert both.num_samples.tolist() == a.num_samples.tolist() * 2 and both.n == 5000

@@ -28,10 +28,13 @@ def test_forward_equals_the_core_at_the_same_generator_and_draws_fresh_noise(mod
         first, second = smoothed(x), smoothed(x)
     want = smoothed_scores(base, x, SmoothedInferenceConfig(0.5, 9, mode, batch_size=20), num_classes=4,
                            generator=torch.Generator().manual_seed(7))
+    # same-kernel: the class calls smoothed_scores with the same draws and batches; one check asserts a difference
     assert first.shape == (6, 4) and torch.equal(first, want)
+    # same-kernel: asserts a difference (a fresh draw)
     assert not torch.equal(first, second)  # a fresh draw per call
     assert torch.allclose(first.sum(1), torch.ones(6))
     labels = smoothed.labels(x, generator=torch.Generator().manual_seed(7))
+    # same-kernel: integer labels of the same scores
     assert torch.equal(labels, torch.where(want.topk(2).values[:, 0] == want.topk(2).values[:, 1],
                                            torch.tensor(-1), want.argmax(1)))
 
@@ -50,6 +53,7 @@ def test_sigma_zero_is_the_base_for_inference_and_refused_by_cohen_methods() -> 
     base, x = tiny_base(), images()
     smoothed = SmoothedInference(base, 0.0, num_classes=4, mode="soft")
     with torch.no_grad():
+        # same-kernel: sigma 0 is one call of the base on the same batch, then the same softmax
         assert torch.equal(smoothed(x), base(x).softmax(1))
     with pytest.raises(ValueError, match="sigma must be finite and > 0"):
         SmoothedClassifier(base, 0.0, num_classes=4)
@@ -58,6 +62,7 @@ def test_sigma_zero_is_the_base_for_inference_and_refused_by_cohen_methods() -> 
     assert bool((counts.sum(1) == 50).all())
     certs = positive.certify(x, n0=10, n=100, alpha=0.01, generator=torch.Generator().manual_seed(0))
     again = positive.certify(x, n0=10, n=100, alpha=0.01, generator=torch.Generator().manual_seed(0))
+    # same-kernel: the same call twice, same seed
     assert torch.equal(certs.label, again.label) and torch.equal(certs.radius, again.radius)
 
 
@@ -76,6 +81,7 @@ def test_smoothed_forward_refuses_a_train_mode_base_and_leaves_batchnorm_statist
     smoothed = SmoothedInference(base.train(), 0.25, num_classes=4, mode="soft")
     with pytest.raises(ValueError, match="training mode"):
         smoothed(images())
+    # same-kernel: nothing ran: the same tensors
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # running stats untouched
 
 
@@ -83,5 +89,6 @@ def test_normalized_noise_certifies_with_pixel_radius_min_std_times_native() -> 
     space = NormalizedNoise((0.5,), (0.25,))
     smoothed = SmoothedClassifier(tiny_base(), 0.25, num_classes=4, noise_space=space)
     certs = smoothed.certify(images(), n0=5, n=200, alpha=0.01, generator=torch.Generator().manual_seed(0))
+    # same-kernel: radius * 0.25 is the conversion itself, elementwise
     assert torch.equal(certs.radius, certs.radius_noise_space * 0.25)
     assert certs.noise_space == space

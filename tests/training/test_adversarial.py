@@ -29,6 +29,7 @@ def test_adversarial_training_is_deterministic():
         model = SmallCNN(width=4)
         train_adversarial(model, data, cfg, val=val)
         states.append(model.state_dict())
+    # same-kernel: two trainings with the same seed on this machine
     assert all(torch.equal(a, b) for a, b in zip(states[0].values(), states[1].values()))
 
 

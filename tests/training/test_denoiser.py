@@ -79,6 +79,7 @@ def test_stab_uses_classifier_in_eval_mode_and_never_updates_it() -> None:
     train_denoiser(_denoiser(), data, config, classifiers=[classifier], val=data)
     assert modes and not any(modes) and not any(bn_modes)
     after = classifier.state_dict()
+    # same-kernel: frozen weights, never updated
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN buffers untouched
     assert all(p.grad is None and p.requires_grad for p in classifier.parameters())
     assert classifier.training  # the caller's mode is restored
@@ -119,6 +120,7 @@ def test_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
     history = train_denoiser(reference, data, config, classifiers=[_classifier()], val=val)
     again = _denoiser()
     train_denoiser(again, data, config, classifiers=[_classifier()], val=val)
+    # same-kernel: two trainings with the same seed on this machine
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), again.state_dict().values()))
 
     class Killed(Exception):
@@ -139,6 +141,7 @@ def test_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(dn, "_save_checkpoint", original)
     resumed = _denoiser()
     resumed_history = train_denoiser(resumed, data, config, classifiers=[_classifier()], val=val, checkpoint=path)
+    # same-kernel: a resumed training replays the same steps on this machine
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
     assert resumed_history == history
     other = dataclasses.replace(config, lr=5e-4)
@@ -187,7 +190,7 @@ def test_objective_values_match_a_hand_computation() -> None:
     assert dn.denoiser_loss("mse", nn.Identity(), [], x, y, x).item() == 0.0  # a perfect denoiser
     # the quadrant classifier is right on every clean toy image, so STAB's pseudo-labels argmax f(x) are y ...
     with torch.no_grad():
-        assert torch.equal(classifier(x).argmax(1), y)
+        assert torch.equal(classifier(x).argmax(1), y)  # same-kernel: integer labels of a hand-set classifier
     stab = dn.denoiser_loss("stab", identity, [classifier], x, y, noisy)
     clf = dn.denoiser_loss("clf", identity, [classifier], x, y, noisy)
     with torch.no_grad():

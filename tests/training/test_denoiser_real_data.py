@@ -35,6 +35,7 @@ def _train_twice(build, data, config, classifier, **kwargs):
         history = train_denoiser(denoiser, data, config, classifiers=[classifier], **kwargs)
         runs.append((denoiser, history))
     (first, history), (second, again) = runs
+    # same-kernel: two trainings with the same seed on this machine
     same = history == again and all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
                                                                        second.state_dict().values()))
     return first, history, same
@@ -49,6 +50,7 @@ def test_cifar10_files_with_torchvision_classifier(tmp_path) -> None:
         pickle.dump(batch, handle)
     data = load_cifar10(tmp_path, "test")
     # the files' bytes, by hand: rows of 3072 = 3 planes of 32 x 32, divided by 255
+    # same-kernel: the same bytes / 255, elementwise
     assert torch.equal(data.x, torch.from_numpy(batch[b"data"]).reshape(8, 3, 32, 32).float() / 255)
     assert data.y.tolist() == list(range(8))
     classifier = _torchvision_classifier(10)
@@ -61,7 +63,9 @@ def test_cifar10_files_with_torchvision_classifier(tmp_path) -> None:
     assert len(history["train_loss"]) == len(history["val_loss"]) == 2
     # the kept weights are the best validation epoch's: their validation loss is the minimum of the history
     assert validation_loss(denoiser, data, config, [classifier]) == pytest.approx(min(history["val_loss"]), rel=1e-6)
+    # same-kernel: asserts a difference (it trained); the classifier is frozen
     assert any(not torch.equal(initial[k], v) for k, v in denoiser.state_dict().items())  # it was trained
+    # same-kernel: frozen classifier, never updated
     assert all(torch.equal(before[k], v) for k, v in classifier.state_dict().items())  # BN buffers included
 
 
@@ -90,5 +94,7 @@ def test_image_folder_with_memnet(tmp_path) -> None:
     initial = {k: v.clone() for k, v in denoiser.state_dict().items()}
     history = train_denoiser(denoiser, data, config, classifiers=[classifier])
     assert len(history["train_loss"]) == 2 and history["val_loss"] == []  # no val split: the last epoch is kept
+    # same-kernel: asserts a difference (it trained); the classifier is frozen
     assert any(not torch.equal(initial[k], v) for k, v in denoiser.state_dict().items())
+    # same-kernel: frozen classifier, never updated
     assert all(torch.equal(before[k], v) for k, v in classifier.state_dict().items())

@@ -47,6 +47,7 @@ def test_training_is_deterministic_selects_the_best_validation_epoch_and_lowers_
     a, b = _model(), _model()
     hist = train_rescaled_loss(a, train, cfg, classifiers=[clf], val=val)
     train_rescaled_loss(b, train, cfg, classifiers=[clf], val=val)
+    # same-kernel: two trainings with the same seed on this machine
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert hist["best_epoch"] == 1 + min(range(4), key=lambda i: hist["val_loss"][i])
     assert validation(a, clf, val, cfg)[0] == pytest.approx(min(hist["val_loss"]), rel=1e-5)
@@ -95,4 +96,5 @@ def test_training_data_and_validation_split_are_checked_before_any_step():
         train_rescaled_loss(model, good, cfg, classifiers=[clf], val=LabeledImages(nan, good.y, good.classes, "nan"))
     with pytest.raises(TypeError, match=r"config must be a RescaledLossTrainConfig, got dict"):
         train_rescaled_loss(model, good, {"sigma": 0.5}, classifiers=[clf])  # type: ignore[arg-type]
+    # same-kernel: nothing trained: the same tensors
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing trained
