@@ -56,9 +56,12 @@ def test_stream_samples_do_not_depend_on_the_request_pattern(shape) -> None:
     whole = streams.samples(2, 0, count)
     for step in (1, 2, streams.block - 1, streams.block + 3):
         parts = [streams.samples(2, j, min(step, count - j)) for j in range(0, count, step)]
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(torch.cat(parts), whole)  # same normal_ calls on the same block shapes
     fresh = NoiseStreams(NoiseKeys.from_seed(7, [5, 2]), shape)  # image 2 alone, in another company
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(fresh.samples(1, 4, 9), whole[4:13])
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert not torch.equal(streams.samples(1, 0, count), whole)  # another image, another stream
     assert abs(float(whole.mean())) < 0.2 and abs(float(whole.std()) - 1.0) < 0.2
 
@@ -104,16 +107,22 @@ def test_counts_and_certificates_do_not_depend_on_batch_size_or_company(shape) -
     args = dict(n0=20, n=150, sigma=0.5, alpha=0.01, num_classes=3)
     results = [certify(base, x, batch_size=bs, keys=keys, **args) for bs in BATCH_SIZES]
     for got in results[1:]:  # same kernels on the same data: exact
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(got.counts_selection, results[0].counts_selection)
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(got.counts_estimation, results[0].counts_estimation)
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(got.radius, results[0].radius)
     alone = certify(base, x[3:4], batch_size=37, keys=keys[3:4], **args)
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(alone.counts_estimation, results[0].counts_estimation[3:4])
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(alone.radius, results[0].radius[3:4])
     # the same seed through a generator: one key draw per call, so the batch size still does not matter
     by_generator = [certify(base, x, batch_size=bs, generator=torch.Generator().manual_seed(4), **args)
                     for bs in (1, 37, 10_000)]
     for got in by_generator[1:]:
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(got.counts_estimation, by_generator[0].counts_estimation)
 
 
@@ -122,11 +131,14 @@ def test_sample_counts_and_predict_do_not_depend_on_batch_size(shape) -> None:
     base, x = Linear3(shape).eval(), images(shape)
     keys = NoiseKeys.from_seed(5, range(x.shape[0]))
     counts = [sample_counts(base, x, n=90, sigma=0.5, num_classes=3, batch_size=bs, keys=keys) for bs in BATCH_SIZES]
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert all(torch.equal(c, counts[0]) for c in counts[1:])
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(sample_counts(base, x[4:], n=90, sigma=0.5, num_classes=3, batch_size=7, keys=keys[4:]),
                        counts[0][4:])
     labels = [predict(base, x, n=90, sigma=0.5, alpha=0.05, num_classes=3, batch_size=bs, keys=keys)
               for bs in (1, 128)]
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(labels[0], labels[1])
 
 
@@ -137,15 +149,20 @@ def test_sequential_certificate_does_not_depend_on_batch_size_or_company() -> No
     args = dict(sigma=0.25, alpha=0.01, radii=[0.1, 0.25], n0=20, n_max=1000, num_classes=3)
     together = [certify_sequential(base, x, batch_size=bs, keys=keys, **args) for bs in (7, 128, 10_000)]
     for got in together[1:]:
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(got.num_samples, together[0].num_samples)
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(got.counts_estimation, together[0].counts_estimation)
     for i in (0, 3, 5):
         alone = certify_sequential(base, x[i : i + 1], batch_size=37, keys=keys[i : i + 1], **args)
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(alone.num_samples, together[0].num_samples[i : i + 1])
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(alone.radius, together[0].radius[i : i + 1])
     # one look at n_max is fixed-n CERTIFY, draw for draw, under the same keys
     one_look = certify_sequential(base, x, batch_size=64, keys=keys, **{**args, "radii": [0.1]}, looks=(1000,))
     fixed = certify(base, x, n0=20, n=1000, sigma=0.25, alpha=0.01, num_classes=3, batch_size=500, keys=keys)
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(one_look.counts_estimation, fixed.counts_estimation)
 
 
@@ -157,7 +174,9 @@ def test_auto_noise_certificate_does_not_depend_on_company() -> None:
     together = auto_noise_certify(lambda s: base, x, batch_size=7, keys=keys, **args)
     for i in range(4):
         alone = auto_noise_certify(lambda s: base, x[i : i + 1], batch_size=128, keys=keys[i : i + 1], **args)
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(alone.sigma, together.sigma[i : i + 1])
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(alone.counts_estimation, together.counts_estimation[i : i + 1])
 
 
@@ -169,11 +188,14 @@ def test_smoothed_scores_do_not_depend_on_batch_size_or_company(shape, mode) -> 
     scores = [smoothed_scores(base, x, SmoothedInferenceConfig(0.5, 40, mode, batch_size=bs), num_classes=3,
                               keys=keys) for bs in BATCH_SIZES]
     for got in scores[1:]:  # votes summed one draw at a time in float64: the same floats for any chunking
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(got, scores[0])
     alone = smoothed_scores(base, x[2:3], SmoothedInferenceConfig(0.5, 40, mode, batch_size=7), num_classes=3,
                             keys=keys[2:3])
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(alone, scores[0][2:3])
     module = SmoothedInference(base, 0.5, num_classes=3, mode=mode, num_samples=40, batch_size=7)
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(module.scores(x, keys=keys), scores[0])
 
 
@@ -184,11 +206,13 @@ def test_float64_images_are_computed_in_the_base_dtype() -> None:
     cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(18, 3)).eval()  # float32 parameters
     wide = certify(cnn, x.double(), **args)
     narrow = certify(cnn, x, **args)
+    # same-kernel: per-image keyed noise, row-wise base (module docstring)
     assert torch.equal(wide.counts_estimation, narrow.counts_estimation)  # one exact cast: the same float32 inputs
     cfg = SmoothedInferenceConfig(0.5, 10, "soft")
     with torch.no_grad():
         scores = smoothed_scores(cnn, x.double(), cfg, num_classes=3, keys=keys)
         assert scores.dtype == torch.float64
+        # same-kernel: per-image keyed noise, row-wise base (module docstring)
         assert torch.equal(scores.float(), smoothed_scores(cnn, x, cfg, num_classes=3, keys=keys))
     half = certify(cnn, x.half(), **args)  # float16 images: computed in float32 (the base's dtype)
     assert half.counts_estimation.sum() == 5 * 200
