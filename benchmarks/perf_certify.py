@@ -3,7 +3,11 @@
 
 For the same model, images, n0, n, sigma and batch size it times, in interleaved rounds (medians reported):
   raw     the model's batched forward on pre-generated inputs (the ceiling: no noise, no counting),
-  art_ext ``art_ext.certify`` (streaming noise in place, several images per device batch, counting in torch),
+  art_ext ``art_ext.certify`` (streaming noise in place, several images per device batch, counting in torch; each
+          image's noise drawn from its own key in fixed blocks, so counts do not depend on the batch size),
+  one stream  the same streaming loop with one ``normal_`` call per device batch (how art_ext drew noise before the
+          per-image keys: faster to draw, but an image's noise then depended on the batch size), kept here as the
+          "before" of that change,
   ART     ``PyTorchRandomizedSmoothing.certify`` (sample_size = n0, the same n and batch_size).
 Throughput is noise samples per second, B * (n0 + n) samples per certify call. It then measures peak memory of
 ``art_ext.certify`` at n = 2,000 and n = 200,000 on a 3x32x32 input in fresh subprocesses.
@@ -59,6 +63,35 @@ def time_ours(model, x: torch.Tensor, n0: int, n: int, sigma: float, batch_size:
     return (time.perf_counter() - start) / (x.shape[0] * (n0 + n))
 
 
+@torch.inference_mode()
+def batch_stream_counts(model, x: torch.Tensor, n: int, sigma: float, batch_size: int,
+                        generator: torch.Generator) -> torch.Tensor:
+    """Class counts [B, 10] with one noise stream per device batch: the sampling loop before per-image keys."""
+    counts = torch.zeros(x.shape[0], 10, dtype=torch.long)
+    total, start = x.shape[0] * n, 0
+    buffer = torch.empty((min(batch_size, total), *x.shape[1:]))
+    while start < total:
+        stop = min(start + batch_size, total)
+        noisy = buffer[: stop - start].normal_(0.0, sigma, generator=generator)
+        first, last = start // n, (stop - 1) // n
+        for image in range(first, last + 1):
+            lo, hi = max(start, image * n) - start, min(stop, (image + 1) * n) - start
+            noisy[lo:hi].add_(x[image])
+        owner = torch.arange(start, stop) // n - first
+        votes = model(noisy).argmax(dim=1)
+        counts[first : last + 1] += torch.bincount(owner * 10 + votes, minlength=(last - first + 1) * 10).view(-1, 10)
+        start = stop
+    return counts
+
+
+def time_batch_stream(model, x: torch.Tensor, n0: int, n: int, sigma: float, batch_size: int) -> float:
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    batch_stream_counts(model, x, n0, sigma, batch_size, generator)
+    batch_stream_counts(model, x, n, sigma, batch_size, generator)
+    return (time.perf_counter() - start) / (x.shape[0] * (n0 + n))
+
+
 def time_art(art_model, x: np.ndarray, n0: int, n: int, batch_size: int) -> float:
     start = time.perf_counter()
     art_model.certify(x, n=n, batch_size=batch_size)
@@ -110,21 +143,23 @@ def main(argv: list[str] | None = None) -> int:
             sample_size=n0, scale=args.sigma, alpha=0.001, device_type="cpu",
         )
         samples = images * (n0 + n)
-        times = {"raw": [], "art_ext": [], "ART": []}
+        times: dict[str, list[float]] = {"raw": [], "art_ext": [], "one stream": [], "ART": []}
         time_ours(model, x[:1], 10, args.batch_size, args.sigma, args.batch_size)  # warm-up
         runners = {
             "raw": lambda: time_raw(model, args.batch_size, samples),
             "art_ext": lambda: time_ours(model, x, n0, n, args.sigma, args.batch_size),
+            "one stream": lambda: time_batch_stream(model, x, n0, n, args.sigma, args.batch_size),
             "ART": lambda: time_art(art_model, x_np, n0, n, args.batch_size),
         }
         order = list(runners)
         for round_index in range(args.rounds):  # interleaved, rotating the order so machine load hits all alike
-            for name in order[round_index % 3:] + order[: round_index % 3]:
+            for name in order[round_index % len(order):] + order[: round_index % len(order)]:
                 times[name].append(runners[name]())
         med = {k: statistics.median(v) for k, v in times.items()}
         results[label] = {
             "samples_per_s": {k: 1.0 / v for k, v in med.items()},
             "art_ext_over_ceiling": med["raw"] / med["art_ext"],
+            "one_stream_over_ceiling": med["raw"] / med["one stream"],
             "ART_over_ceiling": med["raw"] / med["ART"],
             "art_ext_speedup_over_ART": med["ART"] / med["art_ext"],
         }
@@ -132,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nthreads={args.threads} batch_size={args.batch_size} rounds={args.rounds} sigma={args.sigma} "
           f"model=SmallCNN-w{args.width} 3x32x32 ({sum(p.numel() for p in model.parameters()) / 1e3:.0f}k params), "
           f"torch {torch.__version__}\n")
-    print("| setting | raw forward (samples/s) | art_ext | ART | art_ext / ceiling | ART / ceiling | art_ext vs ART |")
-    print("|---|---|---|---|---|---|---|")
+    print("| setting | raw forward (samples/s) | art_ext | one stream | ART | art_ext / ceiling | one stream / ceiling "
+          "| ART / ceiling | art_ext vs ART |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, r in results.items():
         s = r["samples_per_s"]
-        print(f"| {label} | {s['raw']:,.0f} | {s['art_ext']:,.0f} | {s['ART']:,.0f} | "
-              f"{r['art_ext_over_ceiling']:.2f} | {r['ART_over_ceiling']:.2f} | {r['art_ext_speedup_over_ART']:.2f}x |")
+        print(f"| {label} | {s['raw']:,.0f} | {s['art_ext']:,.0f} | {s['one stream']:,.0f} | {s['ART']:,.0f} | "
+              f"{r['art_ext_over_ceiling']:.2f} | {r['one_stream_over_ceiling']:.2f} | {r['ART_over_ceiling']:.2f} | "
+              f"{r['art_ext_speedup_over_ART']:.2f}x |")
     if not args.skip_memory:
         memory = {n: peak_memory_mb(n, args.batch_size) for n in (2_000, 200_000)}
         results["peak_rss_growth_mb"] = memory
