@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +40,9 @@ def suite_path(name: str) -> Path:
     return path
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def load_suite(name: str) -> dict[str, Any]:
     """Read a suite (see ``suite_path``); a malformed file or a missing ``kind`` is a ``SuiteError``."""
     import tomllib
@@ -49,6 +54,10 @@ def load_suite(name: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:  # its message ends with "(at line L, column C)"
         raise SuiteError(f"suite file {path} is not valid TOML: {err}") from err
     suite.setdefault("name", path.stem)
+    name = suite["name"]
+    if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+        raise SuiteError(f"suite file {path}: name {name!r} must be a plain name (letters, digits, '_', '-', '.'; no "
+                         "path separator, no '..'): it names the folder results/<name>")
     if "kind" not in suite:
         raise SuiteError(f"suite file {path} has no 'kind' entry")
     return suite
@@ -317,14 +326,23 @@ class RunContext:
             fresh.append((key, text, row))
         if not fresh:
             return 0
-        if self._handle is None:
-            self._handle = open(self.out / ROWS_FILE, "a", encoding="utf-8")
-        for key, text, row in fresh:
-            self._handle.write(json.dumps(row, sort_keys=True) + "\n")
+        try:
+            if self._handle is None:
+                self._handle = open(self.out / ROWS_FILE, "a", encoding="utf-8")
+            self._handle.write("".join(json.dumps(row, sort_keys=True) + "\n" for _, _, row in fresh))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as err:  # e.g. a full disk: the rows flushed before stay; a torn line is cut on the next run
+            handle, self._handle = self._handle, None
+            if handle is not None:
+                try:
+                    handle.close()
+                except OSError:
+                    pass  # its buffer could not be written either; the error below says why
+            raise disk_error(err, self.out / ROWS_FILE) from None
+        for key, text, _ in fresh:
             self.done.add(key)
             self._written[key] = text
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
         return len(fresh)
 
     def close(self) -> None:
@@ -335,29 +353,63 @@ class RunContext:
             self.backend.close()
 
 
+def disk_error(err: OSError, path: Path) -> SuiteError:
+    """A one-line error for a failed write (full disk, quota, read-only folder)."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return SuiteError(f"no space left on the disk while writing {path}: the finished rows are kept; free some "
+                          "space and rerun the same command to continue")
+    return SuiteError(f"cannot write {path}: {err.strerror or err}")
+
+
+def repair_rows_file(out: Path) -> int:
+    """Cut a trailing partial line left by a killed writer, by truncating the file at its last newline (the rows
+    before it are never rewritten); returns the bytes removed."""
+    path = out / ROWS_FILE
+    if not path.is_file():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb") as handle:
+        end, chunk = size, 1 << 16
+        while end > 0:  # scan backwards for the last newline
+            start = max(0, end - chunk)
+            handle.seek(start)
+            data = handle.read(end - start)
+            if end == size and data.endswith(b"\n"):
+                return 0
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            end = start
+        else:
+            keep = 0
+    os.truncate(path, keep)
+    return size - keep
+
+
 def read_rows(out: Path) -> list[dict[str, Any]]:
-    """All complete rows of a run (a line cut off by an interruption is ignored and will be recomputed)."""
+    """The complete rows of a run, each key ``(config, index)`` once (the first occurrence); a line cut off by an
+    interruption is ignored and will be recomputed."""
     path = out / ROWS_FILE
     if not path.is_file():
         return []
-    rows = []
+    rows, seen = [], set()
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if not isinstance(row, dict) or "config" not in row or "index" not in row:
+                continue
+            key = (row["config"], row["index"])
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(row)
     return rows
-
-
-def repair_rows_file(out: Path) -> None:
-    """Drop a trailing partial line left by a killed process, so new rows start on a fresh line."""
-    path = out / ROWS_FILE
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def make_manifest(

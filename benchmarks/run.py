@@ -21,7 +21,6 @@ the rows are the same (timing fields aside) for either backend and any number of
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `art_ext
 
 import torch
 
-from benchmarks import backends, common, references
+from benchmarks import backends, common, references, results
 from benchmarks.kinds import KINDS
 
 log = logging.getLogger("benchmarks")
@@ -182,11 +181,24 @@ def plan(args: argparse.Namespace) -> Plan:
     manifest = common.make_manifest(suite, seed=args.seed, limit=limit, device=device, limit_option=args.limit,
                                     references=resolved)
     manifest["backend"] = dict(zip(("name", "workers", "ray_address", "gpus_per_worker"), options, strict=True))
-    manifest_path = out / common.MANIFEST_FILE
+    previous = inspect_folder(out, manifest, resume=args.resume)
+    backend = backends.make_backend(*options, device)
+    return Plan(suite, kind, out, device, limit, roots, manifest, previous, backend)
+
+
+def inspect_folder(out: Path, manifest: dict[str, Any], *, resume: bool) -> list[dict[str, Any]]:
+    """The finished rows in ``out`` that this run continues (raises ``SuiteError`` for a folder that holds another
+    run, rows without a manifest, a corrupt manifest, or files of something else); sets ``manifest["resumed_from"]``.
+    """
+    foreign = results.foreign_files(out)
+    if foreign and not (out / common.ROWS_FILE).exists():
+        raise common.SuiteError(f"--out {out} holds files that no run wrote ({', '.join(foreign[:3])}"
+                                f"{', ...' if len(foreign) > 3 else ''}); they are never overwritten: choose another "
+                                "--out")
+    old = results.read_manifest(out)
     previous = common.read_rows(out)
-    if previous or manifest_path.is_file():
-        old = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        if not old:
+    if previous or old is not None:
+        if old is None:
             raise common.SuiteError(f"{out} holds result rows but no manifest; cannot tell what they are: choose "
                                     "another --out")
         differences = common.work_differences(old, manifest)
@@ -194,10 +206,14 @@ def plan(args: argparse.Namespace) -> Plan:
             raise common.SuiteError(f"{out} holds a different run ({'; '.join(differences)}); it is never "
                                     "overwritten: choose another --out or delete that folder")
         manifest["resumed_from"] = old.get("started")
-    elif args.resume:
+        for field in ("git_sha", "versions"):
+            if old.get(field) != manifest.get(field):
+                log.warning("continuing a run made with other %s (%s there, %s here); the rows are recorded with "
+                            "both", field, old.get(field), manifest.get(field))
+                manifest.setdefault("earlier", {})[field] = old.get(field)
+    elif resume:
         raise common.SuiteError(f"--resume: {out} holds no earlier run to continue")
-    backend = backends.make_backend(*options, device)
-    return Plan(suite, kind, out, device, limit, roots, manifest, previous, backend)
+    return previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,9 +228,23 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(err))
     created = not p.out.exists()
     p.out.mkdir(parents=True, exist_ok=True)
+    lock = results.FolderLock(p.out)
+    try:
+        lock.acquire()
+        p.previous = inspect_folder(p.out, p.manifest, resume=args.resume)  # again, now that no one else writes
+        common.repair_rows_file(p.out)
+        results.write_manifest(p.out, p.manifest)
+    except common.SuiteError as err:
+        lock.release()
+        fail(str(err))
+    try:
+        return _run(p, args, lock, created)
+    finally:
+        lock.release()
+
+
+def _run(p: Plan, args: argparse.Namespace, lock: results.FolderLock, created: bool) -> int:
     manifest_path = p.out / common.MANIFEST_FILE
-    common.repair_rows_file(p.out)
-    manifest_path.write_text(json.dumps(p.manifest, indent=2, sort_keys=True, default=str))
 
     ctx = common.RunContext(out=p.out, device=p.device, seed=args.seed, limit=p.limit, verbose=not args.quiet,
                             limit_option=args.limit, data_root=p.roots.data_root, model_dir=p.roots.model_dir,
@@ -224,17 +254,24 @@ def main(argv: list[str] | None = None) -> int:
         log.info("resuming: %d finished examples in %s", len(p.previous), p.out)
     try:
         p.kind.run(p.suite, ctx)
-    except BaseException:
+    except BaseException as err:
         ctx.close()
         if not p.previous and not common.read_rows(p.out):  # nothing to resume: leave no manifest that blocks --out
             manifest_path.unlink(missing_ok=True)
             (p.out / common.ROWS_FILE).unlink(missing_ok=True)
+            lock.release()
+            (p.out / results.LOCK_FILE).unlink(missing_ok=True)
             if created and not any(p.out.iterdir()):
                 p.out.rmdir()
+        if isinstance(err, common.SuiteError):  # e.g. a full disk: one line, the finished rows stay
+            fail(str(err))
         raise
     ctx.close()
     summary = p.kind.report(p.suite, common.read_rows(p.out), p.out, p.manifest)
-    (p.out / "summary.md").write_text(summary)
+    try:
+        results.atomic_write_text(p.out / "summary.md", summary)
+    except common.SuiteError as err:
+        fail(str(err))
     print(summary)
     log.info("results in %s", p.out)
     return 0
