@@ -3,12 +3,20 @@
 torchvision's ``CIFAR10`` refuses to load unless all six batch files pass their md5 check, so a partial copy or a
 small fixture cannot be read through it. This module reads the same pickle format directly and uses torchvision only
 to download (``download=True``).
+
+The batch files are pickles, and a pickle can run any code when it is loaded; a file placed under ``root`` is not
+trusted for that. They are read with a restricted unpickler that builds only what a CIFAR-10 batch holds (dicts,
+lists, bytes, strings, numbers and numpy arrays of plain dtypes) and refuses any other global with an error that
+names the file, so a crafted file fails before anything of it runs. ``batch_md5`` / ``TORCHVISION_MD5`` tell whether
+a file is the one torchvision publishes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +32,52 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 
 
+#: md5 of each batch file as torchvision publishes them (torchvision.datasets.CIFAR10.train_list / test_list)
+TORCHVISION_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+#: the only globals a CIFAR-10 batch pickle refers to (numpy arrays, and Python 2's way of storing bytes)
+_ALLOWED_GLOBALS = {
+    ("_codecs", "encode"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Builds plain containers and numpy arrays only; any other global (a function to call, a class to build) is
+    refused before it can run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refers to {module}.{name}, which a CIFAR-10 batch never holds")
+        return super().find_class(module, name)
+
+
+def batch_md5(path: str | Path) -> str:
+    """The md5 of a batch file (compare with ``TORCHVISION_MD5``)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")
+        try:
+            batch = _BatchUnpickler(handle, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path} is not a CIFAR-10 batch file ({err}); nothing of it was run") from None
+    if not isinstance(batch, dict) or not (b"data" in batch or "data" in batch):
+        raise ValueError(f"{path} is not a CIFAR-10 batch file (expected a dict with 'data' and 'labels')")
     data = batch[b"data"] if b"data" in batch else batch["data"]
     labels = batch.get(b"labels", batch.get("labels"))
     if labels is None:

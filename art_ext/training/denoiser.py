@@ -328,7 +328,7 @@ def _save_checkpoint(path: str | Path, state: dict) -> None:
 def _load_checkpoint(path: str | Path | None, denoiser: nn.Module, config: DenoiserTrainConfig) -> dict | None:
     if path is None or not Path(path).is_file():
         return None
-    state = torch.load(path, map_location=next(denoiser.parameters()).device, weights_only=False)
+    state = torch.load(path, map_location=next(denoiser.parameters()).device, weights_only=True)  # no code runs
     if state.get("config") != asdict(config):
         raise ValueError(
             f"checkpoint {path} was written by a different recipe ({state.get('config')}), not {asdict(config)}; "

@@ -69,3 +69,39 @@ def test_image_folder(tmp_path):
     assert skipped.y.tolist() == [0, 1] and torch.equal(skipped.x[1], data.x[2])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_image_folder(tmp_path / "missing")
+
+
+class _Payload:
+    """Unpickling this object calls ``Path.touch(marker)``: a stand-in for a crafted file's code."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_cifar10_crafted_pickle_runs_no_code(tmp_path):
+    import pickle
+
+    from art_ext.data.cifar10 import load_cifar10
+    from art_ext.testing import write_cifar10_root
+
+    write_cifar10_root(tmp_path, per_batch=2)
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as handle:
+        pickle.dump({b"data": _Payload(str(marker)), b"labels": [0]}, handle)
+    with pytest.raises(ValueError, match="test_batch is not a CIFAR-10 batch file .*nothing of it was run"):
+        load_cifar10(tmp_path, "test")
+    assert not marker.exists()
+
+
+def test_cifar10_md5_of_torchvision_files_is_known(tmp_path):
+    from art_ext.data.cifar10 import TEST_FILES, TORCHVISION_MD5, TRAIN_FILES, batch_md5
+
+    assert set(TORCHVISION_MD5) == set(TRAIN_FILES + TEST_FILES)
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert batch_md5(path) == "900150983cd24fb0d6963f7d28e17f72"  # RFC 1321's test vector

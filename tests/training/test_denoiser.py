@@ -1,6 +1,7 @@
 """Denoiser training: objectives, frozen classifiers, black-box isolation, determinism and resume."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -208,3 +209,19 @@ def test_objective_values_match_a_hand_computation() -> None:
     single = dn.denoiser_loss("stab", identity, [other], x, y, noisy)
     both = dn.denoiser_loss("stab", identity, [classifier, other], x, y, noisy)
     assert both.item() == pytest.approx((stab.item() + single.item()) / 2, rel=1e-6)
+
+
+def test_a_crafted_training_state_runs_no_code(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    path = tmp_path / "state.ckpt"
+    torch.save({"config": Payload()}, path, pickle_protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        dn._load_checkpoint(path, _denoiser(), DenoiserTrainConfig(sigma=0.25, epochs=1))
+    assert not marker.exists()
