@@ -5,10 +5,11 @@ randomized model (mean and worst-case accuracy, ``art_ext.attacks.score_randomiz
 
 Suite file keys: ``dataset`` (a dataset reference: "digits", "cifar10", "imagefolder:<path>"), ``split``,
 ``resolution`` (digits only), ``limit``, ``chunk`` (images attacked together under one derived seed; the unit of
-resume), ``eps`` (one radius, or a list: an eps grid at which every attack
-without its own ``eps`` runs; its config ids then end in ``@eps=<e>``), ``norm``, ``max_iter``, ``score_draws``
-(k), and ``[[targets]]`` tables: ``name``, ``model`` (any model reference: a zoo name, ``zoo:``, ``robustbench:``,
-``torchvision:``, ``file:``), ``deployment`` ("plain" | "quantised" | "smoothed" |
+resume: the attacks draw from a generator of the unit, while the scoring draws of an image depend on the run seed,
+its config and its dataset index only, ``benchmarks.image_keys``), ``eps`` (one radius, or a list: an eps grid at
+which every attack without its own ``eps`` runs; its config ids then end in ``@eps=<e>``), ``norm``, ``max_iter``,
+``score_draws`` (k), and ``[[targets]]`` tables: ``name``, ``model`` (any model reference: a zoo name, ``zoo:``,
+``robustbench:``, ``torchvision:``, ``file:``), ``deployment`` ("plain" | "quantised" | "smoothed" |
 "denoised"), ``sigma``, ``smoothing_samples`` (M of the deployed soft smoothing), ``denoiser`` (zoo name, denoised
 only) and ``attacks`` (list of attack tables with ``name`` and parameters, see ``SCHEMA``; any other key is an
 error). ``--limit`` bounds the number of images every (target, attack) pair attacks and scores.
@@ -32,16 +33,18 @@ import torch
 from torch import nn
 
 from art_ext.attacks import (
-    EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized,
-    smoothadv_pgd,
+    EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, smoothadv_pgd,
 )
 from art_ext.attacks.bpda_pgd import warn_if_unreachable
+from art_ext.attacks.protocol import RandomizedScore
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext import zoo
+from art_ext.smoothing.keys import NoiseKeys
 from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
+from benchmarks.image_keys import image_keys, score_keyed
 
 log = logging.getLogger("benchmarks")
 
@@ -169,6 +172,13 @@ class Target:
             raise ValueError(f"unknown deployment {self.kind!r}; expected plain, quantised, smoothed or denoised")
         self.randomized = self.kind in ("smoothed", "denoised")
 
+    def score(self, x: torch.Tensor, y: torch.Tensor, keys: NoiseKeys, draws: int) -> RandomizedScore:
+        """Each image of ``x`` scored over ``draws`` draws of the deployed model (once if it is deterministic), draw d
+        of image i under ``keys.derive(d)[i]``."""
+        if not self.randomized:
+            return score_keyed(self.decide, x, y, None, 1)
+        return score_keyed(lambda z, k: self.decide.scores(z, keys=k), x, y, keys, draws)
+
     def noisy_scores(self, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
         """NAttack's per-query score on a randomized target: one noisy pass (reference option (a))."""
         if not self.randomized:
@@ -290,7 +300,7 @@ def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, in
     x, y = data.x[indices].to(device), data.y[indices].to(device)
     k = draws if target.randomized else 1
     t0 = clock()
-    score = score_randomized(target.decide, x, y, draws=k)
+    score = target.score(x, y, image_keys(seed, cid, indices), k)
     seconds = (clock() - t0) / len(indices)
     return [{
         "kind": "attacks", "config": cid, "target": spec["name"], "attack": "clean", "index": i,
@@ -305,6 +315,7 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
     """One attack on ``indices``, each final adversarial example scored over k draws of the deployed model.
     ``seconds`` times the attack only (models are loaded before, scoring after)."""
     start = indices[0]
+    # TODO(attack keys): the attacks take a generator, so an attack's randomness still depends on the unit
     attack_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start))
     score_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start, "score"))
     target = Target(spec, models, data.num_classes, score_gen)
@@ -313,7 +324,7 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
     x_adv, queries = run_attack(suite, attack, target, x, y, attack_gen, eps)
     seconds = (clock() - t0) / len(indices)
     k = draws if target.randomized else 1
-    adv = score_randomized(target.decide, x_adv, y, draws=k)
+    adv = target.score(x_adv, y, image_keys(seed, cid, indices).derive("score"), k)
     distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
     return [{
         "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack), "eps": eps,

@@ -2,10 +2,11 @@
 
 Suite file keys (``SCHEMA``; any other key is an error): ``dataset`` (a dataset reference: "digits", "cifar10",
 "imagefolder:<path>"; see ``benchmarks.references``), ``split``, ``resolution`` (digits only), ``limit``, ``n0``,
-``n``, ``alpha``, ``batch_size``, ``images_per_chunk`` (images certified together under one derived seed; the unit
-of resume), ``radii`` (table columns) and ``[[configs]]`` tables with ``model`` (a model reference: a zoo name,
-``robustbench:<Name>``, ``torchvision:<arch>``, ``file:<path>``) and ``sigma``. ``--limit`` bounds the number of
-images certified per config (the only per-example loop of this kind).
+``n``, ``alpha``, ``batch_size``, ``images_per_chunk`` (images certified together; the unit of resume; an image's
+noise depends on the run seed, its config and its dataset index only, ``benchmarks.image_keys``), ``radii`` (table
+columns) and ``[[configs]]`` tables with ``model`` (a model reference: a zoo name, ``robustbench:<Name>``,
+``torchvision:<arch>``, ``file:<path>``) and ``sigma``. ``--limit`` bounds the number of images certified per config
+(the only per-example loop of this kind).
 
 Denoised smoothing (Salman et al. 2020): a config may add ``denoiser`` (a zoo denoiser name; the base classifier is
 then ``DenoisedClassifier(denoiser, model)``) and ``row`` (its row name in tables and plots). With
@@ -42,6 +43,7 @@ from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
+from benchmarks.image_keys import image_keys
 
 log = logging.getLogger("benchmarks")
 
@@ -205,7 +207,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
             indices = tuple(range(start, min(start + chunk, len(data))))
             if all(ctx.is_done(cid, i) for i in indices):
                 continue
-            units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, start), {"config": config}))
+            units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid), {"config": config}))
     ctx.run_units(units, compute, suite, desc=suite.get("name", "certify"))
 
 
@@ -233,21 +235,21 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     space = noise_space_of(config)
     if space is not None:
         extra["noise_space"] = repr(space)
-    generator = torch.Generator(device=env.device).manual_seed(unit.seed)
+    keys = image_keys(env.seed, cid, indices)  # the unit's images share nothing but the kernels
     x = data.x[indices].to(env.device)
     t0 = time.perf_counter()
     if seq is None:
         certs = certify(
             base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
             alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            generator=generator, noise_space=space,
+            keys=keys, noise_space=space,
         )
         per_image: list[dict[str, Any]] = [{} for _ in indices]
     else:
         certs = certify_sequential(
             base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
             alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            generator=generator, method=seq["sequential_method"], noise_space=space, **seq["tuning"],
+            keys=keys, method=seq["sequential_method"], noise_space=space, **seq["tuning"],
         )
         assert certs.num_samples is not None
         per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],

@@ -43,7 +43,10 @@ before its attacks. ``--limit`` bounds the images of every (model, defence) and 
 ``bn_images`` (adaptation images, from the train split) is not an evaluation subset and is not bounded by it.
 
 The computation is split into work units (``units``: one (model, defence, chunk) each, described by a picklable
-dict) computed by ``compute_unit(suite, unit, device, roots, seed)``; ``run`` loops over them.
+dict) computed by ``compute_unit(suite, unit, device, roots, seed)``; ``run`` loops over them. The scoring draws
+and the certify table's noise of an image depend on the run seed, its config and its dataset index only
+(``benchmarks.image_keys``), not on ``chunk``; the attacks (and the rigor checks' two passes) still draw from seeds
+of the unit, as their functions take a generator or a seed.
 """
 
 from __future__ import annotations
@@ -61,10 +64,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from art_ext.attacks import NAttackConfig, PGDConfig, nattack, pgd, rigor, score_randomized
+from art_ext.attacks import NAttackConfig, PGDConfig, nattack, pgd, rigor
 from benchmarks import common, references
 from benchmarks.backends import Unit, WorkerEnv
 from benchmarks.common import Key, Table
+from benchmarks.image_keys import image_keys, score_keyed
 
 log = logging.getLogger("benchmarks")
 
@@ -487,8 +491,16 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     base_row = {"kind": "compare", "model": unit["model"], "defence": unit["defence"], "norm": unit["norm"]}
     rows: list[dict[str, Any]] = []
 
+    def score(images: torch.Tensor, config: str) -> Any:
+        """Each image scored over k draws of the deployed model, draw d of image i under the keys of (config, its
+        dataset index) derived by d: the same whatever the unit (a deterministic model: once, no keys)."""
+        if not target.randomized:
+            return score_keyed(target.decide, images, y, None, 1)
+        return score_keyed(lambda z, keys: target.decide.scores(z, keys=keys),  # type: ignore[union-attr]
+                           images, y, image_keys(seed, config, indices).derive("score"), k)
+
     # clean, once per (model, defence) and chunk: every attack row of these images refers to it
-    clean = score_randomized(target.decide, x, y, draws=k)
+    clean = score(x, f"{tag}/clean")
     for j, i in enumerate(indices):
         rows.append({**base_row, "config": f"{tag}/clean", "index": i, "label": int(data.y[i]), "draws": k,
                      "rate": float(clean.per_example_rate[j]), "all_draws": bool(clean.correct[j].all())})
@@ -504,7 +516,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
         for f in PROBE_FRACTIONS:
             x_probe, _ = run_attack("pgd", suite, unit["norm"], top * f, target, x, y,
                                     common.seed_for(seed, tag, unit["start"], "probe", f))
-            rates = score_randomized(target.decide, x_probe, y, draws=k).per_example_rate.tolist()
+            rates = score(x_probe, f"{tag}/probe/{f:g}").per_example_rate.tolist()
             for j in range(len(indices)):
                 probe[j].append(rates[j])
     for j, i in enumerate(indices):
@@ -522,7 +534,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
             t0 = time.perf_counter()
             x_adv, queries = run_attack(attack, suite, unit["norm"], eps, target, x, y, attack_seed)
             seconds = (time.perf_counter() - t0) / len(indices)
-            adv = score_randomized(target.decide, x_adv, y, draws=k)
+            adv = score(x_adv, cid)
             delta = (x_adv - x).flatten(1)
             size = delta.norm(dim=1) if unit["norm"] == "l2" else delta.abs().amax(1)
             for j, i in enumerate(indices):
@@ -537,9 +549,9 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
 
         cfg = suite["certify"]
         sigma = float(cfg.get("sigma", target.sigma))
-        gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, tag, unit["start"], "certify"))
         certs = certify(target.base, x, n0=int(cfg["n0"]), n=int(cfg["n"]), sigma=sigma, alpha=float(cfg["alpha"]),
-                        num_classes=data.num_classes, batch_size=int(cfg.get("batch_size", 1000)), generator=gen)
+                        num_classes=data.num_classes, batch_size=int(cfg.get("batch_size", 1000)),
+                        keys=image_keys(seed, f"{tag}/certify", indices))
         for j, i in enumerate(indices):
             prediction = int(certs.label[j])
             rows.append({**base_row, "config": f"{tag}/certify", "index": i, "label": int(data.y[i]), "sigma": sigma,

@@ -2,7 +2,8 @@
 radius (analogs of their Tables I, II and V on the embedded digits).
 
 Suite file keys (``SCHEMA``; any other key is an error): ``dataset`` ("digits"), ``split``, ``resolution``, ``limit``
-(images per part), ``images_per_chunk`` (the unit of resume, one derived seed each), ``n0``, ``n``, ``alpha``,
+(images per part), ``images_per_chunk`` (the unit of resume; an image's noise depends on the run seed, its config and
+its dataset index only, ``benchmarks.image_keys``), ``n0``, ``n``, ``alpha``,
 ``batch_size``, ``radii`` (pixel radii of Table II, 0 included for the clean column), ``transfer_models`` (zoo
 classifiers of Table I), ``attack_draws`` (k noise draws scoring each Table V example) and ``[[configs]]`` tables:
 ``table`` ("I", "II" or "V"), ``row`` (its name), ``denoiser`` (a zoo denoiser: a DnCNN, pixel noise at its sigma,
@@ -33,14 +34,16 @@ import torch
 from torch import nn
 
 from art_ext import zoo
-from art_ext.attacks import bpda_pgd, pgd, sane_config, score_randomized, table_v_config
+from art_ext.attacks import bpda_pgd, pgd, sane_config, table_v_config
 from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext.smoothing import certify
+from art_ext.smoothing.keys import NoiseKeys
 from art_ext.smoothing.noise import GaussianNoise, NoiseSpace, NormalizedNoise, PixelNoise
 from benchmarks import common
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
+from benchmarks.image_keys import image_keys, keyed_noise, score_keyed
 
 log = logging.getLogger("benchmarks")
 
@@ -122,6 +125,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
                 if all(ctx.is_done(cid, i) for i in idx):
                     continue
                 units.append(Unit(cid, idx, common.seed_for(ctx.seed, cid, start), {"config": config, "model": name}))
+                # unit.seed: Table V's attack randomness only (its attacks take a generator); noise: image_keys
     ctx.run_units(units, compute, suite, desc=suite.get("name", "normalized_noise"))
 
 
@@ -134,27 +138,27 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     base = cached(("normalized-noise-base", unit.config, str(env.device)),
                   lambda: pipeline(config, zoo.load(name, kind="classifier", device=env.device).module, env.device))
     x, y = data.x[idx].to(env.device), data.y[idx].to(env.device)
-    rows = _unit(config["table"], suite, base, x, y, sigma, space, unit.seed)
+    rows = _unit(config["table"], suite, base, x, y, sigma, space, unit.seed, image_keys(env.seed, unit.config, idx))
     return [{"config": unit.config, "index": i, "row": config["row"], "table": config["table"], "model": name,
              "sigma": sigma, "noise_space": repr(space), **r} for i, r in zip(idx, rows, strict=True)]
 
 
 def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
-          space: NoiseSpace, seed: int) -> list[dict[str, Any]]:
-    generator = torch.Generator(device=x.device).manual_seed(seed)
+          space: NoiseSpace, seed: int, keys: NoiseKeys) -> list[dict[str, Any]]:
     if table == "I":
         with torch.no_grad():
-            noisy = GaussianNoise(sigma, generator=generator, noise_space=space)(x)
-            correct = (base(noisy).argmax(1) == y).tolist()
+            correct = (base(keyed_noise(x, sigma, keys, space)).argmax(1) == y).tolist()
         return [{"correct": bool(c)} for c in correct]
     if table == "II":
         certs = certify(base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=sigma, alpha=float(suite["alpha"]),
-                        num_classes=10, batch_size=int(suite["batch_size"]), generator=generator, noise_space=space)
+                        num_classes=10, batch_size=int(suite["batch_size"]), keys=keys, noise_space=space)
         assert certs.radius_noise_space is not None
         return [{"prediction": int(p), "label": int(t), "radius": float(r), "radius_noise_space": float(rn)}
                 for p, t, r, rn in zip(certs.label.tolist(), y.tolist(), certs.radius.tolist(),
                                        certs.radius_noise_space.tolist(), strict=True)]
     assert isinstance(base, DenoisedClassifier)
+    # TODO(attack keys): bpda_pgd / pgd take a generator, so the attack's noise still depends on the unit
+    generator = torch.Generator(device=x.device).manual_seed(seed)
     noise = GaussianNoise(sigma, generator=generator, noise_space=space)
     defence = nn.Sequential(noise, base.denoiser)  # randomized defence: noise + denoiser (BPDA identity backward)
     deployed = nn.Sequential(noise, base.denoiser, base.classifier).eval()
@@ -165,7 +169,8 @@ def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y
             x_adv = pgd(deployed, x, y, cfg, generator=generator)
         else:
             x_adv = bpda_pgd(base.classifier, x, y, cfg, defence=defence, generator=generator)
-        score = score_randomized(deployed, x_adv.detach(), y, draws=int(suite.get("attack_draws", 10)))
+        score = score_keyed(lambda z, k: base(keyed_noise(z, sigma, k, space)), x_adv.detach(), y,
+                            keys.derive(f"score/{preset}"), int(suite.get("attack_draws", 10)))
         for j, acc in enumerate(score.correct.float().mean(1).tolist()):
             out[j][f"acc_{preset}"] = acc
     return out

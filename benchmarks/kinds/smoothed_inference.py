@@ -13,7 +13,9 @@ then smaller sigma) is chosen; the test split is only reported, never used to ch
 
 Suite file keys: ``dataset`` ("digits"), ``resolution``, ``models``, ``val_limit``, ``limit`` (test images),
 ``sigmas``, ``num_samples`` (the M grid), ``modes``, ``seeds`` (number of seeds per split: ``val_seeds``,
-``test_seeds``), ``batch_size`` (noisy samples per forward), ``images_per_chunk`` and an ``[attack]`` table with
+``test_seeds``), ``batch_size`` (noisy samples per forward), ``images_per_chunk`` (the unit of resume; the smoothing
+noise of an image depends on the run seed, its config and its dataset index only, ``benchmarks.image_keys``; the
+attacks still draw from a generator of the unit) and an ``[attack]`` table with
 ``norm``, ``eps``, ``eps_step``, ``max_iter``, ``num_random_init``, ``epgd_samples`` (``SCHEMA``; any other key is
 an error).
 
@@ -48,6 +50,7 @@ from benchmarks import common
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table
+from benchmarks.image_keys import image_keys
 
 log = logging.getLogger("benchmarks")
 
@@ -104,9 +107,11 @@ def _attack_configs(suite: dict[str, Any], sigma: float) -> tuple[EPGDConfig, EP
 
 def evaluate_chunk(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: dict[str, Any],
-    generator: torch.Generator, *, num_classes: int = 10,
+    generator: torch.Generator, *, num_classes: int = 10, keys: NoiseKeys | None = None,
 ) -> dict[str, Any]:
-    """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images."""
+    """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images. The attacks
+    draw from ``generator``; the smoothing noise of input ``name`` is ``keys.derive(name)`` (``keys``: one per image;
+    ``None``: keys drawn from ``generator``)."""
     grid = [int(m) for m in suite["num_samples"]]
     max_m, batch_size, modes = max(grid), int(suite["batch_size"]), list(suite["modes"])
     pgd_cfg, epgd_cfg = _attack_configs(suite, sigma)
@@ -121,9 +126,9 @@ def evaluate_chunk(
         for name, xi in inputs.items():
             draw_cfg = SmoothedInferenceConfig(sigma, max_m, "prediction", batch_size=batch_size)
             if sigma > 0:
-                keys = NoiseKeys.draw(generator, xi.shape[0], xi.device)
+                drawn = NoiseKeys.draw(generator, xi.shape[0], xi.device) if keys is None else keys.derive(name)
                 logits = all_noisy_logits(model, xi, draw_cfg, num_classes=num_classes,
-                                          keys=keys).transpose(0, 1)  # [max M, B, K]
+                                          keys=drawn).transpose(0, 1)  # [max M, B, K]
             else:
                 logits = model(xi).unsqueeze(0).expand(max_m, -1, -1)  # every pass is the base itself
             correct[name], abstain[name] = {}, {}
@@ -162,10 +167,12 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
         split, resolution=int(suite.get("resolution", 16))).head(unit.spec["limit"]))
     model = cached(("zoo", model_name, str(env.device)),
                    lambda: zoo.load(model_name, device=env.device, verbose=env.verbose).module)
+    # TODO(attack keys): epgd takes a generator, so the PGD / EPGD inputs (and their rows) still depend on the unit
     generator = torch.Generator(device=env.device).manual_seed(unit.seed)
     x, y = data.x[indices].to(env.device), data.y[indices].to(env.device)
     t0 = time.perf_counter()
-    flags = evaluate_chunk(model, x, y, sigma, suite, generator, num_classes=data.num_classes)
+    flags = evaluate_chunk(model, x, y, sigma, suite, generator, num_classes=data.num_classes,
+                           keys=image_keys(env.seed, cid, indices))
     seconds = (time.perf_counter() - t0) / len(indices)
     as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}
                       for name, per_mode in per_input.items()} for key, per_input in flags.items()}
