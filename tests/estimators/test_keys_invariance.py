@@ -85,9 +85,9 @@ SMOOTHED = {
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("kind", sorted(SMOOTHED))
 def test_predict_does_not_depend_on_batch_sizes_or_other_images(kind: str, shape: tuple[int, int, int]) -> None:
-    est, x = _estimator(shape), _images(shape, 40)
+    est, x = _estimator(shape), _images(shape, 12)
     make = SMOOTHED[kind]
-    reference = make(est, 1000).predict(x, batch_size=128)  # [40, K]
+    reference = make(est, 1000).predict(x, batch_size=128)  # [12, K]
     assert np.isfinite(reference).any() and not np.all(reference == reference[:1])  # not a degenerate output
     for bs in BATCH_SIZES:  # images per call of the smoothed model (ART's predict batch_size)
         np.testing.assert_array_equal(make(est, 1000).predict(x, batch_size=bs), reference)
@@ -165,13 +165,14 @@ def test_adaptation_certifier_does_not_depend_on_batch_size(shape: tuple[int, in
     est = _estimator(shape, batchnorm=True)
     clean, x = _images(shape, 24, seed=2), _images(shape, 4)
     cta = CertificationThroughAdaptationClassifier(est, clean, sigmas=(0.25, 0.5))
-    labels, radii = cta.certify(x, 100, 128, sigma=0.5, n0=20, alpha=0.05, seed=1)
-    auto = cta.certify_auto_noise(x, 60, 128, n_auto=30, n0=10, alpha=0.05, seed=2)
+    labels, radii = cta.certify(x, 100, 128, sigma=0.25, n0=10, alpha=0.05, seed=1)
+    auto = cta.certify_auto_noise(x, 40, 128, n_auto=20, n0=10, alpha=0.05, seed=2)
+    assert (labels >= 0).any()
     for bs in BATCH_SIZES:
-        got = cta.certify(x, 100, bs, sigma=0.5, n0=20, alpha=0.05, seed=1)
+        got = cta.certify(x, 100, bs, sigma=0.25, n0=10, alpha=0.05, seed=1)
         np.testing.assert_array_equal(got[0], labels)
         np.testing.assert_array_equal(got[1], radii)
-        for a, b in zip(cta.certify_auto_noise(x, 60, bs, n_auto=30, n0=10, alpha=0.05, seed=2), auto, strict=True):
+        for a, b in zip(cta.certify_auto_noise(x, 40, bs, n_auto=20, n0=10, alpha=0.05, seed=2), auto, strict=True):
             np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(cta.predict(x, batch_size=1), cta.predict(x, batch_size=128))
 
