@@ -54,7 +54,7 @@ def _expected_form(estimator: object) -> str:
 
 
 def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: torch.device | None = None,
-                    pixel_range: bool = False) -> torch.Tensor:
+                    pixel_range: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The one numpy -> torch crossing, with the one input check of every art_ext ART entry point.
 
     Checks, before any work: ``x`` is a numpy array (or a torch tensor, which ART's PyTorch attacks pass), of a
@@ -62,8 +62,12 @@ def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: to
     such), finite, and inside ``estimator.clip_values`` (per-channel arrays honoured); with ``pixel_range`` also
     inside [0, 1] (art_ext's smoothing estimators, whose sigma is in pixel units). Nothing is clamped or broadcast.
 
+    The one cast: any floating ``x`` (float16, bfloat16, float32, float64) is converted once, here, to ``dtype``
+    (the dtype the model computes in; see ``model_dtype``), and the checks run on the converted values, so a value
+    that does not fit ``dtype`` is refused as infinite instead of failing inside the model.
+
     Returns:
-        float32 tensor on ``device`` (default: the estimator's device).
+        tensor of ``dtype`` (default float32) on ``device`` (default: the estimator's device).
     Raises:
         TypeError / ValueError naming the bad value and the expected form.
     """
@@ -87,10 +91,11 @@ def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: to
         raise ValueError(f"{name} has shape {shape}; expected {expected}{hint}")
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {shape}); expected {expected}")
-    t = torch.as_tensor(x, dtype=torch.float32, device=device or estimator_device(estimator))
+    t = torch.as_tensor(x, device=device or estimator_device(estimator)).to(dtype)  # the one cast
     finite = torch.isfinite(t)
     if not bool(finite.all()):
-        raise ValueError(f"{name} contains {int((~finite).sum())} NaN or infinite values; expected {expected}")
+        raise ValueError(f"{name} contains {int((~finite).sum())} NaN or infinite values (as {dtype}); expected "
+                         f"{expected}")
     clip = getattr(estimator, "clip_values", None)
     if clip is not None:
         low = torch.as_tensor(np.asarray(clip[0], dtype=np.float32), device=t.device)
@@ -106,6 +111,19 @@ def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: to
             "on [0, 1] pixels (sigma and radii in pixel units): scale the inputs to [0, 1]"
         )
     return t
+
+
+def model_dtype(module: object, default: torch.dtype = torch.float32) -> torch.dtype:
+    """The floating dtype a module computes in: that of its floating parameters (``default`` when it has none, e.g.
+    a parameter-free or buffer-only toy). Raises ``ValueError`` naming the dtypes when its parameters mix floating
+    dtypes (one cast at the entry point cannot serve it)."""
+    params = module.parameters() if isinstance(module, nn.Module) else ()
+    dtypes = {p.dtype for p in params if p.is_floating_point()}
+    if len(dtypes) > 1:
+        names = sorted(str(d) for d in dtypes)
+        raise ValueError(f"{type(module).__name__} has parameters of several floating dtypes {names}; convert it to "
+                         "one dtype (module.to(torch.float32)) so its inputs can be cast once to that dtype")
+    return dtypes.pop() if dtypes else default
 
 
 def labels_to_indices(y: object, *, num_examples: int, nb_classes: int, device: torch.device,

@@ -26,7 +26,7 @@ from art_ext.ops import validation
 from art_ext.ops.modes import eval_mode
 from art_ext.smoothing.auto_noise import DEFAULT_SIGMAS, auto_noise_certify, check_sigmas, keep_agreeing
 from art_ext.smoothing.certify import Certificates, certify
-from art_ext.smoothing.noise import add_gaussian_noise
+from art_ext.smoothing.keys import NoiseKeys, NoiseStreams, resolve_keys
 
 # ---------------------------------------------------------------------------------------------------------------
 # BN adaptation (Eq. 4)
@@ -41,8 +41,9 @@ class BNAdaptationConfig:
         sigma: Std of the Gaussian noise added to the clean adaptation images, pixel units (>= 0; 0 adapts to the
             clean images themselves).
         rho: Weight of the noisy-image statistics in Eq. 4 (rho = 1: full adaptation, rho = 0: training statistics).
-        batch_size: Images per forward pass while collecting statistics (memory only; the result does not depend
-            on it beyond float rounding).
+        batch_size: Images per forward pass while collecting statistics (memory only: the noise of each image is
+            keyed by its index, so the noisy set does not depend on it; the merged statistics do only through
+            float summation order).
     """
 
     sigma: float
@@ -99,10 +100,11 @@ def _noisy_input_statistics(
     clean: torch.Tensor,
     sigma: float,
     batch_size: int,
-    generator: torch.Generator,
+    keys: NoiseKeys,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and unbiased variance (float64 [C]) of ``layer``'s inputs over the noisy set.
 
+    Image i of ``clean`` gets noise sample 0 of its key ``keys[i]`` (``NoiseStreams``), whatever the chunking.
     Batches are merged with the pairwise update of Chan, Golub & LeVeque (1979), which avoids the cancellation of
     the sum-of-squares formula.
     """
@@ -118,8 +120,12 @@ def _noisy_input_statistics(
     handle = layer.register_forward_pre_hook(capture)
     try:
         device = layer.running_mean.device  # type: ignore[union-attr]
-        for chunk in clean.split(batch_size):
-            noisy = add_gaussian_noise(chunk.to(device), sigma, generator)  # [b, C, H, W], no clipping
+        streams = NoiseStreams(keys, clean.shape[1:], device=device, dtype=clean.dtype)
+        for start in range(0, clean.shape[0], batch_size):
+            chunk = clean[start : start + batch_size].to(device)  # [b, C, H, W]
+            noisy = chunk
+            if sigma > 0:  # image i's noise: sample 0 of its key, independent of the chunking; no clipping
+                noisy = chunk + sigma * streams.draw(0, 1, range(start, start + chunk.shape[0]))[:, 0]
             try:
                 model(noisy)
             except _StopForward:
@@ -152,6 +158,7 @@ def adapt_batchnorm(
     rho: float = 1.0,
     batch_size: int = 512,
     generator: torch.Generator | None = None,
+    keys: NoiseKeys | None = None,
 ) -> nn.Module:
     """A copy of ``model`` whose BatchNorm statistics are adapted to Gaussian-noise inputs, frozen in eval mode.
 
@@ -178,8 +185,10 @@ def adapt_batchnorm(
             that will be certified (a training or validation split): adapting on a test point's own noisy copies
             makes the base classifier depend on the input and voids the certificate (algorithms.md §8.3).
         sigma: Noise std in pixel units (>= 0). rho: Mixing weight in [0, 1]. batch_size: Images per pass.
-        generator: Noise source on the model's device (``None``: one draw from torch's default generator seeds a
-            private one; the global RNG is never reseeded).
+        generator: Source of the noise keys (one draw per call) on the model's device (``None``: torch's default
+            generator; the global RNG is never reseeded).
+        keys: One noise key per clean image (``NoiseKeys``) instead of ``generator``. Image i's noise is a function
+            of its key only (not of ``batch_size`` or of the other images), and every layer sees the same noisy set.
     Returns:
         The adapted deep copy, on the device of ``model``.
     Raises:
@@ -211,19 +220,16 @@ def adapt_batchnorm(
     adapted = copy.deepcopy(model).eval()
     adapted.requires_grad_(False)
     device = next(b for _, b in batchnorm_layers(adapted)).running_mean.device  # type: ignore[union-attr]
-    if generator is None:
-        seed = int(torch.randint(0, 2**62, (1,)))  # one draw from the default generator; no reseeding
-        generator = torch.Generator(device=device).manual_seed(seed)
-    elif generator.device.type != device.type:
+    if generator is not None and isinstance(generator, torch.Generator) and generator.device.type != device.type:
         raise ValueError(f"generator is on device {generator.device}, but the model is on {device}; they must match")
+    image_keys = resolve_keys(keys, generator, clean_images.shape[0], device)  # one draw per call
     if config.rho == 0.0:
         return adapted  # Eq. 4 with rho = 0: the training statistics, exactly
 
     layers = _execution_order(adapted, clean_images[:1].to(device))
-    start_state = generator.get_state()
-    for layer in layers:
-        generator.set_state(start_state)  # the same noisy set X~ for every layer
-        mu_t, var_t = _noisy_input_statistics(adapted, layer, clean_images, config.sigma, config.batch_size, generator)
+    for layer in layers:  # the same keys, so the same noisy set X~, for every layer
+        mu_t, var_t = _noisy_input_statistics(adapted, layer, clean_images, config.sigma, config.batch_size,
+                                              image_keys)
         running_mean, running_var = layer.running_mean, layer.running_var
         assert running_mean is not None and running_var is not None  # checked above
         if config.rho == 1.0:

@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from art_ext import _art
 from art_ext._optional import require
 from art_ext.ops import validation
 
@@ -336,15 +337,23 @@ class DiffusionDenoiser(nn.Module):
         return (x0 - lo) / (hi - lo)  # pixels; in [0, 1] when clip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Denoise noisy pixel images x [B, C, H, W] (any real values: the smoothing noise is unclipped)."""
+        """Denoise noisy pixel images x [B, C, H, W] (any real values: the smoothing noise is unclipped).
+
+        Dtypes: x of any floating dtype (float16, bfloat16, float32, float64) is cast once, here, to the dtype of the
+        model's parameters (x's own dtype for a parameter-free model), the denoising runs in that dtype, and the
+        output is returned in x's dtype (the casts are differentiable). A model whose parameters mix floating dtypes
+        is refused with a message naming them.
+        """
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            dtype = f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""
             raise ValueError(f"DiffusionDenoiser expects a float tensor [B, C, H, W] of noisy pixel images, got "
-                             f"{shape}")
+                             f"{shape}{dtype}")
+        compute = _art.model_dtype(self.model, default=x.dtype)  # the one cast (see above)
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.model.parameters()))
         with nullcontext() if needs_grad else torch.no_grad():
-            return self._denoise(x)
+            return self._denoise(x.to(compute)).to(x.dtype)
 
     # -- loading --------------------------------------------------------------------------------------------------
     @classmethod

@@ -41,7 +41,8 @@ from art_ext import _art
 from art_ext.defences.denoised_smoothing import DenoiserPreprocessor, _check_batch, denoise
 from art_ext.ops.modes import eval_mode
 from art_ext.smoothing import Certificates, certify
-from art_ext.smoothing.noise import NoiseSpace, NormalizedNoise, PixelNoise, add_gaussian_noise
+from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
+from art_ext.smoothing.noise import NoiseSpace, NormalizedNoise, PixelNoise
 
 #: ImageNet statistics, the normalization Kumar & Narayan use for CIFAR-10 and ImageNet (Sec. V-C)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -200,8 +201,14 @@ class NormalizedNoisePreprocessor(DenoiserPreprocessor):
     ART applies preprocessing defences to [0, 1] pixels and its ``preprocessing=(mean, std)`` standardisation after
     them. This preprocessor therefore normalizes with the reconstructor's (mean, std), which should be the
     estimator's own (``check_estimator`` verifies it), adds fresh noise of std ``sigma`` there (``noise="pixel"``:
-    in pixels), reconstructs pixels with the UNet, and hands them to ART's standardisation and the classifier. The
-    noise is drawn for the whole batch before any chunking, so results do not depend on ``batch_size``.
+    in pixels), reconstructs pixels with the UNet, and hands them to ART's standardisation and the classifier.
+
+    Noise keyed per image: each ``forward`` takes one draw from the generator and derives one ``NoiseKeys`` key per
+    image of the batch it receives; image i's noise is a function of that draw and i only, not of the other images
+    or of the denoiser's ``batch_size``. ART's ``predict``, ``loss_gradient`` and ``class_gradient`` apply the
+    preprocessing to the whole array of a call before batching, so there the noise is keyed per image per call.
+    (A smoothing estimator that feeds this preprocessor chunks of noisy samples calls it once per chunk: its base
+    is then random, not the fixed function that CERTIFY needs; use ``NormalizedNoiseDenoiser.certify`` instead.)
 
     Args:
         reconstructor: A ``NormalizedReconstructor`` with ``output_space="pixel"``.
@@ -272,7 +279,13 @@ class NormalizedNoisePreprocessor(DenoiserPreprocessor):
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
         _check_batch(x)
         self.noise_space.check_input(x)
-        return add_gaussian_noise(x, float(self.sigma), self._generator, noise_space=self.noise_space)
+        sigma = float(self.sigma)
+        if sigma == 0:
+            return x
+        keys = NoiseKeys.draw(self._generator, x.shape[0], x.device)  # one draw per call, key i = f(draw, i)
+        noise = NoiseStreams(keys, x.shape[1:], device=x.device, dtype=x.dtype).draw(0, 1)[:, 0]  # [N, C, H, W]
+        scale = sigma if self.noise_space.is_pixel else sigma * self.noise_space.pixel_scale(x)  # [C, 1, 1]
+        return x + scale * noise
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         return denoise(self.denoiser, self._noisy(x), self._config), y  # [N, C, H, W] pixels

@@ -6,6 +6,12 @@ does not do, and this base adds:
 
 * one input check at every entry point (``_art.input_to_tensor``: dtype, NaN/inf, shape == ``input_shape`` with a
   channel-order hint, values inside ``clip_values`` and [0, 1]); ART reads whatever it is given and broadcasts;
+* one cast there: numpy (or tensor) images of any floating dtype (float16, float32, float64; bfloat16 tensors) are
+  converted once to the dtype of the wrapped model's parameters (float32 for a parameter-free model), so a float64
+  array never reaches a float32 model; ``predict`` returns float32, gradients come back in the caller's dtype;
+* noise keyed per image per call: a smoothed classifier draws one ``NoiseKeys`` key per image of a public call
+  (one draw of its generator) and hands each batch its images' keys, so ``predict(batch_size=...)`` and the other
+  images of the call do not change an image's noise (DESIGN.md convention 6);
 * labels read as ART reads them (``_art.labels_to_indices``: indices [N], a column [N, 1], one-hot [N, K]), where
   ART's own ``loss_gradient`` fails on index labels;
 * the model run as a fixed function: eval mode for the call, every submodule's train/eval flag restored afterwards
@@ -31,6 +37,7 @@ from torch import nn
 from art_ext import _art
 from art_ext.ops.modes import eval_mode
 from art_ext.smoothing.inference import SmoothedInference
+from art_ext.smoothing.keys import NoiseKeys
 
 #: What the smoothed classifiers' ``predict`` returns: log of the smoothed class probabilities (the default: a
 #: PyTorchClassifier's model outputs logits, and log-probabilities are logits of the smoothed classifier, since
@@ -75,8 +82,10 @@ class SmoothedScores(nn.Module):
         self.smoothed = smoothed
         self.output = check_output(output)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = self.smoothed(x)  # [B, K], rows sum to 1
+    def forward(self, x: torch.Tensor, keys: NoiseKeys | None = None) -> torch.Tensor:
+        """Scores (or their log) [B, K]; ``keys``: one noise key per image (``None``: fresh keys from the smoothed
+        forward's generator, one draw per call, which is what ART attacks that call the model directly get)."""
+        scores = self.smoothed(x) if keys is None else self.smoothed.scores(x, keys=keys)  # [B, K], rows sum to 1
         return scores.log() if self.output == "log_probabilities" else scores
 
 
@@ -141,11 +150,13 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
             device_type="gpu" if device.type == "cuda" else "cpu",
         )
         self.estimator = estimator
+        self._dtype = _art.model_dtype(model)  # what every input is cast to, once (float32 without parameters)
 
     # -- the one input path ----------------------------------------------------------------------------------
     def _inputs(self, x: object, name: str = "x") -> torch.Tensor:
-        """float32 tensor [N, *input_shape] on the device; the only numpy -> torch crossing."""
-        return _art.input_to_tensor(self, x, name=name, device=self.device, pixel_range=True)
+        """Tensor [N, *input_shape] on the device in the wrapped model's dtype (float32 unless its parameters are
+        another float type; any floating input dtype is cast once here); the only numpy -> torch crossing."""
+        return _art.input_to_tensor(self, x, name=name, device=self.device, pixel_range=True, dtype=self._dtype)
 
     def _labels(self, y: object, num_examples: int) -> torch.Tensor:
         return _art.labels_to_indices(y, num_examples=num_examples, nb_classes=self.nb_classes, device=self.device)
@@ -160,15 +171,42 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
                 "running statistics)"
             )
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's outputs [N, K] for checked inputs, in eval mode, flags restored afterwards."""
+    def _noise_keys(self, num_images: int) -> NoiseKeys | None:
+        """The noise keys of one public call: one per image from one draw of the smoothed forward's generator, or
+        ``None`` for a model without noise."""
+        if not isinstance(self.model, SmoothedScores):
+            return None
+        return NoiseKeys.draw(self.model.smoothed.generator, num_images, self.device)
+
+    def _run(self, x: torch.Tensor, keys: NoiseKeys | None = None) -> torch.Tensor:
+        """The model's outputs [N, K] for checked inputs, in eval mode, flags restored afterwards; ``keys``: the
+        noise keys of these images (smoothed models only)."""
         with eval_mode(self.model):
-            return self.model(x)
+            return self.model(x) if keys is None else self.model(x, keys=keys)
+
+    def _run_call(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """The outputs [N, K] of one public call: the call's keys drawn once for all N images, then the model run on
+        batches of ``batch_size`` images (``None``: all at once), each batch with its images' keys, so the outputs
+        do not depend on ``batch_size``."""
+        keys = self._noise_keys(x.shape[0])
+        step = x.shape[0] if batch_size is None else int(batch_size)
+        outs = [
+            self._run(x[start : start + step], None if keys is None else keys[start : start + step])
+            for start in range(0, x.shape[0], step)
+        ]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     @staticmethod
     def _like(t: torch.Tensor, x: object) -> np.ndarray | torch.Tensor:
-        """Return a tensor for tensor input (ART's PyTorch attacks pass tensors), numpy for numpy input."""
-        return t.detach() if isinstance(x, torch.Tensor) else _art.to_numpy(t)
+        """Return a tensor for tensor input (ART's PyTorch attacks pass tensors), numpy for numpy input, in the
+        caller's floating dtype (the model may have computed in another)."""
+        dtype = getattr(x, "dtype", None)
+        if isinstance(x, torch.Tensor):
+            return t.detach().to(x.dtype) if t.is_floating_point() and x.is_floating_point() else t.detach()
+        out = _art.to_numpy(t)
+        if out.dtype.kind == "f" and dtype is not None and np.dtype(dtype).kind == "f":
+            out = out.astype(dtype, copy=False)
+        return out
 
     # -- ART's classifier methods -----------------------------------------------------------------------------
     def predict(self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False, **kwargs: Any) -> np.ndarray:
@@ -178,7 +216,7 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
             raise ValueError(f"batch_size must be a positive int (images per model call), got {batch_size!r}")
         x_t = self._inputs(x)
         with torch.no_grad():
-            out = torch.cat([self._run(xb) for xb in x_t.split(int(batch_size))])
+            out = self._run_call(x_t, int(batch_size))  # [N, K], the call's noise keys drawn once for all N
         return _art.to_numpy(out).astype(np.float32)  # the only torch -> numpy
 
     def loss_gradient(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, training_mode: bool = False,
@@ -188,7 +226,7 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
         self._check_call("loss_gradient", training_mode, kwargs)
         x_t = self._inputs(x).detach().requires_grad_(True)
         labels = self._labels(y, x_t.shape[0])
-        loss = self._loss(self._run(x_t), labels)
+        loss = self._loss(self._run_call(x_t), labels)  # EOT noise keyed per image
         (grad,) = torch.autograd.grad(loss, x_t)  # input gradient only; parameters untouched
         return self._like(grad, x)
 
@@ -199,7 +237,7 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
         self._check_call("class_gradient", training_mode, kwargs)
         x_t = self._inputs(x).detach().requires_grad_(True)
         classes = _class_labels(label, x_t.shape[0], self.nb_classes)
-        out = self._run(x_t)  # [N, K]
+        out = self._run_call(x_t)  # [N, K], one set of noise draws keyed per image
         wanted = list(range(out.shape[1])) if classes is None else sorted({int(c) for c in classes})
         grads = {}
         for i, c in enumerate(wanted):
@@ -224,7 +262,7 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
         x_t = self._inputs(x)
         labels = self._labels(y, x_t.shape[0])
         with torch.no_grad():
-            out = self._run(x_t)
+            out = self._run_call(x_t)
             previous = self._loss.reduction
             self._loss.reduction = reduction
             try:

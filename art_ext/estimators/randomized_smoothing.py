@@ -43,9 +43,15 @@ class RandomizedSmoothingClassifier(CheckedPyTorchClassifier):
           M passes (``loss_gradient`` of -log p_y, the SmoothAdv objective), never the noise-free base's gradient,
           which is what ART's ``PyTorchRandomizedSmoothing`` hands to PGD (research/ecosystem.md §2.4 item 1).
 
-    Randomness: ``predict`` and the gradients draw from one generator seeded by ``seed`` at construction;
-    ``certify`` / ``predict_labels`` take their own ``seed`` per call (``None``: torch's default generator). The
-    model runs in eval mode and every submodule's train/eval flag is restored afterwards.
+    Randomness: ``predict`` and the gradients draw from one generator seeded by ``seed`` at construction: one draw
+    per public call gives every image of the call its noise key (``art_ext.smoothing.NoiseKeys``), and image i's
+    j-th noisy pass depends on that key and j only, so ``predict``'s ``batch_size`` (and the constructor's
+    ``batch_size``) never change the scores. ``certify`` / ``predict_labels`` take their own ``seed`` per call
+    (``None``: torch's default generator), keyed per image in the same way. The model runs in eval mode and every
+    submodule's train/eval flag is restored afterwards.
+
+    Dtypes: inputs of any floating dtype are cast once at the entry point to the dtype of the wrapped model's
+    parameters (float32 for a parameter-free model); ``predict`` returns float32, gradients the caller's dtype.
 
     Args:
         estimator: ART ``PyTorchClassifier`` on [0, 1] inputs (``clip_values`` None or (0, 1)), no postprocessing.

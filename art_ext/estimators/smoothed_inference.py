@@ -82,9 +82,15 @@ class SmoothedInferenceClassifier(CheckedPyTorchClassifier):
     Inputs are checked at every entry point (shape == ``input_shape``, finite, inside [0, 1]) and refused, never
     broadcast or clipped. The wrapped model runs in eval mode and keeps its own train/eval flags.
 
-    Noise: one ``torch.Generator`` seeded by ``seed`` at construction; every call draws fresh noise from it, so a
-    run is reproducible and ``predict`` equals ``SmoothedInference(...)`` (same base, seed and calls). ART attacks
-    that rebuild a classifier from ``self.model`` (APGD with a ``loss_type``) draw from the same generator.
+    Noise: one ``torch.Generator`` seeded by ``seed`` at construction; every public call takes one draw from it
+    and derives one noise key per image of the call (``art_ext.smoothing.NoiseKeys``), and each batch of ``predict``
+    gets its images' keys: image i's j-th pass depends on that key and j only, so the scores do not depend on
+    ``predict``'s ``batch_size``, a run is reproducible, and ``predict`` equals ``SmoothedInference(...)`` on the
+    whole array (same base, seed and calls). ART attacks that rebuild a classifier from ``self.model`` (APGD with a
+    ``loss_type``) draw from the same generator, one draw per model call.
+
+    Dtypes: inputs of any floating dtype are cast once at the entry point to the dtype of the wrapped model's
+    parameters (float32 for a parameter-free model); ``predict`` returns float32, gradients the caller's dtype.
 
     Args:
         estimator: ART ``PyTorchClassifier`` on [0, 1] inputs (``clip_values`` None or (0, 1)), without
@@ -149,7 +155,7 @@ class SmoothedInferenceClassifier(CheckedPyTorchClassifier):
         self._check_call("predict_labels", training_mode, {})
         x_t = self._inputs(x)
         with torch.no_grad():
-            scores = self._run(x_t)
+            scores = self._run_call(x_t)
         if self.output == "log_probabilities":
             scores = scores.exp()  # ties are decided on the probabilities (vote shares)
         return _art.to_numpy(labels_from_scores(scores))

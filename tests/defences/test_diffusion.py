@@ -454,3 +454,40 @@ def test_ddpm_recipe_is_deterministic_and_learns_epsilon() -> None:
         config.fit(a, data, classifiers=[MeanThreshold()])
     with pytest.raises(ValueError, match="beta_schedule must be one of"):
         DiffusionTrainConfig(beta_schedule="cosine")
+
+
+# -- dtypes ---------------------------------------------------------------------------------------------------
+
+
+def test_float64_float16_and_bfloat16_inputs_are_cast_once_to_the_models_dtype() -> None:
+    """Issue 19 item 6: any floating input is cast once at ``forward`` to the model's dtype and the output is
+    returned in the input's dtype (no "expected scalar type Double but found Float" deep inside)."""
+    den = DiffusionDenoiser(tiny_unet(), linear_scheduler(), sigma=0.5).eval()
+    z = noisy_batch(3, shape=(3, 1, 16, 16))  # float32
+    with torch.no_grad():
+        ref = den(z)
+        z64 = z.double()
+        # float32 -> float64 -> float32 is exact, so the UNet runs the same kernels on the same float32 data
+        assert torch.equal(den(z64), ref.double())
+        for dtype in (torch.float16, torch.bfloat16):
+            low = z.to(dtype)
+            out = den(low)
+            assert out.dtype == dtype
+            assert torch.equal(out, den(low.float()).to(dtype))  # the same cast, done by hand
+    den64 = DiffusionDenoiser(tiny_unet(dtype=torch.float64), linear_scheduler(), sigma=0.5).eval()
+    with torch.no_grad():
+        out = den64(z)  # a float64 model takes float32 input: computed in float64, returned in float32
+        assert out.dtype == torch.float32 and torch.equal(out, den64(z.double()).float())
+    x = z64.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(den(x).sum(), x)  # the casts are differentiable
+    assert grad.dtype == torch.float64 and float(grad.abs().max()) > 0
+
+
+def test_a_model_with_mixed_parameter_dtypes_is_refused_with_the_dtypes_named() -> None:
+    unet = tiny_unet()
+    unet.conv_in.double()
+    den = DiffusionDenoiser(unet, linear_scheduler(), sigma=0.5).eval()
+    with pytest.raises(ValueError, match=r"several floating dtypes \['torch.float32', 'torch.float64'\]"):
+        den(noisy_batch(0, shape=(1, 1, 16, 16)))
+    with pytest.raises(ValueError, match=r"got \(2, 1, 16, 16\) of dtype torch.int64"):
+        DiffusionDenoiser(tiny_unet(), linear_scheduler(), sigma=0.5)(torch.zeros(2, 1, 16, 16, dtype=torch.long))

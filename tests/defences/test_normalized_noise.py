@@ -18,6 +18,7 @@ from art_ext import ABSTAIN, NormalizedNoise, PixelNoise
 from art_ext.defences.normalized_noise import (
     IMAGENET_STD, NormalizedNoiseDenoiser, NormalizedNoisePreprocessor, NormalizedReconstructor,
 )
+from art_ext.smoothing import NoiseKeys, NoiseStreams
 from art_ext.testing import LinearToy, tiny_cnn
 
 FALSE_FAILURE = 1e-4
@@ -157,7 +158,8 @@ def test_art_predictions_equal_the_torch_pipeline_with_noise_after_the_estimator
     pre.check_estimator(est)
     got = est.predict(x.numpy())
     # by hand: z = (x - m) / s, z + 0.5 e, U -> pixels, ART standardises, classifier
-    e = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    # the preprocessor's noise: one key per image from one draw of its generator, image i gets its key's sample 0
+    e = NoiseStreams(NoiseKeys.draw(torch.Generator().manual_seed(7), 5), (3, 8, 8)).draw(0, 1)[:, 0]
     m, s = torch.tensor(MEAN).view(-1, 1, 1), torch.tensor(STD).view(-1, 1, 1)
     with torch.no_grad():
         pixels = rec.network((x - m) / s + 0.5 * e)
@@ -170,6 +172,21 @@ def test_noise_is_independent_of_the_batch_size():
     whole = NormalizedNoisePreprocessor(rec, 0.5, seed=3).forward(x)[0]
     chunked = NormalizedNoisePreprocessor(rec, 0.5, seed=3, batch_size=2).forward(x)[0]
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+def test_noise_is_keyed_per_image_not_by_the_other_images_of_the_call():
+    """Image i's noise depends on the call's one draw and i only: the first images of a call get the same noise
+    alone as inside a longer call (elementwise ops on the same values: bit-equal)."""
+    rec, x = _reconstructor(), torch.rand(7, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    whole = NormalizedNoisePreprocessor(rec, 0.5, seed=3)._noisy(x)
+    for k in (1, 3, 6):
+        assert torch.equal(NormalizedNoisePreprocessor(rec, 0.5, seed=3)._noisy(x[:k]), whole[:k])
+    pixel = NormalizedNoisePreprocessor(rec, 0.5, noise="pixel", seed=3)._noisy(x)
+    # the same unit noise, scaled by std_c in normalized mode and by 1 in pixel mode
+    std = torch.tensor(STD).view(-1, 1, 1)
+    torch.testing.assert_close((whole - x) / std, pixel - x, rtol=1e-5, atol=1e-6)
+    pre = NormalizedNoisePreprocessor(rec, 0.5, seed=3)
+    assert not torch.equal(pre._noisy(x), pre._noisy(x))  # each call draws fresh keys
 
 
 def test_exact_and_bpda_gradients():
