@@ -287,7 +287,7 @@ def certify_sequential(
 
     Examples:
         >>> from art_ext.testing import LinearToy
-        >>> x = torch.full((2, 1, 2, 2), 0.9)  # p_A = Phi(3.2): votes unanimous at first
+        >>> x = torch.full((2, 1, 2, 2), 1.0)  # p_A = Phi(4): votes unanimous at first
         >>> certs = certify_sequential(LinearToy(torch.ones(4), b=-2.0), x, sigma=0.25, alpha=0.001, radii=[0.5],
         ...                            n0=10, n_max=10_000, num_classes=2, batch_size=500,
         ...                            generator=torch.Generator().manual_seed(0))
