@@ -171,16 +171,19 @@ def nattack(
     x_adv = x.detach().clone()
     if config.eps == 0 or image_keys is None:
         return NAttackResult(x_in.detach().clone(), queries, success)
-    shape, kw = x.shape[1:], {"device": x.device, "dtype": x.dtype}
-    population = NoiseStreams(image_keys.derive("population"), shape, **kw)
+    population = NoiseStreams(image_keys.derive("population"), x.shape[1:], device=x.device, dtype=x.dtype)
 
     def is_adversarial(labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return labels == target if config.targeted else labels != target
 
     with torch.no_grad():
         span = bounds.high - bounds.low
-        w = torch.atanh((2 * (x - bounds.low) / span - 1) * _ARCTANH_SHRINK)  # [B, C, H, W]
-        mu = config.init_std * NoiseStreams(image_keys.derive("mu"), shape, **kw).draw(0, 1)[:, 0]  # [B, C, H, W]
+        z = (2 * (x - bounds.low) / span - 1) * _ARCTANH_SHRINK  # [B, C, H, W] in (-1, 1)
+        # arctanh(z) = (log1p(z) - log1p(-z)) / 2: torch's CPU atanh computes a tensor's body with vector code and
+        # its tail with scalar code, which differ by an ulp, so an image's w would depend on its place in the batch
+        w = 0.5 * (torch.log1p(z) - torch.log1p(-z))
+        start = NoiseStreams(image_keys.derive("mu"), x.shape[1:], device=x.device, dtype=x.dtype)
+        mu = config.init_std * start.draw(0, 1)[:, 0]  # [B, C, H, W], sample 0 of each image
         success = is_adversarial(predict(x), y)  # already adversarial: nothing to do
         queries += 1
         active = ~success
@@ -217,7 +220,9 @@ def nattack(
             loss = margin_loss(log_probs, y[idx].repeat_interleave(config.pop_size), config.targeted)
             reward = -0.5 * loss.view(a, config.pop_size)  # [A, P]
             advantage = (reward - reward.mean(1, keepdim=True)) / (reward.std(1, keepdim=True) + 1e-7)  # [A, P]
-            step = torch.einsum("ap,ap...->a...", advantage, noise)  # [A, C, H, W]
+            # sum_i A_i eps_i as a product and a sum over P (an einsum's bmm blocks a batch of A images differently
+            # from one image, which moves an image's step by rounding with the batch)
+            step = (advantage.view(a, config.pop_size, *([1] * (x.dim() - 1))) * noise).sum(1)  # [A, C, H, W]
             mu[idx] += config.learning_rate / (config.pop_size * config.sigma) * step
             queries[idx] += config.pop_size
             unchecked[idx] = True

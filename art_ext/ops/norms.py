@@ -70,15 +70,18 @@ def random_start(
     """
     if len(generators) != x.shape[0]:
         raise ValueError(f"random_start needs one generator per image: got {len(generators)} for {x.shape[0]} images")
-    shape, kw = x.shape[1:], {"device": x.device, "dtype": x.dtype}
+    shape, device, dtype = x.shape[1:], x.device, x.dtype
     if norm == "linf":
-        unit = torch.stack([torch.rand(shape, generator=g, **kw) for g in generators])  # [B, ...] in [0, 1)
+        unit = torch.stack([torch.rand(shape, generator=g, device=device, dtype=dtype) for g in generators])  # [B, ...]
         delta = (unit * 2 - 1) * eps
     else:
-        draws = [(torch.randn(shape, generator=g, **kw), torch.rand((), generator=g, **kw)) for g in generators]
+        # u^(1/dim) per image: torch's CPU pow computes a tensor's vectorised body and its scalar tail differently,
+        # so on a [B] tensor an image's radius would depend on its place in the batch
+        power = 1.0 / x[0].numel()
+        draws = [(torch.randn(shape, generator=g, device=device, dtype=dtype),
+                  torch.rand((), generator=g, device=device, dtype=dtype) ** power) for g in generators]
         direction = torch.stack([d for d, _ in draws])  # [B, ...]
         direction = direction / _per_example(lp_norm(direction, "l2").clamp_min(_TINY), x)
-        dim = x[0].numel()
-        radius = torch.stack([r for _, r in draws]) ** (1.0 / dim) * eps  # [B], uniform in the ball
+        radius = torch.stack([r for _, r in draws]) * eps  # [B], uniform in the ball
         delta = direction * _per_example(radius, x)
     return project_and_clamp(x, delta, eps, norm, bounds)

@@ -14,7 +14,6 @@ from art_ext.attacks import (
     EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized, smoothadv_pgd,
 )
 from art_ext.attacks.epgd import noisy_cross_entropy
-from art_ext.attacks.pgd import expected_loss
 from art_ext.attacks.nattack import margin_loss
 from art_ext.attacks.smoothadv import draw_noise, smoothadv_loss
 from art_ext.ops import norms
