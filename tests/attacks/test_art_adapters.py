@@ -65,8 +65,8 @@ def test_adapter_equals_core_with_preprocessing(tiny_model, batch, make_adapter,
     ours = attack.generate(x.numpy(), y.numpy())
     with torch.no_grad():
         assert not torch.equal(view(x), tiny_model(x))  # the view includes ART's standardisation
-    # generate = the core at the same seed, then the adapters' final projection (which may move a point by rounding:
-    # compared without it, 9 of 384 values differed by 3e-8 on an AMD EPYC); the same calls on the same data
+    # generate = the core at the same seed, then the adapters' final projection, which may move a point by rounding
+    # (likely why issue 19 saw 9 of 384 values differ by 3e-8 on an AMD EPYC); the same calls on the same data
     expected = final_projection(x, core(view, x, y), float(attack.config.eps), attack.config.norm, Bounds(0.0, 1.0))
     assert isinstance(ours, np.ndarray) and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, expected.numpy())
