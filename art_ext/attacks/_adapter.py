@@ -4,11 +4,13 @@ seed, eval mode, one final projection, numpy out.
 Every adapter turns an ART ``PyTorchClassifier`` into an ``nn.Module`` (``_art.ARTModelView``: preprocessing
 defences, then ART's mean/std standardisation, then the model), builds its algorithm's config dataclass from
 ART-named parameters in ``_check_params`` (so ``set_params`` is validated in the same place), and calls the
-pure-torch core on each batch with one ``torch.Generator`` seeded from ``seed``. ``generate`` owns the invariants
+pure-torch core on each batch with that batch's slice of the call's per-image noise keys (``NoiseKeys``, drawn once
+per ``generate`` from a ``torch.Generator`` seeded with ``seed``). ``generate`` owns the invariants
 (foolbox's ``@final`` pattern): the input check (``_art.input_to_tensor``), the labels (``_art.labels_to_indices``),
 the ``mask`` and, after the core, one projection of every output onto the eps-ball, the mask and the estimator's
-``clip_values`` box, whatever the core returned. With ``batch_size`` at least the number of inputs, ``generate``
-therefore equals the core called once at the same seed, followed by that projection.
+``clip_values`` box, whatever the core returned. Image i's randomness depends on its key only, so ``generate``
+equals the core called once on all inputs at the same seed (``generator=torch.Generator().manual_seed(seed)``),
+followed by that projection, for any ``batch_size``.
 
 Units: bounds are the estimator's ``clip_values`` (``None`` = unbounded, as in ART) and ``eps`` / ``eps_step`` are
 in the same units, as in ART's own attacks.
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 from art_ext import _art
 from art_ext.ops import norms
 from art_ext.ops.modes import eval_mode
+from art_ext.smoothing.keys import NoiseKeys
 from art_ext.types import Bounds, Norm
 
 #: keywords ``generate`` accepts besides x and y (ART's ``mask``); anything else is refused
@@ -106,8 +109,8 @@ class TorchEvasionAttack(EvasionAttack):
     def _build_config(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _attack_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None,
-                      *, bounds: Bounds, mask: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
+    def _attack_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, keys: NoiseKeys, *, bounds: Bounds,
+                      mask: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _model_view(self, estimator: Any) -> nn.Module:
@@ -150,7 +153,8 @@ class TorchEvasionAttack(EvasionAttack):
             y, num_examples=x_t.shape[0], nb_classes=int(self.estimator.nb_classes), device=self._device)
         if y_t is None and self.targeted:
             raise ValueError("targeted=True needs target labels y, got y=None")
-        generator = _art.generator_for(self.seed, self._device)
+        # the call's per-image keys, drawn once: each batch gets its slice, so batch_size changes nothing
+        keys = NoiseKeys.draw(_art.generator_for(self.seed, self._device), x_t.shape[0], self._device)
         eps, norm = float(self.config.eps), self.config.norm
         out = torch.empty_like(x_t)
         with eval_mode(self._model):
@@ -160,7 +164,7 @@ class TorchEvasionAttack(EvasionAttack):
             for start in tqdm(starts, desc=type(self).__name__, disable=not self.verbose):
                 batch = slice(start, start + self.batch_size)
                 mask_b = None if mask_t is None else mask_t[batch]
-                x_adv = self._attack_batch(self._model, x_t[batch], y_t[batch], generator, bounds=self._bounds,
+                x_adv = self._attack_batch(self._model, x_t[batch], y_t[batch], keys[batch], bounds=self._bounds,
                                            mask=mask_b)
                 out[batch] = final_projection(x_t[batch], x_adv.detach(), eps, norm, self._bounds, mask_b)
         return _art.to_numpy(out)  # the only torch -> numpy

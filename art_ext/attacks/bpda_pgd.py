@@ -13,6 +13,7 @@ from art_ext import _art
 from art_ext.attacks._adapter import TorchEvasionAttack
 from art_ext.attacks.pgd import LossFn, PGDConfig, cross_entropy_loss, pgd
 from art_ext.ops.bpda import straight_through
+from art_ext.smoothing.keys import NoiseKeys
 from art_ext.types import Bounds, LogitsFn, Norm
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
@@ -90,6 +91,7 @@ def bpda_pgd(
     bounds: Bounds = Bounds(),
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    keys: NoiseKeys | None = None,
 ) -> torch.Tensor:
     """PGD on ``model(defence(x))`` with BPDA gradients: ``pgd(model o bpda(defence, surrogate), ...)``.
 
@@ -101,6 +103,7 @@ def bpda_pgd(
         model: Classifier on the defence's output, -> logits.
         defence: The deployed transformation (any tensor function; may be stochastic or non-differentiable).
         surrogate: Differentiable approximation used for gradients; None = identity.
+        generator, keys: The random starts' keys, as in ``pgd`` (a stochastic defence draws its own noise).
     Returns:
         Adversarial inputs like ``x``, ||x_adv - x|| <= eps, inside ``bounds``.
 
@@ -111,11 +114,13 @@ def bpda_pgd(
     """
     warn_if_unreachable(config)
     wrapped = bpda(defence, surrogate)
+    if isinstance(model, nn.Module):  # a module, so that pgd computes in the classifier's dtype
+        attacked: LogitsFn = nn.Sequential(wrapped, model)
+    else:
+        def attacked(z: torch.Tensor) -> torch.Tensor:
+            return model(wrapped(z))
 
-    def attacked(z: torch.Tensor) -> torch.Tensor:
-        return model(wrapped(z))
-
-    return pgd(attacked, x, y, config, loss_fn=loss_fn, bounds=bounds, mask=mask, generator=generator)
+    return pgd(attacked, x, y, config, loss_fn=loss_fn, bounds=bounds, mask=mask, generator=generator, keys=keys)
 
 
 class BPDAPGD(TorchEvasionAttack):
@@ -165,5 +170,5 @@ class BPDAPGD(TorchEvasionAttack):
 
         return _art.ARTModelView(estimator, wrap_defence=wrap)
 
-    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
-        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)
+    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
+        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)

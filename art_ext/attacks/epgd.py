@@ -9,22 +9,41 @@ import torch
 import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
+from art_ext.attacks._common import KeyedNoise, attack_keys, to_model_dtype
 from art_ext.attacks.pgd import LossFn, PGDConfig, pgd
 from art_ext.ops import norms
-from art_ext.smoothing.noise import NoiseSpace, PixelNoise, add_gaussian_noise, resolve
+from art_ext.smoothing.keys import NoiseKeys
+from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
 from art_ext.types import Bounds, LogitsFn, Norm
 
 
-def noisy_cross_entropy(sigma: float, noise_space: NoiseSpace | None = None,
-                        generator: torch.Generator | None = None) -> LossFn:
-    """Per-example CE(f(x + eta), y) [B] with one fresh draw eta ~ N(0, sigma^2) in ``noise_space`` per call
-    (``art_ext.smoothing.add_gaussian_noise``, the draw of ``GaussianNoise``); ``pgd`` averages ``eot_samples``
-    calls, which is Eq. 25 as the reference code implements it: (1/M) sum_j CE(f(x + eta_j), y). sigma = 0 draws
-    nothing (the generator's state then matches plain PGD's)."""
+def noisy_cross_entropy(sigma: float, keys: NoiseKeys | None, samples: int = 1,
+                        noise_space: NoiseSpace | None = None) -> LossFn:
+    """Per-example mean cross-entropy [B], (1/M) sum_j CE(f(x + eta_j), y), over M = ``samples`` Gaussian draws
+    eta_j ~ N(0, sigma^2) in ``noise_space`` (Eq. 25 as the reference code implements it): M forward passes of B
+    rows.
+
+    Call c of the returned loss uses draws c * M .. c * M + M - 1 of each image's stream (``KeyedNoise(keys)``: the
+    draw of image i is a function of ``keys[i]`` and its index only), so in ``pgd`` step t uses draws t*M .. t*M+M-1
+    whatever the batch. sigma = 0 draws nothing (``keys`` may then be None).
+    """
+    if sigma > 0 and keys is None:
+        raise ValueError("noisy_cross_entropy with sigma > 0 needs keys (one NoiseKeys key per image)")
+    calls = 0
+    noise: KeyedNoise | None = None
 
     def loss(model: LogitsFn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        noisy = add_gaussian_noise(x, sigma, generator, noise_space=noise_space)  # [B, ...]
-        return F.cross_entropy(model(noisy), y, reduction="none")  # [B]
+        nonlocal calls, noise
+        if sigma == 0 or keys is None:
+            eta = torch.zeros((samples, *x.shape), device=x.device, dtype=x.dtype)  # nothing drawn
+        else:
+            noise = noise or KeyedNoise(keys, x, sigma, noise_space)  # x's shape, device and dtype
+            eta = noise.draw(calls * samples, samples)  # [M, B, C, H, W]
+        calls += 1
+        total = F.cross_entropy(model(x + eta[0]), y, reduction="none")  # [B]
+        for j in range(1, samples):
+            total = total + F.cross_entropy(model(x + eta[j]), y, reduction="none")
+        return total / samples
 
     return loss
 
@@ -62,10 +81,10 @@ class EPGDConfig:
         self.pgd_config()  # validates the PGD fields
 
     def pgd_config(self) -> PGDConfig:
-        # The M draws are M forward passes of B rows averaged by the PGD loop (one backward per step): on CPU, M
-        # passes of B rows are faster than one pass of M * B rows (torchattacks' EOTPGD does the same).
+        # The M draws live in the loss (``noisy_cross_entropy``: M forward passes of B rows, one backward per step;
+        # on CPU faster than one pass of M * B rows, as torchattacks' EOTPGD), so the PGD loop calls it once a step.
         return PGDConfig(eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter, norm=self.norm,
-                         targeted=self.targeted, num_random_init=self.num_random_init, eot_samples=self.eot_samples)
+                         targeted=self.targeted, num_random_init=self.num_random_init)
 
 
 def epgd(
@@ -77,22 +96,29 @@ def epgd(
     bounds: Bounds = Bounds(),
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    keys: NoiseKeys | None = None,
 ) -> torch.Tensor:
     """Expectation PGD (Nemcovsky et al., arXiv:1911.07198, Sec. 4.2, Eq. 25) against a Gaussian-smoothed model.
 
     Each step ascends the gradient of L(x') = (1/M) sum_{j=1..M} CE(f(x' + eta_j), y) with M fresh draws
     eta_j ~ N(0, sigma^2 I) in ``config.noise_space`` (M forward passes of B rows, one backward), then projects
-    with ``norms.project_and_clamp``; it is ``pgd`` with that loss, and therefore also ``pgd`` on
-    ``nn.Sequential(GaussianNoise(sigma, generator=g), f)`` with ``eot_samples`` = M (same draws, same order, bit
-    for bit). With M = 1 and sigma = 0 it is exactly ``pgd`` on f.
+    with ``norms.project_and_clamp``; it is ``pgd`` with that loss (``noisy_cross_entropy``). The noise is keyed
+    per image: draw j of step t (t counts every loss evaluation, restarts and their final comparison included) for
+    image i is ``sigma * KeyedNoise(keys.derive("eot"))`` draw t * M + j of image i, and the random starts are
+    ``pgd``'s under the same keys, so x_adv[i] does not depend on the batch size or on the other images in the
+    call. With sigma = 0 it is exactly ``pgd`` on f with the same generator or keys (for M = 1, bit for bit).
 
     Args:
         model: Base classifier f, inputs in ``bounds`` -> logits; deterministic (EPGD supplies the noise).
         x: Clean inputs [B, C, H, W] in ``bounds``; y: int64 labels [B] (targets when targeted).
         mask: Optional bool tensor broadcastable to ``x`` (features perturbed where True), as in ``pgd``.
-        generator: Randomness of the noise and of the random starts.
+        generator: Source of the per-image keys (one draw per call; ``None``: torch's default generator), used
+            when sigma > 0 or ``num_random_init`` > 0.
+        keys: Fixed per-image keys (``NoiseKeys``) instead of ``generator``.
     Returns:
-        Adversarial inputs like ``x``, ||x_adv - x|| <= eps, inside ``bounds``.
+        Adversarial inputs like ``x`` (shape, dtype, device), ||x_adv - x|| <= eps, inside ``bounds``. The attack
+        runs in the model's dtype (its first floating parameter's, float32 without parameters): ``x`` of another
+        floating dtype is cast once on entry and the result cast back (exact for float64).
 
     Deviations:
         Eq. 25 in the paper writes a sum of softmax outputs; the reference code (yanemcovsky/SIAM@947630e
@@ -111,8 +137,13 @@ def epgd(
         >>> bool((norms.lp_norm(x_adv - x, "l2") <= 0.5 + 1e-6).all())
         True
     """
-    loss_fn = noisy_cross_entropy(config.sigma, config.noise_space, generator)
-    return pgd(model, x, y, config.pgd_config(), loss_fn=loss_fn, bounds=bounds, mask=mask, generator=generator)
+    x_in = x
+    x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
+    image_keys = attack_keys(keys, generator, x, needed=config.sigma > 0 or config.num_random_init > 0)
+    eot = None if image_keys is None else image_keys.derive("eot")
+    loss_fn = noisy_cross_entropy(config.sigma, eot, config.eot_samples, config.noise_space)
+    x_adv = pgd(model, x, y, config.pgd_config(), loss_fn=loss_fn, bounds=bounds, mask=mask, keys=image_keys)
+    return x_adv.to(x_in.dtype)
 
 
 class EPGD(TorchEvasionAttack):
@@ -136,5 +167,5 @@ class EPGD(TorchEvasionAttack):
                           norm=self.norm, targeted=self.targeted, num_random_init=self.num_random_init,
                           eot_samples=self.eot_samples, noise_space=resolve(self.noise_space))
 
-    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
-        return epgd(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)
+    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
+        return epgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)

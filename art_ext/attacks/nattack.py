@@ -11,7 +11,9 @@ import torch
 
 from art_ext import _art
 from art_ext.attacks._adapter import TorchEvasionAttack
+from art_ext.attacks._common import attack_keys, to_model_dtype
 from art_ext.ops import norms
+from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
 from art_ext.types import Bounds, LogitsFn, Norm
 
 #: predict(x [B, ...]) -> int64 labels [B] (-1 = abstain): the deployed decision that judges success
@@ -110,6 +112,7 @@ def nattack(
     bounds: Bounds = Bounds(),
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    keys: NoiseKeys | None = None,
 ) -> NAttackResult:
     """NAttack (Li et al., ICML 2019, arXiv:1905.00441, Alg. 1), batched over images.
 
@@ -121,6 +124,11 @@ def nattack(
     Images the deployed model already misclassifies (or that already hit the target) are returned unchanged with
     success True after one query.
 
+    The randomness is keyed per image: mu's initial value is ``init_std`` times sample 0 of
+    ``NoiseStreams(keys.derive("mu"))`` and iteration t's population is samples t * n_pop .. (t + 1) * n_pop - 1 of
+    ``NoiseStreams(keys.derive("population"))``, for image i whatever the batch and whichever images are still
+    active, so an image attacked alone or among others follows the same search.
+
     Args:
         model: Scores, [N, C, H, W] in ``bounds`` -> logits or log-probabilities [N, K] (log-softmax is applied, so
             a randomized model may return log of mean softmax over M passes; probabilities, e.g. from a
@@ -130,9 +138,13 @@ def nattack(
             targeted attack but is one of an untargeted attack: the prediction is not y).
         bounds: The box, finite on both sides (the tanh parameterisation maps R onto it).
         mask: Optional bool tensor broadcastable to ``x``: only features where it is True are perturbed.
-        generator: Randomness of mu's initialisation and of the populations.
+        generator: Source of the per-image keys (one draw per call; ``None``: torch's default generator).
+        keys: Fixed per-image keys (``NoiseKeys``) instead of ``generator``.
     Returns:
         ``NAttackResult``; ``queries`` counts population scores plus success checks, never above ``max_queries``.
+        ``x_adv`` has x's shape, dtype and device: the search runs in the model's dtype (its first floating
+        parameter's, float32 without parameters), ``x`` of another floating dtype is cast once on entry and
+        ``x_adv`` cast back (exact for float64).
 
     Deviations:
         Reference: Cold-Winter/Nattack@2c5ce05 robustnet/re_li_attack.py. The "max other class" is per candidate
@@ -143,6 +155,9 @@ def nattack(
     if not (math.isfinite(bounds.low) and math.isfinite(bounds.high)):
         raise ValueError(f"nattack needs finite bounds (its tanh parameterisation maps onto the box), got "
                          f"({bounds.low}, {bounds.high})")
+    x_in = x
+    x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
+    image_keys = attack_keys(keys, generator, x, needed=config.eps > 0)
     if mask is not None:
         mask = torch.broadcast_to(mask, x.shape)
     if predict is None:
@@ -154,16 +169,21 @@ def nattack(
     queries = torch.zeros(batch, dtype=torch.int64, device=x.device)
     success = torch.zeros(batch, dtype=torch.bool, device=x.device)
     x_adv = x.detach().clone()
-    if config.eps == 0:
-        return NAttackResult(x_adv, queries, success)
+    if config.eps == 0 or image_keys is None:
+        return NAttackResult(x_in.detach().clone(), queries, success)
+    population = NoiseStreams(image_keys.derive("population"), x.shape[1:], device=x.device, dtype=x.dtype)
 
     def is_adversarial(labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return labels == target if config.targeted else labels != target
 
     with torch.no_grad():
         span = bounds.high - bounds.low
-        w = torch.atanh((2 * (x - bounds.low) / span - 1) * _ARCTANH_SHRINK)  # [B, C, H, W]
-        mu = config.init_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = (2 * (x - bounds.low) / span - 1) * _ARCTANH_SHRINK  # [B, C, H, W] in (-1, 1)
+        # arctanh(z) = (log1p(z) - log1p(-z)) / 2: torch's CPU atanh computes a tensor's body with vector code and
+        # its tail with scalar code, which differ by an ulp, so an image's w would depend on its place in the batch
+        w = 0.5 * (torch.log1p(z) - torch.log1p(-z))
+        start = NoiseStreams(image_keys.derive("mu"), x.shape[1:], device=x.device, dtype=x.dtype)
+        mu = config.init_std * start.draw(0, 1)[:, 0]  # [B, C, H, W], sample 0 of each image
         success = is_adversarial(predict(x), y)  # already adversarial: nothing to do
         queries += 1
         active = ~success
@@ -190,8 +210,8 @@ def nattack(
             if idx.numel() == 0:
                 break
             a = idx.numel()
-            noise = torch.randn((a, config.pop_size, *x.shape[1:]), generator=generator, device=x.device,
-                                dtype=x.dtype)  # [A, P, C, H, W]
+            # samples t * P .. (t + 1) * P - 1 of each active image's stream (a per-image loop, to draw only)
+            noise = population.draw(t * config.pop_size, config.pop_size, idx.tolist())  # [A, P, C, H, W]
             centre = x[idx].unsqueeze(1).expand_as(noise).flatten(0, 1)  # [A * P, C, H, W]
             search = ((w[idx] + mu[idx]).unsqueeze(1) + config.sigma * noise).flatten(0, 1)  # [A * P, C, H, W]
             cand_mask = None if mask is None else mask[idx].repeat_interleave(config.pop_size, dim=0)
@@ -200,14 +220,16 @@ def nattack(
             loss = margin_loss(log_probs, y[idx].repeat_interleave(config.pop_size), config.targeted)
             reward = -0.5 * loss.view(a, config.pop_size)  # [A, P]
             advantage = (reward - reward.mean(1, keepdim=True)) / (reward.std(1, keepdim=True) + 1e-7)  # [A, P]
-            step = torch.einsum("ap,ap...->a...", advantage, noise)  # [A, C, H, W]
+            # sum_i A_i eps_i as a product and a sum over P (an einsum's bmm blocks a batch of A images differently
+            # from one image, which moves an image's step by rounding with the batch)
+            step = (advantage.view(a, config.pop_size, *([1] * (x.dim() - 1))) * noise).sum(1)  # [A, C, H, W]
             mu[idx] += config.learning_rate / (config.pop_size * config.sigma) * step
             queries[idx] += config.pop_size
             unchecked[idx] = True
             if (t + 1) % config.check_every == 0 or t + 1 == config.max_iter:
                 check(active & unchecked)
         check(active & unchecked)  # images that stopped on max_iter between checks
-    return NAttackResult(x_adv, queries, success)
+    return NAttackResult(x_adv.to(x_in.dtype), queries, success)
 
 
 def _rows(mask: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
@@ -265,8 +287,8 @@ class NAttack(TorchEvasionAttack):
         self.success = torch.cat(self._success).cpu().numpy()
         return out
 
-    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
-        result = nattack(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)
+    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
+        result = nattack(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)
         self._queries.append(result.queries)
         self._success.append(result.success)
         return result.x_adv

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
+from art_ext.attacks._common import attack_keys, image_generators, to_model_dtype
 from art_ext.ops import norms
+from art_ext.smoothing.keys import NoiseKeys
 from art_ext.types import Bounds, LogitsFn, Norm
 
 #: loss_fn(model, x_adv, y) -> per-example loss [B] that the attack *increases* (decreases when targeted)
@@ -78,6 +80,7 @@ def pgd(
     bounds: Bounds = Bounds(),
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    keys: NoiseKeys | None = None,
 ) -> torch.Tensor:
     """PGD (Madry et al., 2018, arXiv:1706.06083v4, Eq. 2) with optional EOT averaging (Athalye et al., 2018,
     arXiv:1802.00420v4, Sec. 4.3).
@@ -94,20 +97,34 @@ def pgd(
         bounds: Box of valid inputs, in the same units as ``eps`` (default [0, 1] pixels; (-inf, inf) = unbounded).
         mask: Optional bool tensor broadcastable to ``x``: only features where it is True are perturbed (the random
             start and every step), as ART's ``mask``.
-        generator: Randomness of the random starts (the model's own noise comes from the model).
+        generator: Source of the per-image keys of the random starts (one draw per call, only when
+            ``num_random_init`` > 0; ``None``: torch's default generator). The model's own noise comes from the model.
+        keys: Fixed per-image keys (``NoiseKeys``, one per image) instead of ``generator``. Image i's random starts
+            are drawn by a generator seeded from ``keys.derive("random start")[i]`` (start r is its r-th draw), so
+            x_adv[i] does not depend on the batch size or on the other images in the call.
     Returns:
         Adversarial inputs, same shape/dtype/device as ``x``, with ||x_adv - x|| <= eps, x_adv in ``bounds`` and
-        x_adv == x where ``mask`` is False.
+        x_adv == x where ``mask`` is False. The attack runs in the model's dtype (its first floating parameter's,
+        float32 without parameters): ``x`` of another floating dtype (float64, float16, bfloat16) is cast once on
+        entry and the result cast back to ``x.dtype`` (exact for float64; for a narrower dtype the ball holds up to
+        that dtype's rounding).
+    Raises:
+        ValueError: ``x`` is not floating, or both ``generator`` and ``keys`` are given, or ``keys`` does not hold
+            one key per image.
     """
+    x_in = x
+    x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
+    image_keys = attack_keys(keys, generator, x, needed=config.num_random_init > 0 and config.eps > 0)
     if config.eps == 0:
-        return x.detach().clone()
-    x = x.detach()
+        return x_in.detach().clone()
+    starts = None if image_keys is None else image_generators(image_keys.derive("random start"), x.device)
     sign = -1.0 if config.targeted else 1.0
     best: torch.Tensor | None = None
     best_loss: torch.Tensor | None = None
     for _ in range(max(1, config.num_random_init)):
         if config.num_random_init > 0:
-            delta = norms.random_start(x, config.eps, config.norm, bounds, generator)
+            assert starts is not None  # drawn above when num_random_init > 0
+            delta = norms.random_start(x, config.eps, config.norm, bounds, starts)
             if mask is not None:
                 delta = delta * mask  # ART: the random start is masked too
         else:
@@ -122,7 +139,7 @@ def pgd(
                 delta = delta + config.eps_step * norms.steepest_ascent(grad, config.norm)
                 delta = norms.project_and_clamp(x, delta, config.eps, config.norm, bounds)
         if config.num_random_init <= 1:
-            return (x + delta).clamp(bounds.low, bounds.high).detach()  # exact box after rounding
+            return (x + delta).clamp(bounds.low, bounds.high).detach().to(x_in.dtype)  # exact box after rounding
         with torch.no_grad():
             final = sign * expected_loss(model, x + delta, y, loss_fn, config.eot_samples)  # [B]
             if best is None or best_loss is None:
@@ -131,7 +148,7 @@ def pgd(
                 better = final > best_loss
                 best[better], best_loss = delta[better], torch.where(better, final, best_loss)
     assert best is not None  # at least one start ran
-    return (x + best).clamp(bounds.low, bounds.high).detach()
+    return (x + best).clamp(bounds.low, bounds.high).detach().to(x_in.dtype)
 
 
 # ---- ART adapter ---------------------------------------------------------------------------------------------------
@@ -141,8 +158,8 @@ class PGD(TorchEvasionAttack):
     Drop-in for ``art.attacks.evasion.ProjectedGradientDescent`` (same parameter names and defaults), except that
     only input gradients are computed (no weight gradients, no extra ``predict`` passes for logging), restarts keep
     the highest-loss point per example, and ``seed`` makes runs reproducible. ``generate`` equals
-    ``pgd(ARTModelView(estimator), ...)`` at the same seed, followed by the adapters' final projection, when
-    ``batch_size`` >= the number of inputs. ``eps`` and ``eps_step`` are in the units of the estimator's
+    ``pgd(ARTModelView(estimator), ...)`` at the same seed, followed by the adapters' final projection, for any
+    ``batch_size`` (per-image keys). ``eps`` and ``eps_step`` are in the units of the estimator's
     ``clip_values`` (None = unbounded), as in ART.
 
     Examples:
@@ -167,5 +184,5 @@ class PGD(TorchEvasionAttack):
         return PGDConfig(eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter, norm=self.norm,
                          targeted=self.targeted, num_random_init=self.num_random_init)
 
-    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
-        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)
+    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
+        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)

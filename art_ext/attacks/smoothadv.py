@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
+from art_ext.attacks._common import KeyedNoise, attack_keys, to_model_dtype
 from art_ext.attacks.pgd import LossFn, PGDConfig, pgd
 from art_ext.ops import norms
+from art_ext.smoothing.keys import NoiseKeys
 from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
 from art_ext.types import Bounds, LogitsFn, Norm
 
@@ -22,20 +24,14 @@ NoiseSchedule = Literal["fixed", "fresh"]
 _NOISE_SCHEDULES = ("fixed", "fresh")
 
 
-def draw_noise(x: torch.Tensor, samples: int, sigma: float, noise_space: NoiseSpace | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """``samples`` Gaussian draws [m, B, ...] of std sigma in ``noise_space``, expressed in input (pixel) units.
-
-    One ``torch.randn`` of shape [m, *x.shape] from ``generator`` (sigma = 0: zeros, no draw); for
-    ``NormalizedNoise(mean, std)`` channel c is scaled by ``std_c`` (noise of std sigma after the normalization).
+def draw_noise(x: torch.Tensor, samples: int, sigma: float, noise_space: NoiseSpace | None = None, *,
+               keys: NoiseKeys, start: int = 0) -> torch.Tensor:
+    """Gaussian draws ``start .. start + samples - 1`` of each image [m, B, ...], of std sigma in ``noise_space``,
+    in input (pixel) units: draw j of image i is ``sigma * scale * NoiseStreams(keys)`` sample j of image i
+    (``KeyedNoise``), whatever the batch. sigma = 0: zeros, nothing drawn. For ``NormalizedNoise(mean, std)``
+    channel c is scaled by ``std_c`` (noise of std sigma after the normalization).
     """
-    if sigma == 0:
-        return torch.zeros((samples, *x.shape), device=x.device, dtype=x.dtype)
-    e = torch.randn((samples, *x.shape), generator=generator, device=x.device, dtype=x.dtype)  # [m, B, ...]
-    space = resolve(noise_space)
-    if space.is_pixel:
-        return sigma * e
-    return (sigma * space.pixel_scale(x)) * e  # [C, 1, 1] broadcast over [m, B, C, H, W]
+    return KeyedNoise(keys, x, sigma, noise_space).draw(start, samples)  # [m, B, ...]
 
 
 def noisy_logits(model: LogitsFn, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -131,13 +127,17 @@ def smoothadv_pgd(
     bounds: Bounds = Bounds(),
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    keys: NoiseKeys | None = None,
 ) -> torch.Tensor:
     """SmoothAdv-PGD (Salman et al., NeurIPS 2019, arXiv:1906.04584, Sec. 3.1, objective on the soft smoothed
     classifier G(x) = E_delta[softmax f(x + delta)]) against the base classifier ``model``.
 
     With ``config.noise == "fixed"`` the m draws delta_i ~ N(0, sigma^2 I) are sampled once (or passed as
     ``fixed_noise`` [m, B, C, H, W]) and reused at every step; with ``"fresh"`` m new draws are taken at every
-    loss evaluation (every step, and the final comparison of random restarts). Each step is ``pgd``'s
+    loss evaluation (every step, and the final comparison of random restarts). The noise is keyed per image:
+    delta_j of image i is ``sigma * KeyedNoise(keys.derive("noise"))`` draw j of image i ("fixed": j < m; "fresh":
+    loss evaluation c uses draws c * m .. c * m + m - 1), and the random starts are ``pgd``'s under the same keys,
+    so x_adv[i] does not depend on the batch size or on the other images in the call. Each step is ``pgd``'s
     normalized-gradient step of size eps_step = 2 eps / T followed by ``norms.project_and_clamp``. The returned
     example excludes the noise.
 
@@ -147,9 +147,13 @@ def smoothadv_pgd(
         fixed_noise: Optional fixed noise [m, B, ...] in input units (overrides ``sigma``/``num_noise`` sampling);
             only with ``noise="fixed"``.
         mask: Optional bool tensor broadcastable to ``x`` (features perturbed where True), as in ``pgd``.
-        generator: Randomness of the noise draws and of random starts.
+        generator: Source of the per-image keys (one draw per call; ``None``: torch's default generator).
+        keys: Fixed per-image keys (``NoiseKeys``) instead of ``generator``.
     Returns:
-        Adversarial inputs like ``x`` with ||x_adv - x|| <= eps, inside ``bounds``.
+        Adversarial inputs like ``x`` (shape, dtype, device) with ||x_adv - x|| <= eps, inside ``bounds``. The
+        attack runs in the model's dtype (its first floating parameter's, float32 without parameters): ``x`` of
+        another floating dtype is cast once on entry (``fixed_noise`` too) and the result cast back (exact for
+        float64).
 
     Deviations:
         Reference: Hadisalman/smoothing-adversarial@cff781d code/attacks.py ``PGD_L2``. It clamps to [0, 1] and then
@@ -169,21 +173,35 @@ def smoothadv_pgd(
         >>> bool((norms.lp_norm(x_adv - x, "l2") <= 0.5 + 1e-6).all())
         True
     """
+    x_in = x
+    x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
+    needs_keys = (fixed_noise is None and config.sigma > 0) or config.num_random_init > 0
+    image_keys = attack_keys(keys, generator, x, needed=needs_keys)
+    draws = None if image_keys is None or config.sigma == 0 else KeyedNoise(
+        image_keys.derive("noise"), x, config.sigma, config.noise_space)
     if fixed_noise is not None:
         if config.noise != "fixed":
             raise ValueError(f"fixed_noise is given but config.noise is {config.noise!r}; expected noise='fixed'")
         if fixed_noise.dim() != x.dim() + 1 or fixed_noise.shape[1:] != x.shape:
             raise ValueError(f"fixed_noise must have shape [m, *x.shape] = [m, {', '.join(map(str, x.shape))}], "
                              f"got {tuple(fixed_noise.shape)}")
-        noise: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] = fixed_noise
+        noise: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] = fixed_noise.detach().to(x.dtype)
+    elif draws is None:  # sigma = 0: no noise
+        noise = torch.zeros((config.num_noise, *x.shape), device=x.device, dtype=x.dtype)
     elif config.noise == "fixed":
-        noise = draw_noise(x, config.num_noise, config.sigma, config.noise_space, generator)  # [m, B, ...], once
+        noise = draws.draw(0, config.num_noise)  # [m, B, ...], once
     else:
+        fresh = draws
+        calls = 0
+
         def noise(z: torch.Tensor) -> torch.Tensor:  # m new draws per loss evaluation
-            return draw_noise(z, config.num_noise, config.sigma, config.noise_space, generator)
+            nonlocal calls
+            calls += 1
+            return fresh.draw((calls - 1) * config.num_noise, config.num_noise)  # [m, B, ...]
 
     loss_fn = smoothadv_loss(noise, config.aggregate)
-    return pgd(model, x, y, config.pgd_config(), loss_fn=loss_fn, bounds=bounds, mask=mask, generator=generator)
+    x_adv = pgd(model, x, y, config.pgd_config(), loss_fn=loss_fn, bounds=bounds, mask=mask, keys=image_keys)
+    return x_adv.to(x_in.dtype)
 
 
 class SmoothAdvPGD(TorchEvasionAttack):
@@ -210,5 +228,5 @@ class SmoothAdvPGD(TorchEvasionAttack):
                                num_noise=self.num_noise, aggregate=self.aggregate, noise=self.noise,
                                noise_space=resolve(self.noise_space))
 
-    def _attack_batch(self, model, x, y, generator, *, bounds, mask):
-        return smoothadv_pgd(model, x, y, self.config, bounds=bounds, mask=mask, generator=generator)
+    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
+        return smoothadv_pgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from art_ext.types import Bounds, Norm
@@ -57,16 +59,29 @@ def project_and_clamp(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: No
 
 
 def random_start(
-    x: torch.Tensor, eps: float, norm: Norm, bounds: Bounds, generator: torch.Generator | None = None
+    x: torch.Tensor, eps: float, norm: Norm, bounds: Bounds, generators: Sequence[torch.Generator]
 ) -> torch.Tensor:
     """A uniform random point of the eps-ball around each x (linf: uniform cube; l2: uniform in the ball), clamped
-    to ``bounds``."""
+    to ``bounds``.
+
+    Image i's point is drawn with ``generators[i]`` alone (one generator per image, on x's device; linf: one
+    ``rand`` of x[i]'s shape; l2: one ``randn`` of that shape, then one ``rand`` for the radius), so it does not
+    depend on the other images in the batch; consecutive calls with the same generators give consecutive starts.
+    """
+    if len(generators) != x.shape[0]:
+        raise ValueError(f"random_start needs one generator per image: got {len(generators)} for {x.shape[0]} images")
+    shape, device, dtype = x.shape[1:], x.device, x.dtype
     if norm == "linf":
-        delta = (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps
+        unit = torch.stack([torch.rand(shape, generator=g, device=device, dtype=dtype) for g in generators])  # [B, ...]
+        delta = (unit * 2 - 1) * eps
     else:
-        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        # u^(1/dim) per image: torch's CPU pow computes a tensor's vectorised body and its scalar tail differently,
+        # so on a [B] tensor an image's radius would depend on its place in the batch
+        power = 1.0 / x[0].numel()
+        draws = [(torch.randn(shape, generator=g, device=device, dtype=dtype),
+                  torch.rand((), generator=g, device=device, dtype=dtype) ** power) for g in generators]
+        direction = torch.stack([d for d, _ in draws])  # [B, ...]
         direction = direction / _per_example(lp_norm(direction, "l2").clamp_min(_TINY), x)
-        dim = x[0].numel()
-        radius = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / dim) * eps
+        radius = torch.stack([r for _, r in draws]) * eps  # [B], uniform in the ball
         delta = direction * _per_example(radius, x)
     return project_and_clamp(x, delta, eps, norm, bounds)

@@ -14,11 +14,11 @@ from art_ext.attacks import (
     EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized, smoothadv_pgd,
 )
 from art_ext.attacks.epgd import noisy_cross_entropy
-from art_ext.attacks.pgd import expected_loss
 from art_ext.attacks.nattack import margin_loss
 from art_ext.attacks.smoothadv import draw_noise, smoothadv_loss
 from art_ext.ops import norms
-from art_ext.smoothing import GaussianNoise, NormalizedNoise
+from art_ext.smoothing import NormalizedNoise
+from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
 
 
 # ---- BPDA ----------------------------------------------------------------------------------------------------------
@@ -63,37 +63,44 @@ def test_epgd_one_sample_on_deterministic_model_equals_pgd(tiny_model, batch, no
 
 
 def test_epgd_gradient_is_mean_of_single_draw_gradients(tiny_model, batch):
-    """The loss PGD ascends for EPGD (M calls of the one-draw loss, averaged) has the gradient of the mean of the M
-    one-draw gradients taken with the same noise (algorithms.md §11.5)."""
+    """The loss PGD ascends for EPGD (the mean of M one-draw losses) has the gradient of the mean of the M one-draw
+    gradients taken with the same noise (algorithms.md §11.5); call c uses draws c*M .. c*M + M - 1 of each image's
+    keyed stream."""
     x, y = batch
     x = x.clone().requires_grad_(True)
-    one_draw = noisy_cross_entropy(0.3, generator=torch.Generator().manual_seed(5))
-    (g_m,) = torch.autograd.grad(expected_loss(tiny_model, x, y, one_draw, 4).sum(), x)
-    g = torch.Generator().manual_seed(5)
-    noise = [0.3 * torch.randn((1, *x.shape), generator=g)[0] for _ in range(4)]  # the same four draws, in order
-    singles = [torch.autograd.grad(F.cross_entropy(tiny_model(x + n), y, reduction="sum"), x)[0] for n in noise]
-    torch.testing.assert_close(g_m, torch.stack(singles).mean(0), rtol=1e-5, atol=1e-7)
+    keys = NoiseKeys.from_seed(5, range(x.shape[0]))
+    loss = noisy_cross_entropy(0.3, keys, samples=4)
+    streams = NoiseStreams(keys, x.shape[1:])
+    for call in range(2):
+        (g_m,) = torch.autograd.grad(loss(tiny_model, x, y).sum(), x)
+        noise = 0.3 * streams.draw(4 * call, 4).transpose(0, 1)  # [4, B, ...], the same draws, in order
+        singles = [torch.autograd.grad(F.cross_entropy(tiny_model(x + n), y, reduction="sum"), x)[0] for n in noise]
+        # the same values summed in another order (one mean vs a mean of separate gradients): float32 tolerance
+        torch.testing.assert_close(g_m, torch.stack(singles).mean(0), rtol=1e-5, atol=1e-7)
 
 
 def test_normalized_noise_space_scales_per_channel():
     x = torch.zeros(2, 3, 4, 4)
     space = NormalizedNoise(mean=(0.5, 0.5, 0.5), std=(0.1, 0.2, 0.4))
-    noise = draw_noise(x, 2000, 0.5, space, generator=torch.Generator().manual_seed(0))  # [2000, 2, 3, 4, 4]
+    noise = draw_noise(x, 2000, 0.5, space, keys=NoiseKeys.from_seed(0, range(2)))  # [2000, 2, 3, 4, 4]
     observed = noise.transpose(0, 2).flatten(1).std(1)  # per channel, pixel units
     torch.testing.assert_close(observed, torch.tensor([0.05, 0.1, 0.2]), rtol=0.03, atol=0)  # ~48k draws each
 
 
 def test_epgd_noise_space_is_the_smoothing_draw():
-    """EPGD adds the same noise as ``GaussianNoise(sigma, noise_space=...)`` (one vocabulary for the noise space):
-    a recording model sees x + sigma * std_c * e with the generator's draws in order."""
+    """EPGD adds the noise that smoothing draws (one vocabulary for the noise space, one keyed stream per image):
+    a recording model sees x + sigma * std_c * e, e the images' keyed unit samples 0, 1, ... in order."""
     x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     space = NormalizedNoise(mean=(0.4, 0.4, 0.4), std=(0.1, 0.2, 0.4))
+    keys = NoiseKeys.from_seed(3, range(2))
     seen = []
     model = lambda z: (seen.append(z.detach().clone()), z.flatten(1)[:, :5] * 0)[1]  # noqa: E731
-    noisy_cross_entropy(0.5, space, torch.Generator().manual_seed(3))(model, x, torch.tensor([0, 1]))
-    expected = GaussianNoise(0.5, generator=torch.Generator().manual_seed(3), noise_space=space)(x)
-    # same-kernel: the same add-noise op on the same draws; the second check asserts a difference
-    assert torch.equal(seen[0], expected) and not torch.equal(seen[0], x)
+    noisy_cross_entropy(0.5, keys, samples=2, noise_space=space)(model, x, torch.tensor([0, 1]))
+    unit = NoiseStreams(keys, x.shape[1:]).draw(0, 2)  # [B, 2, C, H, W]
+    scale = 0.5 * torch.tensor(space.std).view(-1, 1, 1)  # [C, 1, 1]
+    for j in range(2):  # the same elementwise kernels on the same values: bit for bit
+        # same-kernel: the same elementwise ops and attack kernels on the same keyed draws
+        assert torch.equal(seen[j], x + scale * unit[:, j]) and not torch.equal(seen[j], x)
 
 
 # ---- SmoothAdv -----------------------------------------------------------------------------------------------------
@@ -125,8 +132,9 @@ def test_smoothadv_draws_noise_once_and_default_step(tiny_model, batch):
     config = SmoothAdvConfig(0.5, sigma=0.25, max_iter=10, num_noise=4)
     assert config.eps_step == pytest.approx(2 * 0.5 / 10)
     drawn = smoothadv_pgd(tiny_model, x, y, config, generator=torch.Generator().manual_seed(9))
-    noise = 0.25 * torch.randn((4, *x.shape), generator=torch.Generator().manual_seed(9))
-    # same-kernel: the same draws, then the same attack kernels in the same order
+    keys = NoiseKeys.draw(torch.Generator().manual_seed(9), x.shape[0])  # the call's keys: one draw of the generator
+    noise = draw_noise(x, 4, 0.25, keys=keys.derive("noise"))  # [4, B, ...]
+    # same-kernel: the same elementwise ops and attack kernels on the same keyed draws
     assert torch.equal(drawn, smoothadv_pgd(tiny_model, x, y, config, fixed_noise=noise))
     # fixed noise makes the attack a deterministic function: with T steps of 2 eps / T it reaches the boundary
     assert (norms.lp_norm(drawn - x, "l2") > 0.45).any()
@@ -276,11 +284,11 @@ def test_smoothadv_fixed_reuses_and_fresh_redraws_the_noise(schedule):
     smoothadv_pgd(recorder, x, y, config, generator=torch.Generator().manual_seed(7))
     assert len(recorder.seen) == steps  # one batch of m * B noisy copies per step
     draws = [(z.view(m, *x.shape) - x) for z in recorder.seen]  # [m, B, ...] per step
-    replay = torch.Generator().manual_seed(7)
+    keys = NoiseKeys.draw(torch.Generator().manual_seed(7), x.shape[0]).derive("noise")
     if schedule == "fixed":
-        expected = [draw_noise(x, m, sigma, generator=replay)] * steps  # one draw, reused
+        expected = [draw_noise(x, m, sigma, keys=keys)] * steps  # draws 0 .. m-1, reused
     else:
-        expected = [draw_noise(x, m, sigma, generator=replay) for _ in range(steps)]  # a new draw per step
+        expected = [draw_noise(x, m, sigma, keys=keys, start=t * m) for t in range(steps)]  # draws t*m .. t*m+m-1
     for got, want in zip(draws, expected):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     distinct = {tuple(d.flatten()[:4].tolist()) for d in draws}

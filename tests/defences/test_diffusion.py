@@ -468,15 +468,18 @@ def test_float64_float16_and_bfloat16_inputs_are_cast_once_to_the_models_dtype()
         ref = den(z)
         z64 = z.double()
         # float32 -> float64 -> float32 is exact, so the UNet runs the same kernels on the same float32 data
+        # same-kernel: an exact float32/float64 round trip, then the same kernels
         assert torch.equal(den(z64), ref.double())
         for dtype in (torch.float16, torch.bfloat16):
             low = z.to(dtype)
             out = den(low)
             assert out.dtype == dtype
+            # same-kernel: an exact float32/float64 round trip, then the same kernels
             assert torch.equal(out, den(low.float()).to(dtype))  # the same cast, done by hand
     den64 = DiffusionDenoiser(tiny_unet(dtype=torch.float64), linear_scheduler(), sigma=0.5).eval()
     with torch.no_grad():
         out = den64(z)  # a float64 model takes float32 input: computed in float64, returned in float32
+        # same-kernel: an exact float32/float64 round trip, then the same kernels
         assert out.dtype == torch.float32 and torch.equal(out, den64(z.double()).float())
     x = z64.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(den(x).sum(), x)  # the casts are differentiable

@@ -180,12 +180,14 @@ def test_noise_is_keyed_per_image_not_by_the_other_images_of_the_call():
     rec, x = _reconstructor(), torch.rand(7, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     whole = NormalizedNoisePreprocessor(rec, 0.5, seed=3)._noisy(x)
     for k in (1, 3, 6):
+        # same-kernel: per-image keyed noise added by the same elementwise ops
         assert torch.equal(NormalizedNoisePreprocessor(rec, 0.5, seed=3)._noisy(x[:k]), whole[:k])
     pixel = NormalizedNoisePreprocessor(rec, 0.5, noise="pixel", seed=3)._noisy(x)
     # the same unit noise, scaled by std_c in normalized mode and by 1 in pixel mode
     std = torch.tensor(STD).view(-1, 1, 1)
     torch.testing.assert_close((whole - x) / std, pixel - x, rtol=1e-5, atol=1e-6)
     pre = NormalizedNoisePreprocessor(rec, 0.5, seed=3)
+    # same-kernel: per-image keyed noise added by the same elementwise ops
     assert not torch.equal(pre._noisy(x), pre._noisy(x))  # each call draws fresh keys
 
 

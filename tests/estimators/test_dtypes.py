@@ -33,13 +33,16 @@ def test_float64_and_float16_arrays_are_cast_once_to_the_model_dtype(kind: str) 
     # float32 -> float64 -> float32 is exact: the same kernels run on the same float32 data
     out = clf.predict(x32.astype(np.float64))
     assert out.dtype == np.float32
+    # same-kernel: one exact cast, then the same kernels on the same data
     np.testing.assert_array_equal(out, ref)
     grad64 = clf.loss_gradient(x32.astype(np.float64), y)
     assert grad64.dtype == np.float64  # returned in the caller's dtype
+    # same-kernel: one exact cast, then the same kernels on the same data
     np.testing.assert_array_equal(grad64, grad.astype(np.float64))
     x16 = x32.astype(np.float16)
     first, second = CLASSIFIERS[kind](art_classifier(tiny_cnn(batchnorm=True))), \
         CLASSIFIERS[kind](art_classifier(tiny_cnn(batchnorm=True)))
+    # same-kernel: one exact cast, then the same kernels on the same data
     np.testing.assert_array_equal(first.predict(x16), second.predict(x16.astype(np.float32)))
     assert first.class_gradient(x16, label=0).dtype == np.float16
 
@@ -53,7 +56,9 @@ def test_a_float64_model_takes_float32_arrays() -> None:
     assert grad.dtype == np.float32 and np.abs(grad).max() > 0
     labels, radii = rs.certify(x, 50, 32, n0=10, alpha=0.05, seed=1)
     labels64, radii64 = rs.certify(x.astype(np.float64), 50, 32, n0=10, alpha=0.05, seed=1)
+    # same-kernel: one exact cast, then the same kernels on the same data
     np.testing.assert_array_equal(labels, labels64)  # both cast to float64 once: the same data, the same kernels
+    # same-kernel: one exact cast, then the same kernels on the same data
     np.testing.assert_array_equal(radii, radii64)
 
 

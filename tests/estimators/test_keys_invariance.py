@@ -90,14 +90,18 @@ def test_predict_does_not_depend_on_batch_sizes_or_other_images(kind: str, shape
     reference = make(est, 1000).predict(x, batch_size=128)  # [12, K]
     assert np.isfinite(reference).any() and not np.all(reference == reference[:1])  # not a degenerate output
     for bs in BATCH_SIZES:  # images per call of the smoothed model (ART's predict batch_size)
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(make(est, 1000).predict(x, batch_size=bs), reference)
     for bs in BATCH_SIZES:  # noisy samples per forward pass of the base
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(make(est, bs).predict(x, batch_size=128), reference)
     # an image's key depends on the call's draw and its index only: a prefix of the call gets the same outputs
+    # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
     np.testing.assert_array_equal(make(est, 1000).predict(x[:5], batch_size=2), reference[:5])
     # and the second call of a classifier draws fresh keys (the generator moves once per call)
     clf = make(est, 1000)
     clf.predict(x, batch_size=3)
+    # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
     assert not np.array_equal(clf.predict(x, batch_size=3), reference) or kind != "rs"
 
 
@@ -111,6 +115,7 @@ def test_predict_equals_smoothed_scores_of_each_image_alone_under_its_key(shape:
     for i in range(len(x)):
         with torch.no_grad():
             alone = smoothed.scores(torch.from_numpy(x[i : i + 1]), keys=keys[i : i + 1])  # [1, K]
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(scores[i : i + 1], alone.numpy())
 
 
@@ -152,11 +157,16 @@ def test_certify_and_predict_labels_do_not_depend_on_batch_size_or_other_images(
     assert (labels >= 0).any() and (radii > 0).any()
     for bs in BATCH_SIZES:
         got_labels, got_radii = rs.certify(x, 200, bs, n0=20, alpha=0.01, seed=5)
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(got_labels, labels)
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(got_radii, radii)
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(rs.predict_labels(x, 100, bs, alpha=0.01, seed=6), predicted)
     alone_labels, alone_radii = rs.certify(x[:1], 200, 7, n0=20, alpha=0.01, seed=5)  # image 0 keeps its key
+    # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
     np.testing.assert_array_equal(alone_labels, labels[:1])
+    # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
     np.testing.assert_array_equal(alone_radii, radii[:1])
 
 
@@ -170,10 +180,14 @@ def test_adaptation_certifier_does_not_depend_on_batch_size(shape: tuple[int, in
     assert (labels >= 0).any()
     for bs in BATCH_SIZES:
         got = cta.certify(x, 100, bs, sigma=0.25, n0=10, alpha=0.05, seed=1)
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(got[0], labels)
+        # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
         np.testing.assert_array_equal(got[1], radii)
         for a, b in zip(cta.certify_auto_noise(x, 40, bs, n_auto=20, n0=10, alpha=0.05, seed=2), auto, strict=True):
+            # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
             np.testing.assert_array_equal(a, b)
+    # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
     np.testing.assert_array_equal(cta.predict(x, batch_size=1), cta.predict(x, batch_size=128))
 
 
@@ -204,4 +218,5 @@ def test_bn_adaptation_noise_is_keyed_per_image_not_per_chunk(shape: tuple[int, 
         torch.testing.assert_close(got_var, var, rtol=1e-6, atol=1e-7)
     # different keys give a different noisy set (the keys, not the chunking, decide the noise)
     other = batchnorm_layers(adapt_batchnorm(model, clean, sigma=0.5, keys=NoiseKeys.from_seed(10, range(40))))
+    # same-kernel: batch-invariant test model, same keyed noise, votes summed in float64
     assert not torch.equal(other[0][1].running_mean, mean)  # type: ignore[arg-type]
