@@ -76,6 +76,33 @@ def checkpoint_path(name: str, *, model_dir: str | Path, dataset: str = "cifar10
     return Path(model_dir) / dataset / THREAT_MODELS[threat_model] / f"{name}.pt"
 
 
+def local_files(name: str, *, model_dir: str | Path, dataset: str = "cifar10", threat_model: str = "Linf"
+                ) -> list[Path]:
+    """The files RobustBench reads for ``name``, all of which must be present so that nothing is downloaded: the
+    checkpoint, or one ``<name>.pt_m<i>.pt`` per member of an ensemble. A model whose weights RobustBench takes from
+    timm's hub (no checkpoint of its own, e.g. the ``Debenedetti2022Light_XCiT-*`` entries) cannot be loaded offline
+    and is refused with ``ValueError``."""
+    _install_import_shims()
+    require("robustbench")
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    path = checkpoint_path(name, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
+    entry = model_dicts[BenchmarkDataset(dataset)].get(ThreatModel(threat_model), {}).get(name)
+    if entry is None:
+        return [path]
+    source = entry.get("gdrive_id")
+    if source is None:
+        raise ValueError(
+            f"RobustBench model {name!r} ({dataset}/{threat_model}) has no checkpoint of its own: robustbench builds "
+            "it with weights downloaded from timm's hub, and art_ext never downloads; load it yourself with timm and "
+            "pass it as a file: reference, or pick another model"
+        )
+    if isinstance(source, (list, tuple)):  # an ensemble: robustbench reads one file per member
+        return [path.with_name(f"{path.name}_m{i}.pt") for i in range(len(source))]
+    return [path]
+
+
 def load_robustbench_model(
     name: str, *, model_dir: str | Path, dataset: str = "cifar10", threat_model: str = "Linf",
     device: str = "cpu",
@@ -90,18 +117,23 @@ def load_robustbench_model(
         threat_model: ``"Linf"``, ``"L2"``, ``"corruptions"`` or ``"corruptions_3d"``.
     Raises:
         ValueError: an unknown dataset, threat model or model name (the message lists the known names).
-        FileNotFoundError: the checkpoint is not at the expected path (nothing is downloaded).
+        FileNotFoundError: a file robustbench would read is not at its path (nothing is downloaded; ``local_files``
+            lists them: the checkpoint, or each member of an ensemble).
+        ValueError: also for a model whose weights robustbench would download from timm's hub.
     """
     known = robustbench_model_names(dataset, threat_model)
     if name not in known:
         raise ValueError(
             f"unknown RobustBench model {name!r} for {dataset}/{threat_model}; known: {', '.join(known)}"
         )
-    path = checkpoint_path(name, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
-    if not path.is_file():
+    files = local_files(name, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
+    missing = [f for f in files if not f.is_file()]
+    if missing:
         raise FileNotFoundError(
-            f"RobustBench checkpoint {path} not found; art_ext never downloads: place the model's .pt file there "
-            "(RobustBench's layout <model_dir>/<dataset>/<threat_model>/<name>.pt)"
+            f"RobustBench checkpoint {missing[0]} not found"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
+            "; art_ext never downloads: place the model's files there (RobustBench's layout "
+            "<model_dir>/<dataset>/<threat_model>/<name>.pt, and <name>.pt_m<i>.pt for each member of an ensemble)"
         )
     from robustbench.utils import load_model
 

@@ -64,3 +64,25 @@ def test_leaderboard_lookups_refuse_unknown_threat_models_and_datasets():
 def test_checkpoint_path_refuses_an_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; expected one of"):
         rb.checkpoint_path("Standard", model_dir=tmp_path, dataset="mnist")
+
+
+def test_an_ensemble_needs_every_member_file_and_downloads_nothing(tmp_path, monkeypatch):
+    import robustbench.utils
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(robustbench.utils, "download_gdrive", no_download, raising=False)
+    files = rb.local_files("Chen2020Adversarial", model_dir=tmp_path)
+    assert [f.name for f in files] == [f"Chen2020Adversarial.pt_m{i}.pt" for i in range(len(files))]
+    assert len(files) >= 2
+    path = rb.checkpoint_path("Chen2020Adversarial", model_dir=tmp_path)
+    path.parent.mkdir(parents=True)
+    torch.save({}, path)  # the <Name>.pt file alone is not what robustbench reads for an ensemble
+    with pytest.raises(FileNotFoundError, match=r"Chen2020Adversarial\.pt_m0\.pt not found \(and \d+ more\)"):
+        rb.load_robustbench_model("Chen2020Adversarial", model_dir=tmp_path)
+
+
+def test_a_model_whose_weights_come_from_timms_hub_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="Debenedetti2022Light_XCiT-S12.*timm's hub.*never downloads"):
+        rb.load_robustbench_model("Debenedetti2022Light_XCiT-S12", model_dir=tmp_path)
