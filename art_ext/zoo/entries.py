@@ -468,11 +468,17 @@ class RescaledLossDenoiserEntry:
 
 @dataclass
 class ZooModel:
-    """A trained zoo model (eval mode) with its entry and the facts recorded when it was trained."""
+    """A trained zoo model (eval mode) with its entry and the facts recorded when it was trained (``info``; the loader
+    adds ``info["sha256"]``, the hash of the weights as loaded, and ``info["source"]``: shipped, cache or trained)."""
 
     module: nn.Module
     entry: Entry
     info: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        """``art_ext.ops.hashing.state_dict_sha256`` of the weights as loaded or trained (``info["sha256"]``)."""
+        return str(self.info["sha256"])
 
 
 #: the one registry of the zoo: classifiers, denoisers and diffusion models, names unique across all three
