@@ -17,10 +17,8 @@ while the entry trains.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +29,6 @@ from art_ext.zoo.entries import Entry, ZooModel
 
 #: the fields every weight file holds (besides them, nothing is read)
 FIELDS = ("name", "fingerprint", "sha256", "state_dict", "info")
-#: what ``torch.load(weights_only=True)`` raises on a truncated, empty or foreign file (a truncated zip archive: an
-#: ``OSError`` EINVAL from torch's reader, or a ``RuntimeError``)
-_UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError)
 
 
 class CorruptWeights(Exception):
@@ -90,7 +85,9 @@ def read_payload(path: Path, entry: Entry, *, sha256: str | None = None) -> dict
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except (PermissionError, IsADirectoryError):  # the file cannot be opened: not a statement about its contents
         raise
-    except _UNREADABLE as err:
+    except Exception as err:  # the file's fault, reported: the loader moves it aside and retrains
+        # damaged bytes fail anywhere in torch's reader and weights-only unpickler: RuntimeError, OSError (EINVAL on
+        # a truncated zip), EOFError, UnpicklingError, IndexError, ... ; what was raised is kept in the message
         raise CorruptWeights(path, f"unreadable ({_first_line(err)})") from err
     if not isinstance(saved, dict) or any(field not in saved for field in FIELDS):
         fields = sorted(saved) if isinstance(saved, dict) else type(saved).__name__

@@ -5,6 +5,7 @@ training; the shipped reference weights load with no training and reproduce from
 import dataclasses
 import json
 import os
+import random
 import warnings
 from pathlib import Path
 
@@ -87,7 +88,13 @@ def _truncate(path: Path, other: Path) -> None:
 
 
 def _random_bytes(path: Path, other: Path) -> None:
-    path.write_bytes(os.urandom(4096))
+    path.write_bytes(random.Random(0).randbytes(4096))
+
+
+def _garbage_after_header(path: Path, other: Path) -> None:  # a zip archive whose contents are damaged
+    data = bytearray(path.read_bytes())
+    data[200:4000] = random.Random(1).randbytes(3800)
+    path.write_bytes(bytes(data))
 
 
 def _empty(path: Path, other: Path) -> None:
@@ -120,6 +127,7 @@ def _pickled_module(path: Path, other: Path) -> None:  # weights_only refuses it
     (_swap, "holds entry 'tiny_test_b', expected 'tiny_test_a'"),
     (_truncate, "unreadable"),
     (_random_bytes, "unreadable"),
+    (_garbage_after_header, "zoo weights"),
     (_empty, "unreadable"),
     (_tamper_tensor, "tensors hash to sha256"),
     (_other_fingerprint, "holds recipe fingerprint '000000000000'"),
