@@ -180,7 +180,7 @@ class ModelRef:
 
             loaded = zoo.load(self.name, kind="classifier", device=device, verbose=verbose)
             return LoadedModel(loaded.module, loaded.entry.training_sigma, loaded.sha256,
-                               f"zoo:{loaded.info['source']}")
+                               f"zoo:{loaded.info.get('source', 'unknown')}")
         self.check(roots)
         path = self.file(roots)
         assert path is not None
@@ -376,7 +376,7 @@ def identify(suite: dict[str, Any], roots: Roots, *, references: list[str] | Non
         parsed = parse_model(ref)
         if parsed.scheme == "zoo" and zoo.get_entry(parsed.name).kind != "classifier":
             loaded = zoo.load(parsed.name)
-            models[ref] = {"sha256": loaded.sha256, "source": f"zoo:{loaded.info['source']}"}
+            models[ref] = {"sha256": loaded.sha256, "source": f"zoo:{loaded.info.get('source', 'unknown')}"}
         else:
             model = parsed.load(roots, "cpu")
             models[ref] = {"sha256": model.weights_sha256, "source": model.source}
