@@ -416,6 +416,8 @@ def make_manifest(
     suite: dict[str, Any], *, seed: int, limit: int | None, device: torch.device, limit_option: int | None = None,
     references: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """What a run records before its first row (the runner adds ``models`` and ``dataset``: the sha256 of the weights
+    of every model reference and of the examples used, ``references.identify``)."""
     return {
         "suite": suite,
         "seed": seed,
@@ -454,6 +456,21 @@ def work_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         else:
             name = "--limit option" if key == "limit_option" else key
             out.append(f"{name}: {a!r} there vs {b!r} here")
+    return out
+
+
+def identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The models whose weights, and the examples, that differ by sha256 between two manifests (a manifest written
+    before hashes were recorded has none: nothing to compare)."""
+    out = []
+    for ref, record in new.get("models", {}).items():
+        before = old.get("models", {}).get(ref)
+        if before and before.get("sha256") != record.get("sha256"):
+            out.append(f"model {ref!r}: weights sha256 {str(before.get('sha256'))[:12]}... there vs "
+                       f"{str(record.get('sha256'))[:12]}... here")
+    a, b = old.get("dataset", {}).get("sha256"), new.get("dataset", {}).get("sha256")
+    if a and b and a != b:
+        out.append(f"dataset: examples sha256 {a[:12]}... there vs {b[:12]}... here")
     return out
 
 

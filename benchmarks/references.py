@@ -22,6 +22,11 @@ missing, HTML or truncated checkpoint is an error naming the expected path); ``l
 ``benchmarks.common.SuiteError``. ``model_dir`` and ``data_root`` come from ``--model-dir`` / ``--data-root`` or the
 environment variables ``ART_EXT_MODEL_DIR`` / ``ART_EXT_DATA_ROOT``; relative paths in ``file:`` and
 ``imagefolder:`` are relative to the working directory.
+
+Identity: ``ModelRef.load`` returns the sha256 of the weights it loaded (``LoadedModel.weights_sha256``:
+``art_ext.ops.hashing.state_dict_sha256`` of the module's state_dict, the zoo's verified hash for zoo models) and
+where they came from; ``identify`` does this for every model a suite names (classifiers, zoo denoisers and
+diffusion models) and hashes the examples a run uses, for the manifest's ``models`` and ``dataset``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from art_ext.ops.hashing import state_dict_sha256
 from benchmarks.common import SuiteError
 
 MODEL_FORMS = ("zoo:<name> (or a bare zoo name)", "robustbench:<Name>[:<threat>[:<dataset>]]",
@@ -173,7 +179,8 @@ class ModelRef:
             from art_ext import zoo
 
             loaded = zoo.load(self.name, kind="classifier", device=device, verbose=verbose)
-            return LoadedModel(loaded.module, loaded.entry.training_sigma)
+            return LoadedModel(loaded.module, loaded.entry.training_sigma, loaded.sha256,
+                               f"zoo:{loaded.info.get('source', 'unknown')}")
         self.check(roots)
         path = self.file(roots)
         assert path is not None
@@ -202,13 +209,15 @@ class ModelRef:
                             "torchvision:<arch>:<file> for a torchvision architecture)" if isinstance(module, dict)
                             else "")
                     raise SuiteError(f"{what}: {path} holds a {type(module).__name__}, not a torch module{hint}")
-        return LoadedModel(module.to(device).eval(), None)
+        return LoadedModel(module.to(device).eval(), None, state_dict_sha256(module), self.scheme)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     module: nn.Module
     training_sigma: float | None  # known for zoo models only
+    weights_sha256: str  # state_dict_sha256 of the weights loaded
+    source: str  # "zoo:shipped" / "zoo:cache" / "zoo:trained", "robustbench", "torchvision" or "file"
 
 
 def _torchvision_model(arch: str, path: Path, what: str) -> nn.Module:
@@ -328,3 +337,52 @@ def dataset_check(value: Any) -> str | None:
     except SuiteError:
         return "a dataset reference: " + ", ".join(DATASET_FORMS)
     return None
+
+
+# ---- identity: what a run's manifest records about the weights and examples it uses -------------------------------
+def suite_models(suite: dict[str, Any], references: list[str] | None = None) -> list[str]:
+    """The model references a suite uses: ``references`` (its classifiers, as resolved by the kind's ``prepare``)
+    and every value in the suite that names a zoo entry (``<name>``, ``zoo:<name>`` or ``denoiser:<name>``), sorted."""
+    from art_ext import zoo
+
+    found = set(references or ())
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str):
+            name = value.removeprefix("zoo:").removeprefix("denoiser:")
+            if name in zoo.REGISTRY:
+                found.add(value.removeprefix("denoiser:"))
+
+    walk(suite)
+    return sorted(found)
+
+
+def identify(suite: dict[str, Any], roots: Roots, *, references: list[str] | None = None,
+             limit: int | None = None) -> dict[str, Any]:
+    """``{"models": {reference: {"sha256", "source"}}, "dataset": {...}}`` for a run of ``suite``: the sha256 of the
+    weights each model reference loads (on the CPU, as the run will: the zoo's verified files, or the files of
+    ``file:`` / ``robustbench:`` / ``torchvision:`` references), and the sha256 of the run's examples (the first
+    ``limit`` of the suite's dataset split: images and labels, hashed as the state_dict ``{"x": ..., "y": ...}``)."""
+    from art_ext import zoo
+
+    models: dict[str, Any] = {}
+    for ref in suite_models(suite, references):
+        parsed = parse_model(ref)
+        if parsed.scheme == "zoo" and zoo.get_entry(parsed.name).kind != "classifier":
+            loaded = zoo.load(parsed.name)
+            models[ref] = {"sha256": loaded.sha256, "source": f"zoo:{loaded.info.get('source', 'unknown')}"}
+        else:
+            model = parsed.load(roots, "cpu")
+            models[ref] = {"sha256": model.weights_sha256, "source": model.source}
+    dataset = parse_dataset(suite.get("dataset", "digits"))
+    split = suite.get("split", "test")
+    data = dataset.load(roots, split, resolution=int(suite.get("resolution", 16)), limit=limit)
+    identity = {"reference": dataset.text, "split": split, "limit": limit, "examples": len(data.y),
+                "sha256": state_dict_sha256({"x": data.x, "y": data.y})}
+    return {"models": models, "dataset": identity}

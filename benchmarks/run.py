@@ -2,11 +2,13 @@
 """Run an art_ext benchmark suite: ``python benchmarks/run.py [--suite default] [--out DIR] [--resume] ...``.
 
 Each example's result is appended to ``<out>/rows.jsonl`` as soon as it is computed; ``<out>/manifest.json`` records
-the configuration, seed, git SHA, library versions, device and the resolved model and dataset references. Tables
+the configuration, seed, git SHA, library versions, device, the resolved model and dataset references, and their
+identity by content: ``models`` (per model reference, the sha256 of the weights loaded and their source) and
+``dataset`` (the sha256 of the examples used; ``references.identify``). Tables
 (``summary.md``, ``summary.json``) and plots are derived from the rows only, so an interrupted run that is continued
 reports exactly what an uninterrupted run reports. Rerunning the same command continues the run in ``--out``
-(finished examples are skipped); a folder that holds a run of a different suite, seed or limit is refused (the
-message names what differs), never overwritten.
+(finished examples are skipped); a folder that holds a run of a different suite, seed or limit, or of other
+weights or examples, is refused (the message names what differs), never overwritten.
 
 Everything is checked before the first example runs: the suite name, the TOML, every key against the kind's schema
 (unknown keys are errors), every value in every config, the device and the model and dataset references (files
@@ -216,6 +218,25 @@ def inspect_folder(out: Path, manifest: dict[str, Any], *, resume: bool) -> list
     return previous
 
 
+def identify(p: Plan) -> None:
+    """Record in ``p.manifest`` the sha256 of the weights of every model the suite names and of its examples
+    (``references.identify``: each model is loaded once, on the CPU; a zoo model may be trained here, before the
+    first row); a continued run must find the same hashes as the run it continues (raises ``SuiteError``)."""
+    where = f"suite {p.suite['name']!r}"
+    try:
+        identity = references.identify(p.suite, p.roots, references=sorted(p.manifest["references"].get("models", {})),
+                                       limit=p.limit)
+    except common.SuiteError as err:
+        raise common.SuiteError(f"{where}: {err}") from err
+    p.manifest.update(identity)
+    manifest_path = p.out / common.MANIFEST_FILE
+    if manifest_path.is_file():
+        changed = common.identity_differences(json.loads(manifest_path.read_text()), p.manifest)
+        if changed:
+            raise common.SuiteError(f"{p.out} holds a run with other weights or examples ({'; '.join(changed)}); it "
+                                    "is never overwritten: choose another --out or delete that folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list:
@@ -224,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
         p = plan(args)
+        identify(p)
     except common.SuiteError as err:
         fail(str(err))
     created = not p.out.exists()

@@ -28,6 +28,7 @@ from art_ext.defences.normalized_noise import NormalizedReconstructor, noise_spa
 from art_ext.models.classifiers import ARCHITECTURES
 from art_ext.models.denoisers import DENOISER_ARCHITECTURES, build_denoiser
 from art_ext.models.unet import UNet
+from art_ext.ops.hashing import state_dict_sha256
 from art_ext.training.classifier import FineTune, Recipe, SplitLoader, TrainConfig, accuracy
 from art_ext.training.denoiser import DenoiserTrainConfig, validation_loss
 from art_ext.training.diffusion import DiffusionTrainConfig
@@ -468,11 +469,20 @@ class RescaledLossDenoiserEntry:
 
 @dataclass
 class ZooModel:
-    """A trained zoo model (eval mode) with its entry and the facts recorded when it was trained."""
+    """A trained zoo model (eval mode) with its entry and the facts recorded when it was trained (``info``; the loader
+    adds ``info["sha256"]``, the hash of the weights as loaded, and ``info["source"]``: shipped, cache or trained)."""
 
     module: nn.Module
     entry: Entry
     info: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        """``art_ext.ops.hashing.state_dict_sha256`` of the weights as loaded or trained (``info["sha256"]``; computed
+        from the module when a hand-made ``ZooModel`` has none)."""
+        if "sha256" not in self.info:
+            return state_dict_sha256(self.module)
+        return str(self.info["sha256"])
 
 
 #: the one registry of the zoo: classifiers, denoisers and diffusion models, names unique across all three

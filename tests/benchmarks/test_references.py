@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from art_ext.ops.hashing import state_dict_sha256
 from art_ext.testing import write_cifar10_root
 from benchmarks import common, run
 from benchmarks.common import SuiteError
-from benchmarks.references import Roots, parse_dataset, parse_model
+from benchmarks.references import Roots, identify, parse_dataset, parse_model, suite_models
 
 
 def cifar_cnn() -> nn.Module:
@@ -87,6 +88,37 @@ def test_file_reference_loads_a_saved_module_and_a_torchscript_module(tmp_path):
         with torch.no_grad():
             torch.testing.assert_close(loaded.module(X), model(X))
     assert isinstance(parse_model(f"file:{tmp_path / 'scripted.pt'}").load(Roots()).module, torch.jit.ScriptModule)
+
+
+def test_loaded_models_carry_the_sha256_of_their_weights(tmp_path):
+    from art_ext import zoo
+
+    model = cifar_cnn()
+    torch.save(model, tmp_path / "whole.pt")
+    loaded = parse_model(f"file:{tmp_path / 'whole.pt'}").load(Roots())
+    assert loaded.weights_sha256 == state_dict_sha256(model) and loaded.source == "file"
+    lenet = parse_model("digits_lenet").load(Roots())
+    assert lenet.weights_sha256 == zoo.load("digits_lenet").sha256 == state_dict_sha256(lenet.module)
+    assert lenet.source.startswith("zoo:")
+
+
+def test_identify_hashes_every_model_a_suite_names_and_its_examples(tmp_path):
+    from art_ext import zoo
+    from art_ext.data import load_digits
+
+    torch.save(cifar_cnn(), tmp_path / "whole.pt")
+    suite = {"dataset": "digits", "split": "val", "configs": [
+        {"model": "digits_cnn", "denoiser": "digits_dncnn_mse_025", "row": "not a model"},
+        {"model": "zoo:digits_lenet"}], "defences": ["none", "denoiser:digits_dncnn_stab_050"]}
+    file_ref = f"file:{tmp_path / 'whole.pt'}"
+    assert suite_models(suite, [file_ref]) == sorted(
+        ["digits_cnn", "digits_dncnn_mse_025", "zoo:digits_lenet", "digits_dncnn_stab_050", file_ref])
+    identity = identify(suite, Roots(), references=[file_ref], limit=5)
+    assert identity["models"]["digits_dncnn_mse_025"]["sha256"] == zoo.load("digits_dncnn_mse_025").sha256
+    assert identity["models"][file_ref] == {"sha256": state_dict_sha256(cifar_cnn()), "source": "file"}
+    val = load_digits("val").head(5)
+    assert identity["dataset"] == {"reference": "digits", "split": "val", "limit": 5, "examples": 5,
+                                   "sha256": state_dict_sha256({"x": val.x, "y": val.y})}
 
 
 def test_file_reference_refuses_a_state_dict(tmp_path):

@@ -4,6 +4,9 @@ import json
 
 import pytest
 
+from art_ext import zoo
+from art_ext.data import load_digits
+from art_ext.ops.hashing import state_dict_sha256
 from benchmarks import common, run
 
 SUITE = """
@@ -67,6 +70,26 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, suite_fi
         {k: v for k, v in s.items() if k != "seconds_per_example"} for s in json.loads((out / "summary.json").read_text())
     ]
     assert untimed(partial) == untimed(full)
+
+
+def test_manifest_records_the_weights_and_examples_by_content(tmp_path, suite_file, capsys):
+    out = tmp_path / "out"
+    assert run.main(["--suite", str(suite_file), "--out", str(out), "--quiet", "--limit", "2"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name in ("digits_lenet", "digits_mlp"):
+        model = zoo.load(name)
+        assert manifest["models"][name] == {"sha256": model.sha256, "source": f"zoo:{model.info['source']}"}
+    test = load_digits("test").head(2)
+    assert manifest["dataset"]["sha256"] == state_dict_sha256({"x": test.x, "y": test.y})
+    assert manifest["dataset"]["examples"] == 2
+    # a folder that holds a run of other weights is never continued
+    manifest["models"]["digits_mlp"]["sha256"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        run.main(["--suite", str(suite_file), "--out", str(out), "--quiet", "--limit", "2"])
+    assert refused.value.code == 2
+    assert "model 'digits_mlp': weights sha256 000000000000... there vs" in capsys.readouterr().err
 
 
 def test_resume_needs_an_earlier_run(tmp_path, suite_file, capsys):
