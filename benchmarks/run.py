@@ -188,7 +188,7 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(suite, kind, out, device, limit, roots, manifest, previous, backend)
 
 
-def inspect_folder(out: Path, manifest: dict[str, Any], *, resume: bool) -> list[dict[str, Any]]:
+def inspect_folder(out: Path, manifest: dict[str, Any], *, resume: bool, warn: bool = True) -> list[dict[str, Any]]:
     """The finished rows in ``out`` that this run continues (raises ``SuiteError`` for a folder that holds another
     run, rows without a manifest, a corrupt manifest, or files of something else); sets ``manifest["resumed_from"]``.
     """
@@ -207,9 +207,13 @@ def inspect_folder(out: Path, manifest: dict[str, Any], *, resume: bool) -> list
         if differences:
             raise common.SuiteError(f"{out} holds a different run ({'; '.join(differences)}); it is never "
                                     "overwritten: choose another --out or delete that folder")
+        changed = common.identity_differences(old, manifest) if "models" in manifest else []
+        if changed:
+            raise common.SuiteError(f"{out} holds a run with other weights or examples ({'; '.join(changed)}); it "
+                                    "is never overwritten: choose another --out or delete that folder")
         manifest["resumed_from"] = old.get("started")
         for field in ("git_sha", "versions"):
-            if old.get(field) != manifest.get(field):
+            if warn and old.get(field) != manifest.get(field):
                 log.warning("continuing a run made with other %s (%s there, %s here); the rows are recorded with "
                             "both", field, old.get(field), manifest.get(field))
                 manifest.setdefault("earlier", {})[field] = old.get(field)
@@ -229,12 +233,7 @@ def identify(p: Plan) -> None:
     except common.SuiteError as err:
         raise common.SuiteError(f"{where}: {err}") from err
     p.manifest.update(identity)
-    manifest_path = p.out / common.MANIFEST_FILE
-    if manifest_path.is_file():
-        changed = common.identity_differences(json.loads(manifest_path.read_text()), p.manifest)
-        if changed:
-            raise common.SuiteError(f"{p.out} holds a run with other weights or examples ({'; '.join(changed)}); it "
-                                    "is never overwritten: choose another --out or delete that folder")
+    inspect_folder(p.out, p.manifest, resume=False, warn=False)  # refuse a folder of other weights before any work
 
 
 def main(argv: list[str] | None = None) -> int:
