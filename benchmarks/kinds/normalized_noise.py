@@ -159,21 +159,26 @@ def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y
     assert isinstance(base, DenoisedClassifier)
     out: list[dict[str, Any]] = [{} for _ in range(len(y))]
     for preset in PRESETS:
-        cfg = table_v_config() if preset == "paper" else sane_config(0.5, 20, "l2")
-        # the deployed noise of step t is draw t of each image's key (noisy_cross_entropy adds it in front of the
-        # denoiser), not a generator of the unit; BPDA's identity backward through noise + denoiser is the identity
-        # through the noise (exact) composed with BPDA through the denoiser
-        attack_keys = keys.derive(f"attack/{preset}")
-        noisy = noisy_cross_entropy(sigma, attack_keys, 1, space)
-        if preset == "exact":  # not in the paper: the sane preset with exact gradients through noise + UNet
-            x_adv = pgd(base, x, y, cfg, loss_fn=noisy, keys=attack_keys)
-        else:
-            x_adv = bpda_pgd(base.classifier, x, y, cfg, defence=base.denoiser, loss_fn=noisy, keys=attack_keys)
+        x_adv = table_v_attack(base, x, y, preset, sigma, space, keys.derive(f"attack/{preset}"))
         score = score_keyed(lambda z, k: base(keyed_noise(z, sigma, k, space)), x_adv.detach(), y,
                             keys.derive(f"score/{preset}"), int(suite.get("attack_draws", 10)))
         for j, acc in enumerate(score.correct.float().mean(1).tolist()):
             out[j][f"acc_{preset}"] = acc
     return out
+
+
+def table_v_attack(base: DenoisedClassifier, x: torch.Tensor, y: torch.Tensor, preset: str, sigma: float,
+                   space: NoiseSpace, keys: NoiseKeys) -> torch.Tensor:
+    """Table V's PGD-L2 on the deployed pipeline (noise + denoiser + classifier) with ``preset``'s config: BPDA
+    through noise + denoiser ("paper", "sane") or exact gradients ("exact"). The deployed noise of step t is draw t
+    of each image's key (``noisy_cross_entropy`` adds it in front of the denoiser), so x_adv[i] is a function of
+    ``keys[i]``, not of the other images; BPDA's identity backward through noise + denoiser is the exact identity
+    through the noise composed with BPDA through the denoiser."""
+    cfg = table_v_config() if preset == "paper" else sane_config(0.5, 20, "l2")
+    noisy = noisy_cross_entropy(sigma, keys, 1, space)
+    if preset == "exact":  # not in the paper: the sane preset with exact gradients through noise + UNet
+        return pgd(base, x, y, cfg, loss_fn=noisy, keys=keys)
+    return bpda_pgd(base.classifier, x, y, cfg, defence=base.denoiser, loss_fn=noisy, keys=keys)
 
 
 # ---- report ------------------------------------------------------------------------------------------------------
