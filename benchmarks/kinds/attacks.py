@@ -4,9 +4,9 @@ pipeline under soft smoothing; every final adversarial example is scored over k 
 randomized model (mean and worst-case accuracy, ``art_ext.attacks.score_randomized``).
 
 Suite file keys: ``dataset`` (a dataset reference: "digits", "cifar10", "imagefolder:<path>"), ``split``,
-``resolution`` (digits only), ``limit``, ``chunk`` (images attacked together under one derived seed; the unit of
-resume: the attacks draw from a generator of the unit, while the scoring draws of an image depend on the run seed,
-its config and its dataset index only, ``benchmarks.image_keys``), ``eps`` (one radius, or a list: an eps grid at
+``resolution`` (digits only), ``limit``, ``chunk`` (images attacked together; the unit of resume: an image's attack
+randomness and scoring draws depend on the run seed, its config and its dataset index only, ``benchmarks.image_keys``,
+except NAttack's queries of a randomized target, see ``attack_unit``), ``eps`` (one radius, or a list: an eps grid at
 which every attack without its own ``eps`` runs; its config ids then end in ``@eps=<e>``), ``norm``, ``max_iter``,
 ``score_draws`` (k), and ``[[targets]]`` tables: ``name``, ``model`` (any model reference: a zoo name, ``zoo:``,
 ``robustbench:``, ``torchvision:``, ``file:``), ``deployment`` ("plain" | "quantised" | "smoothed" |
@@ -179,8 +179,10 @@ class Target:
             return score_keyed(self.decide, x, y, None, 1)
         return score_keyed(lambda z, k: self.decide.scores(z, keys=k), x, y, keys, draws)
 
-    def noisy_scores(self, generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
-        """NAttack's per-query score on a randomized target: one noisy pass (reference option (a))."""
+    def noisy_scores(self, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """NAttack's per-query score on a randomized target: one noisy pass (reference option (a)). Drawn from
+        ``generator``: NAttack calls it with the candidates of the images still searching, not their indices, so
+        this noise cannot be keyed per image."""
         if not self.randomized:
             return self.decide
         return lambda z: self.base(z + self.sigma * torch.randn(z.shape, generator=generator, device=z.device))
@@ -209,33 +211,40 @@ def _pgd_config(suite: dict[str, Any], attack: dict[str, Any], eps: float) -> PG
 
 
 def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Target, x: torch.Tensor, y: torch.Tensor,
-               generator: torch.Generator, eps: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+               keys: NoiseKeys, eps: float | None = None, *, query_generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Adversarial examples (and NAttack's per-example queries) for one attack table at radius ``eps`` (default:
-    the attack's own ``eps``, else the suite's first)."""
+    the attack's own ``eps``, else the suite's first). The attack's randomness (random starts, EOT noise, NAttack's
+    mean and populations) is keyed per image by ``keys.derive("attack/<name>")`` (``keys``: one per image of ``x``),
+    apart from the deployed noise that NAttack's queries and success checks of a randomized target draw from
+    ``query_generator`` (``Target.noisy_scores``; required for them)."""
     name = attack["name"]
     base_cfg = _pgd_config(suite, attack, float(attack.get("eps", eps_grid(suite)[0]) if eps is None else eps))
     if name == "none":
         return x, None
+    mine = keys.derive(f"attack/{name}")  # not the scoring's keys (derive("score"), derive(d))
     if name == "pgd":
-        return pgd(target.defended, x, y, base_cfg, generator=generator), None
+        return pgd(target.defended, x, y, base_cfg, keys=mine), None
     if name == "bpda_pgd":
         warn_if_unreachable(base_cfg)
-        return pgd(target.bpda, x, y, base_cfg, generator=generator), None
+        return pgd(target.bpda, x, y, base_cfg, keys=mine), None
     if name in ("epgd", "smoothadv"):
         common_kw = dict(eps=base_cfg.eps, max_iter=base_cfg.max_iter, norm=base_cfg.norm,
                          num_random_init=base_cfg.num_random_init, sigma=target.sigma)
         if name == "epgd":
             config = EPGDConfig(eps_step=base_cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
-            return epgd(target.base, x, y, config, generator=generator), None
+            return epgd(target.base, x, y, config, keys=mine), None
         config = SmoothAdvConfig(num_noise=int(attack["samples"]), aggregate=attack.get("aggregate", "softmax"),
                                  eps_step=attack.get("eps_step"), **common_kw)
-        return smoothadv_pgd(target.base, x, y, config, generator=generator), None
+        return smoothadv_pgd(target.base, x, y, config, keys=mine), None
     if name == "nattack":
         config = NAttackConfig(eps=base_cfg.eps, norm=base_cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
                                pop_size=int(attack.get("pop_size", 100)), max_queries=int(attack["max_queries"]),
                                check_every=int(attack.get("check_every", 5)))
-        result = nattack(target.noisy_scores(generator), x, y, config, predict=lambda z: target.decide(z).argmax(1),
-                         generator=generator)
+        if target.randomized and query_generator is None:
+            raise ValueError("nattack on a randomized target needs query_generator (the noise of its queries)")
+        result = nattack(target.noisy_scores(query_generator), x, y, config,
+                         predict=lambda z: target.decide(z).argmax(1), keys=mine)
         return result.x_adv, result.queries
     raise ValueError(f"unknown attack {name!r}; expected none, pgd, bpda_pgd, epgd, smoothadv or nattack")
 
@@ -315,16 +324,18 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
     """One attack on ``indices``, each final adversarial example scored over k draws of the deployed model.
     ``seconds`` times the attack only (models are loaded before, scoring after)."""
     start = indices[0]
-    # TODO(attack keys): the attacks take a generator, so an attack's randomness still depends on the unit
-    attack_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start))
-    score_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start, "score"))
-    target = Target(spec, models, data.num_classes, score_gen)
+    # NAttack on a randomized target: its queries and success checks run the deployed model on the candidates of
+    # the images still searching, without their indices, so that noise comes from a generator of the unit and those
+    # rows depend on the unit (every other attack's randomness and all scoring are keyed per image)
+    unit_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start, "score"))
+    target = Target(spec, models, data.num_classes, unit_gen)
     x, y = data.x[indices].to(device), data.y[indices].to(device)
+    keys = image_keys(seed, cid, indices)
     t0 = clock()
-    x_adv, queries = run_attack(suite, attack, target, x, y, attack_gen, eps)
+    x_adv, queries = run_attack(suite, attack, target, x, y, keys, eps, query_generator=unit_gen)
     seconds = (clock() - t0) / len(indices)
     k = draws if target.randomized else 1
-    adv = target.score(x_adv, y, image_keys(seed, cid, indices).derive("score"), k)
+    adv = target.score(x_adv, y, keys.derive("score"), k)
     distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
     return [{
         "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack), "eps": eps,

@@ -43,10 +43,12 @@ before its attacks. ``--limit`` bounds the images of every (model, defence) and 
 ``bn_images`` (adaptation images, from the train split) is not an evaluation subset and is not bounded by it.
 
 The computation is split into work units (``units``: one (model, defence, chunk) each, described by a picklable
-dict) computed by ``compute_unit(suite, unit, device, roots, seed)``; ``run`` loops over them. The scoring draws
-and the certify table's noise of an image depend on the run seed, its config and its dataset index only
-(``benchmarks.image_keys``), not on ``chunk``; the attacks (and the rigor checks' two passes) still draw from seeds
-of the unit, as their functions take a generator or a seed.
+dict) computed by ``compute_unit(suite, unit, device, roots, seed)``; ``run`` loops over them. The scoring draws,
+the certify table's noise, the rigor randomness check's passes and the randomness of the art_ext attacks (PGD's
+random start, NAttack's search) of an image depend on the run seed, its config and its dataset index only
+(``benchmarks.image_keys``), not on ``chunk``. Still of the unit: the external attacks (torchattacks' APGD and
+AutoAttack draw from torch's global RNG, seeded per unit) and NAttack's queries and success checks of a randomized
+defence (one noisy pass of the candidates of the images still searching, whose indices NAttack does not pass).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from art_ext.attacks import NAttackConfig, PGDConfig, nattack, pgd, rigor
+from art_ext.smoothing.keys import NoiseKeys
 from benchmarks import common, references
 from benchmarks.backends import Unit, WorkerEnv
 from benchmarks.common import Key, Table
@@ -309,6 +312,19 @@ class FrozenNoiseSmoothing(nn.Module):
         return torch.log(probs.clamp_min(1e-12))
 
 
+class _KeyedPasses(nn.Module):
+    """A randomized defence's forward whose call p draws under ``keys.derive(p)`` (one key per image of the input):
+    the passes of ``rigor.output_randomness`` keyed per image, without changing that check."""
+
+    def __init__(self, decide: nn.Module, keys: NoiseKeys) -> None:
+        super().__init__()
+        self.decide, self.keys, self.calls = decide, keys, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keys, self.calls = self.keys.derive(self.calls), self.calls + 1
+        return self.decide.scores(x, keys=keys)  # type: ignore[operator]
+
+
 class Deployed:
     """A (model, defence) pair: ``decide`` (the deployed model, randomized or not), ``surrogate`` (what gradient
     attacks differentiate), ``query`` (what NAttack scores), ``base`` and ``sigma`` (a smoothed defence's base
@@ -359,7 +375,8 @@ class Deployed:
         return FrozenNoiseSmoothing(self.base, float(self.sigma or 0.0), noise).eval()
 
     def noisy_query(self, z: torch.Tensor) -> torch.Tensor:
-        """One noisy pass of the base (NAttack's score query on a randomized defence)."""
+        """One noisy pass of the base (NAttack's score query on a randomized defence), from ``self.generator``:
+        NAttack calls it with candidates, not image indices, so this noise cannot be keyed per image."""
         return self.base(z + float(self.sigma or 0.0) * torch.randn(z.shape, generator=self.generator,
                                                                      device=z.device))
 
@@ -372,16 +389,25 @@ def _fork_rng(device: torch.device):
 
 
 def run_attack(name: str, suite: dict[str, Any], norm: str, eps: float, target: Deployed, x: torch.Tensor,
-               y: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Adversarial examples [B, ...] of one attack at one eps (and NAttack's per-example queries)."""
+               y: torch.Tensor, seed: int, *, keys: NoiseKeys | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Adversarial examples [B, ...] of one attack at one eps (and NAttack's per-example queries).
+
+    The art_ext attacks (PGD, NAttack) key their randomness per image by ``keys.derive(name)`` (``keys``: one per
+    image of ``x``; ``None``: keys drawn from a generator seeded with ``seed``). The external attacks (APGD,
+    AutoAttack) draw from torch's global RNG, seeded with ``seed`` inside a fork of it: they cannot be keyed per
+    image, so their results depend on the images attacked together."""
     device = x.device
     steps = int(suite.get("steps", 20))
     surrogate = target.frozen_surrogate(tuple(x.shape[1:])) if target.randomized else target.surrogate
     if name == "none" or eps == 0:
         return x, None
+    mine = NoiseKeys.draw(torch.Generator(device=device).manual_seed(seed), x.shape[0], device) if keys is None \
+        else keys.derive(name)
     if name == "pgd":
         config = PGDConfig(eps=eps, eps_step=2.5 * eps / steps, max_iter=steps, norm=norm, num_random_init=1)
-        return pgd(surrogate, x, y, config, generator=torch.Generator(device=device).manual_seed(seed)), None
+        return pgd(surrogate, x, y, config, keys=mine), None
+    # external attacks: torch's global RNG, seeded per unit (``seed``), so their rows depend on the unit's images
     if name in ("apgd-ce", "apgd-dlr"):
         import torchattacks
 
@@ -409,8 +435,7 @@ def run_attack(name: str, suite: dict[str, Any], norm: str, eps: float, target: 
                                pop_size=int(suite.get("nattack_pop", 50)),
                                max_queries=int(suite.get("nattack_queries", 5000)), check_every=5)
         query = target.noisy_query if target.randomized else target.query
-        result = nattack(query, x, y, config, predict=lambda z: target.decide(z).argmax(1),
-                         generator=torch.Generator(device=device).manual_seed(seed))
+        result = nattack(query, x, y, config, predict=lambda z: target.decide(z).argmax(1), keys=mine)
         return result.x_adv, result.queries
     raise ValueError(f"unknown attack {name!r}; expected one of {', '.join(ATTACKS)}")
 
@@ -480,13 +505,14 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     adaptation = None
     if unit["defence"] == "bn_adapt":
         adaptation = load_data(suite, None, roots, split="train").x[: int(suite.get("bn_images", 200))]
-    score_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, tag, unit["start"], "score"))
+    # the deployed noise of NAttack's queries and success checks only (scoring, rigor passes and certify are keyed)
+    query_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, tag, unit["start"], "score"))
     # the adaptation noise depends on (seed, model), not on the chunk: every chunk sees the same adapted model
     defence_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, tag, "defence"))
     target = Deployed(model, unit["defence"], suite, data.num_classes, device, defence_gen, adaptation)
     if target.randomized:
-        target.decide.generator = score_gen  # type: ignore[union-attr]
-        target.generator = score_gen
+        target.decide.generator = query_gen  # type: ignore[union-attr]
+        target.generator = query_gen
     k = int(suite.get("score_draws", 10)) if target.randomized else 1
     base_row = {"kind": "compare", "model": unit["model"], "defence": unit["defence"], "norm": unit["norm"]}
     rows: list[dict[str, Any]] = []
@@ -505,8 +531,11 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
         rows.append({**base_row, "config": f"{tag}/clean", "index": i, "label": int(data.y[i]), "draws": k,
                      "rate": float(clean.per_example_rate[j]), "all_draws": bool(clean.correct[j].all())})
 
-    # rigor checks, before any attack
-    randomness = rigor.output_randomness(target.decide, x)
+    # rigor checks, before any attack; a randomized defence's passes p = 0, 1 run under the keys of (rigor config,
+    # dataset index) derived by p, so an image's passes do not depend on the unit
+    decide = _KeyedPasses(target.decide, image_keys(seed, f"{tag}/rigor", indices)) if target.randomized \
+        else target.decide
+    randomness = rigor.output_randomness(decide, x)
     surrogate = target.frozen_surrogate(tuple(x.shape[1:])) if target.randomized else target.surrogate
     grads = rigor.gradient_health(surrogate, x, y)
     probe: list[list[float]] = [[] for _ in indices]
@@ -514,9 +543,11 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     if len(unit["eps"]) < 3 and any(a in GRADIENT_ATTACKS for a in attacks):
         top = max(unit["eps"])
         for f in PROBE_FRACTIONS:
+            pid = f"{tag}/probe/{f:g}"
             x_probe, _ = run_attack("pgd", suite, unit["norm"], top * f, target, x, y,
-                                    common.seed_for(seed, tag, unit["start"], "probe", f))
-            rates = score(x_probe, f"{tag}/probe/{f:g}").per_example_rate.tolist()
+                                    common.seed_for(seed, tag, unit["start"], "probe", f),
+                                    keys=image_keys(seed, pid, indices).derive("attack"))
+            rates = score(x_probe, pid).per_example_rate.tolist()
             for j in range(len(indices)):
                 probe[j].append(rates[j])
     for j, i in enumerate(indices):
@@ -532,7 +563,8 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
             cid = attack_config(tag, attack, eps)
             attack_seed = common.seed_for(seed, cid, unit["start"])
             t0 = time.perf_counter()
-            x_adv, queries = run_attack(attack, suite, unit["norm"], eps, target, x, y, attack_seed)
+            x_adv, queries = run_attack(attack, suite, unit["norm"], eps, target, x, y, attack_seed,
+                                        keys=image_keys(seed, cid, indices).derive("attack"))
             seconds = (time.perf_counter() - t0) / len(indices)
             adv = score(x_adv, cid)
             delta = (x_adv - x).flatten(1)

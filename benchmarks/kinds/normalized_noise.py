@@ -35,11 +35,12 @@ from torch import nn
 
 from art_ext import zoo
 from art_ext.attacks import bpda_pgd, pgd, sane_config, table_v_config
+from art_ext.attacks.epgd import noisy_cross_entropy
 from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext.smoothing import certify
 from art_ext.smoothing.keys import NoiseKeys
-from art_ext.smoothing.noise import GaussianNoise, NoiseSpace, NormalizedNoise, PixelNoise
+from art_ext.smoothing.noise import NoiseSpace, NormalizedNoise, PixelNoise
 from benchmarks import common
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
@@ -125,7 +126,6 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
                 if all(ctx.is_done(cid, i) for i in idx):
                     continue
                 units.append(Unit(cid, idx, common.seed_for(ctx.seed, cid, start), {"config": config, "model": name}))
-                # unit.seed: Table V's attack randomness only (its attacks take a generator); noise: image_keys
     ctx.run_units(units, compute, suite, desc=suite.get("name", "normalized_noise"))
 
 
@@ -138,13 +138,13 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     base = cached(("normalized-noise-base", unit.config, str(env.device)),
                   lambda: pipeline(config, zoo.load(name, kind="classifier", device=env.device).module, env.device))
     x, y = data.x[idx].to(env.device), data.y[idx].to(env.device)
-    rows = _unit(config["table"], suite, base, x, y, sigma, space, unit.seed, image_keys(env.seed, unit.config, idx))
+    rows = _unit(config["table"], suite, base, x, y, sigma, space, image_keys(env.seed, unit.config, idx))
     return [{"config": unit.config, "index": i, "row": config["row"], "table": config["table"], "model": name,
              "sigma": sigma, "noise_space": repr(space), **r} for i, r in zip(idx, rows, strict=True)]
 
 
 def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
-          space: NoiseSpace, seed: int, keys: NoiseKeys) -> list[dict[str, Any]]:
+          space: NoiseSpace, keys: NoiseKeys) -> list[dict[str, Any]]:
     if table == "I":
         with torch.no_grad():
             correct = (base(keyed_noise(x, sigma, keys, space)).argmax(1) == y).tolist()
@@ -157,23 +157,28 @@ def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y
                 for p, t, r, rn in zip(certs.label.tolist(), y.tolist(), certs.radius.tolist(),
                                        certs.radius_noise_space.tolist(), strict=True)]
     assert isinstance(base, DenoisedClassifier)
-    # TODO(attack keys): bpda_pgd / pgd take a generator, so the attack's noise still depends on the unit
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    noise = GaussianNoise(sigma, generator=generator, noise_space=space)
-    defence = nn.Sequential(noise, base.denoiser)  # randomized defence: noise + denoiser (BPDA identity backward)
-    deployed = nn.Sequential(noise, base.denoiser, base.classifier).eval()
     out: list[dict[str, Any]] = [{} for _ in range(len(y))]
     for preset in PRESETS:
-        cfg = table_v_config() if preset == "paper" else sane_config(0.5, 20, "l2")
-        if preset == "exact":  # not in the paper: the sane preset with exact gradients through noise + UNet
-            x_adv = pgd(deployed, x, y, cfg, generator=generator)
-        else:
-            x_adv = bpda_pgd(base.classifier, x, y, cfg, defence=defence, generator=generator)
+        x_adv = table_v_attack(base, x, y, preset, sigma, space, keys.derive(f"attack/{preset}"))
         score = score_keyed(lambda z, k: base(keyed_noise(z, sigma, k, space)), x_adv.detach(), y,
                             keys.derive(f"score/{preset}"), int(suite.get("attack_draws", 10)))
         for j, acc in enumerate(score.correct.float().mean(1).tolist()):
             out[j][f"acc_{preset}"] = acc
     return out
+
+
+def table_v_attack(base: DenoisedClassifier, x: torch.Tensor, y: torch.Tensor, preset: str, sigma: float,
+                   space: NoiseSpace, keys: NoiseKeys) -> torch.Tensor:
+    """Table V's PGD-L2 on the deployed pipeline (noise + denoiser + classifier) with ``preset``'s config: BPDA
+    through noise + denoiser ("paper", "sane") or exact gradients ("exact"). The deployed noise of step t is draw t
+    of each image's key (``noisy_cross_entropy`` adds it in front of the denoiser), so x_adv[i] is a function of
+    ``keys[i]``, not of the other images; BPDA's identity backward through noise + denoiser is the exact identity
+    through the noise composed with BPDA through the denoiser."""
+    cfg = table_v_config() if preset == "paper" else sane_config(0.5, 20, "l2")
+    noisy = noisy_cross_entropy(sigma, keys, 1, space)
+    if preset == "exact":  # not in the paper: the sane preset with exact gradients through noise + UNet
+        return pgd(base, x, y, cfg, loss_fn=noisy, keys=keys)
+    return bpda_pgd(base.classifier, x, y, cfg, defence=base.denoiser, loss_fn=noisy, keys=keys)
 
 
 # ---- report ------------------------------------------------------------------------------------------------------

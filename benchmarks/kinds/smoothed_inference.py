@@ -14,8 +14,8 @@ then smaller sigma) is chosen; the test split is only reported, never used to ch
 Suite file keys: ``dataset`` ("digits"), ``resolution``, ``models``, ``val_limit``, ``limit`` (test images),
 ``sigmas``, ``num_samples`` (the M grid), ``modes``, ``seeds`` (number of seeds per split: ``val_seeds``,
 ``test_seeds``), ``batch_size`` (noisy samples per forward), ``images_per_chunk`` (the unit of resume; the smoothing
-noise of an image depends on the run seed, its config and its dataset index only, ``benchmarks.image_keys``; the
-attacks still draw from a generator of the unit) and an ``[attack]`` table with
+noise and the attacks' random starts and EOT noise of an image depend on the run seed, its config and its dataset
+index only, ``benchmarks.image_keys``) and an ``[attack]`` table with
 ``norm``, ``eps``, ``eps_step``, ``max_iter``, ``num_random_init``, ``epgd_samples`` (``SCHEMA``; any other key is
 an error).
 
@@ -45,7 +45,7 @@ from art_ext.smoothing.inference import (
     labels_from_scores,
     votes,
 )
-from art_ext.smoothing.keys import NoiseKeys
+from art_ext.smoothing.keys import NoiseKeys, resolve_keys
 from benchmarks import common
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
@@ -107,17 +107,19 @@ def _attack_configs(suite: dict[str, Any], sigma: float) -> tuple[EPGDConfig, EP
 
 def evaluate_chunk(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: dict[str, Any],
-    generator: torch.Generator, *, num_classes: int = 10, keys: NoiseKeys | None = None,
+    generator: torch.Generator | None = None, *, num_classes: int = 10, keys: NoiseKeys | None = None,
 ) -> dict[str, Any]:
-    """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images. The attacks
-    draw from ``generator``; the smoothing noise of input ``name`` is ``keys.derive(name)`` (``keys``: one per image;
-    ``None``: keys drawn from ``generator``)."""
+    """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images. Image i's
+    randomness is keyed by ``keys[i]`` (one per image; ``None``: keys drawn once from ``generator``, not both): the
+    PGD / EPGD attacks by ``keys.derive("attack/pgd")`` / ``keys.derive("attack/epgd")``, the smoothing noise of
+    input ``name`` by ``keys.derive(name)``."""
+    keys = resolve_keys(keys, generator, x.shape[0], x.device)
     grid = [int(m) for m in suite["num_samples"]]
     max_m, batch_size, modes = max(grid), int(suite["batch_size"]), list(suite["modes"])
     pgd_cfg, epgd_cfg = _attack_configs(suite, sigma)
-    inputs = {"clean": x, "pgd": epgd(model, x, y, pgd_cfg, generator=generator)}
+    inputs = {"clean": x, "pgd": epgd(model, x, y, pgd_cfg, keys=keys.derive("attack/pgd"))}
     # sigma = 0: the base is deterministic, EPGD's average of identical gradients is PGD
-    inputs["epgd"] = epgd(model, x, y, epgd_cfg, generator=generator) if sigma > 0 else inputs["pgd"]
+    inputs["epgd"] = epgd(model, x, y, epgd_cfg, keys=keys.derive("attack/epgd")) if sigma > 0 else inputs["pgd"]
     index = torch.tensor([m - 1 for m in grid], device=x.device)
     counts = torch.tensor(grid, device=x.device, dtype=x.dtype).view(-1, 1, 1)  # [G, 1, 1]
     correct: dict[str, dict[str, torch.Tensor]] = {}
@@ -126,9 +128,8 @@ def evaluate_chunk(
         for name, xi in inputs.items():
             draw_cfg = SmoothedInferenceConfig(sigma, max_m, "prediction", batch_size=batch_size)
             if sigma > 0:
-                drawn = NoiseKeys.draw(generator, xi.shape[0], xi.device) if keys is None else keys.derive(name)
                 logits = all_noisy_logits(model, xi, draw_cfg, num_classes=num_classes,
-                                          keys=drawn).transpose(0, 1)  # [max M, B, K]
+                                          keys=keys.derive(name)).transpose(0, 1)  # [max M, B, K]
             else:
                 logits = model(xi).unsqueeze(0).expand(max_m, -1, -1)  # every pass is the base itself
             correct[name], abstain[name] = {}, {}
@@ -167,11 +168,9 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
         split, resolution=int(suite.get("resolution", 16))).head(unit.spec["limit"]))
     model = cached(("zoo", model_name, str(env.device)),
                    lambda: zoo.load(model_name, device=env.device, verbose=env.verbose).module)
-    # TODO(attack keys): epgd takes a generator, so the PGD / EPGD inputs (and their rows) still depend on the unit
-    generator = torch.Generator(device=env.device).manual_seed(unit.seed)
     x, y = data.x[indices].to(env.device), data.y[indices].to(env.device)
     t0 = time.perf_counter()
-    flags = evaluate_chunk(model, x, y, sigma, suite, generator, num_classes=data.num_classes,
+    flags = evaluate_chunk(model, x, y, sigma, suite, num_classes=data.num_classes,
                            keys=image_keys(env.seed, cid, indices))
     seconds = (time.perf_counter() - t0) / len(indices)
     as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}

@@ -73,3 +73,28 @@ def test_tiny_run_reports_pixel_radii_and_the_three_tables(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "Table I analog" in summary and "Table II analog" in summary and "Table V analog" in summary
     assert "R_n=0.31" in summary  # r = 0.1 <-> R_n = 0.1 / 0.319
+
+
+@pytest.mark.parametrize("preset", ["sane", "exact"])
+def test_table_v_attack_of_an_image_does_not_depend_on_the_other_images(preset):
+    # Table V's deployed noise during the attack is keyed per image: an image attacked alone gets the x_adv it gets
+    # in a batch of 3, up to the rounding of a batched backward pass (20 float32 steps: atol 1e-4), and another key
+    # moves it by far more
+    import torch
+
+    from art_ext import zoo
+    from benchmarks.image_keys import image_keys
+    from benchmarks.kinds import normalized_noise as kind
+
+    config = {"table": "V", "row": "unet", "model": "digits_cnn", "denoiser": "digits_unet_nn_100"}
+    sigma, space = kind.noise_of(config)
+    base = kind.pipeline(config, zoo.load("digits_cnn", kind="classifier", device="cpu").module, torch.device("cpu"))
+    data = kind.digits.load_digits("test", resolution=16)
+    x, y = data.x[:3], data.y[:3]
+    keys = image_keys(0, "V/unet", range(3)).derive(f"attack/{preset}")
+    together = kind.table_v_attack(base, x, y, preset, sigma, space, keys)
+    for i in range(3):
+        alone = kind.table_v_attack(base, x[i:i + 1], y[i:i + 1], preset, sigma, space, keys[i:i + 1])
+        torch.testing.assert_close(alone, together[i:i + 1], rtol=0, atol=1e-4)
+    other = kind.table_v_attack(base, x, y, preset, sigma, space, keys.derive("other"))
+    assert float((other - together).abs().amax()) > 1e-2

@@ -1,15 +1,19 @@
-"""An image's rows do not depend on the work unit it is computed in: every kind's noise is keyed by (run seed, config
-id, the image's dataset index) (``benchmarks.image_keys``), so two runs that cut the images into other chunks and
-stop at another ``--limit`` give the same rows for the images they share.
+"""An image's rows do not depend on the work unit it is computed in: every kind's noise and every art_ext attack's
+randomness (random starts, EOT noise, NAttack's mean and populations, Table V's deployed noise during the attack,
+the rigor check's passes) is keyed by (run seed, config id, the image's dataset index) (``benchmarks.image_keys``),
+so two runs that cut the images into other chunks and stop at another ``--limit`` give the same rows for the images
+they share.
 
-Compared exactly: the fields that come from certification, smoothed inference and keyed scoring (labels, counts,
-radii, p_a_lower, rates), since the same kernels run on the same data in the same order per image. A model forward
-on a batch of other images may block the CPU convolution differently (values change at the 1e-7 level), which could
-only flip a vote whose logits tie to that precision; none does here. Attack outputs (PGD distances) are compared with
-a tolerance: the attack's gradients are computed on the whole chunk, and a batched backward pass may sum in another
-order (float32, rtol 1e-4 after a few steps). Rows that still depend on the unit because their attack draws from a
-generator of the unit (EPGD, the PGD / EPGD inputs of smoothed_inference, Table V, the compare kind's attacks, all
-with a random start, and its rigor randomness check) are left out until the attacks take per-image keys.
+Compared exactly: labels, counts, radii, p_a_lower, booleans and rates (fractions of correct draws), since the same
+kernels run on the same data in the same order per image for certification, smoothed inference and keyed scoring.
+A model forward or backward on a batch of other images may block the CPU convolution differently (values change at
+the 1e-7 level), which could only flip a vote, or the sign of an l_inf step, whose value ties to that precision; none
+does here. Attack perturbation sizes (``l2_distance``, ``perturbation``) are floats of an attack whose gradients
+are computed on the whole chunk, so a batched backward pass may sum in another order: they are compared with
+rel_tol 1e-4 (float32 after a few steps). Left out, with their reasons: rows whose randomness is still of the unit,
+namely external attacks (torchattacks' APGD, AutoAttack: torch's global RNG, seeded per unit) and NAttack against a
+randomized deployment (its queries and success checks carry no image index, so their noise is drawn from a generator
+of the unit).
 """
 
 import math
@@ -56,6 +60,7 @@ configs = [
   {{ table = "I", row = "unet", denoiser = "digits_unet_nn_100" }},
   {{ table = "II", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
   {{ table = "II", row = "cohen", model = "digits_cnn_noise025", sigma = 0.25 }},
+  {{ table = "V", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
 ]
 """
 
@@ -137,7 +142,16 @@ score_draws = 3
 name = "standard"
 model = "digits_cnn"
 deployment = "plain"
-attacks = [{{ name = "pgd" }}]
+attacks = [
+  {{ name = "pgd", num_random_init = 1 }},
+  {{ name = "nattack", nes_iter = 4, pop_size = 6, max_queries = 40, check_every = 2 }},
+]
+
+[[targets]]
+name = "quantised"
+model = "digits_cnn"
+deployment = "quantised"
+attacks = [{{ name = "bpda_pgd", num_random_init = 1 }}]
 
 [[targets]]
 name = "smoothed"
@@ -145,7 +159,12 @@ model = "digits_cnn_noise050"
 deployment = "smoothed"
 sigma = 0.5
 smoothing_samples = 4
-attacks = [{{ name = "pgd" }}]
+attacks = [
+  {{ name = "pgd", num_random_init = 1 }},
+  {{ name = "epgd", samples = 2, num_random_init = 1 }},
+  {{ name = "smoothadv", samples = 2 }},
+  {{ name = "nattack", nes_iter = 4, pop_size = 6, max_queries = 40, check_every = 2 }},
+]
 """
 
 COMPARE = """
@@ -161,7 +180,11 @@ sigma = 0.25
 smoothing_samples = 4
 models = ["digits_cnn"]
 defences = ["none", "smoothed_inference:soft"]
-attacks = ["none", "pgd"]
+attacks = ["none", "pgd", "apgd-ce", "nattack"]
+apgd_restarts = 1
+nattack_iter = 4
+nattack_pop = 6
+nattack_queries = 40
 
 [certify]
 n0 = 10
@@ -184,18 +207,34 @@ def _bn(row):
 
 
 def _smoothed(row):
-    return {"label": row["label"], "correct": row["correct"]["clean"], "abstain": row["abstain"]["clean"]}
+    # clean, PGD and EPGD inputs: the attacks' random starts and EOT noise are keyed per image
+    return {"label": row["label"], "correct": row["correct"], "abstain": row["abstain"]}
 
 
 def _attacks(row):
+    if row["target"] == "smoothed" and row["attack"].startswith("nattack"):
+        return None  # its queries' deployed noise comes from a generator of the unit (no image index to key it)
     return {k: v for k, v in UNTIMED(row).items() if k != "l2_distance"}
 
 
 def _compare(row):
-    # clean scoring and certify rows; the attack and probe rows start PGD from a random point drawn from a generator
-    # of the unit, and the rigor check's two passes draw from one
-    return UNTIMED(row) if row["config"].endswith(("/clean", "/certify")) else None
+    if row["config"].endswith(("/clean", "/certify", "/rigor")):
+        return UNTIMED(row)  # keyed scoring, certify, rigor passes and PGD probes
+    if "/apgd-ce@" in row["config"]:
+        return None  # torchattacks' APGD draws from torch's global RNG, seeded per unit: cannot be keyed per image
+    if "/nattack@" in row["config"] and row["defence"] != "none":
+        return None  # NAttack's queries of a randomized defence: noise from a generator of the unit
+    return {k: v for k, v in UNTIMED(row).items() if k != "perturbation"}
 
+
+#: per kind, config ids (substrings) whose rows must be among those compared: the keyed attacks are covered
+COVERED: dict[str, tuple[str, ...]] = {
+    "certify": (), "bn_adaptation": ("cert/",), "smoothed_inference": (),
+    "normalized_noise": ("V/",),
+    "attacks": ("standard/pgd", "standard/nattack", "quantised/bpda_pgd", "smoothed/pgd", "smoothed/epgd",
+                "smoothed/smoothadv"),
+    "compare": ("|none/pgd@", "|none/nattack@", "soft/pgd@", "soft/rigor"),
+}
 
 CASES: dict[str, tuple[str, Exact, Close]] = {
     "certify": (CERTIFY, UNTIMED, lambda row: {}),
@@ -203,7 +242,7 @@ CASES: dict[str, tuple[str, Exact, Close]] = {
     "bn_adaptation": (BN_ADAPTATION, _bn, lambda row: {}),
     "smoothed_inference": (SMOOTHED_INFERENCE, _smoothed, lambda row: {}),
     "attacks": (ATTACKS, _attacks, lambda row: {"l2_distance": row.get("l2_distance") or 0.0}),
-    "compare": (COMPARE, _compare, lambda row: {}),
+    "compare": (COMPARE, _compare, lambda row: {"perturbation": row.get("perturbation") or 0.0}),
 }
 
 
@@ -221,7 +260,7 @@ def test_an_images_rows_do_not_depend_on_its_chunk_or_the_limit(tmp_path, kind):
     text, exact, close = CASES[kind]
     one = _rows(tmp_path, text, 1, 3)  # one image per unit, 3 images
     three = _rows(tmp_path, text, 3, 4)  # 3 images per unit (a chunk of 3, then one of 1), 4 images
-    compared = 0
+    compared = set()
     for key, row in one.items():
         if exact(row) is None or key[1] >= 3:
             continue
@@ -229,5 +268,7 @@ def test_an_images_rows_do_not_depend_on_its_chunk_or_the_limit(tmp_path, kind):
         assert exact(row) == exact(other), key
         for name, value in close(row).items():
             assert math.isclose(value, close(other)[name], rel_tol=1e-4, abs_tol=1e-6), (key, name)
-        compared += 1
-    assert compared >= 5  # at least two configs and their images
+        compared.add(key)
+    assert len(compared) >= 5  # at least two configs and their images
+    missing = [c for c in COVERED[kind] if not any(c in config for config, _ in compared)]
+    assert not missing, f"no compared rows of {missing}; compared configs: {sorted({c for c, _ in compared})}"
