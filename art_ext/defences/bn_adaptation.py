@@ -325,6 +325,7 @@ class CertificationThroughAdaptation:
         alpha: float = 0.001,
         batch_size: int = 1000,
         generator: torch.Generator | None = None,
+        keys: NoiseKeys | None = None,
     ) -> Certificates:
         """Algorithm 1 at a fixed ``sigma``: prediction f(x); certificate from CERTIFY on g(f_adapt, sigma), kept
         only where it certifies f(x).
@@ -333,11 +334,14 @@ class CertificationThroughAdaptation:
             For each image, with probability >= 1 - alpha over the noise, the certificate abstains or the smoothed
             classifier g (base f_adapt at this sigma) returns ``label`` = f(x) on the L2 ball of ``radius``. The
             prediction f(x) itself is not smoothed: the certificate is about g, and g and f may disagree at x + d.
+
+        ``generator`` / ``keys``: the noise of image i, as in ``certify`` (one key per image; an image certified
+        alone under its key gets the certificate it gets in any batch).
         """
         reference = self.predict(x, batch_size=batch_size)  # [B]
         certs = certify(
             self.adapted(sigma), x, n0=n0, n=n, sigma=sigma, alpha=alpha, num_classes=self.num_classes,
-            batch_size=batch_size, generator=generator,
+            batch_size=batch_size, generator=generator, keys=keys,
         )
         label, radius = keep_agreeing(certs.label, certs.radius, reference)
         return dataclasses.replace(certs, label=label, radius=radius, radius_noise_space=radius, prediction=reference)
@@ -352,11 +356,13 @@ class CertificationThroughAdaptation:
         alpha: float = 0.001,
         batch_size: int = 1000,
         generator: torch.Generator | None = None,
+        keys: NoiseKeys | None = None,
     ) -> Certificates:
         """Algorithm 2: Auto-Noise over ``self.sigmas`` with adapted bases and the f(x)-agreement rule; see
-        ``auto_noise_certify`` for the guarantee (per-sigma, at the selected sigma) and its limits."""
+        ``auto_noise_certify`` for the guarantee (per-sigma, at the selected sigma), its limits and ``keys``."""
         reference = self.predict(x, batch_size=batch_size)
         return auto_noise_certify(
             self.adapted, x, sigmas=self.sigmas, n_auto=n_auto, n0=n0, n=n, alpha=alpha,
             num_classes=self.num_classes, batch_size=batch_size, reference=reference, generator=generator,
+            keys=keys,
         )

@@ -22,7 +22,6 @@ Suite keys: ``SCHEMA`` (any other key is an error).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -35,9 +34,7 @@ from art_ext.smoothing import certify
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext.data import digits
 from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm
-from art_ext.defences.bn_adaptation import keep_agreeing
-from art_ext.smoothing import Certificates, auto_noise_certify
-from art_ext.smoothing.keys import NoiseKeys
+from art_ext.smoothing import auto_noise_certify
 from art_ext import zoo
 from art_ext.training import accuracy
 from benchmarks import common
@@ -229,8 +226,8 @@ def _compute_certify(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     keys = image_keys(env.seed, cid, indices)
     t0 = time.perf_counter()
     if cta is not None:
-        certs = _adapted_certify(cta, x, keys=keys, auto=auto, sigma=float(part["sigma"]),
-                                 n_auto=int(part["n_auto"]), **common_kw)
+        certs = cta.certify_auto_noise(x, n_auto=int(part["n_auto"]), keys=keys, **common_kw) if auto else \
+            cta.certify(x, sigma=float(part["sigma"]), keys=keys, **common_kw)
     elif auto:
         certs = auto_noise_certify(lambda s: model, x, sigmas=sigmas, n_auto=int(part["n_auto"]),
                                    num_classes=data.num_classes, keys=keys, **common_kw)
@@ -250,21 +247,6 @@ def _compute_certify(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
          "prediction": prediction[j], "sigma": sigma_used[j], "seconds": round(seconds, 4)}
         for j, i in enumerate(indices)
     ]
-
-
-def _adapted_certify(cta: CertificationThroughAdaptation, x: torch.Tensor, *, keys: NoiseKeys, auto: bool,
-                     sigma: float, n_auto: int, n0: int, n: int, alpha: float, batch_size: int) -> Certificates:
-    """``cta.certify_auto_noise`` (``auto``) or ``cta.certify`` at ``sigma``, with per-image noise ``keys``: the same
-    steps (f's prediction as the reference, CERTIFY / Auto-Noise of the adapted bases, certificates kept where they
-    agree with it), since those methods take a generator only. TODO: call them with keys= once they take it."""
-    reference = cta.predict(x, batch_size=batch_size)
-    if auto:
-        return auto_noise_certify(cta.adapted, x, sigmas=cta.sigmas, n_auto=n_auto, n0=n0, n=n, alpha=alpha,
-                                  num_classes=cta.num_classes, batch_size=batch_size, reference=reference, keys=keys)
-    certs = certify(cta.adapted(sigma), x, n0=n0, n=n, sigma=sigma, alpha=alpha, num_classes=cta.num_classes,
-                    batch_size=batch_size, keys=keys)
-    label, radius = keep_agreeing(certs.label, certs.radius, reference)
-    return dataclasses.replace(certs, label=label, radius=radius, radius_noise_space=radius, prediction=reference)
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
