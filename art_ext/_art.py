@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_ext.ops import validation
 from art_ext.types import Bounds
 
 #: art_ext's own convention: images in [0, 1], sigma and radii in pixel units.
@@ -114,16 +115,11 @@ def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: to
 
 
 def model_dtype(module: object, default: torch.dtype = torch.float32) -> torch.dtype:
-    """The floating dtype a module computes in: that of its floating parameters (``default`` when it has none, e.g.
-    a parameter-free or buffer-only toy). Raises ``ValueError`` naming the dtypes when its parameters mix floating
-    dtypes (one cast at the entry point cannot serve it)."""
-    params = module.parameters() if isinstance(module, nn.Module) else ()
-    dtypes = {p.dtype for p in params if p.is_floating_point()}
-    if len(dtypes) > 1:
-        names = sorted(str(d) for d in dtypes)
-        raise ValueError(f"{type(module).__name__} has parameters of several floating dtypes {names}; convert it to "
-                         "one dtype (module.to(torch.float32)) so its inputs can be cast once to that dtype")
-    return dtypes.pop() if dtypes else default
+    """The floating dtype a module computes in (``art_ext.ops.validation.model_dtype``; ``default`` when it has no
+    floating tensors); a module whose parameters mix floating dtypes is refused."""
+    dtype = validation.model_dtype(module, default)
+    assert dtype is not None
+    return dtype
 
 
 def labels_to_indices(y: object, *, num_examples: int, nb_classes: int, device: torch.device,

@@ -210,6 +210,18 @@ def versions() -> dict[str, str]:
     return out
 
 
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``'s "model name" on Linux, else what ``platform`` knows) and architecture:
+    the machine type a run's numbers come from (zoo training and CPU kernels can differ between types)."""
+    name = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name or 'unknown CPU'} ({platform.machine()})"
+
+
 def git_sha() -> str | None:
     try:
         result = subprocess.run(
@@ -425,8 +437,7 @@ def make_manifest(
         "limit_option": limit_option,
         "references": references or {},
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "git_sha": git_sha(),
         "versions": versions(),

@@ -11,22 +11,18 @@ resolved once (``attack_keys``: one draw from the caller's generator, or the cal
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from art_ext.ops import validation
 from art_ext.smoothing.keys import NoiseKeys, NoiseStreams, resolve_keys
 from art_ext.smoothing.noise import NoiseSpace, resolve
 
-_MASK32 = (1 << 32) - 1
-
 
 def model_dtype(model: object) -> torch.dtype:
-    """The dtype the attack computes in: that of ``model``'s first floating parameter; float32 when ``model`` has
-    none (a parameter-free module or a plain function)."""
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            if p.is_floating_point():
-                return p.dtype
-    return torch.float32
+    """The dtype the attack computes in: that of ``model``'s floating parameters; float32 when ``model`` has none (a
+    parameter-free module or a plain function)."""
+    dtype = validation.model_dtype(model, torch.float32)
+    assert dtype is not None
+    return dtype
 
 
 def to_model_dtype(x: torch.Tensor, model: object, *, name: str = "x") -> torch.Tensor:
@@ -41,15 +37,7 @@ def to_model_dtype(x: torch.Tensor, model: object, *, name: str = "x") -> torch.
     if not x.is_floating_point():
         raise ValueError(f"{name} has dtype {x.dtype}; expected floating inputs inside the attack's bounds "
                          f"(e.g. x.float() / 255 for 8-bit images)")
-    x = x.detach()
-    dtype = model_dtype(model)
-    if x.dtype == dtype:
-        return x
-    cast = x.to(dtype)
-    if not bool(torch.isfinite(cast).all()) and bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} has dtype {x.dtype} and values in [{float(x.min()):.4g}, {float(x.max()):.4g}] that "
-                         f"overflow the model's dtype {dtype}; pass inputs representable in {dtype}")
-    return cast
+    return validation.cast_to_model_dtype(x.detach(), model, name=name, default=torch.float32)
 
 
 def attack_keys(keys: NoiseKeys | None, generator: torch.Generator | None, x: torch.Tensor, *,
@@ -67,17 +55,8 @@ def attack_keys(keys: NoiseKeys | None, generator: torch.Generator | None, x: to
 
 
 def image_generators(keys: NoiseKeys, device: torch.device | str) -> list[torch.Generator]:
-    """One ``torch.Generator`` per image on ``device``, seeded from its key (for uniform draws: random starts).
-
-    On the CPU the key is folded to 32 bits, as ``NoiseStreams`` does (torch's CPU Mersenne Twister keeps 32 bits of
-    a seed): two images of a call share a seed with probability about B^2 / 2^33.
-    """
-    where = torch.device(device)
-    generators = []
-    for value in keys.values:
-        seed = ((value >> 32) ^ value) & _MASK32 if where.type == "cpu" else value
-        generators.append(torch.Generator(device=where).manual_seed(seed))
-    return generators
+    """One ``torch.Generator`` per image on ``device``, seeded from its key (``NoiseKeys.generators``)."""
+    return keys.generators(device)
 
 
 class KeyedNoise:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -35,30 +34,42 @@ def check_images(x: object, *, name: str = "x", low: float = 0.0, high: float = 
     return x
 
 
-def model_dtype(model: object) -> torch.dtype | None:
-    """The floating dtype of a module's first floating parameter or buffer (None for a plain callable or a module
-    without floating tensors)."""
-    if isinstance(model, nn.Module):
-        for t in itertools.chain(model.parameters(), model.buffers()):
-            if t.is_floating_point():
-                return t.dtype
-    return None
+def model_dtype(model: object, default: torch.dtype | None = None) -> torch.dtype | None:
+    """The floating dtype a model computes in: that of its floating parameters (of its floating buffers when it has
+    no parameters); ``default`` for a plain callable or a module without floating tensors. A module whose parameters
+    mix floating dtypes is refused (``ValueError`` naming them): one cast at the entry point cannot serve it."""
+    if not isinstance(model, nn.Module):
+        return default
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if not dtypes:
+        dtypes = {t.dtype for t in model.buffers() if t.is_floating_point()}
+    if len(dtypes) > 1:
+        raise ValueError(f"{type(model).__name__} has parameters of several floating dtypes "
+                         f"{sorted(str(d) for d in dtypes)}; convert it to one dtype (module.to(torch.float32)) so its "
+                         "inputs can be cast once to that dtype")
+    return dtypes.pop() if dtypes else default
 
 
-def cast_to_model_dtype(x: torch.Tensor, model: object, *, name: str = "x") -> torch.Tensor:
-    """``x`` in the dtype of ``model`` (``model_dtype``): the one cast of an entry point, after its checks.
+def cast_to_model_dtype(
+    x: torch.Tensor, model: object, *, name: str = "x", default: torch.dtype | None = None
+) -> torch.Tensor:
+    """``x`` in the dtype of ``model`` (``model_dtype``; ``default`` for a plain callable, None = keep x's): the one
+    cast of an entry point, after its checks.
 
-    float64, float16 or bfloat16 images given to a float32 model are computed in float32 (and a float32 image given
-    to a float16 model in float16), so no kernel meets two dtypes deep inside; a plain callable gets ``x`` as it is.
-    Casting to a narrower float cannot leave [0, 1] (0 and 1 are exact in every float type), so the range check done
-    before the cast still holds.
+    float64, float16 or bfloat16 images given to a float32 model are computed in float32 (and float32 images given to
+    a float16 model in float16), so no kernel meets two dtypes deep inside. Values that overflow the target dtype are
+    refused, naming the dtypes; values in [0, 1] never do (0 and 1 are exact in every float type).
     """
-    target = model_dtype(model)
+    target = model_dtype(model, default)
     if target is None or x.dtype == target:
         return x
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    return x.to(target)
+    cast = x.to(target)
+    if not bool(torch.isfinite(cast).all()) and bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} has dtype {x.dtype} and values in [{float(x.min()):.4g}, {float(x.max()):.4g}] that "
+                         f"overflow the model's dtype {target}; pass inputs representable in {target}")
+    return cast
 
 
 def check_batch(x: object, *, name: str = "x") -> torch.Tensor:

@@ -62,6 +62,12 @@ def _tag(purpose: str | int) -> int:
     return int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "little")
 
 
+def generator_seed(key: int, device: torch.device | str) -> int:
+    """The seed of a torch generator on ``device`` for ``key``: the key folded to 32 bits on the CPU (whose Mersenne
+    Twister keeps 32 bits of a seed), the key itself elsewhere."""
+    return ((key >> 32) ^ key) & _MASK32 if torch.device(device).type == "cpu" else key
+
+
 def block_samples(sample_shape: Sequence[int]) -> int:
     """Samples per noise block for samples of ``sample_shape`` (a fixed function of the shape only)."""
     values = 1
@@ -109,6 +115,12 @@ class NoiseKeys:
         where = generator.device if generator is not None else torch.device(device)
         base = int(torch.randint(0, (1 << 63) - 1, (1,), generator=generator, device=where).item())
         return cls.from_seed(base, range(num_images))
+
+    def generators(self, device: torch.device | str = "cpu") -> list[torch.Generator]:
+        """One ``torch.Generator`` per image on ``device``, seeded from its key (``generator_seed``), for draws
+        other than Gaussian sample streams (e.g. uniform random starts). Two images of a call share a CPU seed with
+        probability about B^2 / 2^33."""
+        return [torch.Generator(device=device).manual_seed(generator_seed(v, device)) for v in self.values]
 
     def derive(self, purpose: str | int) -> NoiseKeys:
         """Independent keys for another use of the same images (e.g. ``"selection"`` vs ``"estimation"``)."""
@@ -187,10 +199,9 @@ class NoiseStreams:
         self._cache: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
         block_bytes = self.block * max(1, math.prod(self.sample_shape)) * torch.empty((), dtype=dtype).element_size()
         self._cache_blocks = max(1, CACHE_BYTES // block_bytes)
-        cpu = self.device.type == "cpu"
         # per-image base seeds: 32 bits on the CPU (see the module docstring), 64 elsewhere
-        self._bases = [((v >> 32) ^ v) & _MASK32 if cpu else v for v in keys.values]
-        self._modulus = 1 << 32 if cpu else 1 << 64
+        self._bases = [generator_seed(v, self.device) for v in keys.values]
+        self._modulus = 1 << 32 if self.device.type == "cpu" else 1 << 64
 
     def __len__(self) -> int:
         return len(self.keys)
