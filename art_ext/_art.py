@@ -117,7 +117,7 @@ def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: to
 def model_dtype(module: object, default: torch.dtype = torch.float32) -> torch.dtype:
     """The floating dtype a module computes in (``art_ext.ops.validation.model_dtype``; ``default`` when it has no
     floating tensors); a module whose parameters mix floating dtypes is refused."""
-    dtype = validation.model_dtype(module, default)
+    dtype = validation.model_dtype(module, default, strict=True)
     assert dtype is not None
     return dtype
 

@@ -34,20 +34,24 @@ def check_images(x: object, *, name: str = "x", low: float = 0.0, high: float = 
     return x
 
 
-def model_dtype(model: object, default: torch.dtype | None = None) -> torch.dtype | None:
-    """The floating dtype a model computes in: that of its floating parameters (of its floating buffers when it has
-    no parameters); ``default`` for a plain callable or a module without floating tensors. A module whose parameters
-    mix floating dtypes is refused (``ValueError`` naming them): one cast at the entry point cannot serve it."""
+def model_dtype(model: object, default: torch.dtype | None = None, *, strict: bool = False) -> torch.dtype | None:
+    """The floating dtype a model takes its input in: that of its first floating parameter (of its first floating
+    buffer when it has no parameters); ``default`` for a plain callable or a module without floating tensors.
+
+    A composite may mix dtypes (a float32 denoiser in front of a float64 classifier converts inside); its input dtype
+    is its first layer's. With ``strict``, a module whose parameters mix floating dtypes is refused (``ValueError``
+    naming them), for entry points that also compute gradients of its parameters in one dtype."""
     if not isinstance(model, nn.Module):
         return default
-    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
-    if not dtypes:
-        dtypes = {t.dtype for t in model.buffers() if t.is_floating_point()}
-    if len(dtypes) > 1:
+    tensors: list[torch.Tensor] = [p for p in model.parameters() if p.is_floating_point()]
+    if not tensors:
+        tensors = [t for t in model.buffers() if t.is_floating_point()]
+    dtypes = {t.dtype for t in tensors}
+    if strict and len(dtypes) > 1:
         raise ValueError(f"{type(model).__name__} has parameters of several floating dtypes "
                          f"{sorted(str(d) for d in dtypes)}; convert it to one dtype (module.to(torch.float32)) so its "
                          "inputs can be cast once to that dtype")
-    return dtypes.pop() if dtypes else default
+    return tensors[0].dtype if tensors else default
 
 
 def cast_to_model_dtype(
