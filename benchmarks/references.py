@@ -148,9 +148,11 @@ def pickled_object(path: Path, kind: str) -> str | None:
                 with archive.open(name) as stream:
                     return scan(stream)
         with open(path, "rb") as stream:  # legacy: magic number, protocol, sys info, then the object's pickle
-            for _ in range(3):
-                scan(stream)
-            return scan(stream)
+            for _ in range(4):
+                found = scan(stream)
+                if found is not None:
+                    return found
+            return None
     except (ValueError, EOFError, zipfile.BadZipFile) as err:  # a malformed pickle: never unpickled either
         return f"an unreadable pickle ({type(err).__name__})"
 
