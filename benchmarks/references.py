@@ -9,16 +9,20 @@ Models (a suite's ``model`` / ``models`` value):
 * ``torchvision:<arch>[:<weights file>]``: a torchvision architecture with a local state_dict (default
   ``<model_dir>/torchvision/<arch>.pth``); the number of classes is read from the weights, and ImageNet's
   per-channel normalization is put in front, so the model takes [0, 1] pixels like every art_ext model.
-* ``file:<path>``: a TorchScript archive (``torch.jit.save``) or a whole module saved with ``torch.save(model)``;
-  it must take [0, 1] pixels. A ``torch.save`` file is unpickled in full (``weights_only=False``): use files you
-  trust.
+* ``file:<path>``: a TorchScript archive (``torch.jit.save``), which loads without running Python code from the
+  file; it must take [0, 1] pixels. A whole module saved with ``torch.save(model)`` is a pickle, and unpickling it
+  runs whatever code the file names, so ``file:`` refuses it (the check reads the pickle's opcodes without
+  executing them, and loading uses ``weights_only=True``). ``file+trusted:<path>`` is the explicit opt-in: it
+  unpickles the file in full (``weights_only=False``); write it only for files you made or trust.
 
 Datasets (a suite's ``dataset`` value): ``digits`` (embedded), ``cifar10`` (torchvision's on-disk format,
 ``<data_root>/cifar-10-batches-py``, read by ``art_ext.data.load_cifar10``), ``imagefolder:<path>``
 (``root/<class>/<image>``, resized to 256 and center-cropped to 224 by ``art_ext.data.load_image_folder``).
 
 ``check`` verifies a reference without loading any weights (known names, files present and in a torch format: a
-missing, HTML or truncated checkpoint is an error naming the expected path); ``load`` builds the module. Both raise
+missing, HTML or truncated checkpoint is an error naming the expected path; a RobustBench ensemble needs every
+member file, and a RobustBench model whose weights come from timm's hub is refused); ``load`` builds the module.
+Nothing here opens a network connection. Both raise
 ``benchmarks.common.SuiteError``. ``model_dir`` and ``data_root`` come from ``--model-dir`` / ``--data-root`` or the
 environment variables ``ART_EXT_MODEL_DIR`` / ``ART_EXT_DATA_ROOT``; relative paths in ``file:`` and
 ``imagefolder:`` are relative to the working directory.
@@ -32,6 +36,9 @@ diffusion models) and hashes the examples a run uses, for the manifest's ``model
 from __future__ import annotations
 
 import os
+import pickle
+import pickletools
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +51,8 @@ from art_ext.ops.hashing import state_dict_sha256
 from benchmarks.common import SuiteError
 
 MODEL_FORMS = ("zoo:<name> (or a bare zoo name)", "robustbench:<Name>[:<threat>[:<dataset>]]",
-               "torchvision:<arch>[:<weights file>]", "file:<path>")
+               "torchvision:<arch>[:<weights file>]", "file:<path>",
+               "file+trusted:<path> (unpickles a whole module: trusted files only)")
 DATASET_FORMS = ("digits", "cifar10", "imagefolder:<path>")
 DATA_ROOT_ENV, MODEL_DIR_ENV = "ART_EXT_DATA_ROOT", "ART_EXT_MODEL_DIR"
 
@@ -105,6 +113,56 @@ def is_torchscript(path: Path) -> bool:
         return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
 
 
+#: what a pickle of tensors (a state_dict, a checkpoint dict) names besides builtin containers
+_WEIGHT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "set"), ("__builtin__", "set"),
+                   ("builtins", "frozenset"), ("__builtin__", "frozenset")}
+_WEIGHT_MODULES = ("torch._utils", "torch.serialization")
+
+
+def _weight_global(module: str, name: str) -> bool:
+    if (module, name) in _WEIGHT_GLOBALS or module in _WEIGHT_MODULES:
+        return True
+    # torch.FloatStorage, torch.float16, ...: looked up on torch itself, nothing from the file is imported
+    return module == "torch" and (name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype))
+
+
+def pickled_object(path: Path, kind: str) -> str | None:
+    """The first Python object other than tensors and builtin containers that the pickle in a torch file names (e.g.
+    ``torch.nn.modules.container.Sequential`` for ``torch.save(model)``, ``posix.system`` for a crafted file), or
+    None for plain weights. ``kind`` is ``check_torch_file``'s. Reads the pickle's opcodes with ``pickletools``:
+    nothing is unpickled, imported or executed."""
+    def scan(stream: Any) -> str | None:
+        for opcode, arg, _ in pickletools.genops(stream):
+            if opcode.name == "GLOBAL":
+                module, _, name = str(arg).partition(" ")
+                if not _weight_global(module, name):
+                    return f"{module}.{name}"
+            elif opcode.name in ("STACK_GLOBAL", "INST", "OBJ"):  # torch.save never writes these for weights
+                return f"an object built by the {opcode.name} opcode"
+        return None
+
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+                with archive.open(name) as stream:
+                    return scan(stream)
+        with open(path, "rb") as stream:  # legacy: magic number, protocol, sys info, then the object's pickle
+            for _ in range(4):
+                found = scan(stream)
+                if found is not None:
+                    return found
+            return None
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # a malformed pickle: never unpickled either
+        return f"an unreadable pickle ({type(err).__name__})"
+
+
+def _refuse_pickled_module(what: str, path: Path, found: str) -> SuiteError:
+    return SuiteError(f"{what}: {path} is a pickled Python object ({found}; e.g. a torch.save(model) file) and "
+                      f"unpickling it would run code from the file, so it is refused: save the model with "
+                      f"torch.jit.save (TorchScript), or, only if you trust the file, write file+trusted:{path}")
+
+
 def _torch_load(path: Path, what: str, *, weights_only: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
@@ -123,6 +181,7 @@ class ModelRef:
     threat: str = "Linf"
     dataset: str = "cifar10"
     path: str | None = None  # explicit weights (torchvision) or module file (file)
+    trusted: bool = False  # file+trusted: may unpickle a whole module (runs code from the file)
 
     def file(self, roots: Roots) -> Path | None:
         """The file this reference reads (None for the zoo)."""
@@ -161,6 +220,7 @@ class ModelRef:
             if self.name not in known:
                 raise SuiteError(f"model {self.text!r}: unknown RobustBench model {self.name!r} for "
                                  f"{self.dataset}/{self.threat}; known: {', '.join(known)}")
+            return self._check_robustbench_files(roots)
         if self.scheme == "torchvision":
             import torchvision
 
@@ -170,8 +230,36 @@ class ModelRef:
                                  f"{self.name!r}; known: {', '.join(archs)}")
         path = self.file(roots)
         assert path is not None
-        check_torch_file(path, f"model {self.text!r}")
+        kind = check_torch_file(path, f"model {self.text!r}")
+        if self.scheme == "file" and not self.trusted and not (kind == "zip" and is_torchscript(path)):
+            found = pickled_object(path, kind)
+            if found is not None:
+                raise _refuse_pickled_module(f"model {self.text!r}", path, found)
         return {"reference": self.text, "file": str(path.resolve()), "bytes": path.stat().st_size}
+
+    def _check_robustbench_files(self, roots: Roots) -> dict[str, Any]:
+        """Every file robustbench would read is here (one per member of an ensemble), else robustbench would
+        download it; a model built from timm's hub is refused."""
+        from art_ext.models import robustbench as rb
+
+        what = f"model {self.text!r}"
+        try:
+            files = rb.local_files(self.name, model_dir=roots.need_model_dir(self.text), dataset=self.dataset,
+                                   threat_model=self.threat)
+        except ValueError as err:
+            raise SuiteError(f"{what}: {err}") from err
+        if len(files) > 1:  # an ensemble
+            missing = [f for f in files if not f.is_file()]
+            if missing:
+                raise SuiteError(f"{what}: an ensemble of {len(files)} models, and member file {missing[0]} is not "
+                                 f"found{f' (nor {len(missing) - 1} more)' if len(missing) > 1 else ''}; nothing is "
+                                 f"downloaded: place <Name>.pt_m<i>.pt for each member in {files[0].parent}")
+        for file in files:
+            check_torch_file(file, what)
+        if len(files) == 1:
+            return {"reference": self.text, "file": str(files[0].resolve()), "bytes": files[0].stat().st_size}
+        return {"reference": self.text, "files": [str(f.resolve()) for f in files],
+                "bytes": sum(f.stat().st_size for f in files)}
 
     def load(self, roots: Roots, device: torch.device | str = "cpu", *, verbose: bool = False) -> LoadedModel:
         """The module in eval mode on ``device`` (and the zoo entry's training sigma, when it is a zoo model)."""
@@ -203,13 +291,27 @@ class ModelRef:
                 except Exception as err:
                     raise SuiteError(f"{what}: cannot read TorchScript {path}: {str(err).splitlines()[0]}") from err
             else:
-                module = _torch_load(path, what, weights_only=False)
+                module = self._unpickle(path, what)
                 if not isinstance(module, nn.Module):
-                    hint = (" (a state_dict: save the module itself with torch.save(model), or use "
+                    hint = (" (a state_dict: save the module itself with torch.jit.save, or use "
                             "torchvision:<arch>:<file> for a torchvision architecture)" if isinstance(module, dict)
                             else "")
                     raise SuiteError(f"{what}: {path} holds a {type(module).__name__}, not a torch module{hint}")
         return LoadedModel(module.to(device).eval(), None, state_dict_sha256(module), self.scheme)
+
+
+    def _unpickle(self, path: Path, what: str) -> Any:
+        """A torch.save file: in full for ``file+trusted:``, else with ``weights_only=True`` (no code runs)."""
+        if self.trusted:
+            return _torch_load(path, what, weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:  # weights_only met a global it does not allow
+            named = re.search(r"GLOBAL (\S+)", str(err))
+            found = named.group(1) if named else "a global that torch's weights_only loader does not allow"
+            raise _refuse_pickled_module(what, path, found) from err
+        except Exception as err:
+            raise SuiteError(f"{what}: cannot read {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
 
 
 @dataclass(frozen=True)
@@ -261,8 +363,8 @@ def parse_model(text: Any) -> ModelRef:
     if scheme == "torchvision" and rest:
         arch, _, weights = rest.partition(":")
         return ModelRef(text, "torchvision", arch, path=weights or None)
-    if scheme == "file" and rest:
-        return ModelRef(text, "file", rest)
+    if scheme in ("file", "file+trusted") and rest:
+        return ModelRef(text, "file", rest, trusted=scheme == "file+trusted")
     raise SuiteError(f"model reference {text!r} is invalid{forms}")
 
 

@@ -53,7 +53,10 @@ def test_model_references_parse_into_their_schemes():
     assert (tv.scheme, tv.name, tv.path) == ("torchvision", "resnet18", "/w/r.pth")
     assert parse_model("torchvision:resnet18").path is None
     assert parse_model("file:some/model.pt").name == "some/model.pt"
-    for bad in ("", "robustbench:", "robustbench:A:B:C:D", "hub:resnet", "file:", 3):
+    assert not parse_model("file:some/model.pt").trusted
+    trusted = parse_model("file+trusted:some/model.pt")
+    assert (trusted.scheme, trusted.name, trusted.trusted) == ("file", "some/model.pt", True)
+    for bad in ("", "robustbench:", "robustbench:A:B:C:D", "hub:resnet", "file:", "file+trusted:", 3):
         with pytest.raises(SuiteError, match="expected"):
             parse_model(bad)
 
@@ -76,12 +79,12 @@ def test_roots_come_from_options_then_environment(monkeypatch, tmp_path):
 
 
 # ---- models ------------------------------------------------------------------------------------------------------
-def test_file_reference_loads_a_saved_module_and_a_torchscript_module(tmp_path):
+def test_file_reference_loads_a_torchscript_module_and_a_trusted_saved_module(tmp_path):
     model = cifar_cnn()
     torch.save(model, tmp_path / "whole.pt")
     torch.jit.save(torch.jit.script(model), tmp_path / "scripted.pt")
-    for name in ("whole.pt", "scripted.pt"):
-        ref = parse_model(f"file:{tmp_path / name}")
+    for scheme, name in (("file+trusted", "whole.pt"), ("file", "scripted.pt")):
+        ref = parse_model(f"{scheme}:{tmp_path / name}")
         assert ref.check(Roots())["file"] == str((tmp_path / name).resolve())
         loaded = ref.load(Roots())
         assert not loaded.module.training and loaded.training_sigma is None
@@ -95,7 +98,7 @@ def test_loaded_models_carry_the_sha256_of_their_weights(tmp_path):
 
     model = cifar_cnn()
     torch.save(model, tmp_path / "whole.pt")
-    loaded = parse_model(f"file:{tmp_path / 'whole.pt'}").load(Roots())
+    loaded = parse_model(f"file+trusted:{tmp_path / 'whole.pt'}").load(Roots())
     assert loaded.weights_sha256 == state_dict_sha256(model) and loaded.source == "file"
     lenet = parse_model("digits_lenet").load(Roots())
     assert lenet.weights_sha256 == zoo.load("digits_lenet").sha256 == state_dict_sha256(lenet.module)
@@ -110,7 +113,7 @@ def test_identify_hashes_every_model_a_suite_names_and_its_examples(tmp_path):
     suite = {"dataset": "digits", "split": "val", "configs": [
         {"model": "digits_cnn", "denoiser": "digits_dncnn_mse_025", "row": "not a model"},
         {"model": "zoo:digits_lenet"}], "defences": ["none", "denoiser:digits_dncnn_stab_050"]}
-    file_ref = f"file:{tmp_path / 'whole.pt'}"
+    file_ref = f"file+trusted:{tmp_path / 'whole.pt'}"
     assert suite_models(suite, [file_ref]) == sorted(
         ["digits_cnn", "digits_dncnn_mse_025", "zoo:digits_lenet", "digits_dncnn_stab_050", file_ref])
     identity = identify(suite, Roots(), references=[file_ref], limit=5)
@@ -276,11 +279,11 @@ sigma = 0.5
 
 
 def cifar_run(tmp_path, monkeypatch, suite_text: str) -> tuple[list[str], Path, Path]:
-    """A tiny CIFAR-10 root, a torch.save'd CNN and a random-init Wong2020Fast checkpoint; the runner's argv for
+    """A tiny CIFAR-10 root, a TorchScript CNN and a random-init Wong2020Fast checkpoint; the runner's argv for
     ``suite_text`` (formatted with the CNN's path), its --out folder and the checkpoint."""
     monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
     write_cifar10_root(tmp_path / "data")
-    torch.save(cifar_cnn(), tmp_path / "cnn.pt")
+    torch.jit.save(torch.jit.script(cifar_cnn()), str(tmp_path / "cnn.pt"))  # TorchScript: file: loads it
     checkpoint = tmp_path / "models" / "cifar10" / "Linf" / "Wong2020Fast.pt"
     checkpoint.parent.mkdir(parents=True)
     torch.save(robustbench_architecture("Wong2020Fast").state_dict(), checkpoint)
