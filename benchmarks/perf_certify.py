@@ -24,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -145,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         samples = images * (n0 + n)
         times: dict[str, list[float]] = {"raw": [], "art_ext": [], "one stream": [], "ART": []}
         time_ours(model, x[:1], 10, args.batch_size, args.sigma, args.batch_size)  # warm-up
-        runners = {
-            "raw": lambda: time_raw(model, args.batch_size, samples),
-            "art_ext": lambda: time_ours(model, x, n0, n, args.sigma, args.batch_size),
-            "one stream": lambda: time_batch_stream(model, x, n0, n, args.sigma, args.batch_size),
-            "ART": lambda: time_art(art_model, x_np, n0, n, args.batch_size),
+        runners = {  # partial binds this setting's x, n0, n now, not whatever the loop variables hold when called
+            "raw": partial(time_raw, model, args.batch_size, samples),
+            "art_ext": partial(time_ours, model, x, n0, n, args.sigma, args.batch_size),
+            "one stream": partial(time_batch_stream, model, x, n0, n, args.sigma, args.batch_size),
+            "ART": partial(time_art, art_model, x_np, n0, n, args.batch_size),
         }
         order = list(runners)
         for round_index in range(args.rounds):  # interleaved, rotating the order so machine load hits all alike

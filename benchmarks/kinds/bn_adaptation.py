@@ -30,12 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_ext.smoothing import certify
-from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
+from art_ext import zoo
 from art_ext.data import digits
 from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm
-from art_ext.smoothing import auto_noise_certify
-from art_ext import zoo
+from art_ext.smoothing import auto_noise_certify, certify
+from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext.training import accuracy
 from benchmarks import common
 from benchmarks import report as rep
@@ -265,7 +264,8 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
 
 #: what ± means in the seed-averaged tables (parts 1-2) and in the certification table (part 3)
 SEED_CAPTION = rep.uncertainty_caption(rep.SEED_MEAN)
-CERT_CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points", "SE of the mean over the images for ACR")
+CERT_CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points",
+                                       "SE of the mean over the images for ACR")
 
 
 def _mean_se(values: list[float]) -> str:
