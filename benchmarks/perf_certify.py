@@ -26,6 +26,7 @@ import textwrap
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"one image (B=1, n0=100, n=10,000)": (1, 100, 10_000),
                 "many images (B=32, n0=100, n=1,000)": (32, 100, 1_000)}
     rng = np.random.default_rng(0)
-    results = {}
+    results: dict[str, Any] = {}  # the --json document: a summary per setting, then the memory numbers
     for label, (images, n0, n) in settings.items():
         x_np = rng.random((images, 3, 32, 32), dtype=np.float32)
         x = torch.from_numpy(x_np)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -207,12 +207,21 @@ def _compute_ablation(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]
              "sigma": sigma, "images": size, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
 
 
+class _CertifyBudget(TypedDict):
+    """The sample sizes, confidence and batch size that every certification of the suite shares."""
+
+    n0: int
+    n: int
+    alpha: float
+    batch_size: int
+
+
 def _compute_certify(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     part, config, cid, indices = suite["certify"], unit.spec["config"], unit.config, list(unit.indices)
     data = _test_data(suite, env.limit)
     clean = _train_data(suite).x[: int(suite["adaptation_images"])]
-    common_kw = dict(n0=int(part["n0"]), n=int(part["n"]), alpha=float(part["alpha"]),
-                     batch_size=int(part["batch_size"]))
+    common_kw: _CertifyBudget = {"n0": int(part["n0"]), "n": int(part["n"]), "alpha": float(part["alpha"]),
+                                 "batch_size": int(part["batch_size"])}
     sigmas = tuple(float(s) for s in part["sigmas"])
     model = _model(config["model"], env)
     adapt, auto = bool(config.get("adapt", False)), bool(config.get("auto", False))

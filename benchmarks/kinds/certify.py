@@ -185,9 +185,9 @@ def load_base(config: dict[str, Any], ctx: common.RunContext | WorkerEnv) -> tup
                                            num_steps=config.get("num_steps"))
         return DenoisedClassifier(diffusion, model.module).eval(), model
     denoiser = zoo.load(config["denoiser"], kind="denoiser", device=ctx.device, verbose=ctx.verbose)
-    if denoiser.entry.sigma != float(config["sigma"]):
+    if common.denoiser_sigma(denoiser) != float(config["sigma"]):
         log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config_id(config),
-                    denoiser.entry.sigma, float(config["sigma"]))
+                    common.denoiser_sigma(denoiser), float(config["sigma"]))
     return DenoisedClassifier(denoiser.module, model.module).eval(), model
 
 

@@ -320,7 +320,9 @@ def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[st
         for ax, name in zip(axes, INPUTS, strict=True):
             for i, mode in enumerate(suite["modes"]):
                 choice = selected.get(f"{model}/{mode}")
-                acc = grid.get((model, "test", name, mode, choice["sigma"])) if choice else None
+                if not choice:
+                    continue
+                acc = grid.get((model, "test", name, mode, choice["sigma"]))
                 if acc is None:
                     continue
                 ax.errorbar(ms, acc.mean(axis=0), yerr=_se(acc), marker=rep.marker(i), capsize=2,
