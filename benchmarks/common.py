@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from art_ext.zoo import ZooModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -159,6 +162,17 @@ def zoo_name(kind: str) -> Check:
         return None
 
     return check
+
+
+def denoiser_sigma(denoiser: ZooModel) -> float:
+    """The noise level a zoo denoiser removes. ``ZooModel.entry`` is typed as an entry of any kind; what
+    ``zoo.load(name, kind="denoiser")`` returns has one of the two denoiser entries."""
+    from art_ext.zoo import DenoiserEntry, RescaledLossDenoiserEntry
+
+    entry = denoiser.entry
+    if not isinstance(entry, DenoiserEntry | RescaledLossDenoiserEntry):
+        raise TypeError(f"zoo entry {entry.name!r} is a {entry.kind}, not a denoiser")
+    return float(entry.sigma)
 
 
 def validate(suite: dict[str, Any], schema: dict[str, Any], where: str) -> None:

@@ -20,8 +20,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from art_ext import zoo
 from art_ext.attacks import EPGDConfig, PGDConfig, SmoothAdvConfig, epgd, pgd, score_randomized, smoothadv_pgd
 from art_ext.data import digits
-from art_ext import zoo
 from art_ext.smoothing.noise import GaussianNoise
 from benchmarks.kinds.attacks import soft_smoothing
 
@@ -207,7 +207,7 @@ def smoothadv_noise_comparison(images: int, steps: int, seeds: int, *, eps: floa
             acc[name].append(score_randomized(deployed, outs[name], y, draws=draws).mean_accuracy)
     seconds = time.perf_counter() - t0
     fixed, fresh, ta = (acc[n] for n in names)
-    diff = lambda a, b: [u - v for u, v in zip(a, b)]  # noqa: E731
+    diff = lambda a, b: [u - v for u, v in zip(a, b, strict=True)]  # noqa: E731
     lines = [f"## SmoothAdv noise schedule vs torchattacks PGDRSL2: digits_cnn_noise050, {images} digits test images, "
              f"l2 eps={eps}, step={step:g}, {steps} steps, m={m}, sigma={sigma}; robust accuracy = mean over k={draws} "
              f"draws of soft smoothing (M=32); {seeds} seeds, paired per seed ({seconds:.0f} s)", "",

@@ -24,7 +24,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"one image (B=1, n0=100, n=10,000)": (1, 100, 10_000),
                 "many images (B=32, n0=100, n=1,000)": (32, 100, 1_000)}
     rng = np.random.default_rng(0)
-    results = {}
+    results: dict[str, Any] = {}  # the --json document: a summary per setting, then the memory numbers
     for label, (images, n0, n) in settings.items():
         x_np = rng.random((images, 3, 32, 32), dtype=np.float32)
         x = torch.from_numpy(x_np)
@@ -145,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         samples = images * (n0 + n)
         times: dict[str, list[float]] = {"raw": [], "art_ext": [], "one stream": [], "ART": []}
         time_ours(model, x[:1], 10, args.batch_size, args.sigma, args.batch_size)  # warm-up
-        runners = {
-            "raw": lambda: time_raw(model, args.batch_size, samples),
-            "art_ext": lambda: time_ours(model, x, n0, n, args.sigma, args.batch_size),
-            "one stream": lambda: time_batch_stream(model, x, n0, n, args.sigma, args.batch_size),
-            "ART": lambda: time_art(art_model, x_np, n0, n, args.batch_size),
+        runners = {  # partial binds this setting's x, n0, n now, not whatever the loop variables hold when called
+            "raw": partial(time_raw, model, args.batch_size, samples),
+            "art_ext": partial(time_ours, model, x, n0, n, args.sigma, args.batch_size),
+            "one stream": partial(time_batch_stream, model, x, n0, n, args.sigma, args.batch_size),
+            "ART": partial(time_art, art_model, x_np, n0, n, args.batch_size),
         }
         order = list(runners)
         for round_index in range(args.rounds):  # interleaved, rotating the order so machine load hits all alike

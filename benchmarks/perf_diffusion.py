@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             certify(base, x, n0=args.n0, n=args.n, sigma=args.sigma, alpha=0.001, num_classes=10,
                     batch_size=args.batch_size, generator=generator)
             times[name].append(time.perf_counter() - start)
-    print(f"\ndigits 16x16, {args.images} images, sigma={args.sigma}, n0={args.n0}, n={args.n}, batch {args.batch_size}, "
-          f"{args.rounds} interleaved rounds (median), {args.threads} thread(s), torch {torch.__version__}, CPU\n")
+    print(f"\ndigits 16x16, {args.images} images, sigma={args.sigma}, n0={args.n0}, n={args.n}, "
+          f"batch {args.batch_size}, {args.rounds} interleaved rounds (median), {args.threads} thread(s), "
+          f"torch {torch.__version__}, CPU\n")
     print("| pipeline | samples/s | x DnCNN + CNN |")
     print("|---|---|---|")
     reference = samples / statistics.median(times["dncnn"])

@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                      wall_ratio=runs[0]["seconds"] / r["seconds"])
         results += runs
 
-    print(f"\n{args.images} digits test images (16x16; {data.name}), n0={args.n0}, n = n_max = {args.n_max:,}, alpha={args.alpha}, "
-          f"method={args.method}, {tuning or 'default tuning'}, batch_size={args.batch_size}, threads={args.threads}, seed={args.seed}, "
-          f"torch {torch.__version__}, CPU\n")
+    print(f"\n{args.images} digits test images (16x16; {data.name}), n0={args.n0}, n = n_max = {args.n_max:,}, "
+          f"alpha={args.alpha}, method={args.method}, {tuning or 'default tuning'}, batch_size={args.batch_size}, "
+          f"threads={args.threads}, seed={args.seed}, torch {torch.__version__}, CPU\n")
     head = " | ".join(f"r={r:g}" for r in GRID)
     print(f"| model, σ | run | {head} | mean passes | median passes | wall s | passes ratio | wall ratio |")
     print("|---|---|" + "---|" * (len(GRID) + 5))

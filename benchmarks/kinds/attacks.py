@@ -25,21 +25,32 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from torch import nn
 
+from art_ext import zoo
 from art_ext.attacks import (
-    EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, smoothadv_pgd,
+    EPGDConfig,
+    NAttackConfig,
+    PGDConfig,
+    SmoothAdvConfig,
+    bpda,
+    epgd,
+    nattack,
+    pgd,
+    smoothadv_pgd,
 )
 from art_ext.attacks.bpda_pgd import warn_if_unreachable
 from art_ext.attacks.protocol import RandomizedScore
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
-from art_ext import zoo
+from art_ext.smoothing import SmoothedInference
 from art_ext.smoothing.keys import NoiseKeys
+from art_ext.types import Norm
 from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
@@ -103,10 +114,8 @@ def check(suite: dict[str, Any]) -> None:
 
 # ---- deployed models -----------------------------------------------------------------------------------------------
 def soft_smoothing(base: nn.Module, sigma: float, num_classes: int, num_samples: int,
-                   generator: torch.Generator) -> nn.Module:
+                   generator: torch.Generator) -> SmoothedInference:
     """The deployed soft smoothed classifier: mean softmax over M noisy passes (Nemcovsky et al. Eq. 13)."""
-    from art_ext.smoothing import SmoothedInference
-
     return SmoothedInference(base, sigma, num_classes=num_classes, mode="soft", num_samples=num_samples,
                              generator=generator)
 
@@ -177,7 +186,9 @@ class Target:
         of image i under ``keys.derive(d)[i]``."""
         if not self.randomized:
             return score_keyed(self.decide, x, y, None, 1)
-        return score_keyed(lambda z, k: self.decide.scores(z, keys=k), x, y, keys, draws)
+        smoothed = self.decide
+        assert isinstance(smoothed, SmoothedInference)  # what a randomized deployment decides with
+        return score_keyed(lambda z, k: smoothed.scores(z, keys=k), x, y, keys, draws)
 
     def noisy_scores(self, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
         """NAttack's per-query score on a randomized target: one noisy pass (reference option (a)). Drawn from
@@ -202,6 +213,16 @@ def eps_grid(suite: dict[str, Any]) -> list[float]:
     """The suite's ``eps``: one number or a grid (a list)."""
     eps = suite["eps"]
     return [float(e) for e in eps] if isinstance(eps, list) else [float(eps)]
+
+
+class _SharedPGDFields(TypedDict):
+    """The fields EPGD and SmoothAdv take from the attack table's PGD config (and the target's sigma)."""
+
+    eps: float
+    max_iter: int
+    norm: Norm
+    num_random_init: int
+    sigma: float
 
 
 def _pgd_config(suite: dict[str, Any], attack: dict[str, Any], eps: float) -> PGDConfig:
@@ -229,21 +250,23 @@ def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Target, x:
         warn_if_unreachable(base_cfg)
         return pgd(target.bpda, x, y, base_cfg, keys=mine), None
     if name in ("epgd", "smoothadv"):
-        common_kw = dict(eps=base_cfg.eps, max_iter=base_cfg.max_iter, norm=base_cfg.norm,
-                         num_random_init=base_cfg.num_random_init, sigma=target.sigma)
+        common_kw: _SharedPGDFields = {"eps": base_cfg.eps, "max_iter": base_cfg.max_iter, "norm": base_cfg.norm,
+                                       "num_random_init": base_cfg.num_random_init, "sigma": target.sigma}
         if name == "epgd":
-            config = EPGDConfig(eps_step=base_cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
-            return epgd(target.base, x, y, config, keys=mine), None
-        config = SmoothAdvConfig(num_noise=int(attack["samples"]), aggregate=attack.get("aggregate", "softmax"),
-                                 eps_step=attack.get("eps_step"), **common_kw)
-        return smoothadv_pgd(target.base, x, y, config, keys=mine), None
+            epgd_cfg = EPGDConfig(eps_step=base_cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
+            return epgd(target.base, x, y, epgd_cfg, keys=mine), None
+        smoothadv_cfg = SmoothAdvConfig(num_noise=int(attack["samples"]),
+                                        aggregate=attack.get("aggregate", "softmax"), eps_step=attack.get("eps_step"),
+                                        **common_kw)
+        return smoothadv_pgd(target.base, x, y, smoothadv_cfg, keys=mine), None
     if name == "nattack":
-        config = NAttackConfig(eps=base_cfg.eps, norm=base_cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
-                               pop_size=int(attack.get("pop_size", 100)), max_queries=int(attack["max_queries"]),
-                               check_every=int(attack.get("check_every", 5)))
+        nattack_cfg = NAttackConfig(eps=base_cfg.eps, norm=base_cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
+                                    pop_size=int(attack.get("pop_size", 100)),
+                                    max_queries=int(attack["max_queries"]),
+                                    check_every=int(attack.get("check_every", 5)))
         if target.randomized and query_generator is None:
             raise ValueError("nattack on a randomized target needs query_generator (the noise of its queries)")
-        result = nattack(target.noisy_scores(query_generator), x, y, config,
+        result = nattack(target.noisy_scores(query_generator), x, y, nattack_cfg,
                          predict=lambda z: target.decide(z).argmax(1), keys=mine)
         return result.x_adv, result.queries
     raise ValueError(f"unknown attack {name!r}; expected none, pgd, bpda_pgd, epgd, smoothadv or nattack")
@@ -351,7 +374,8 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     chunks = [tuple(range(s, min(s + chunk, len(data)))) for s in range(0, len(data), chunk)]
     units = []
     for spec in suite["targets"]:
-        points = [(clean_id(spec), None, None)] + [(cid, attack, eps) for attack, eps, cid in attack_points(suite, spec)]
+        points: list[tuple[str, dict[str, Any] | None, float | None]] = [(clean_id(spec), None, None)]
+        points += [(cid, attack, eps) for attack, eps, cid in attack_points(suite, spec)]
         for cid, attack, eps in points:
             for indices in chunks:
                 if all(ctx.is_done(cid, i) for i in indices):
@@ -444,7 +468,8 @@ def plot_robust_accuracy(suite: dict[str, Any], summary: list[dict[str, Any]], p
     rows_ = (len(targets) + cols - 1) // cols
     fig, axes = plt.subplots(rows_, cols, figsize=(6.5 * cols, 4.2 * rows_), squeeze=False)
     specs = {spec["name"]: spec for spec in suite["targets"]}
-    for ax, name in zip(axes.flat, targets):
+    # strict=False: the grid has rows_ * cols panels, one more than the targets when their count is odd
+    for ax, name in zip(axes.flat, targets, strict=False):
         mine = [s for s in summary if s["target"] == name]
         attacks = list(dict.fromkeys(s["attack"] for s in mine))
         over_eps = isinstance(suite["eps"], list) and any(sum(s["attack"] == a for s in mine) > 1 for a in attacks)

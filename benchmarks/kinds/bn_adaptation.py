@@ -25,17 +25,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 
-from art_ext.smoothing import certify
-from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
+from art_ext import zoo
 from art_ext.data import digits
 from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm
-from art_ext.smoothing import auto_noise_certify
-from art_ext import zoo
+from art_ext.smoothing import auto_noise_certify, certify
+from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext.training import accuracy
 from benchmarks import common
 from benchmarks import report as rep
@@ -208,12 +207,21 @@ def _compute_ablation(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]
              "sigma": sigma, "images": size, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
 
 
+class _CertifyBudget(TypedDict):
+    """The sample sizes, confidence and batch size that every certification of the suite shares."""
+
+    n0: int
+    n: int
+    alpha: float
+    batch_size: int
+
+
 def _compute_certify(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     part, config, cid, indices = suite["certify"], unit.spec["config"], unit.config, list(unit.indices)
     data = _test_data(suite, env.limit)
     clean = _train_data(suite).x[: int(suite["adaptation_images"])]
-    common_kw = dict(n0=int(part["n0"]), n=int(part["n"]), alpha=float(part["alpha"]),
-                     batch_size=int(part["batch_size"]))
+    common_kw: _CertifyBudget = {"n0": int(part["n0"]), "n": int(part["n"]), "alpha": float(part["alpha"]),
+                                 "batch_size": int(part["batch_size"])}
     sigmas = tuple(float(s) for s in part["sigmas"])
     model = _model(config["model"], env)
     adapt, auto = bool(config.get("adapt", False)), bool(config.get("auto", False))
@@ -265,7 +273,8 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
 
 #: what ± means in the seed-averaged tables (parts 1-2) and in the certification table (part 3)
 SEED_CAPTION = rep.uncertainty_caption(rep.SEED_MEAN)
-CERT_CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points", "SE of the mean over the images for ACR")
+CERT_CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points",
+                                       "SE of the mean over the images for ACR")
 
 
 def _mean_se(values: list[float]) -> str:

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from art_ext import zoo
 from art_ext.smoothing import PixelNoise, certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
-from art_ext import zoo
 from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
@@ -185,9 +185,9 @@ def load_base(config: dict[str, Any], ctx: common.RunContext | WorkerEnv) -> tup
                                            num_steps=config.get("num_steps"))
         return DenoisedClassifier(diffusion, model.module).eval(), model
     denoiser = zoo.load(config["denoiser"], kind="denoiser", device=ctx.device, verbose=ctx.verbose)
-    if denoiser.entry.sigma != float(config["sigma"]):
+    if common.denoiser_sigma(denoiser) != float(config["sigma"]):
         log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config_id(config),
-                    denoiser.entry.sigma, float(config["sigma"]))
+                    common.denoiser_sigma(denoiser), float(config["sigma"]))
     return DenoisedClassifier(denoiser.module, model.module).eval(), model
 
 
@@ -375,7 +375,7 @@ def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], 
     sigmas = sorted({s["sigma"] for s in summary_rows})
     fig, axes = plt.subplots(1, len(sigmas), figsize=(5 * len(sigmas), 4.0), squeeze=False)
     top = max((r["radius"] for r in rows), default=1.0) * 1.05 or 1.0
-    for ax, sigma in zip(axes[0], sigmas):
+    for ax, sigma in zip(axes[0], sigmas, strict=True):
         for i, s in enumerate(s for s in summary_rows if s["sigma"] == sigma):
             mine = [r for r in rows if r["config"] == s["config"]]
             pair = ([r["prediction"] for r in mine], [r["radius"] for r in mine])
@@ -458,7 +458,7 @@ def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     for label in labels:
         mine = [s for s in summary if s.get("row", s["model"]) == label]
         best = [max(mine, key=lambda s: (s["certified_accuracy"][r], s["certified_accuracy"][0.0])) for r in radii]
-        cells = " | ".join(_cell(b, r) for b, r in zip(best, radii))
+        cells = " | ".join(_cell(b, r) for b, r in zip(best, radii, strict=True))
         lines.append(f"| {label} | {cells} | {max(s['acr'] for s in mine):.3f} |")
     parts.append("\n".join(lines))
     return "\n\n".join(parts)

@@ -67,7 +67,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from art_ext.attacks import NAttackConfig, PGDConfig, nattack, pgd, rigor
+from art_ext.smoothing import SmoothedInference
 from art_ext.smoothing.keys import NoiseKeys
+from art_ext.types import Norm
 from benchmarks import common, references
 from benchmarks.backends import Unit, WorkerEnv
 from benchmarks.common import Key, Table
@@ -300,6 +302,8 @@ class FrozenNoiseSmoothing(nn.Module):
     """A deterministic differentiable surrogate of soft smoothing: log of the mean softmax of ``base`` over one fixed
     set of M noise draws [M, C, H, W] shared by every example (common random numbers; batch-independent)."""
 
+    noise: torch.Tensor  # a buffer
+
     def __init__(self, base: nn.Module, sigma: float, noise: torch.Tensor) -> None:
         super().__init__()
         self.base, self.sigma = base, float(sigma)
@@ -316,13 +320,13 @@ class _KeyedPasses(nn.Module):
     """A randomized defence's forward whose call p draws under ``keys.derive(p)`` (one key per image of the input):
     the passes of ``rigor.output_randomness`` keyed per image, without changing that check."""
 
-    def __init__(self, decide: nn.Module, keys: NoiseKeys) -> None:
+    def __init__(self, decide: SmoothedInference, keys: NoiseKeys) -> None:
         super().__init__()
         self.decide, self.keys, self.calls = decide, keys, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         keys, self.calls = self.keys.derive(self.calls), self.calls + 1
-        return self.decide.scores(x, keys=keys)  # type: ignore[operator]
+        return self.decide.scores(x, keys=keys)
 
 
 class Deployed:
@@ -333,7 +337,6 @@ class Deployed:
     def __init__(self, module: nn.Module, defence: str, suite: dict[str, Any], num_classes: int,
                  device: torch.device, generator: torch.Generator, adaptation: torch.Tensor | None) -> None:
         from art_ext import zoo
-        from art_ext.smoothing import SmoothedInference
 
         self.defence, self.randomized = defence, is_randomized(defence)
         self.base: nn.Module = module
@@ -358,7 +361,7 @@ class Deployed:
             name = defence.partition(":")[2]
             denoiser = zoo.load(name, kind="denoiser", device=device)
             self.base = DenoisedClassifier(denoiser.module, module).eval()
-            self.sigma = float(denoiser.entry.sigma)
+            self.sigma = common.denoiser_sigma(denoiser)
         else:
             mode = defence.partition(":")[2]
             self.sigma = float(suite.get("sigma", 0.25))
@@ -367,6 +370,13 @@ class Deployed:
         self.samples = samples
         self.frozen_seed = int(torch.randint(2 ** 62, (1,), generator=generator, device=device))
         self.device = device
+
+    @property
+    def smoothed(self) -> SmoothedInference:
+        """``decide`` of a randomized defence: its smoothed classifier."""
+        if not isinstance(self.decide, SmoothedInference):
+            raise TypeError(f"defence {self.defence!r} is not randomized: it deploys no smoothed classifier")
+        return self.decide
 
     def frozen_surrogate(self, shape: tuple[int, ...]) -> nn.Module:
         """The fixed-noise surrogate for inputs of shape [C, H, W] (randomized defences only)."""
@@ -388,7 +398,7 @@ def _fork_rng(device: torch.device):
     return torch.random.fork_rng(devices=devices)
 
 
-def run_attack(name: str, suite: dict[str, Any], norm: str, eps: float, target: Deployed, x: torch.Tensor,
+def run_attack(name: str, suite: dict[str, Any], norm: Norm, eps: float, target: Deployed, x: torch.Tensor,
                y: torch.Tensor, seed: int, *, keys: NoiseKeys | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Adversarial examples [B, ...] of one attack at one eps (and NAttack's per-example queries).
@@ -420,7 +430,7 @@ def run_attack(name: str, suite: dict[str, Any], norm: str, eps: float, target: 
         try:
             from pyautoattack import AutoAttack
         except ImportError:
-            from autoattack import AutoAttack  # type: ignore[no-redef]
+            from autoattack import AutoAttack
         with _fork_rng(device):
             chosen = suite.get("autoattack_attacks")  # a cheaper custom subset (the report says so)
             extra = {"attacks": list(chosen), "version": "custom"} if chosen else \
@@ -431,11 +441,11 @@ def run_attack(name: str, suite: dict[str, Any], norm: str, eps: float, target: 
             x_adv = out[0] if isinstance(out, tuple) else out  # pyautoattack returns (x_adv, y_adv)
             return x_adv.detach(), None
     if name == "nattack":
-        config = NAttackConfig(eps=eps, norm=norm, max_iter=int(suite.get("nattack_iter", 200)),
-                               pop_size=int(suite.get("nattack_pop", 50)),
-                               max_queries=int(suite.get("nattack_queries", 5000)), check_every=5)
+        nattack_cfg = NAttackConfig(eps=eps, norm=norm, max_iter=int(suite.get("nattack_iter", 200)),
+                                    pop_size=int(suite.get("nattack_pop", 50)),
+                                    max_queries=int(suite.get("nattack_queries", 5000)), check_every=5)
         query = target.noisy_query if target.randomized else target.query
-        result = nattack(query, x, y, config, predict=lambda z: target.decide(z).argmax(1), keys=mine)
+        result = nattack(query, x, y, nattack_cfg, predict=lambda z: target.decide(z).argmax(1), keys=mine)
         return result.x_adv, result.queries
     raise ValueError(f"unknown attack {name!r}; expected one of {', '.join(ATTACKS)}")
 
@@ -511,7 +521,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     defence_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, tag, "defence"))
     target = Deployed(model, unit["defence"], suite, data.num_classes, device, defence_gen, adaptation)
     if target.randomized:
-        target.decide.generator = query_gen  # type: ignore[union-attr]
+        target.smoothed.generator = query_gen
         target.generator = query_gen
     k = int(suite.get("score_draws", 10)) if target.randomized else 1
     base_row = {"kind": "compare", "model": unit["model"], "defence": unit["defence"], "norm": unit["norm"]}
@@ -522,7 +532,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
         dataset index) derived by d: the same whatever the unit (a deterministic model: once, no keys)."""
         if not target.randomized:
             return score_keyed(target.decide, images, y, None, 1)
-        return score_keyed(lambda z, keys: target.decide.scores(z, keys=keys),  # type: ignore[union-attr]
+        return score_keyed(lambda z, keys: target.smoothed.scores(z, keys=keys),
                            images, y, image_keys(seed, config, indices).derive("score"), k)
 
     # clean, once per (model, defence) and chunk: every attack row of these images refers to it
@@ -533,7 +543,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
 
     # rigor checks, before any attack; a randomized defence's passes p = 0, 1 run under the keys of (rigor config,
     # dataset index) derived by p, so an image's passes do not depend on the unit
-    decide = _KeyedPasses(target.decide, image_keys(seed, f"{tag}/rigor", indices)) if target.randomized \
+    decide = _KeyedPasses(target.smoothed, image_keys(seed, f"{tag}/rigor", indices)) if target.randomized \
         else target.decide
     randomness = rigor.output_randomness(decide, x)
     surrogate = target.frozen_surrogate(tuple(x.shape[1:])) if target.randomized else target.surrogate

@@ -3,9 +3,9 @@
 
 For each model, split ("val" for selection, "test" for the report), sigma and seed, a chunk of images is attacked
 with PGD (one noisy pass per step: EOT with 1 sample, as SIAM's ``PGD_FGSMk``) and EPGD (``epgd_samples`` noisy
-passes averaged per step), both ``art_ext.attacks.epgd`` on the base with pixel noise at the smoothing sigma. Clean, PGD and
-EPGD inputs are then classified by the three smoothed-inference modes for every M in the grid. The M estimates are
-prefixes of one stream of ``max(M)`` draws per image (each estimate is an unbiased M-sample estimate; they are
+passes averaged per step), both ``art_ext.attacks.epgd`` on the base with pixel noise at the smoothing sigma. Clean,
+PGD and EPGD inputs are then classified by the three smoothed-inference modes for every M in the grid. The M estimates
+are prefixes of one stream of ``max(M)`` draws per image (each estimate is an unbiased M-sample estimate; they are
 correlated across M). Ties abstain and count as wrong.
 
 Selection: for each model and mode the (sigma, M) with the best mean *val* accuracy under PGD (ties: smaller M,
@@ -259,7 +259,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
         base = [grid.get((model, "test", name, "prediction", 0.0)) for name in INPUTS]
         if base[0] is not None:
             table.append({"model": model, "method": "base model (σ = 0, no noise)", "sigma": 0.0, "M": 1,
-                          **{name: _cell(a, 0) for name, a in zip(INPUTS, base)},
+                          **{name: _cell(a, 0) for name, a in zip(INPUTS, base, strict=True)},
                           "seeds": int(base[0].shape[0])})
         for mode in suite["modes"]:
             choice = select(suite, grid, model, mode)
@@ -272,7 +272,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
                 if accs[0] is None:
                     continue
                 table.append({"model": model, "method": label, "sigma": sigma, "M": mm,
-                              **{name: _cell(a, ms.index(mm)) for name, a in zip(INPUTS, accs)},
+                              **{name: _cell(a, ms.index(mm)) for name, a in zip(INPUTS, accs, strict=True)},
                               "seeds": int(accs[0].shape[0])})
     full = {"|".join(map(str, k)): {"mean": a.mean(axis=0).tolist(), "std": a.std(axis=0, ddof=1).tolist()
                                     if a.shape[0] > 1 else [0.0] * a.shape[1], "se": _se(a).tolist(),
@@ -300,7 +300,7 @@ def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[st
                             extra=(f"{seeds} test seeds",))
         # Fig. 1: accuracy vs sigma for several M (prediction smoothing), clean and under PGD, test split
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-        for ax, name in zip(axes, INPUTS):
+        for ax, name in zip(axes, INPUTS, strict=True):
             shown = ms[:: max(1, len(ms) // 5)] + ([ms[-1]] if (len(ms) - 1) % max(1, len(ms) // 5) else [])
             for i, m in enumerate(shown):
                 j = ms.index(m)
@@ -317,10 +317,12 @@ def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[st
                               f"{model}: accuracy vs σ: {info.caption()}", dpi=110))
         # Fig. 2: accuracy vs M per mode at the val-selected sigma, test split, mean ± SE over seeds
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-        for ax, name in zip(axes, INPUTS):
+        for ax, name in zip(axes, INPUTS, strict=True):
             for i, mode in enumerate(suite["modes"]):
                 choice = selected.get(f"{model}/{mode}")
-                acc = grid.get((model, "test", name, mode, choice["sigma"])) if choice else None
+                if not choice:
+                    continue
+                acc = grid.get((model, "test", name, mode, choice["sigma"]))
                 if acc is None:
                     continue
                 ax.errorbar(ms, acc.mean(axis=0), yerr=_se(acc), marker=rep.marker(i), capsize=2,

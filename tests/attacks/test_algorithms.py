@@ -11,7 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from art_ext.attacks import (
-    EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda, epgd, nattack, pgd, score_randomized, smoothadv_pgd,
+    EPGDConfig,
+    NAttackConfig,
+    PGDConfig,
+    SmoothAdvConfig,
+    bpda,
+    epgd,
+    nattack,
+    pgd,
+    score_randomized,
+    smoothadv_pgd,
 )
 from art_ext.attacks.epgd import noisy_cross_entropy
 from art_ext.attacks.nattack import margin_loss
@@ -173,8 +182,8 @@ def test_nattack_l2_sphere_option_puts_candidates_on_the_sphere():
 
 @pytest.mark.slow
 def test_nattack_lowers_digits_accuracy_within_budget():
-    from art_ext.data import digits
     from art_ext import zoo
+    from art_ext.data import digits
 
     model = zoo.load("digits_cnn").module
     data = digits.load_digits("test").head(24)
@@ -195,8 +204,8 @@ def test_nattack_lowers_digits_accuracy_within_budget():
 
 
 def test_nattack_failures_spend_their_whole_budget_and_never_more():
-    from art_ext.data import digits
     from art_ext import zoo
+    from art_ext.data import digits
 
     model = zoo.load("digits_cnn").module
     data = digits.load_digits("test").head(8)
@@ -289,7 +298,7 @@ def test_smoothadv_fixed_reuses_and_fresh_redraws_the_noise(schedule):
         expected = [draw_noise(x, m, sigma, keys=keys)] * steps  # draws 0 .. m-1, reused
     else:
         expected = [draw_noise(x, m, sigma, keys=keys, start=t * m) for t in range(steps)]  # draws t*m .. t*m+m-1
-    for got, want in zip(draws, expected):
+    for got, want in zip(draws, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     distinct = {tuple(d.flatten()[:4].tolist()) for d in draws}
     assert len(distinct) == (1 if schedule == "fixed" else steps)

@@ -10,10 +10,22 @@ from art.defences.preprocessor import FeatureSqueezing
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from art.estimators.classification import PyTorchClassifier
 
-from art_ext._art import ARTModelView, clip_bounds, defence_as_tensor_function as defence_fn
+from art_ext._art import ARTModelView
+from art_ext._art import defence_as_tensor_function as defence_fn
 from art_ext.attacks import (
-    BPDAPGD, EPGD, PGD, EPGDConfig, NAttack, NAttackConfig, PGDConfig, SmoothAdvConfig, SmoothAdvPGD, epgd, nattack,
-    pgd, smoothadv_pgd,
+    BPDAPGD,
+    EPGD,
+    PGD,
+    EPGDConfig,
+    NAttack,
+    NAttackConfig,
+    PGDConfig,
+    SmoothAdvConfig,
+    SmoothAdvPGD,
+    epgd,
+    nattack,
+    pgd,
+    smoothadv_pgd,
 )
 from art_ext.attacks._adapter import final_projection
 from art_ext.ops import norms

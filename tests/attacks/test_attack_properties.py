@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from art_ext.attacks import (
-    EPGDConfig, NAttackConfig, PGDConfig, SmoothAdvConfig, bpda_pgd, epgd, nattack, pgd, sane_config, smoothadv_pgd,
+    EPGDConfig,
+    NAttackConfig,
+    PGDConfig,
+    SmoothAdvConfig,
+    bpda_pgd,
+    epgd,
+    nattack,
+    pgd,
+    sane_config,
+    smoothadv_pgd,
     table_v_config,
 )
 from art_ext.ops import norms

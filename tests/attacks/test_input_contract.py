@@ -12,7 +12,15 @@ from art.defences.preprocessor import FeatureSqueezing
 
 from art_ext import _art
 from art_ext.attacks import (
-    BPDAPGD, EPGD, PGD, NAttack, NAttackConfig, PGDConfig, SmoothAdvPGD, nattack, pgd, score_randomized,
+    BPDAPGD,
+    EPGD,
+    PGD,
+    NAttack,
+    NAttackConfig,
+    SmoothAdvPGD,
+    nattack,
+    pgd,
+    score_randomized,
 )
 from art_ext.attacks._adapter import final_projection
 from art_ext.ops import norms
@@ -197,7 +205,7 @@ def test_final_projection_holds_whatever_the_core_returns(name, norm, monkeypatc
         attack.generate(x.numpy(), labels(attack.estimator.model, x))
 
 
-# ---- NAttack sees the defended outputs --------------------------------------------------------------------------------
+# ---- NAttack sees the defended outputs -------------------------------------------------------------------------------
 def test_nattack_scores_what_the_defended_predict_returns():
     x = tiny_images(N)
     defended = clf_for(postprocessing_defences=[Rounded(decimals=1)])
@@ -225,7 +233,7 @@ def test_bpda_estimate_forward_refuses_numpy_defences_at_construction():
     BPDAPGD(clf, surrogate="identity")  # the identity surrogate works for numpy defences
 
 
-# ---- score_randomized -------------------------------------------------------------------------------------------------
+# ---- score_randomized ------------------------------------------------------------------------------------------------
 def test_score_randomized_checks_its_input():
     model = tiny_cnn(num_classes=K)
     x = tiny_images(4)
@@ -240,7 +248,8 @@ def test_score_randomized_checks_its_input():
         score_randomized(model, x, y.float(), draws=2)
     with pytest.raises(ValueError, match=r"y must have shape \[4\]"):
         score_randomized(model, x, torch.nn.functional.one_hot(y, K), draws=2)
-    with pytest.raises(ValueError, match=r"x_adv has dtype torch.int64; expected a float array of shape \[N, 1, 8, 8\]"):
+    expected = r"x_adv has dtype torch.int64; expected a float array of shape \[N, 1, 8, 8\]"
+    with pytest.raises(ValueError, match=expected):
         score_randomized(model, (x * 255).long(), y, draws=2)
     from_numpy = score_randomized(model, x.numpy(), y.numpy(), draws=2)  # ART's generate output works as is
     assert from_numpy.mean_accuracy == 1.0

@@ -41,7 +41,7 @@ def suite_file(tmp_path):
 
 
 def strip_timing(rows):
-    return sorted((json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in rows))
+    return sorted(json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in rows)
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, suite_file):
@@ -66,9 +66,10 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, suite_fi
     assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"]) == 0  # a rerun continues
     resumed = common.read_rows(partial)
     assert strip_timing(resumed) == strip_timing(rows)
-    untimed = lambda out: [  # noqa: E731
-        {k: v for k, v in s.items() if k != "seconds_per_example"} for s in json.loads((out / "summary.json").read_text())
-    ]
+    def untimed(out):
+        summary = json.loads((out / "summary.json").read_text())
+        return [{k: v for k, v in s.items() if k != "seconds_per_example"} for s in summary]
+
     assert untimed(partial) == untimed(full)
 
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from art_ext.data import load_cifar10, load_digits, load_image_folder
-from art_ext.data import digits
+from art_ext.data import digits, load_cifar10, load_digits, load_image_folder
 from art_ext.testing import write_cifar10_root
 
 

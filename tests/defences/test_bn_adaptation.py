@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from art_ext.defences import BNAdaptationConfig, CertificationThroughAdaptation, adapt_batchnorm
-from art_ext.smoothing import DEFAULT_SIGMAS, NoiseKeys, NoiseStreams, auto_noise_certify, certify
 from art_ext.defences.bn_adaptation import batchnorm_layers
+from art_ext.smoothing import DEFAULT_SIGMAS, NoiseKeys, NoiseStreams, auto_noise_certify, certify
 from art_ext.testing import tiny_cnn
 from art_ext.types import ABSTAIN
 
@@ -55,7 +55,7 @@ def reference_stats(model: nn.Module, noisy: torch.Tensor) -> list[tuple[torch.T
     out = []
     for _, bn in batchnorm_layers(model):
         seen = []
-        handle = bn.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].double()))
+        handle = bn.register_forward_pre_hook(lambda m, inp, seen=seen: seen.append(inp[0].double()))
         with torch.no_grad():
             model(noisy)
         handle.remove()
@@ -73,7 +73,7 @@ def test_rho_one_equals_statistics_computed_directly_on_the_noisy_set():
     noisy = keyed_noisy(clean, 0.5, 3)
     adapted = adapt_batchnorm(model, clean, sigma=0.5, rho=1.0, batch_size=16,
                               generator=torch.Generator().manual_seed(3))
-    for (_, bn), (mean, var) in zip(batchnorm_layers(adapted), reference_stats(model, noisy)):
+    for (_, bn), (mean, var) in zip(batchnorm_layers(adapted), reference_stats(model, noisy), strict=True):
         torch.testing.assert_close(bn.running_mean, mean.float(), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(bn.running_var, var.float(), rtol=1e-5, atol=1e-6)
 
@@ -123,7 +123,7 @@ def test_intermediate_rho_mixes_means_and_standard_deviations_as_eq4():
 def test_affine_parameters_never_change_and_adapted_copy_is_frozen_eval():
     model, clean = bn_model(), images(30)
     adapted = adapt_batchnorm(model, clean, sigma=0.25)
-    for (_, a), (_, o) in zip(batchnorm_layers(adapted), batchnorm_layers(model)):
+    for (_, a), (_, o) in zip(batchnorm_layers(adapted), batchnorm_layers(model), strict=True):
         # same-kernel: copied parameters, never computed; the last check asserts a difference
         assert torch.equal(a.weight, o.weight) and torch.equal(a.bias, o.bias)
         assert a.eps == o.eps and a.momentum == o.momentum
@@ -153,12 +153,12 @@ def test_adaptation_is_deterministic_given_a_generator_and_independent_of_batch_
     # (and the conv kernels' batch blocking): float32 statistics within rtol 1e-5 (issue 19's float32 tolerance)
     for bs in (7, 37):
         c = adapt_batchnorm(model, clean, sigma=0.5, batch_size=bs, generator=torch.Generator().manual_seed(4))
-        for (_, p), (_, q) in zip(batchnorm_layers(c), batchnorm_layers(a)):
+        for (_, p), (_, q) in zip(batchnorm_layers(c), batchnorm_layers(a), strict=True):
             torch.testing.assert_close(p.running_mean, q.running_mean, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(p.running_var, q.running_var, rtol=1e-5, atol=1e-6)
     c = adapt_batchnorm(model, clean, sigma=0.0, batch_size=7)  # sigma 0: no noise, so batching is the only change
     d = adapt_batchnorm(model, clean, sigma=0.0, batch_size=64)
-    for (_, p), (_, q) in zip(batchnorm_layers(c), batchnorm_layers(d)):
+    for (_, p), (_, q) in zip(batchnorm_layers(c), batchnorm_layers(d), strict=True):
         torch.testing.assert_close(p.running_var, q.running_var, rtol=1e-6, atol=1e-7)
 
 

@@ -16,7 +16,10 @@ from torch import nn
 
 from art_ext import ABSTAIN, NormalizedNoise, PixelNoise
 from art_ext.defences.normalized_noise import (
-    IMAGENET_STD, NormalizedNoiseDenoiser, NormalizedNoisePreprocessor, NormalizedReconstructor,
+    IMAGENET_STD,
+    NormalizedNoiseDenoiser,
+    NormalizedNoisePreprocessor,
+    NormalizedReconstructor,
 )
 from art_ext.smoothing import NoiseKeys, NoiseStreams
 from art_ext.testing import LinearToy, tiny_cnn

@@ -72,4 +72,4 @@ def test_black_box_training_never_loads_the_target(tmp_path, monkeypatch) -> Non
     assert loaded == [] and again.info == {**first.info, "source": "cache"}
     # same-kernel: the checkpoint's own tensors
     assert all(torch.equal(a, b) for a, b in zip(first.module.state_dict().values(),
-                                                 again.module.state_dict().values()))
+                                                 again.module.state_dict().values(), strict=True))

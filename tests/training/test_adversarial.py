@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from art_ext.data import load_digits
 from art_ext import zoo
+from art_ext.data import load_digits
 from art_ext.models import SmallCNN
 from art_ext.training import AdversarialTrainConfig, accuracy, robust_accuracy, train_adversarial, train_classifier
 from art_ext.training.classifier import TrainConfig
@@ -30,7 +30,7 @@ def test_adversarial_training_is_deterministic():
         train_adversarial(model, data, cfg, val=val)
         states.append(model.state_dict())
     # same-kernel: two trainings with the same seed on this machine
-    assert all(torch.equal(a, b) for a, b in zip(states[0].values(), states[1].values()))
+    assert all(torch.equal(a, b) for a, b in zip(states[0].values(), states[1].values(), strict=True))
 
 
 @pytest.mark.slow

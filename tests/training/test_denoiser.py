@@ -122,7 +122,8 @@ def test_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
     again = _denoiser()
     train_denoiser(again, data, config, classifiers=[_classifier()], val=val)
     # same-kernel: two trainings with the same seed on this machine
-    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), again.state_dict().values(),
+                                               strict=True))
 
     class Killed(Exception):
         pass
@@ -143,7 +144,8 @@ def test_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
     resumed = _denoiser()
     resumed_history = train_denoiser(resumed, data, config, classifiers=[_classifier()], val=val, checkpoint=path)
     # same-kernel: a resumed training replays the same steps on this machine
-    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(),
+                                               strict=True))
     assert resumed_history == history
     other = dataclasses.replace(config, lr=5e-4)
     with pytest.raises(ValueError, match="different recipe"):

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from art_ext.smoothing import sample_counts
+from art_ext import zoo
 from art_ext.data import load_digits
 from art_ext.defences import DenoisedClassifier
-from art_ext import zoo
 from art_ext.models.denoisers import DnCNN
+from art_ext.smoothing import sample_counts
 from art_ext.training.denoiser import DenoiserTrainConfig, train_denoiser
 
 

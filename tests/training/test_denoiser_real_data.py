@@ -37,7 +37,7 @@ def _train_twice(build, data, config, classifier, **kwargs):
     (first, history), (second, again) = runs
     # same-kernel: two trainings with the same seed on this machine
     same = history == again and all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
-                                                                       second.state_dict().values()))
+                                                                       second.state_dict().values(), strict=True))
     return first, history, same
 
 

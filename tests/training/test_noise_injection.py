@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from art_ext.data.base import LabeledImages
 from art_ext import zoo
+from art_ext.data.base import LabeledImages
 from art_ext.training import noise_injection
 from art_ext.training.noise_injection import NoiseInjectionConfig, noise_injection_finetune
 
@@ -42,9 +42,9 @@ def test_finetune_is_deterministic_trains_and_calls_the_one_epgd(monkeypatch) ->
     histories = [noise_injection_finetune(m, tiny_data(), cfg) for m in models]
     assert histories[0] == histories[1] and all(torch.isfinite(torch.tensor(h)).all() for h in histories)
     # same-kernel: two trainings with the same seed on this machine; the last check asserts a difference
-    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True))
     # same-kernel: asserts a difference (it trained)
-    assert any(not torch.equal(a, b) for a, b in zip(before, models[0].parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, models[0].parameters(), strict=True))
     assert not any(m.training for m in models[0].modules())  # left in eval mode
     # art_ext.attacks.epgd: eot_samples noisy passes at the training sigma, generated in eval mode; 2 batches x
     # 2 epochs x 2 runs

@@ -48,7 +48,7 @@ def test_training_is_deterministic_selects_the_best_validation_epoch_and_lowers_
     hist = train_rescaled_loss(a, train, cfg, classifiers=[clf], val=val)
     train_rescaled_loss(b, train, cfg, classifiers=[clf], val=val)
     # same-kernel: two trainings with the same seed on this machine
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert hist["best_epoch"] == 1 + min(range(4), key=lambda i: hist["val_loss"][i])
     assert validation(a, clf, val, cfg)[0] == pytest.approx(min(hist["val_loss"]), rel=1e-5)
     assert min(hist["val_loss"]) < before
