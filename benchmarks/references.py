@@ -267,7 +267,9 @@ class ModelRef:
             from art_ext import zoo
 
             loaded = zoo.load(self.name, kind="classifier", device=device, verbose=verbose)
-            return LoadedModel(loaded.module, loaded.entry.training_sigma, loaded.sha256,
+            entry = loaded.entry
+            assert isinstance(entry, zoo.ClassifierEntry)  # what kind="classifier" loads
+            return LoadedModel(loaded.module, entry.training_sigma, loaded.sha256,
                                f"zoo:{loaded.info.get('source', 'unknown')}")
         self.check(roots)
         path = self.file(roots)
@@ -359,7 +361,9 @@ def parse_model(text: Any) -> ModelRef:
         parts = rest.split(":")
         if len(parts) > 3 or not all(parts):
             raise SuiteError(f"model reference {text!r} is invalid; expected robustbench:<Name>[:<threat>[:<dataset>]]")
-        return ModelRef(text, "robustbench", parts[0], *parts[1:])
+        threat = parts[1] if len(parts) > 1 else ModelRef.threat
+        dataset = parts[2] if len(parts) > 2 else ModelRef.dataset
+        return ModelRef(text, "robustbench", parts[0], threat, dataset)
     if scheme == "torchvision" and rest:
         arch, _, weights = rest.partition(":")
         return ModelRef(text, "torchvision", arch, path=weights or None)
