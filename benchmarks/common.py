@@ -474,14 +474,34 @@ def work_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if a == b:
             continue
         if key == "suite" and isinstance(a, dict) and isinstance(b, dict):
-            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            out.append("suite (" + ", ".join(f"{k}: {a.get(k)!r} there vs {b.get(k)!r} here"
-                                             if not isinstance(a.get(k), (dict, list)) else f"{k} differs"
-                                             for k in keys) + ")")
+            out.append("suite (" + ", ".join(_value_differences(a, b)) + ")")
         else:
             name = "--limit option" if key == "limit_option" else key
             out.append(f"{name}: {a!r} there vs {b!r} here")
     return out
+
+
+def _value_differences(a: Any, b: Any, path: str = "", limit: int = 4) -> list[str]:
+    """The leaves in which two suite values differ, each as ``path: old there vs new here`` (``configs[1].sigma: 0.25
+    there vs 0.5 here``), at most ``limit`` of them (then ``...``)."""
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, where: str) -> None:
+        if len(out) > limit or x == y:
+            return
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{where}.{k}" if where else str(k))
+        elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+            for i, (u, v) in enumerate(zip(x, y, strict=True)):
+                walk(u, v, f"{where}[{i}]")
+        elif isinstance(x, list) and isinstance(y, list):
+            out.append(f"{where}: {len(x)} entries there vs {len(y)} here")
+        else:
+            out.append(f"{where}: {x!r} there vs {y!r} here")
+
+    walk(a, b, path)
+    return out[:limit] + (["..."] if len(out) > limit else [])
 
 
 def identity_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
