@@ -92,7 +92,7 @@ class TorchEvasionAttack(EvasionAttack):
     attack_params = EvasionAttack.attack_params + ["batch_size", "verbose", "seed"]
     _estimator_requirements = (BaseEstimator, ClassifierMixin)
 
-    def __init__(self, estimator: Any, *, batch_size: int = 32, verbose: bool = False, seed: int | None = None,
+    def __init__(self, estimator: Any, *, batch_size: int = 32, verbose: bool = True, seed: int | None = None,
                  **params: Any) -> None:
         super().__init__(estimator=estimator)
         _art.check_pytorch_classifier(estimator)

@@ -11,6 +11,7 @@ from torch import nn
 
 from art_ext import _art
 from art_ext.attacks._adapter import TorchEvasionAttack
+from art_ext.attacks._common import check_attack_inputs
 from art_ext.attacks.pgd import LossFn, PGDConfig, cross_entropy_loss, pgd
 from art_ext.ops.bpda import straight_through
 from art_ext.smoothing.keys import NoiseKeys
@@ -106,12 +107,16 @@ def bpda_pgd(
         generator, keys: The random starts' keys, as in ``pgd`` (a stochastic defence draws its own noise).
     Returns:
         Adversarial inputs like ``x``, ||x_adv - x|| <= eps, inside ``bounds``.
+    Raises:
+        TypeError / ValueError before any model call, from ``check_attack_inputs``: ``x`` not a floating tensor
+            [B, ...] of finite values inside ``bounds``, or ``y`` not int64 class indices [B] >= 0.
 
     Deviations:
         The reference (anishathalye/obfuscated-gradients@9ef8b37) uses raw-gradient steps with a soft l2 penalty and
         early stopping; here the standard PGD step (sign for l_inf, unit l2 direction) and an exact projection are
         used, without early stopping. Kumar & Narayan's Table V setting is available as ``table_v_config``.
     """
+    check_attack_inputs(x, y, bounds, attack="bpda_pgd")  # before any work (pgd checks again, cheaply)
     warn_if_unreachable(config)
     wrapped = bpda(defence, surrogate)
     if isinstance(model, nn.Module):  # a module, so that pgd computes in the classifier's dtype
@@ -140,7 +145,7 @@ class BPDAPGD(TorchEvasionAttack):
 
     def __init__(self, estimator, norm=2, eps: float = 0.5, eps_step: float = 0.0625, max_iter: int = 20,
                  targeted: bool = False, num_random_init: int = 0, eot_samples: int = 1,
-                 surrogate: str = "identity", batch_size: int = 32, verbose: bool = False,
+                 surrogate: str = "identity", batch_size: int = 32, verbose: bool = True,
                  seed: int | None = None) -> None:
         super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
                          eps_step=eps_step, max_iter=max_iter, targeted=targeted, num_random_init=num_random_init,

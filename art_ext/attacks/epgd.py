@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks._common import KeyedNoise, attack_keys, to_model_dtype
+from art_ext.attacks._common import KeyedNoise, attack_keys, check_attack_inputs, to_model_dtype
 from art_ext.attacks.pgd import LossFn, PGDConfig, pgd
 from art_ext.ops import norms
 from art_ext.smoothing.keys import NoiseKeys
@@ -119,6 +119,9 @@ def epgd(
         Adversarial inputs like ``x`` (shape, dtype, device), ||x_adv - x|| <= eps, inside ``bounds``. The attack
         runs in the model's dtype (its first floating parameter's, float32 without parameters): ``x`` of another
         floating dtype is cast once on entry and the result cast back (exact for float64).
+    Raises:
+        TypeError / ValueError before any model call, from ``check_attack_inputs``: ``x`` not a floating tensor
+            [B, ...] of finite values inside ``bounds``, or ``y`` not int64 class indices [B] >= 0.
 
     Deviations:
         Eq. 25 in the paper writes a sum of softmax outputs; the reference code (yanemcovsky/SIAM@947630e
@@ -137,6 +140,7 @@ def epgd(
         >>> bool((norms.lp_norm(x_adv - x, "l2") <= 0.5 + 1e-6).all())
         True
     """
+    check_attack_inputs(x, y, bounds, attack="epgd")  # before any work
     x_in = x
     x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
     image_keys = attack_keys(keys, generator, x, needed=config.sigma > 0 or config.num_random_init > 0)
@@ -156,7 +160,7 @@ class EPGD(TorchEvasionAttack):
 
     def __init__(self, estimator, sigma: float, norm=2, eps: float = 0.5, eps_step: float = 0.1, max_iter: int = 20,
                  eot_samples: int = 8, targeted: bool = False, num_random_init: int = 0,
-                 noise_space: NoiseSpace | None = None, batch_size: int = 32, verbose: bool = False,
+                 noise_space: NoiseSpace | None = None, batch_size: int = 32, verbose: bool = True,
                  seed: int | None = None) -> None:
         super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, sigma=sigma, norm=norm,
                          eps=eps, eps_step=eps_step, max_iter=max_iter, eot_samples=eot_samples, targeted=targeted,

@@ -11,7 +11,7 @@ import torch
 
 from art_ext import _art
 from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks._common import attack_keys, to_model_dtype
+from art_ext.attacks._common import attack_keys, check_attack_inputs, checked_width, to_model_dtype
 from art_ext.ops import norms
 from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
 from art_ext.types import Bounds, LogitsFn, Norm
@@ -145,6 +145,9 @@ def nattack(
         ``x_adv`` has x's shape, dtype and device: the search runs in the model's dtype (its first floating
         parameter's, float32 without parameters), ``x`` of another floating dtype is cast once on entry and
         ``x_adv`` cast back (exact for float64).
+    Raises:
+        TypeError / ValueError before any model call, from ``check_attack_inputs``: ``x`` not a floating tensor
+            [B, ...] of finite values inside ``bounds``, or ``y`` not int64 class indices [B] >= 0.
 
     Deviations:
         Reference: Cold-Winter/Nattack@2c5ce05 robustnet/re_li_attack.py. The "max other class" is per candidate
@@ -155,8 +158,10 @@ def nattack(
     if not (math.isfinite(bounds.low) and math.isfinite(bounds.high)):
         raise ValueError(f"nattack needs finite bounds (its tanh parameterisation maps onto the box), got "
                          f"({bounds.low}, {bounds.high})")
+    check_attack_inputs(x, y, bounds, attack="nattack")  # before any work
     x_in = x
     x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
+    model = checked_width(model, y)  # labels < the output width, checked at the first forward
     image_keys = attack_keys(keys, generator, x, needed=config.eps > 0)
     if mask is not None:
         mask = torch.broadcast_to(mask, x.shape)
@@ -255,7 +260,7 @@ class NAttack(TorchEvasionAttack):
 
     def __init__(self, estimator, norm=float("inf"), eps: float = 0.031, max_iter: int = 500, pop_size: int = 300,
                  sigma: float = 0.1, learning_rate: float = 0.02, max_queries: int | None = None,
-                 targeted: bool = False, l2_sphere: bool = False, batch_size: int = 32, verbose: bool = False,
+                 targeted: bool = False, l2_sphere: bool = False, batch_size: int = 32, verbose: bool = True,
                  seed: int | None = None) -> None:
         super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
                          max_iter=max_iter, pop_size=pop_size, sigma=sigma, learning_rate=learning_rate,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks._common import attack_keys, image_generators, to_model_dtype
+from art_ext.attacks._common import attack_keys, check_attack_inputs, checked_width, image_generators, to_model_dtype
 from art_ext.ops import norms
 from art_ext.smoothing.keys import NoiseKeys
 from art_ext.types import Bounds, LogitsFn, Norm
@@ -109,11 +109,15 @@ def pgd(
         entry and the result cast back to ``x.dtype`` (exact for float64; for a narrower dtype the ball holds up to
         that dtype's rounding).
     Raises:
-        ValueError: ``x`` is not floating, or both ``generator`` and ``keys`` are given, or ``keys`` does not hold
-            one key per image.
+        TypeError / ValueError before any model call: ``x`` is not a floating tensor [B, ...] of finite values inside
+            ``bounds``, or ``y`` is not int64 class indices [B] >= 0 (a [B, 1] column or one-hot [B, K] is refused,
+            not guessed); at the first forward: a label >= the model's output width. ValueError: both ``generator``
+            and ``keys`` are given, or ``keys`` does not hold one key per image.
     """
+    check_attack_inputs(x, y, bounds, attack="pgd")  # before any work
     x_in = x
     x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
+    model = checked_width(model, y)  # labels < the output width, checked at the first forward
     image_keys = attack_keys(keys, generator, x, needed=config.num_random_init > 0 and config.eps > 0)
     if config.eps == 0:
         return x_in.detach().clone()
@@ -175,7 +179,7 @@ class PGD(TorchEvasionAttack):
         "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init"]
 
     def __init__(self, estimator, norm=float("inf"), eps: float = 0.3, eps_step: float = 0.1, max_iter: int = 100,
-                 targeted: bool = False, num_random_init: int = 0, batch_size: int = 32, verbose: bool = False,
+                 targeted: bool = False, num_random_init: int = 0, batch_size: int = 32, verbose: bool = True,
                  seed: int | None = None) -> None:
         super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
                          eps_step=eps_step, max_iter=max_iter, targeted=targeted, num_random_init=num_random_init)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks._common import KeyedNoise, attack_keys, to_model_dtype
+from art_ext.attacks._common import KeyedNoise, attack_keys, check_attack_inputs, to_model_dtype
 from art_ext.attacks.pgd import LossFn, PGDConfig, pgd
 from art_ext.ops import norms
 from art_ext.smoothing.keys import NoiseKeys
@@ -154,6 +154,9 @@ def smoothadv_pgd(
         attack runs in the model's dtype (its first floating parameter's, float32 without parameters): ``x`` of
         another floating dtype is cast once on entry (``fixed_noise`` too) and the result cast back (exact for
         float64).
+    Raises:
+        TypeError / ValueError before any model call, from ``check_attack_inputs``: ``x`` not a floating tensor
+            [B, ...] of finite values inside ``bounds``, or ``y`` not int64 class indices [B] >= 0.
 
     Deviations:
         Reference: Hadisalman/smoothing-adversarial@cff781d code/attacks.py ``PGD_L2``. It clamps to [0, 1] and then
@@ -173,6 +176,7 @@ def smoothadv_pgd(
         >>> bool((norms.lp_norm(x_adv - x, "l2") <= 0.5 + 1e-6).all())
         True
     """
+    check_attack_inputs(x, y, bounds, attack="smoothadv_pgd")  # before any work
     x_in = x
     x = to_model_dtype(x, model)  # the one cast (a no-op in the model's dtype)
     needs_keys = (fixed_noise is None and config.sigma > 0) or config.num_random_init > 0
@@ -216,7 +220,7 @@ class SmoothAdvPGD(TorchEvasionAttack):
     def __init__(self, estimator, sigma: float, norm=2, eps: float = 0.5, eps_step: float | None = None,
                  max_iter: int = 20, num_noise: int = 8, aggregate: Aggregate = "softmax",
                  noise: NoiseSchedule = "fixed", noise_space: NoiseSpace | None = None, targeted: bool = False,
-                 num_random_init: int = 0, batch_size: int = 32, verbose: bool = False,
+                 num_random_init: int = 0, batch_size: int = 32, verbose: bool = True,
                  seed: int | None = None) -> None:
         super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, sigma=sigma, norm=norm,
                          eps=eps, eps_step=eps_step, max_iter=max_iter, num_noise=num_noise, aggregate=aggregate,

@@ -1,6 +1,7 @@
 """The adapters' contract (issue 9): one input check, labels as ART reads them, ``mask`` honoured, unknown keywords
 refused, bounds = clip_values (None = unbounded) with eps in their units, one final projection whatever the core
-returns, NAttack scored on the defended outputs, and the same input check in ``score_randomized``."""
+returns, NAttack scored on the defended outputs, and the same input check in ``score_randomized``. The pure-torch
+cores check their own input (issue 21): x finite and inside the bounds, y int64 indices [B], before any model call."""
 
 from __future__ import annotations
 
@@ -15,16 +16,23 @@ from art_ext.attacks import (
     BPDAPGD,
     EPGD,
     PGD,
+    EPGDConfig,
     NAttack,
     NAttackConfig,
+    PGDConfig,
+    SmoothAdvConfig,
     SmoothAdvPGD,
+    bpda_pgd,
+    epgd,
     nattack,
     pgd,
     score_randomized,
+    smoothadv_pgd,
 )
 from art_ext.attacks._adapter import final_projection
+from art_ext.attacks._common import check_attack_inputs
 from art_ext.ops import norms
-from art_ext.testing import art_classifier, tiny_cnn, tiny_images
+from art_ext.testing import CallRecorder, art_classifier, tiny_cnn, tiny_images
 from art_ext.types import Bounds
 
 N, K = 6, 5
@@ -104,6 +112,102 @@ def test_nattack_refuses_unbounded_clip_values_at_construction():
     with pytest.raises(ValueError, match="nattack needs finite bounds"):
         nattack(tiny_cnn(num_classes=K), tiny_images(2), torch.zeros(2, dtype=torch.int64), NAttackConfig(0.1),
                 bounds=Bounds(float("-inf"), float("inf")))
+
+
+# ---- the pure-torch cores check their input ----------------------------------------------------------------------
+CORES = {
+    "pgd": lambda m, x, y: pgd(m, x, y, PGDConfig(eps=0.5, eps_step=0.25, max_iter=2)),
+    "bpda_pgd": lambda m, x, y: bpda_pgd(m, x, y, PGDConfig(eps=0.5, eps_step=0.25, max_iter=2),
+                                         defence=lambda z: z),
+    "epgd": lambda m, x, y: epgd(m, x, y, EPGDConfig(eps=0.5, eps_step=0.25, sigma=0.1, max_iter=2, eot_samples=2),
+                                 generator=torch.Generator().manual_seed(0)),
+    "smoothadv_pgd": lambda m, x, y: smoothadv_pgd(m, x, y, SmoothAdvConfig(eps=0.5, sigma=0.1, max_iter=2,
+                                                                            num_noise=2),
+                                                   generator=torch.Generator().manual_seed(0)),
+    "nattack": lambda m, x, y: nattack(m, x, y, NAttackConfig(eps=0.1, max_iter=2, pop_size=4),
+                                       generator=torch.Generator().manual_seed(0)),
+}
+
+
+def _nan_at_3(x: torch.Tensor) -> torch.Tensor:
+    x = x.clone()
+    x.view(-1)[3] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize("core", list(CORES))
+@pytest.mark.parametrize(
+    "make_x, make_y, match",
+    [
+        (_nan_at_3, lambda y: y, r"x contains 1 NaN or infinite values"),  # was NaN out (pgd, smoothadv, nattack)
+        (lambda x: x * 255, lambda y: y, r"x has values in \[.*\], outside .*'s bounds \[0.0, 1.0\]"),  # clamped
+        (lambda x: x, lambda y: y[:, None], r"y has shape \(6, 1\), a column; pass class indices of shape \[6\]"),
+        (lambda x: x, lambda y: torch.nn.functional.one_hot(y, K),
+         r"y has shape \(6, 5\), one-hot .* \(y.argmax\(1\) for one-hot\)"),
+        (lambda x: x, lambda y: torch.where(torch.arange(N) == 2, -1, y), r"y holds negative labels \(min -1\)"),
+        (lambda x: x, lambda y: y.float(), r"y has dtype torch.float32; expected int64 class indices"),
+        (lambda x: (x * 255).to(torch.uint8), lambda y: y, r"x has dtype torch.uint8; expected floating inputs"),
+    ],
+    ids=["nan", "x255", "column-y", "one-hot-y", "negative-y", "float-y", "uint8-x"],
+)
+def test_cores_check_their_input_before_any_model_call(core, make_x, make_y, match):
+    model = CallRecorder(tiny_cnn(num_classes=K))
+    x = tiny_images(N)
+    y = torch.arange(N) % K
+    with pytest.raises(ValueError, match=match):
+        CORES[core](model, make_x(x), make_y(y))
+    assert model.batch_sizes == []  # refused before any forward pass
+
+
+@pytest.mark.parametrize("core", list(CORES))
+def test_cores_refuse_labels_beyond_the_models_output_width_at_the_first_forward(core):
+    model = CallRecorder(tiny_cnn(num_classes=K))
+    y = torch.arange(N) % K
+    y[1] = K
+    with pytest.raises(ValueError, match=r"y holds labels up to 5 but the model returns 5 class scores; expected "
+                                         r"class indices in \[0, 5\)"):
+        CORES[core](model, tiny_images(N), y)
+    assert len(model.batch_sizes) == 1  # after one forward, before any step
+
+
+def test_check_attack_inputs_names_the_range_when_the_width_is_given():
+    x, y = tiny_images(2), torch.tensor([0, 7])
+    with pytest.raises(ValueError, match=r"labels up to 7 but the model returns 5 class scores"):
+        check_attack_inputs(x, y, Bounds(), num_classes=K)
+    with pytest.raises(TypeError, match=r"y must be a torch.Tensor of int64 class indices of shape \[2\], got list"):
+        check_attack_inputs(x, [0, 1], Bounds())
+    with pytest.raises(ValueError, match=r"x has values in \[.*\], outside the attack's bounds \[-1.0, 0.5\]"):
+        check_attack_inputs(x, y, Bounds(-1.0, 0.5))
+    check_attack_inputs(x * 255, y, Bounds(0.0, 255.0), num_classes=8)  # inside its own bounds: accepted
+
+
+@pytest.mark.parametrize("core", list(CORES))
+def test_cores_accept_inputs_inside_wider_bounds(core):
+    """x * 255 with bounds (0, 255) is valid input: the range check follows the bounds given, not [0, 1]."""
+    model = tiny_cnn(num_classes=K)
+    x = tiny_images(N) * 255
+    y = torch.arange(N) % K
+    call = {
+        "pgd": lambda: pgd(model, x, y, PGDConfig(eps=8.0, eps_step=4.0, max_iter=2), bounds=Bounds(0.0, 255.0)),
+        "bpda_pgd": lambda: bpda_pgd(model, x, y, PGDConfig(eps=8.0, eps_step=4.0, max_iter=2),
+                                     defence=lambda z: z, bounds=Bounds(0.0, 255.0)),
+        "epgd": lambda: epgd(model, x, y, EPGDConfig(eps=8.0, eps_step=4.0, sigma=1.0, max_iter=2, eot_samples=2),
+                             bounds=Bounds(0.0, 255.0), generator=torch.Generator().manual_seed(0)),
+        "smoothadv_pgd": lambda: smoothadv_pgd(model, x, y, SmoothAdvConfig(eps=8.0, sigma=1.0, max_iter=2,
+                                                                            num_noise=2),
+                                               bounds=Bounds(0.0, 255.0), generator=torch.Generator().manual_seed(0)),
+        "nattack": lambda: nattack(model, x, y, NAttackConfig(eps=8.0, max_iter=2, pop_size=4),
+                                   bounds=Bounds(0.0, 255.0), generator=torch.Generator().manual_seed(0)).x_adv,
+    }[core]
+    out = call()
+    assert out.shape == x.shape and out.min() >= 0.0 and out.max() <= 255.0
+    assert (norms.lp_norm(out - x, "linf" if core == "nattack" else "l2") <= 8.0 * (1 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_adapters_show_a_progress_bar_by_default_like_art(name):
+    attack = ADAPTERS[name](clf_for())
+    assert attack.verbose is True
 
 
 # ---- labels ---------------------------------------------------------------------------------------------------------
