@@ -55,7 +55,7 @@ def _expected_form(estimator: object) -> str:
 
 
 def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: torch.device | None = None,
-                    pixel_range: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    pixel_range: bool = False, dtype: torch.dtype = torch.float32, values: bool = True) -> torch.Tensor:
     """The one numpy -> torch crossing, with the one input check of every art_ext ART entry point.
 
     Checks, before any work: ``x`` is a numpy array (or a torch tensor, which ART's PyTorch attacks pass), of a
@@ -66,6 +66,10 @@ def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: to
     The one cast: any floating ``x`` (float16, bfloat16, float32, float64) is converted once, here, to ``dtype``
     (the dtype the model computes in; see ``model_dtype``), and the checks run on the converted values, so a value
     that does not fit ``dtype`` is refused as infinite instead of failing inside the model.
+
+    ``values=False`` checks the form only (type, dtype, shape, non-empty), not the values (NaN/inf, range): for the
+    methods ART's attacks call on their own intermediate iterates (``predict``, the gradients), which ART's
+    ``PyTorchClassifier`` never range-checks either. User-facing entry points keep the default.
 
     Returns:
         tensor of ``dtype`` (default float32) on ``device`` (default: the estimator's device).
@@ -93,6 +97,8 @@ def input_to_tensor(estimator: object, x: object, *, name: str = "x", device: to
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {shape}); expected {expected}")
     t = torch.as_tensor(x, device=device or estimator_device(estimator)).to(dtype)  # the one cast
+    if not values:
+        return t
     finite = torch.isfinite(t)
     if not bool(finite.all()):
         raise ValueError(f"{name} contains {int((~finite).sum())} NaN or infinite values (as {dtype}); expected "

@@ -31,7 +31,9 @@ from tqdm.auto import tqdm
 from art_ext import _art
 from art_ext.ops import norms
 from art_ext.ops.modes import eval_mode
+from art_ext.smoothing.inference import SmoothedInference
 from art_ext.smoothing.keys import NoiseKeys
+from art_ext.smoothing.noise import NoiseSpace, resolve
 from art_ext.types import Bounds, Norm
 
 #: keywords ``generate`` accepts besides x and y (ART's ``mask``); anything else is refused
@@ -85,6 +87,39 @@ def mask_to_tensor(mask: object, x: torch.Tensor) -> torch.Tensor:
     return torch.broadcast_to(nonzero, x.shape).to(x.dtype)
 
 
+def smoothed_parts(estimator: object) -> tuple[Any, float, NoiseSpace] | None:
+    """``(base estimator, sigma, noise space)`` of an art_ext smoothed classifier (``RandomizedSmoothingClassifier``,
+    ``SmoothedInferenceClassifier``: a ``smoothed`` forward over a wrapped ``estimator``), else None. Read by
+    attribute, since ``attacks`` must not import ``estimators``."""
+    smoothed = getattr(estimator, "smoothed", None)
+    base = getattr(estimator, "estimator", None)
+    if isinstance(smoothed, SmoothedInference) and base is not None:
+        return base, smoothed.sigma, smoothed.config.noise_space
+    return None
+
+
+def noise_of_target(estimator: object, sigma: float | None, noise_space: NoiseSpace | None,
+                    attack: str) -> tuple[float, NoiseSpace]:
+    """The noise an attack on the smoothed model adds (EPGD, SmoothAdv): the given ``sigma`` / ``noise_space`` for a
+    plain ART classifier (the base; ``sigma`` required); for an art_ext smoothed classifier, its own sigma and noise
+    space (the threat model of both papers: attack the smoothed model through its base and its noise), refusing a
+    different one with the right usage named."""
+    parts = smoothed_parts(estimator)
+    if parts is None:
+        if sigma is None:
+            raise ValueError(f"{attack} needs sigma (the noise std of the smoothed model) for a plain ART classifier "
+                             "(the base); it is read from the estimator only for art_ext's smoothed classifiers")
+        return sigma, resolve(noise_space)
+    _, own_sigma, own_space = parts
+    if (sigma is not None and sigma != own_sigma) or (noise_space is not None and resolve(noise_space) != own_space):
+        raise ValueError(
+            f"{attack} attacks an art_ext smoothed classifier through its base with the classifier's own noise "
+            f"(sigma={own_sigma}, noise_space={own_space}), got sigma={sigma}, noise_space={noise_space}: leave both "
+            f"None, or attack the base estimator (`classifier.estimator`) with sigma=... for another noise level"
+        )
+    return own_sigma, own_space
+
+
 class TorchEvasionAttack(EvasionAttack):
     """Base of the art_ext adapters. Subclasses set ``attack_params`` and implement ``_build_config`` (a config with
     ``eps`` and ``norm``) and ``_attack_batch``; at most a few lines each."""
@@ -114,7 +149,14 @@ class TorchEvasionAttack(EvasionAttack):
         raise NotImplementedError
 
     def _model_view(self, estimator: Any) -> nn.Module:
+        """The torch module the core attacks: the estimator's predict-time pipeline. Attacks that add the noise
+        themselves (EPGD, SmoothAdv) override it to take the base of an art_ext smoothed classifier."""
         return _art.ARTModelView(estimator)
+
+    def _base_view(self, estimator: Any) -> nn.Module:
+        """The base of an art_ext smoothed classifier (its wrapped estimator's pipeline), else the estimator's."""
+        parts = smoothed_parts(estimator)
+        return _art.ARTModelView(estimator if parts is None else parts[0])
 
     # ---- ART API -----------------------------------------------------------------------------------------------
     def _check_params(self) -> None:

@@ -18,7 +18,13 @@ does not do, and this base adds:
   (ART switches the whole model to eval and leaves it there); ``training_mode=True`` is refused, since a base with
   batch statistics is not a fixed function;
 * gradients with respect to the input only (``torch.autograd.grad``), never accumulated into the model's parameters;
-* unknown keywords refused (ART ignores them).
+* the keywords ART's attacks pass accepted (``predict(logits=True)`` from Carlini-Wagner: the outputs are already
+  logits-like, and ART's ``PyTorchClassifier`` ignores the flag too), other unknown keywords refused (ART ignores
+  them);
+* the values of ART's own intermediate iterates handled as ART's ``PyTorchClassifier`` handles them (see
+  ``_attack_inputs``): the methods ART's attacks call (``predict``, ``loss_gradient``, ``class_gradient``,
+  ``compute_loss``) check the form of ``x`` (type, dtype, shape) but not its values, while the user-facing entry
+  points (``certify``, ``certificates``, ``predict_labels``, ``fit``) keep the full check.
 
 This module is private: the public classes are ``SmoothedInferenceClassifier``, ``RandomizedSmoothingClassifier``
 and ``CertificationThroughAdaptationClassifier``.
@@ -131,6 +137,15 @@ def _class_labels(label: object, num_examples: int, nb_classes: int) -> list[int
     return array.astype(np.int64)
 
 
+def _nan_rows(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``grad`` [N, ...] with NaN wherever the row of ``x`` [N, ...] holds a NaN or infinite value (a smoothed model
+    gives such rows a NaN output without running; autograd would report a zero gradient)."""
+    bad = ~torch.isfinite(x.detach()).flatten(1).all(dim=1)  # [N]
+    if not bool(bad.any()):
+        return grad
+    return grad.masked_fill(bad.view(-1, *([1] * (grad.dim() - 1))), float("nan"))
+
+
 class CheckedPyTorchClassifier(PyTorchClassifier):
     """An ART ``PyTorchClassifier`` over an art_ext torch module, with checked entry points (see the module doc).
 
@@ -157,6 +172,14 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
         """Tensor [N, *input_shape] on the device in the wrapped model's dtype (float32 unless its parameters are
         another float type; any floating input dtype is cast once here); the only numpy -> torch crossing."""
         return _art.input_to_tensor(self, x, name=name, device=self.device, pixel_range=True, dtype=self._dtype)
+
+    def _attack_inputs(self, x: object) -> torch.Tensor:
+        """``x`` for the methods ART's attacks call on their own iterates: the form is checked (type, dtype, shape),
+        the values are not, as in ART's ``PyTorchClassifier`` (which range-checks nothing and runs NaN through the
+        model). NewtonFool steps a little outside [0, 1] and SquareAttack(norm=2) / AutoAttack query NaN rows
+        before their own clipping; refusing those calls would end the attack. ``_run_call`` says what such values
+        give."""
+        return _art.input_to_tensor(self, x, device=self.device, dtype=self._dtype, values=False)
 
     def _labels(self, y: object, num_examples: int) -> torch.Tensor:
         return _art.labels_to_indices(y, num_examples=num_examples, nb_classes=self.nb_classes, device=self.device)
@@ -187,8 +210,30 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
     def _run_call(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """The outputs [N, K] of one public call: the call's keys drawn once for all N images, then the model run on
         batches of ``batch_size`` images (``None``: all at once), each batch with its images' keys, so the outputs
-        do not depend on ``batch_size``."""
+        do not depend on ``batch_size``.
+
+        Values outside the checked domain (only from ``_attack_inputs``): a model without noise runs on them as
+        they are, NaN included, as ART's ``PyTorchClassifier`` runs its model. The smoothing core is defined on
+        [0, 1] and refuses anything else, so for a smoothed model a row with a NaN or infinite value gives a NaN
+        row without reaching the core, and finite values are clipped to [0, 1]: the smoothed classifier is
+        evaluated at the nearest image of its domain (the clip is the identity, with identity gradient, on [0, 1]
+        bounds included; its gradient is 0 along a coordinate outside it)."""
         keys = self._noise_keys(x.shape[0])
+        if keys is None:
+            return self._run_batches(x, None, batch_size)
+        finite = torch.isfinite(x.detach()).flatten(1).all(dim=1)  # [N]
+        # the core's domain; NaN stays NaN (those rows are not run). Not ``x.clamp``: torch gives clamp a zero
+        # gradient *at* the bounds, and [0, 1] images sit on them
+        x = torch.where((x < 0.0) | (x > 1.0), x.clamp(0.0, 1.0), x)
+        if bool(finite.all()):
+            return self._run_batches(x, keys, batch_size)
+        out = torch.full((x.shape[0], self.nb_classes), float("nan"), dtype=x.dtype, device=x.device)  # [N, K]
+        rows = finite.nonzero().flatten()
+        if rows.numel() == 0:
+            return out
+        return out.index_put((rows,), self._run_batches(x[rows], keys[rows], batch_size))
+
+    def _run_batches(self, x: torch.Tensor, keys: NoiseKeys | None, batch_size: int | None) -> torch.Tensor:
         step = x.shape[0] if batch_size is None else int(batch_size)
         outs = [
             self._run(x[start : start + step], None if keys is None else keys[start : start + step])
@@ -210,11 +255,15 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
 
     # -- ART's classifier methods -----------------------------------------------------------------------------
     def predict(self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False, **kwargs: Any) -> np.ndarray:
-        """Model outputs float32 [N, K] (see the subclass for what they are); ``batch_size`` images per model call."""
-        self._check_call("predict", training_mode, kwargs)
+        """Model outputs float32 [N, K] (see the subclass for what they are); ``batch_size`` images per model call.
+
+        ``logits`` (passed by ART's ``CarliniL2Method``) is accepted and changes nothing, as in ART's
+        ``PyTorchClassifier``, which always returns its model's outputs. Values of ``x`` are not checked (ART's
+        attacks query their own iterates): see ``_run_call`` for out-of-range and NaN rows."""
+        self._check_call("predict", training_mode, kwargs, known=("logits",))
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int (images per model call), got {batch_size!r}")
-        x_t = self._inputs(x)
+        x_t = self._attack_inputs(x)
         with torch.no_grad():
             out = self._run_call(x_t, int(batch_size))  # [N, K], the call's noise keys drawn once for all N
         return _art.to_numpy(out).astype(np.float32)  # the only torch -> numpy
@@ -224,20 +273,26 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
         """Gradient of the classifier's loss (mean over the batch, as ART's losses reduce) w.r.t. ``x``, same shape
         and type as ``x`` (tensor in, tensor out). ``y``: indices [N], a column [N, 1] or one-hot [N, K]."""
         self._check_call("loss_gradient", training_mode, kwargs)
-        x_t = self._inputs(x).detach().requires_grad_(True)
+        x_t = self._attack_inputs(x).detach().requires_grad_(True)
         labels = self._labels(y, x_t.shape[0])
-        loss = self._loss(self._run_call(x_t), labels)  # EOT noise keyed per image
-        (grad,) = torch.autograd.grad(loss, x_t)  # input gradient only; parameters untouched
-        return self._like(grad, x)
+        out = self._run_call(x_t)  # EOT noise keyed per image
+        if not out.requires_grad:  # every row NaN: nothing reached the model
+            return self._like(torch.full_like(x_t, float("nan")), x)
+        (grad,) = torch.autograd.grad(self._loss(out, labels), x_t)  # input gradient only; parameters untouched
+        return self._like(_nan_rows(grad, x_t), x)
 
     def class_gradient(self, x: np.ndarray | torch.Tensor, label: int | list[int] | np.ndarray | None = None,
                        training_mode: bool = False, **kwargs: Any) -> np.ndarray | torch.Tensor:
         """Gradients of the model outputs w.r.t. ``x`` from one forward pass (one set of noise draws):
         [N, K, *input_shape] for ``label=None``, [N, 1, *input_shape] for an int or one class per example."""
         self._check_call("class_gradient", training_mode, kwargs)
-        x_t = self._inputs(x).detach().requires_grad_(True)
+        x_t = self._attack_inputs(x).detach().requires_grad_(True)
         classes = _class_labels(label, x_t.shape[0], self.nb_classes)
         out = self._run_call(x_t)  # [N, K], one set of noise draws keyed per image
+        if not out.requires_grad:  # every row NaN: nothing reached the model
+            width = self.nb_classes if classes is None else 1
+            return self._like(torch.full((x_t.shape[0], width, *x_t.shape[1:]), float("nan"), dtype=x_t.dtype,
+                                         device=x_t.device), x)
         wanted = list(range(out.shape[1])) if classes is None else sorted({int(c) for c in classes})
         grads = {}
         for i, c in enumerate(wanted):
@@ -251,7 +306,7 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
             stacked = torch.stack([grads[c] for c in wanted], dim=1)  # [N, U, ...]
             pick = torch.as_tensor([wanted.index(int(c)) for c in classes], device=x_t.device)
             result = stacked[rows, pick].unsqueeze(1)  # [N, 1, ...]
-        return self._like(result, x)
+        return self._like(_nan_rows(result, x_t), x)
 
     def compute_loss(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, reduction: str = "none",
                      **kwargs: Any) -> np.ndarray | torch.Tensor:
@@ -259,7 +314,7 @@ class CheckedPyTorchClassifier(PyTorchClassifier):
         self._check_call("compute_loss", False, kwargs)
         if reduction not in ("none", "mean", "sum"):
             raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-        x_t = self._inputs(x)
+        x_t = self._attack_inputs(x)
         labels = self._labels(y, x_t.shape[0])
         with torch.no_grad():
             out = self._run_call(x_t)

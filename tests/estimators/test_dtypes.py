@@ -67,7 +67,8 @@ def test_a_value_that_does_not_fit_the_model_dtype_is_refused_at_the_entry_point
     x = tiny_images(1, seed=0).numpy().astype(np.float64)
     x[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite values \(as torch.float32\)"):
-        rs.predict(x)
+        rs.predict_labels(x, 10)  # user-facing: refused; predict (ART's attacks' iterates) gives a NaN row instead
+    assert np.isnan(rs.predict(x)).all()
     with pytest.raises(ValueError, match="dtype int64"):
         rs.predict(np.zeros((1, 1, 8, 8), dtype=np.int64))
     assert torch.get_default_dtype() == torch.float32

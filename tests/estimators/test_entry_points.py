@@ -83,7 +83,13 @@ def test_28x28_images_on_a_32x32_estimator_are_refused(kind, name, call) -> None
     assert model.samples == 0
 
 
-@pytest.mark.parametrize("kind, name, call", CASES, ids=IDS)
+#: the methods ART's attacks call on their own iterates: form checked, values not (as ART's PyTorchClassifier)
+ATTACK_FACING = ("predict", "loss_gradient", "class_gradient", "compute_loss")
+USER_CASES = [case for case in CASES if case[1] not in ATTACK_FACING]
+USER_IDS = [f"{kind}-{name}" for kind, name, _ in USER_CASES]
+
+
+@pytest.mark.parametrize("kind, name, call", USER_CASES, ids=USER_IDS)
 def test_nan_and_values_outside_the_pixel_range_are_refused(kind, name, call) -> None:
     clf, model = make(kind)
     x = good_images()
@@ -92,6 +98,13 @@ def test_nan_and_values_outside_the_pixel_range_are_refused(kind, name, call) ->
         call(clf, x)
     with pytest.raises(ValueError, match="outside the estimator's clip_values"):
         call(clf, good_images() + 0.5)
+    assert model.samples == 0
+
+
+@pytest.mark.parametrize("kind, name, call", CASES, ids=IDS)
+def test_the_form_of_x_is_checked_at_every_entry_point(kind, name, call) -> None:
+    """Also on the attack-facing methods, which take NaN and out-of-range iterates (test_art_attack_matrix.py)."""
+    clf, model = make(kind)
     if name != "predict":  # ART's InputFilter metaclass turns predict's x into np.array(x) before any code of ours
         with pytest.raises(TypeError, match="numpy array"):
             call(clf, good_images().tolist())
@@ -103,11 +116,11 @@ def test_nan_and_values_outside_the_pixel_range_are_refused(kind, name, call) ->
 @pytest.mark.parametrize("kind", KINDS)
 def test_unbounded_estimators_get_the_pixel_range(kind) -> None:
     """clip_values=None on the wrapped estimator: the classifier declares (0, 1), so ART attacks stay in it, and
-    values outside [0, 1] are still refused (sigma and radii are pixel units)."""
+    values outside [0, 1] are still refused by the user-facing entry points (sigma and radii are pixel units)."""
     clf, _ = make(kind, clip_values=None)
     assert tuple(np.ravel(clf.clip_values)) == (0.0, 1.0)
     with pytest.raises(ValueError, match=r"outside"):
-        clf.predict(good_images() - 0.5)
+        clf.predict_labels(good_images() - 0.5, *((20, 20) if kind == "randomized_smoothing" else ()))
 
 
 @pytest.mark.parametrize("kind", KINDS)
