@@ -56,6 +56,7 @@ def attacks_suite(write_suite):
     return lambda eps=0.5: write_suite(**{**SUITE, "eps": eps}, file="tiny_attacks.toml")
 
 
+@pytest.mark.slow
 def test_clean_once_per_target_none_is_clean_and_timing_excludes_loading(tmp_path, attacks_suite, clock):
     suite_file = attacks_suite()
     out = tmp_path / "full"
@@ -84,6 +85,7 @@ def test_clean_once_per_target_none_is_clean_and_timing_excludes_loading(tmp_pat
     assert "Plot `robust_accuracy.png`" in text and "6 images" in text and "seed 0" in text
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run_and_report_regenerates(tmp_path, attacks_suite, clock):
     suite_file = attacks_suite()
     full, partial = tmp_path / "full", tmp_path / "partial"
@@ -105,6 +107,7 @@ def test_resumed_run_equals_uninterrupted_run_and_report_regenerates(tmp_path, a
     assert (again / "summary.json").read_text() == (full / "summary.json").read_text()
 
 
+@pytest.mark.slow
 def test_eps_grid_runs_every_attack_at_every_radius(tmp_path, attacks_suite, clock):
     suite_file = attacks_suite(eps=[0.25, 1.0])
     out = tmp_path / "grid"

@@ -65,6 +65,7 @@ def offline_robustbench(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_robustbench_cifar10_runs_offline_end_to_end(offline_robustbench, capsys):
     tmp = offline_robustbench
     suite = small_copy(SUITE, tmp, {"steps": "2", "nattack_iter": "2", "nattack_pop": "4", "nattack_queries": "40",
@@ -163,6 +164,7 @@ class Noisy(nn.Module):
         return self.inner(x + 0.05 * torch.randn_like(x))
 
 
+@pytest.mark.slow
 def test_rigor_checks_flag_randomized_zero_gradient_and_masking_models(tmp_path):
     """The quantised digits_cnn has exactly zero gradients (PGD cannot move) while NAttack still breaks images
     (the gradient-free gap); the noisy model's two identical forwards differ. Traced modules: file: references."""

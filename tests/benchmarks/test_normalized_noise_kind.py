@@ -33,6 +33,7 @@ def test_bad_configs_fail_in_one_line_before_any_work(tmp_path, write_suite, fai
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_tiny_run_reports_pixel_radii_and_the_three_tables(tmp_path, write_suite):
     path = write_suite(**SUITE)
     out = tmp_path / "out"
@@ -51,6 +52,7 @@ def test_tiny_run_reports_pixel_radii_and_the_three_tables(tmp_path, write_suite
     assert "R_n=0.31" in summary  # r = 0.1 <-> R_n = 0.1 / 0.319
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["sane", "exact"])
 def test_table_v_attack_of_an_image_does_not_depend_on_the_other_images(preset):
     # Table V's deployed noise during the attack is keyed per image: an image attacked alone gets the x_adv it gets

@@ -149,7 +149,10 @@ def _rows(tmp_path, write_suite, suite_of: Suite, chunk: int, limit: int) -> dic
     return {(r["config"], int(r["index"])): r for r in common.read_rows(out)}
 
 
-@pytest.mark.parametrize("kind", list(CASES))
+SLOW = {"normalized_noise", "attacks", "compare"}  # over 10 s each on a loaded 2-core box
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k for k in CASES])
 def test_an_images_rows_do_not_depend_on_its_chunk_or_the_limit(tmp_path, write_suite, kind):
     suite_of, exact, close = CASES[kind]
     one = _rows(tmp_path, write_suite, suite_of, 1, 3)  # one image per unit, 3 images
