@@ -10,30 +10,15 @@ import pytest
 from benchmarks import common, run
 from benchmarks.kinds import attacks as kind
 
-SUITE = """
-kind = "attacks"
-description = "tiny attacks suite"
-limit = 6
-chunk = 3
-eps = {eps}
-norm = "l2"
-max_iter = 3
-score_draws = 4
-
-[[targets]]
-name = "standard"
-model = "digits_cnn"
-deployment = "plain"
-attacks = [{{ name = "none" }}, {{ name = "pgd" }}]
-
-[[targets]]
-name = "smoothed"
-model = "digits_cnn_noise050"
-deployment = "smoothed"
-sigma = 0.5
-smoothing_samples = 4
-attacks = [{{ name = "none" }}, {{ name = "pgd" }}, {{ name = "epgd", samples = 2 }}]
-"""
+SUITE = {
+    "kind": "attacks", "description": "tiny attacks suite", "limit": 6, "chunk": 3, "eps": 0.5, "norm": "l2",
+    "max_iter": 3, "score_draws": 4,
+    "targets": [{"name": "standard", "model": "digits_cnn", "deployment": "plain",
+                 "attacks": [{"name": "none"}, {"name": "pgd"}]},
+                {"name": "smoothed", "model": "digits_cnn_noise050", "deployment": "smoothed", "sigma": 0.5,
+                 "smoothing_samples": 4,
+                 "attacks": [{"name": "none"}, {"name": "pgd"}, {"name": "epgd", "samples": 2}]}],
+}
 
 LOAD_SECONDS = 1000.0  # what the fake loader adds to the fake clock
 
@@ -65,14 +50,15 @@ def clock(monkeypatch):
     return fake
 
 
-def write_suite(tmp_path, eps="0.5"):
-    path = tmp_path / "tiny_attacks.toml"
-    path.write_text(SUITE.format(eps=eps))
-    return path
+@pytest.fixture
+def attacks_suite(write_suite):
+    """``attacks_suite(eps=0.5)`` writes SUITE at that eps."""
+    return lambda eps=0.5: write_suite(**{**SUITE, "eps": eps}, file="tiny_attacks.toml")
 
 
-def test_clean_once_per_target_none_is_clean_and_timing_excludes_loading(tmp_path, clock):
-    suite_file = write_suite(tmp_path)
+@pytest.mark.slow
+def test_clean_once_per_target_none_is_clean_and_timing_excludes_loading(tmp_path, attacks_suite, clock):
+    suite_file = attacks_suite()
     out = tmp_path / "full"
     assert run.main(["--suite", str(suite_file), "--out", str(out), "--quiet"]) == 0
     rows = common.read_rows(out)
@@ -99,8 +85,9 @@ def test_clean_once_per_target_none_is_clean_and_timing_excludes_loading(tmp_pat
     assert "Plot `robust_accuracy.png`" in text and "6 images" in text and "seed 0" in text
 
 
-def test_resumed_run_equals_uninterrupted_run_and_report_regenerates(tmp_path, clock):
-    suite_file = write_suite(tmp_path)
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run_and_report_regenerates(tmp_path, attacks_suite, clock):
+    suite_file = attacks_suite()
     full, partial = tmp_path / "full", tmp_path / "partial"
     assert run.main(["--suite", str(suite_file), "--out", str(full), "--quiet"]) == 0
     assert run.main(["--suite", str(suite_file), "--out", str(partial), "--quiet"]) == 0
@@ -120,8 +107,9 @@ def test_resumed_run_equals_uninterrupted_run_and_report_regenerates(tmp_path, c
     assert (again / "summary.json").read_text() == (full / "summary.json").read_text()
 
 
-def test_eps_grid_runs_every_attack_at_every_radius(tmp_path, clock):
-    suite_file = write_suite(tmp_path, eps="[0.25, 1.0]")
+@pytest.mark.slow
+def test_eps_grid_runs_every_attack_at_every_radius(tmp_path, attacks_suite, clock):
+    suite_file = attacks_suite(eps=[0.25, 1.0])
     out = tmp_path / "grid"
     assert run.main(["--suite", str(suite_file), "--out", str(out), "--quiet", "--limit", "3"]) == 0
     configs = {r["config"] for r in common.read_rows(out)}
@@ -132,8 +120,8 @@ def test_eps_grid_runs_every_attack_at_every_radius(tmp_path, clock):
     assert "| standard | pgd | 1 | 3 |" in (out / "summary.md").read_text()
 
 
-def test_eps_must_be_a_number_or_a_grid(tmp_path, capsys):
-    suite_file = write_suite(tmp_path, eps='"big"')
+def test_eps_must_be_a_number_or_a_grid(tmp_path, attacks_suite, capsys):
+    suite_file = attacks_suite(eps="big")
     with pytest.raises(SystemExit) as refused:
         run.main(["--suite", str(suite_file), "--out", str(tmp_path / "x"), "--quiet"])
     assert refused.value.code == 2 and "eps = 'big' is invalid; expected a number >= 0 or a list" in \

@@ -6,44 +6,16 @@ import pytest
 
 from benchmarks import common, run
 
-SUITE = """
-kind = "bn_adaptation"
-description = "tiny bn_adaptation suite"
-limit = 4
-seeds = 2
-adaptation_images = 100
-
-[noise_accuracy]
-models = ["digits_cnn"]
-sigmas = [0.0, 0.5]
-
-[ablation]
-model = "digits_cnn"
-sigma = 0.5
-rhos = [0.0, 1.0]
-adaptation_sizes = [8, 100]
-
-[certify]
-n0 = 10
-n_auto = 30
-n = 100
-alpha = 0.01
-batch_size = 500
-sigma = 0.5
-sigmas = [0.25, 0.5]
-images_per_chunk = 2
-radii = [0.0, 0.25, 0.5]
-
-[[certify.configs]]
-name = "fixed"
-model = "digits_cnn"
-
-[[certify.configs]]
-name = "adapt + auto"
-model = "digits_cnn"
-adapt = true
-auto = true
-"""
+SUITE = {
+    "kind": "bn_adaptation", "description": "tiny bn_adaptation suite", "limit": 4, "seeds": 2,
+    "adaptation_images": 100,
+    "noise_accuracy": {"models": ["digits_cnn"], "sigmas": [0.0, 0.5]},
+    "ablation": {"model": "digits_cnn", "sigma": 0.5, "rhos": [0.0, 1.0], "adaptation_sizes": [8, 100]},
+    "certify": {"n0": 10, "n_auto": 30, "n": 100, "alpha": 0.01, "batch_size": 500, "sigma": 0.5,
+                "sigmas": [0.25, 0.5], "images_per_chunk": 2, "radii": [0.0, 0.25, 0.5],
+                "configs": [{"name": "fixed", "model": "digits_cnn"},
+                            {"name": "adapt + auto", "model": "digits_cnn", "adapt": True, "auto": True}]},
+}
 
 
 def strip_timing(rows):
@@ -51,9 +23,8 @@ def strip_timing(rows):
 
 
 @pytest.mark.slow
-def test_tiny_suite_runs_resumes_and_reports(tmp_path):
-    suite_file = tmp_path / "tiny_bn.toml"
-    suite_file.write_text(SUITE)
+def test_tiny_suite_runs_resumes_and_reports(tmp_path, write_suite):
+    suite_file = write_suite(**SUITE, file="tiny_bn.toml")
     full, partial = tmp_path / "full", tmp_path / "partial"
     assert run.main(["--suite", str(suite_file), "--out", str(full), "--quiet"]) == 0
     rows = common.read_rows(full)

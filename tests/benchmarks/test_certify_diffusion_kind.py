@@ -10,45 +10,25 @@ import torch
 from art_ext import zoo
 from art_ext.defences import DenoisedClassifier, DiffusionDenoiser
 from art_ext.testing import tiny_cnn
-from benchmarks import common, run
+from benchmarks import common
 from benchmarks.kinds import certify as kind
 
-SUITE = """\
-kind = "certify"
-description = "tiny diffusion suite"
-dataset = "digits"
-limit = 2
-n0 = 10
-n = 50
-alpha = 0.01
-batch_size = 500
-images_per_chunk = 2
-radii = [0.0, 0.25]
 
-[[configs]]
-model = "digits_cnn"
-sigma = 0.5
-{extra}
-"""
+def fails_with(tiny_suite, fails, tmp_path: Path, **config) -> str:
+    """The one-line error for the tiny suite with one config: digits_cnn at sigma 0.5 with ``config``; no folder."""
+    path = tiny_suite(description="tiny diffusion suite", configs=[{"model": "digits_cnn", "sigma": 0.5, **config}])
+    line = fails(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet"])
+    assert not (tmp_path / "out").exists()
+    return line
 
 
-def fails(tmp_path: Path, extra: str, capsys) -> str:
-    path = tmp_path / "tiny.toml"
-    path.write_text(SUITE.format(extra=extra))
-    with pytest.raises(SystemExit) as info:
-        run.main(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet"])
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and not (tmp_path / "out").exists()
-    return err[0]
-
-
-def test_a_diffusion_denoiser_is_a_valid_denoiser_and_multistep_is_checked_before_any_work(tmp_path, capsys):
+def test_a_diffusion_denoiser_is_a_valid_denoiser_and_multistep_is_checked_before_any_work(tmp_path, tiny_suite,
+                                                                                          fails):
     assert kind._denoiser_check("digits_ddpm") is None and kind._denoiser_check("digits_dncnn_mse_050") is None
     assert "digits_ddpm" in kind._denoiser_check("no_such_model")
-    line = fails(tmp_path, 'denoiser = "digits_dncnn_mse_050"\nmultistep = true', capsys)
+    line = fails_with(tiny_suite, fails, tmp_path, denoiser="digits_dncnn_mse_050", multistep=True)
     assert "multistep / num_steps apply to a zoo diffusion denoiser only (one of digits_ddpm)" in line
-    line = fails(tmp_path, 'denoiser = "digits_ddpm"\nnum_steps = 5', capsys)
+    line = fails_with(tiny_suite, fails, tmp_path, denoiser="digits_ddpm", num_steps=5)
     assert "configs[0].num_steps needs multistep = true" in line
 
 

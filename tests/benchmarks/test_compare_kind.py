@@ -5,6 +5,7 @@ trip them, the per-example worst case over attacks, and clean accuracy computed 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -64,6 +65,7 @@ def offline_robustbench(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_robustbench_cifar10_runs_offline_end_to_end(offline_robustbench, capsys):
     tmp = offline_robustbench
     suite = small_copy(SUITE, tmp, {"steps": "2", "nattack_iter": "2", "nattack_pop": "4", "nattack_queries": "40",
@@ -101,38 +103,41 @@ def test_robustbench_cifar10_runs_offline_end_to_end(offline_robustbench, capsys
                                                                   compare.se(wong_board["clean"], 2))
 
 
-def assert_one_line_error(tmp_path, capsys, text, message):
-    """The suite ``text`` fails with exit 2, one stderr line matching ``message``, and no output folder."""
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(SystemExit) as err:
-        run.main(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"])
-    assert err.value.code == 2
-    stderr = capsys.readouterr().err
-    assert len(stderr.strip().splitlines()) == 1 and re.search(message, stderr), stderr
-    assert not (tmp_path / "out").exists()
+COMPARE_BASE = {"kind": "compare", "norm": "l2", "eps": 0.5, "models": ["digits_cnn"], "defences": ["none"],
+                "attacks": ["pgd"]}
 
 
-@pytest.mark.parametrize("line, message", [
-    ("simga = 3", "unknown key 'simga'"),
-    ("eps = [0.1, 0.2]", r"eps = \[0.1, 0.2\] is invalid; expected a number > 0 \(finite\) or a list of 3 or more"),
-    ('defences = ["none", "denoiser:nope"]', "defences = .* is invalid; expected a list whose every value is 'none'"),
-    ('attacks = ["pgd", "cw"]', "attacks = .* is invalid"),
-    ('models = [{ model = "digits_cnn", norm = "l3" }]', "models = .* is invalid"),
-    ('attacks = ["pgd", "pgd"]', "without repeated values"),
+@pytest.fixture
+def assert_one_line_error(tmp_path, write_suite, capsys):
+    """``assert_one_line_error(changes, message)``: COMPARE_BASE with ``changes`` fails with exit 2, one stderr line
+    matching ``message``, and no output folder."""
+
+    def check(changes: dict, message: str) -> None:
+        path = write_suite(**{**COMPARE_BASE, **changes}, file="bad.toml")
+        with pytest.raises(SystemExit) as err:
+            run.main(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"])
+        assert err.value.code == 2
+        stderr = capsys.readouterr().err
+        assert len(stderr.strip().splitlines()) == 1 and re.search(message, stderr), stderr
+        assert not (tmp_path / "out").exists()
+
+    return check
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"simga": 3}, "unknown key 'simga'"),
+    ({"eps": [0.1, 0.2]}, r"eps = \[0.1, 0.2\] is invalid; expected a number > 0 \(finite\) or a list of 3 or more"),
+    ({"defences": ["none", "denoiser:nope"]}, "defences = .* is invalid; expected a list whose every value is 'none'"),
+    ({"attacks": ["pgd", "cw"]}, "attacks = .* is invalid"),
+    ({"models": [{"model": "digits_cnn", "norm": "l3"}]}, "models = .* is invalid"),
+    ({"attacks": ["pgd", "pgd"]}, "without repeated values"),
 ])
-def test_schema_errors_are_one_line_before_any_work(tmp_path, capsys, line, message):
-    base = ('kind = "compare"\nnorm = "l2"\neps = 0.5\nmodels = ["digits_cnn"]\ndefences = ["none"]\n'
-            'attacks = ["pgd"]\n')
-    key = line.split(" = ")[0]
-    text = "\n".join(ln for ln in base.splitlines() if not ln.startswith(key + " ")) + "\n" + line + "\n"
-    assert_one_line_error(tmp_path, capsys, text, message)
+def test_schema_errors_are_one_line_before_any_work(assert_one_line_error, changes, message):
+    assert_one_line_error(changes, message)
 
 
-def test_certify_table_needs_a_smoothed_defence(tmp_path, capsys):
-    path = tmp_path / "bad.toml"
-    path.write_text('kind = "compare"\nnorm = "l2"\neps = 0.5\nmodels = ["digits_cnn"]\ndefences = ["none"]\n'
-                    'attacks = ["pgd"]\n[certify]\nn0 = 10\nn = 100\nalpha = 0.01\n')
+def test_certify_table_needs_a_smoothed_defence(tmp_path, write_suite, capsys):
+    path = write_suite(**COMPARE_BASE, certify={"n0": 10, "n": 100, "alpha": 0.01}, file="bad.toml")
     with pytest.raises(SystemExit):
         run.main(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet"])
     assert "[certify] needs a smoothed defence" in capsys.readouterr().err
@@ -159,6 +164,7 @@ class Noisy(nn.Module):
         return self.inner(x + 0.05 * torch.randn_like(x))
 
 
+@pytest.mark.slow
 def test_rigor_checks_flag_randomized_zero_gradient_and_masking_models(tmp_path):
     """The quantised digits_cnn has exactly zero gradients (PGD cannot move) while NAttack still breaks images
     (the gradient-free gap); the noisy model's two identical forwards differ. Traced modules: file: references."""
@@ -251,37 +257,33 @@ def test_units_and_their_configs_follow_the_suite():
 
 
 # ---- suite values that were accepted and then failed (or were ignored) only once the work had started --------------
-@pytest.mark.parametrize("lines, message", [
+@pytest.mark.parametrize("changes, message", [
     # eps = 0: the single-eps PGD probe at 0.25 / 0.5 / 1 x eps is [0, 0, 0], refused by eps_monotonicity after work
-    (["eps = 0"], r"eps = 0 is invalid; expected a number > 0 .*or a list of 3 or more strictly increasing numbers > "
-                  r"0"),
-    (["eps = [0.0, 0.25, 0.5]"], r"eps = \[0.0, 0.25, 0.5\] is invalid; expected a number > 0"),
-    (["eps = inf"], r"eps = inf is invalid; expected a number > 0 \(finite\)"),
-    (['models = [{ model = "digits_cnn", eps = 0 }]'], r"models = .* is invalid"),
+    ({"eps": 0}, r"eps = 0 is invalid; expected a number > 0 .*or a list of 3 or more strictly increasing numbers > "
+                 r"0"),
+    ({"eps": [0.0, 0.25, 0.5]}, r"eps = \[0.0, 0.25, 0.5\] is invalid; expected a number > 0"),
+    ({"eps": math.inf}, r"eps = inf is invalid; expected a number > 0 \(finite\)"),
+    ({"models": [{"model": "digits_cnn", "eps": 0}]}, r"models = .* is invalid"),
     # Linf eps in 0-255 units: every image is inside the ball
-    (['norm = "linf"', "eps = 8"], r"norm 'linf' with eps 8 for model 'digits_cnn': a Linf budget must be <= 1 "
-                                   r"\(\[0, 1\] pixel units; 8/255 = 0.0314\)"),
-    (['models = [{ model = "digits_cnn", norm = "linf", eps = 4 }]'], r"norm 'linf' with eps 4 for model 'digits_cnn'"),
+    ({"norm": "linf", "eps": 8}, r"norm 'linf' with eps 8 for model 'digits_cnn': a Linf budget must be <= 1 "
+                                 r"\(\[0, 1\] pixel units; 8/255 = 0.0314\)"),
+    ({"models": [{"model": "digits_cnn", "norm": "linf", "eps": 4}]}, r"norm 'linf' with eps 4 for model 'digits_cnn'"),
     # [certify] that can never certify: every image abstains
-    (['defences = ["smoothed_inference:soft"]', "[certify]", "n0 = 10", "n = 5", "alpha = 0.001"],
+    ({"defences": ["smoothed_inference:soft"], "certify": {"n0": 10, "n": 5, "alpha": 0.001}},
      r"\[certify\] n = 5 with alpha = 0.001 can never certify .*use n >= 11"),
     # settings nothing in the suite uses (silently ignored before)
-    (["nattack_iter = 50"], r"nattack_iter is set but attacks .* has no 'nattack'"),
-    (["autoattack_attacks = [\"apgd-ce\"]"], r"autoattack_attacks is set but attacks .* has no 'autoattack'"),
-    (['attacks = ["autoattack"]', 'autoattack_version = "rand"', 'autoattack_attacks = ["apgd-ce"]'],
+    ({"nattack_iter": 50}, r"nattack_iter is set but attacks .* has no 'nattack'"),
+    ({"autoattack_attacks": ["apgd-ce"]}, r"autoattack_attacks is set but attacks .* has no 'autoattack'"),
+    ({"attacks": ["autoattack"], "autoattack_version": "rand", "autoattack_attacks": ["apgd-ce"]},
      r"autoattack_version and autoattack_attacks are both set"),
-    (["apgd_restarts = 3"], r"apgd_restarts is set but attacks .* has no 'apgd-ce' or 'apgd-dlr'"),
-    (["bn_images = 50"], r"bn_images is set but defences .* has no 'bn_adapt'"),
-    (["smoothing_samples = 4"], r"smoothing_samples is set but defences .* has no randomized defence"),
-    (["sigma = 0.5"], r"sigma is set but defences .* has no 'smoothed_inference:<mode>' or 'bn_adapt'"),
-    (['defences = ["bn_adapt"]', "sigma = 0.5", "bn_sigma = 0.25"], r"sigma and bn_sigma are both set"),
+    ({"apgd_restarts": 3}, r"apgd_restarts is set but attacks .* has no 'apgd-ce' or 'apgd-dlr'"),
+    ({"bn_images": 50}, r"bn_images is set but defences .* has no 'bn_adapt'"),
+    ({"smoothing_samples": 4}, r"smoothing_samples is set but defences .* has no randomized defence"),
+    ({"sigma": 0.5}, r"sigma is set but defences .* has no 'smoothed_inference:<mode>' or 'bn_adapt'"),
+    ({"defences": ["bn_adapt"], "sigma": 0.5, "bn_sigma": 0.25}, r"sigma and bn_sigma are both set"),
 ])
-def test_suite_values_that_cannot_work_are_one_line_errors_before_any_work(tmp_path, capsys, lines, message):
-    base = ('kind = "compare"\nnorm = "l2"\neps = 0.5\nmodels = ["digits_cnn"]\ndefences = ["none"]\n'
-            'attacks = ["pgd"]\n')
-    keys = {ln.split(" = ")[0] for ln in lines}
-    text = "\n".join(ln for ln in base.splitlines() if ln.split(" = ")[0] not in keys) + "\n" + "\n".join(lines) + "\n"
-    assert_one_line_error(tmp_path, capsys, text, message)
+def test_suite_values_that_cannot_work_are_one_line_errors_before_any_work(assert_one_line_error, changes, message):
+    assert_one_line_error(changes, message)
 
 
 @pytest.mark.parametrize("name", ["compare_digits", "robustbench_cifar10"])

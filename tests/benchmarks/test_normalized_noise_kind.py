@@ -4,61 +4,38 @@ tiny end-to-end run whose Table II rows carry pixel radii = R_n * min(std) for t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from benchmarks import run
 
-SUITE = """\
-kind = "normalized_noise"
-description = "tiny"
-limit = 3
-images_per_chunk = 3
-n0 = 10
-n = 60
-alpha = 0.01
-batch_size = 500
-radii = [0.0, 0.1]
-transfer_models = ["digits_mlp"]
-attack_draws = 2
-configs = [
-  {{ table = "I", row = "unet", denoiser = "digits_unet_nn_100" }},
-  {{ table = "II", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
-  {{ table = "II", row = "cohen", model = "digits_cnn_noise025", sigma = 0.25 }},
-  {{ table = "V", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
-  {extra}
-]
-"""
-
-
-def fails(path: Path, capsys) -> str:
-    with pytest.raises(SystemExit) as info:
-        run.main(["--suite", str(path), "--out", str(path.parent / "out"), "--quiet"])
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err
-    return err
+SUITE = {
+    "kind": "normalized_noise", "description": "tiny", "limit": 3, "images_per_chunk": 3, "n0": 10, "n": 60,
+    "alpha": 0.01, "batch_size": 500, "radii": [0.0, 0.1], "transfer_models": ["digits_mlp"], "attack_draws": 2,
+    "configs": [{"table": "I", "row": "unet", "denoiser": "digits_unet_nn_100"},
+                {"table": "II", "row": "unet", "model": "digits_cnn", "denoiser": "digits_unet_nn_100"},
+                {"table": "II", "row": "cohen", "model": "digits_cnn_noise025", "sigma": 0.25},
+                {"table": "V", "row": "unet", "model": "digits_cnn", "denoiser": "digits_unet_nn_100"}],
+}
 
 
 @pytest.mark.parametrize("extra, expected", [
-    ('{ table = "IV", row = "x", denoiser = "digits_unet_nn_100" }', "table"),
-    ('{ table = "I", row = "x", denoiser = "digits_unet_nn_100", model = "digits_cnn" }',
+    ({"table": "IV", "row": "x", "denoiser": "digits_unet_nn_100"}, "table"),
+    ({"table": "I", "row": "x", "denoiser": "digits_unet_nn_100", "model": "digits_cnn"},
      "a Table I config names a denoiser only"),
-    ('{ table = "II", row = "x", model = "digits_cnn" }', "give either denoiser"),
-    ('{ table = "V", row = "x", model = "digits_cnn", sigma = 0.5 }', "a Table V config needs a denoiser"),
-    ('{ table = "II", row = "x", model = "digits_cnn", sigma = 0.5, eps = 1 }', "eps"),
+    ({"table": "II", "row": "x", "model": "digits_cnn"}, "give either denoiser"),
+    ({"table": "V", "row": "x", "model": "digits_cnn", "sigma": 0.5}, "a Table V config needs a denoiser"),
+    ({"table": "II", "row": "x", "model": "digits_cnn", "sigma": 0.5, "eps": 1}, "eps"),
 ])
-def test_bad_configs_fail_in_one_line_before_any_work(tmp_path, capsys, extra, expected):
-    path = tmp_path / "tiny.toml"
-    path.write_text(SUITE.format(extra=extra))
-    assert expected in fails(path, capsys)
+def test_bad_configs_fail_in_one_line_before_any_work(tmp_path, write_suite, fails, extra, expected):
+    path = write_suite(**{**SUITE, "configs": [*SUITE["configs"], extra]})
+    assert expected in fails(["--suite", str(path), "--out", str(tmp_path / "out"), "--quiet"])
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
-def test_tiny_run_reports_pixel_radii_and_the_three_tables(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(SUITE.format(extra=""))
+@pytest.mark.slow
+def test_tiny_run_reports_pixel_radii_and_the_three_tables(tmp_path, write_suite):
+    path = write_suite(**SUITE)
     out = tmp_path / "out"
     assert run.main(["--suite", str(path), "--out", str(out), "--quiet"]) == 0
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
@@ -75,6 +52,7 @@ def test_tiny_run_reports_pixel_radii_and_the_three_tables(tmp_path):
     assert "R_n=0.31" in summary  # r = 0.1 <-> R_n = 0.1 / 0.319
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["sane", "exact"])
 def test_table_v_attack_of_an_image_does_not_depend_on_the_other_images(preset):
     # Table V's deployed noise during the attack is keyed per image: an image attacked alone gets the x_adv it gets

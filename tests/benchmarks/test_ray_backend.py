@@ -64,6 +64,7 @@ def local_reference(tmp_path_factory):
     return suite, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ray_rows_equal_local_rows(ray_instance, local_reference, tmp_path, workers):
     suite, local = local_reference
@@ -79,6 +80,7 @@ def test_ray_rows_equal_local_rows(ray_instance, local_reference, tmp_path, work
     assert ray_instance.is_initialized()  # an instance the process had is left running
 
 
+@pytest.mark.slow
 def test_a_killed_workers_unit_is_retried_and_written_once(ray_instance, local_reference, tmp_path, monkeypatch):
     suite, local = local_reference
     marker = tmp_path / "killed"
@@ -93,6 +95,7 @@ def test_a_killed_workers_unit_is_retried_and_written_once(ray_instance, local_r
     assert untimed_rows(out) == untimed_rows(local)
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_to_the_uninterrupted_tables(ray_instance, tmp_path):
     # 2 configs x 6 images, one image per unit, n = 3000: long enough units to kill the driver between rows
     suite = default_suite(tmp_path, n=3000, chunk=1)

@@ -340,6 +340,7 @@ attacks = [{{ name = "none" }}, {{ name = "pgd" }}]
 """
 
 
+@pytest.mark.slow
 def test_attacks_kind_runs_on_cifar10_with_file_and_robustbench_models(tmp_path, monkeypatch):
     argv, out, checkpoint = cifar_run(tmp_path, monkeypatch, ATTACKS_CIFAR_SUITE)
     assert run.main(argv) == 0

@@ -12,47 +12,17 @@ import pytest
 
 from benchmarks import common, results, run
 
-SUITE = """\
-kind = "certify"
-description = "tiny test suite"
-dataset = "digits"
-limit = 2
-n0 = 10
-n = 50
-alpha = 0.01
-batch_size = 500
-images_per_chunk = 2
-radii = [0.0, 0.25]
-
-[[configs]]
-model = "digits_lenet"
-sigma = 0.25
-"""
-
-
-def fails(argv: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        run.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
-
 
 @pytest.fixture
-def suite(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(SUITE)
-    return path
+def suite(tiny_suite) -> Path:
+    return tiny_suite(configs=[{"model": "digits_lenet", "sigma": 0.25}])
 
 
-def test_a_second_runner_on_the_same_folder_is_refused_naming_the_holder(suite, tmp_path, capsys):
+def test_a_second_runner_on_the_same_folder_is_refused_naming_the_holder(suite, tmp_path, fails):
     out = tmp_path / "out"
     out.mkdir()
     with results.FolderLock(out):  # another runner holds the folder
-        line = fails(["--suite", str(suite), "--out", str(out), "--quiet"], capsys)
+        line = fails(["--suite", str(suite), "--out", str(out), "--quiet"])
     assert "being written by another runner" in line and f'"pid": {os.getpid()}' in line
     assert not (out / common.ROWS_FILE).exists() and not (out / common.MANIFEST_FILE).exists()
     assert run.main(["--suite", str(suite), "--out", str(out), "--quiet"]) == 0  # released: the folder is usable
@@ -90,12 +60,12 @@ def test_a_torn_last_line_is_cut_by_truncation_never_by_rewriting(tmp_path, monk
     assert common.repair_rows_file(tmp_path) > 0 and rows_file.read_text() == ""
 
 
-def test_a_corrupt_manifest_is_one_line_saying_how_to_recover(suite, tmp_path, capsys):
+def test_a_corrupt_manifest_is_one_line_saying_how_to_recover(suite, tmp_path, fails):
     out = tmp_path / "out"
     assert run.main(["--suite", str(suite), "--out", str(out), "--quiet"]) == 0
     manifest = out / common.MANIFEST_FILE
     manifest.write_text(manifest.read_text()[:40])  # cut off, as a kill during a non-atomic write leaves it
-    line = fails(["--suite", str(suite), "--out", str(out), "--quiet"], capsys)
+    line = fails(["--suite", str(suite), "--out", str(out), "--quiet"])
     assert "not a valid manifest" in line and "move the folder aside" in line
 
 
@@ -131,17 +101,16 @@ def test_a_full_disk_while_appending_is_one_error_and_finished_rows_stay(tmp_pat
 
 
 @pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "a/b", "..", ""])
-def test_a_suite_name_is_a_plain_name(tmp_path, capsys, name):
-    path = tmp_path / "named.toml"
-    path.write_text(f"name = {json.dumps(name)}\n" + SUITE)
-    line = fails(["--suite", str(path), "--quiet"], capsys)
+def test_a_suite_name_is_a_plain_name(tiny_suite, fails, name):
+    path = tiny_suite(file="named.toml", name=name, configs=[{"model": "digits_lenet", "sigma": 0.25}])
+    line = fails(["--suite", str(path), "--quiet"])
     assert "plain name" in line or "non-empty" in line
 
 
-def test_an_out_folder_of_something_else_is_never_written(suite, tmp_path, capsys):
+def test_an_out_folder_of_something_else_is_never_written(suite, tmp_path, fails):
     out = tmp_path / "elsewhere"
     out.mkdir()
     (out / "summary.md").write_text("someone's report\n")
-    line = fails(["--suite", str(suite), "--out", str(out), "--quiet"], capsys)
+    line = fails(["--suite", str(suite), "--out", str(out), "--quiet"])
     assert "files that no run wrote (summary.md)" in line
     assert (out / "summary.md").read_text() == "someone's report\n"

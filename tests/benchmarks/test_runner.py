@@ -9,35 +9,11 @@ from art_ext.data import load_digits
 from art_ext.ops.hashing import state_dict_sha256
 from benchmarks import common, run
 
-SUITE = """
-kind = "certify"
-description = "tiny test suite"
-dataset = "digits"
-resolution = 16
-split = "test"
-limit = 6
-n0 = 20
-n = 200
-alpha = 0.01
-batch_size = 500
-images_per_chunk = 2
-radii = [0.0, 0.25, 0.5]
-
-[[configs]]
-model = "digits_lenet"
-sigma = 0.25
-
-[[configs]]
-model = "digits_mlp"
-sigma = 0.5
-"""
-
 
 @pytest.fixture
-def suite_file(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(SUITE)
-    return path
+def suite_file(tiny_suite):
+    """The tiny suite on six 16x16 test images with n = 200 and three radii."""
+    return tiny_suite(resolution=16, split="test", limit=6, n0=20, n=200, radii=[0.0, 0.25, 0.5])
 
 
 def strip_timing(rows):

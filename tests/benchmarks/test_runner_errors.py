@@ -13,45 +13,7 @@ import torch
 from benchmarks import common, run
 from benchmarks.kinds import KINDS
 
-SUITE = """\
-kind = "certify"
-description = "tiny test suite"
-dataset = "digits"
-limit = 2
-n0 = 10
-n = 50
-alpha = 0.01
-batch_size = 500
-images_per_chunk = 2
-radii = [0.0, 0.25]
-
-[[configs]]
-model = "digits_lenet"
-sigma = 0.25
-
-[[configs]]
-model = "digits_mlp"
-sigma = {sigma}
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "tiny.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def fails(argv: list[str], capsys) -> str:
-    """Run the CLI, expect exit status 2 with one line on stderr and no traceback; return that line."""
-    with pytest.raises(SystemExit) as exit_info:
-        run.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("run.py: error: ")
-    return lines[0]
+LENET, MLP = {"model": "digits_lenet", "sigma": 0.25}, {"model": "digits_mlp", "sigma": 0.5}  # the tiny suite's
 
 
 def test_list_names_every_suite_with_kind_and_description(capsys):
@@ -65,74 +27,78 @@ def test_list_names_every_suite_with_kind_and_description(capsys):
         assert line.endswith(suite["description"])
 
 
-def test_unknown_suite_names_the_known_ones(capsys):
-    line = fails(["--suite", "nope"], capsys)
+def test_unknown_suite_names_the_known_ones(fails):
+    line = fails(["--suite", "nope"])
     assert "unknown suite 'nope'" in line and "default" in line and "smoothed_inference" in line
 
 
-def test_malformed_toml_names_its_line(tmp_path, capsys):
-    path = write(tmp_path, 'kind = "certify"\nn0 = 10\nn = = 3\n')
-    line = fails(["--suite", str(path), "--out", str(tmp_path / "out")], capsys)
+def test_malformed_toml_names_its_line(tmp_path, fails):
+    path = tmp_path / "tiny.toml"
+    path.write_text('kind = "certify"\nn0 = 10\nn = = 3\n')
+    line = fails(["--suite", str(path), "--out", str(tmp_path / "out")])
     assert "is not valid TOML" in line and "line 3" in line
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_key_in_a_config_names_it_and_the_known_keys(tmp_path, capsys):
-    path = write(tmp_path, SUITE.format(sigma=0.5).replace("sigma = 0.25", "simga = 3"))
-    line = fails(["--suite", str(path), "--out", str(tmp_path / "out")], capsys)
+def test_unknown_key_in_a_config_names_it_and_the_known_keys(tmp_path, tiny_suite, fails):
+    path = tiny_suite(configs=[{"model": "digits_lenet", "simga": 3}, MLP])
+    line = fails(["--suite", str(path), "--out", str(tmp_path / "out")])
     known = ("known keys of configs[0]: denoiser, final_alpha_share, futility, grid, method, model, multistep, n_max, "
              "num_steps, row, sequential_method, sigma, top_alpha_share")
     assert "unknown key 'configs[0].simga'" in line and known in line
 
 
-def test_unknown_top_level_and_nested_variant_keys(tmp_path, capsys):
-    path = write(tmp_path, SUITE.format(sigma=0.5).replace("n0 = 10", "n0 = 10\nsamples = 3"))
-    assert "unknown key 'samples'; known keys: alpha, batch_size" in fails(["--suite", str(path)], capsys)
+def test_unknown_top_level_and_nested_variant_keys(tmp_path, tiny_suite, fails):
+    path = tiny_suite(samples=3)
+    assert "unknown key 'samples'; known keys: alpha, batch_size" in fails(["--suite", str(path)])
     attacks = (common.SUITES_DIR / "attacks.toml").read_text()
-    attacks = attacks.replace('{ name = "pgd" },', '{ name = "pgd", samples = 8 },', 1)
-    line = fails(["--suite", str(write(tmp_path, attacks, "a.toml"))], capsys)
+    (tmp_path / "a.toml").write_text(attacks.replace('{ name = "pgd" },', '{ name = "pgd", samples = 8 },', 1))
+    line = fails(["--suite", str(tmp_path / "a.toml")])
     assert "unknown key 'targets[0].attacks[1].samples'" in line and "num_random_init" in line
 
 
-def test_invalid_value_in_a_later_config_is_found_before_any_row(tmp_path, capsys):
+def test_invalid_value_in_a_later_config_is_found_before_any_row(tmp_path, tiny_suite, fails):
     out = tmp_path / "out"
-    line = fails(["--suite", str(write(tmp_path, SUITE.format(sigma=0))), "--out", str(out)], capsys)
+    line = fails(["--suite", str(tiny_suite(configs=[LENET, {**MLP, "sigma": 0}])), "--out", str(out)])
     assert "configs[1].sigma = 0 is invalid; expected a number > 0" in line
     assert not out.exists()  # the first config (valid) never ran: no folder, no rows, no manifest
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (("n0 = 10", ""), "missing key 'n0'"),
-    (('kind = "certify"', 'kind = "certfy"'), "unknown kind 'certfy'; known kinds: attacks, bn_adaptation"),
-    (("alpha = 0.01", "alpha = 1.5"), "alpha = 1.5 is invalid; expected a number > 0 and < 1"),
-    (("radii = [0.0, 0.25]", 'radii = "0.25"'), "radii = '0.25' is invalid; expected a non-empty list"),
-    (('dataset = "digits"', 'dataset = "mnist"'), "dataset = 'mnist' is invalid; expected a dataset reference"),
-    (('model = "digits_lenet"', 'model = "Wong2020Fast"'), "unknown zoo classifier 'Wong2020Fast'"),
-    (('model = "digits_lenet"', 'model = "robustbench:Wong2020Fast"'), "needs a model folder: pass --model-dir"),
-    (('dataset = "digits"', 'dataset = "cifar10"'), "needs a data root: pass --data-root DIR"),
-    (('model = "digits_lenet"', 'model = "file:nowhere.pt"'), "nowhere.pt not found"),
+def _first_model(model: str) -> dict:
+    return {"configs": [{**LENET, "model": model}, MLP]}
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"n0": None}, "missing key 'n0'"),
+    ({"kind": "certfy"}, "unknown kind 'certfy'; known kinds: attacks, bn_adaptation"),
+    ({"alpha": 1.5}, "alpha = 1.5 is invalid; expected a number > 0 and < 1"),
+    ({"radii": "0.25"}, "radii = '0.25' is invalid; expected a non-empty list"),
+    ({"dataset": "mnist"}, "dataset = 'mnist' is invalid; expected a dataset reference"),
+    (_first_model("Wong2020Fast"), "unknown zoo classifier 'Wong2020Fast'"),
+    (_first_model("robustbench:Wong2020Fast"), "needs a model folder: pass --model-dir"),
+    ({"dataset": "cifar10"}, "needs a data root: pass --data-root DIR"),
+    (_first_model("file:nowhere.pt"), "nowhere.pt not found"),
 ])
-def test_invalid_suites_fail_in_one_line(tmp_path, capsys, edit, expected, monkeypatch):
+def test_invalid_suites_fail_in_one_line(tmp_path, tiny_suite, fails, changes, expected, monkeypatch):
     monkeypatch.delenv("ART_EXT_MODEL_DIR", raising=False)
     monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
-    path = write(tmp_path, SUITE.format(sigma=0.5).replace(*edit))
-    assert expected in fails(["--suite", str(path), "--out", str(tmp_path / "out")], capsys)
+    path = tiny_suite(**changes)
+    assert expected in fails(["--suite", str(path), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_options_fail_in_one_line(tmp_path, capsys):
-    path = str(write(tmp_path, SUITE.format(sigma=0.5)))
-    assert "--limit must be >= 1, got 0" in fails(["--suite", path, "--limit", "0"], capsys)
-    assert "--device 'tpu'" in fails(["--suite", path, "--device", "tpu"], capsys)
-    assert "unrecognized arguments: --sed" in fails(["--suite", path, "--sed", "1"], capsys)
+def test_bad_options_fail_in_one_line(tiny_suite, fails):
+    path = str(tiny_suite())
+    assert "--limit must be >= 1, got 0" in fails(["--suite", path, "--limit", "0"])
+    assert "--device 'tpu'" in fails(["--suite", path, "--device", "tpu"])
+    assert "unrecognized arguments: --sed" in fails(["--suite", path, "--sed", "1"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 @pytest.mark.parametrize("device", ["cuda", "gpu", "cuda:0"])
-def test_cuda_without_cuda_is_a_message_and_leaves_no_folder(tmp_path, capsys, device):
+def test_cuda_without_cuda_is_a_message_and_leaves_no_folder(tmp_path, tiny_suite, fails, device):
     out = tmp_path / "out"
-    line = fails(["--suite", str(write(tmp_path, SUITE.format(sigma=0.5))), "--out", str(out), "--device", device],
-                 capsys)
+    line = fails(["--suite", str(tiny_suite()), "--out", str(out), "--device", device])
     assert f"--device '{device}': CUDA is not available" in line and "use --device cpu" in line
     assert not out.exists()
 
@@ -147,13 +113,13 @@ def test_gpu_is_cuda():
     assert run.resolve_device("cpu") == torch.device("cpu")
 
 
-def test_failed_run_without_rows_leaves_no_blocking_manifest(tmp_path, monkeypatch):
+def test_failed_run_without_rows_leaves_no_blocking_manifest(tmp_path, tiny_suite, monkeypatch):
     from benchmarks.kinds import certify as kind
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated failure in the first unit")
 
-    path, out = str(write(tmp_path, SUITE.format(sigma=0.5))), tmp_path / "out"
+    path, out = str(tiny_suite()), tmp_path / "out"
     monkeypatch.setattr(kind, "certify", broken)
     with pytest.raises(RuntimeError, match="simulated failure"):  # a computation error is raised, not hidden
         run.main(["--suite", path, "--out", str(out), "--quiet"])
@@ -167,17 +133,16 @@ def test_failed_run_without_rows_leaves_no_blocking_manifest(tmp_path, monkeypat
     assert len(common.read_rows(out)) == 4
 
 
-def test_refusal_names_the_field_that_differs(tmp_path, capsys):
-    path, out = write(tmp_path, SUITE.format(sigma=0.5)), tmp_path / "out"
+def test_refusal_names_the_field_that_differs(tmp_path, tiny_suite, fails, capsys):
+    path, out = tiny_suite(), tmp_path / "out"
     assert run.main(["--suite", str(path), "--out", str(out), "--quiet", "--limit", "1"]) == 0
     capsys.readouterr()
     before = (out / "rows.jsonl").read_text()
-    line = fails(["--suite", str(path), "--out", str(out), "--quiet", "--limit", "2"], capsys)
+    line = fails(["--suite", str(path), "--out", str(out), "--quiet", "--limit", "2"])
     assert "holds a different run (limit: 1 there vs 2 here; --limit option: 1 there vs 2 here)" in line
-    assert "seed: 0 there vs 4 here" in fails(["--suite", str(path), "--out", str(out), "--limit", "1", "--seed", "4"],
-                                              capsys)
-    path.write_text(SUITE.format(sigma=0.5).replace("n = 50", "n = 60"))
-    assert "suite (n: 50 there vs 60 here)" in fails(["--suite", str(path), "--out", str(out), "--limit", "1"], capsys)
+    assert "seed: 0 there vs 4 here" in fails(["--suite", str(path), "--out", str(out), "--limit", "1", "--seed", "4"])
+    tiny_suite(n=60)  # rewrites the file at path
+    assert "suite (n: 50 there vs 60 here)" in fails(["--suite", str(path), "--out", str(out), "--limit", "1"])
     assert (out / "rows.jsonl").read_text() == before  # refused runs touched nothing
 
 
@@ -252,10 +217,9 @@ def test_limit_bounds_every_part_of_bn_adaptation(tmp_path, monkeypatch):
         (tmp_path / common.ROWS_FILE).unlink()
 
 
-def test_manifest_records_the_limit_option_and_references(tmp_path):
+def test_manifest_records_the_limit_option_and_references(tmp_path, tiny_suite):
     out = tmp_path / "out"
-    assert run.main(["--suite", str(write(tmp_path, SUITE.format(sigma=0.5))), "--out", str(out), "--quiet",
-                     "--limit", "1"]) == 0
+    assert run.main(["--suite", str(tiny_suite()), "--out", str(out), "--quiet", "--limit", "1"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["limit"] == 1 and manifest["limit_option"] == 1
     assert manifest["references"]["dataset"] == {"reference": "digits", "split": "test"}

@@ -6,12 +6,12 @@ from timm's hub) are refused when the suite is checked; the offline suites run w
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from test_references import CIFAR_SUITE, cifar_cnn, cifar_run
-from test_runner_errors import SUITE, fails, write
 from torch import nn
 
 from benchmarks import common, references, run
@@ -52,11 +52,11 @@ def test_a_crafted_pickle_runs_no_code_and_is_one_line(tmp_path, save_options):
     assert not marker.exists()
 
 
-def test_a_crafted_pickle_through_the_runner_fails_before_any_work(tmp_path, capsys):
+def test_a_crafted_pickle_through_the_runner_fails_before_any_work(tmp_path, tiny_suite, fails):
     path, marker = crafted(tmp_path)
-    suite = write(tmp_path, SUITE.format(sigma=0.5).replace('model = "digits_lenet"', f'model = "file:{path}"'))
+    suite = tiny_suite(configs=[{"model": f"file:{path}", "sigma": 0.25}, {"model": "digits_mlp", "sigma": 0.5}])
     out = tmp_path / "out"
-    line = fails(["--suite", str(suite), "--out", str(out)], capsys)
+    line = fails(["--suite", str(suite), "--out", str(out)])
     assert "is a pickled Python object" in line and "file+trusted:" in line
     assert not marker.exists() and not out.exists()
 
@@ -101,14 +101,20 @@ def test_torchscript_loads_without_the_opt_in(tmp_path):
 
 
 # ---- robustbench: ---------------------------------------------------------------------------------------------------
-def rb_suite(tmp_path: Path, reference: str) -> list[str]:
-    text = SUITE.format(sigma=0.5).replace('dataset = "digits"', 'dataset = "cifar10"').replace(
-        'model = "digits_lenet"', f'model = "{reference}"')
-    return ["--suite", str(write(tmp_path, text)), "--out", str(tmp_path / "out"), "--model-dir",
-            str(tmp_path / "models"), "--data-root", str(tmp_path / "data")]
+@pytest.fixture
+def rb_suite(tmp_path: Path, tiny_suite) -> Callable[[str], list[str]]:
+    """``rb_suite(reference)``: the runner's argv for the tiny suite on CIFAR-10 with its first model ``reference``."""
+
+    def argv(reference: str) -> list[str]:
+        path = tiny_suite(dataset="cifar10",
+                          configs=[{"model": reference, "sigma": 0.25}, {"model": "digits_mlp", "sigma": 0.5}])
+        return ["--suite", str(path), "--out", str(tmp_path / "out"), "--model-dir", str(tmp_path / "models"),
+                "--data-root", str(tmp_path / "data")]
+
+    return argv
 
 
-def test_an_ensemble_without_its_member_files_is_refused_at_check_time(tmp_path, capsys, monkeypatch):
+def test_an_ensemble_without_its_member_files_is_refused_at_check_time(tmp_path, rb_suite, fails, monkeypatch):
     from art_ext.testing import write_cifar10_root
 
     monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
@@ -116,7 +122,7 @@ def test_an_ensemble_without_its_member_files_is_refused_at_check_time(tmp_path,
     folder = tmp_path / "models" / "cifar10" / "Linf"
     folder.mkdir(parents=True)
     torch.save({}, folder / "Chen2020Adversarial.pt")  # the file robustbench does not read for an ensemble
-    line = fails(rb_suite(tmp_path, "robustbench:Chen2020Adversarial"), capsys)
+    line = fails(rb_suite("robustbench:Chen2020Adversarial"))
     assert "an ensemble of 3 models" in line and f"{folder / 'Chen2020Adversarial.pt_m0.pt'} is not found" in line
     assert not (tmp_path / "out").exists()
     for i in range(3):
@@ -125,7 +131,7 @@ def test_an_ensemble_without_its_member_files_is_refused_at_check_time(tmp_path,
     assert checked["files"] == [str((folder / f"Chen2020Adversarial.pt_m{i}.pt").resolve()) for i in range(3)]
 
 
-def test_a_timm_hub_model_is_refused_at_check_time(tmp_path, capsys, monkeypatch):
+def test_a_timm_hub_model_is_refused_at_check_time(tmp_path, rb_suite, fails, monkeypatch):
     from art_ext.testing import write_cifar10_root
 
     monkeypatch.delenv("ART_EXT_DATA_ROOT", raising=False)
@@ -135,7 +141,7 @@ def test_a_timm_hub_model_is_refused_at_check_time(tmp_path, capsys, monkeypatch
     torch.save({}, path)  # present, yet robustbench would ignore it and download from timm's hub
     with pytest.raises(SuiteError, match="has no checkpoint of its own"):  # check alone, no weights loaded
         parse_model("robustbench:Debenedetti2022Light_XCiT-S12").check(Roots(model_dir=tmp_path / "models"))
-    line = fails(rb_suite(tmp_path, "robustbench:Debenedetti2022Light_XCiT-S12"), capsys)
+    line = fails(rb_suite("robustbench:Debenedetti2022Light_XCiT-S12"))
     assert "has no checkpoint of its own" in line and "art_ext never downloads" in line
     assert not (tmp_path / "out").exists()
 
@@ -167,8 +173,8 @@ def test_the_block_holds(no_network):
     assert len(no_network) == 2
 
 
-def test_a_digits_certify_run_opens_no_connection(tmp_path, no_network):
-    suite = write(tmp_path, SUITE.format(sigma=0.5))
+def test_a_digits_certify_run_opens_no_connection(tmp_path, tiny_suite, no_network):
+    suite = tiny_suite()
     out = tmp_path / "out"
     assert run.main(["--suite", str(suite), "--out", str(out), "--quiet"]) == 0
     assert len(common.read_rows(out)) == 4 and (out / "summary.md").is_file()

@@ -24,175 +24,68 @@ import pytest
 
 from benchmarks import common, run
 
-CERTIFY = """
-kind = "certify"
-limit = 6
-n0 = 20
-n = 200
-alpha = 0.01
-batch_size = 64
-images_per_chunk = {chunk}
-radii = [0.0, 0.25, 0.5]
+# each suite as a function of its images per work unit
 
-[[configs]]
-model = "digits_lenet"
-sigma = 0.25
 
-[[configs]]
-model = "digits_mlp"
-sigma = 0.5
-method = "sequential"
-n_max = 300
-"""
+def certify(chunk: int) -> dict[str, Any]:
+    return {"kind": "certify", "limit": 6, "n0": 20, "n": 200, "alpha": 0.01, "batch_size": 64,
+            "images_per_chunk": chunk, "radii": [0.0, 0.25, 0.5],
+            "configs": [{"model": "digits_lenet", "sigma": 0.25},
+                        {"model": "digits_mlp", "sigma": 0.5, "method": "sequential", "n_max": 300}]}
 
-NORMALIZED_NOISE = """
-kind = "normalized_noise"
-limit = 6
-images_per_chunk = {chunk}
-n0 = 10
-n = 60
-alpha = 0.01
-batch_size = 50
-radii = [0.0, 0.1]
-transfer_models = ["digits_mlp"]
-attack_draws = 2
-configs = [
-  {{ table = "I", row = "unet", denoiser = "digits_unet_nn_100" }},
-  {{ table = "II", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
-  {{ table = "II", row = "cohen", model = "digits_cnn_noise025", sigma = 0.25 }},
-  {{ table = "V", row = "unet", model = "digits_cnn", denoiser = "digits_unet_nn_100" }},
-]
-"""
 
-BN_ADAPTATION = """
-kind = "bn_adaptation"
-limit = 6
-seeds = 1
-adaptation_images = 50
+def normalized_noise(chunk: int) -> dict[str, Any]:
+    return {"kind": "normalized_noise", "limit": 6, "images_per_chunk": chunk, "n0": 10, "n": 60, "alpha": 0.01,
+            "batch_size": 50, "radii": [0.0, 0.1], "transfer_models": ["digits_mlp"], "attack_draws": 2,
+            "configs": [{"table": "I", "row": "unet", "denoiser": "digits_unet_nn_100"},
+                        {"table": "II", "row": "unet", "model": "digits_cnn", "denoiser": "digits_unet_nn_100"},
+                        {"table": "II", "row": "cohen", "model": "digits_cnn_noise025", "sigma": 0.25},
+                        {"table": "V", "row": "unet", "model": "digits_cnn", "denoiser": "digits_unet_nn_100"}]}
 
-[noise_accuracy]
-models = ["digits_cnn"]
-sigmas = [0.5]
 
-[ablation]
-model = "digits_cnn"
-sigma = 0.5
-rhos = [1.0]
-adaptation_sizes = [8]
+def bn_adaptation(chunk: int) -> dict[str, Any]:
+    return {"kind": "bn_adaptation", "limit": 6, "seeds": 1, "adaptation_images": 50,
+            "noise_accuracy": {"models": ["digits_cnn"], "sigmas": [0.5]},
+            "ablation": {"model": "digits_cnn", "sigma": 0.5, "rhos": [1.0], "adaptation_sizes": [8]},
+            "certify": {"n0": 10, "n_auto": 30, "n": 100, "alpha": 0.01, "batch_size": 64, "sigma": 0.5,
+                        "sigmas": [0.25, 0.5], "images_per_chunk": chunk, "radii": [0.0, 0.25, 0.5],
+                        "configs": [{"name": "fixed", "model": "digits_cnn"},
+                                    {"name": "auto", "model": "digits_cnn", "auto": True},
+                                    {"name": "adapt + auto", "model": "digits_cnn", "adapt": True, "auto": True}]}}
 
-[certify]
-n0 = 10
-n_auto = 30
-n = 100
-alpha = 0.01
-batch_size = 64
-sigma = 0.5
-sigmas = [0.25, 0.5]
-images_per_chunk = {chunk}
-radii = [0.0, 0.25, 0.5]
 
-[[certify.configs]]
-name = "fixed"
-model = "digits_cnn"
+def smoothed_inference(chunk: int) -> dict[str, Any]:
+    return {"kind": "smoothed_inference", "models": ["digits_cnn"], "limit": 6, "val_limit": 2, "val_seeds": 1,
+            "test_seeds": 1, "sigmas": [0.25], "num_samples": [1, 4, 16], "modes": ["prediction", "weighted", "soft"],
+            "batch_size": 24, "images_per_chunk": chunk,
+            "attack": {"norm": "linf", "eps": 0.1, "eps_step": 0.05, "max_iter": 1, "num_random_init": 0,
+                       "epgd_samples": 2}}
 
-[[certify.configs]]
-name = "auto"
-model = "digits_cnn"
-auto = true
 
-[[certify.configs]]
-name = "adapt + auto"
-model = "digits_cnn"
-adapt = true
-auto = true
-"""
+NATTACK = {"name": "nattack", "nes_iter": 4, "pop_size": 6, "max_queries": 40, "check_every": 2}
 
-SMOOTHED_INFERENCE = """
-kind = "smoothed_inference"
-models = ["digits_cnn"]
-limit = 6
-val_limit = 2
-val_seeds = 1
-test_seeds = 1
-sigmas = [0.25]
-num_samples = [1, 4, 16]
-modes = ["prediction", "weighted", "soft"]
-batch_size = 24
-images_per_chunk = {chunk}
 
-[attack]
-norm = "linf"
-eps = 0.1
-eps_step = 0.05
-max_iter = 1
-num_random_init = 0
-epgd_samples = 2
-"""
+def attacks(chunk: int) -> dict[str, Any]:
+    return {"kind": "attacks", "limit": 6, "chunk": chunk, "eps": 0.5, "norm": "l2", "max_iter": 2, "score_draws": 3,
+            "targets": [
+                {"name": "standard", "model": "digits_cnn", "deployment": "plain",
+                 "attacks": [{"name": "pgd", "num_random_init": 1}, NATTACK]},
+                {"name": "quantised", "model": "digits_cnn", "deployment": "quantised",
+                 "attacks": [{"name": "bpda_pgd", "num_random_init": 1}]},
+                {"name": "smoothed", "model": "digits_cnn_noise050", "deployment": "smoothed", "sigma": 0.5,
+                 "smoothing_samples": 4,
+                 "attacks": [{"name": "pgd", "num_random_init": 1},
+                             {"name": "epgd", "samples": 2, "num_random_init": 1},
+                             {"name": "smoothadv", "samples": 2}, NATTACK]}]}
 
-ATTACKS = """
-kind = "attacks"
-limit = 6
-chunk = {chunk}
-eps = 0.5
-norm = "l2"
-max_iter = 2
-score_draws = 3
 
-[[targets]]
-name = "standard"
-model = "digits_cnn"
-deployment = "plain"
-attacks = [
-  {{ name = "pgd", num_random_init = 1 }},
-  {{ name = "nattack", nes_iter = 4, pop_size = 6, max_queries = 40, check_every = 2 }},
-]
+def compare(chunk: int) -> dict[str, Any]:
+    return {"kind": "compare", "dataset": "digits", "limit": 6, "chunk": chunk, "norm": "l2", "eps": 0.5, "steps": 2,
+            "score_draws": 3, "sigma": 0.25, "smoothing_samples": 4, "models": ["digits_cnn"],
+            "defences": ["none", "smoothed_inference:soft"], "attacks": ["none", "pgd", "apgd-ce", "nattack"],
+            "apgd_restarts": 1, "nattack_iter": 4, "nattack_pop": 6, "nattack_queries": 40,
+            "certify": {"n0": 10, "n": 100, "alpha": 0.01, "batch_size": 64, "radii": [0.0, 0.25]}}
 
-[[targets]]
-name = "quantised"
-model = "digits_cnn"
-deployment = "quantised"
-attacks = [{{ name = "bpda_pgd", num_random_init = 1 }}]
-
-[[targets]]
-name = "smoothed"
-model = "digits_cnn_noise050"
-deployment = "smoothed"
-sigma = 0.5
-smoothing_samples = 4
-attacks = [
-  {{ name = "pgd", num_random_init = 1 }},
-  {{ name = "epgd", samples = 2, num_random_init = 1 }},
-  {{ name = "smoothadv", samples = 2 }},
-  {{ name = "nattack", nes_iter = 4, pop_size = 6, max_queries = 40, check_every = 2 }},
-]
-"""
-
-COMPARE = """
-kind = "compare"
-dataset = "digits"
-limit = 6
-chunk = {chunk}
-norm = "l2"
-eps = 0.5
-steps = 2
-score_draws = 3
-sigma = 0.25
-smoothing_samples = 4
-models = ["digits_cnn"]
-defences = ["none", "smoothed_inference:soft"]
-attacks = ["none", "pgd", "apgd-ce", "nattack"]
-apgd_restarts = 1
-nattack_iter = 4
-nattack_pop = 6
-nattack_queries = 40
-
-[certify]
-n0 = 10
-n = 100
-alpha = 0.01
-batch_size = 64
-radii = [0.0, 0.25]
-"""
 
 #: a row's fields that noise keys fix exactly, or None for a row left out (see the module docstring)
 Exact = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -236,30 +129,34 @@ COVERED: dict[str, tuple[str, ...]] = {
     "compare": ("|none/pgd@", "|none/nattack@", "soft/pgd@", "soft/rigor"),
 }
 
-CASES: dict[str, tuple[str, Exact, Close]] = {
-    "certify": (CERTIFY, UNTIMED, lambda row: {}),
-    "normalized_noise": (NORMALIZED_NOISE, UNTIMED, lambda row: {}),
-    "bn_adaptation": (BN_ADAPTATION, _bn, lambda row: {}),
-    "smoothed_inference": (SMOOTHED_INFERENCE, _smoothed, lambda row: {}),
-    "attacks": (ATTACKS, _attacks, lambda row: {"l2_distance": row.get("l2_distance") or 0.0}),
-    "compare": (COMPARE, _compare, lambda row: {"perturbation": row.get("perturbation") or 0.0}),
+Suite = Callable[[int], dict[str, Any]]
+
+CASES: dict[str, tuple[Suite, Exact, Close]] = {
+    "certify": (certify, UNTIMED, lambda row: {}),
+    "normalized_noise": (normalized_noise, UNTIMED, lambda row: {}),
+    "bn_adaptation": (bn_adaptation, _bn, lambda row: {}),
+    "smoothed_inference": (smoothed_inference, _smoothed, lambda row: {}),
+    "attacks": (attacks, _attacks, lambda row: {"l2_distance": row.get("l2_distance") or 0.0}),
+    "compare": (compare, _compare, lambda row: {"perturbation": row.get("perturbation") or 0.0}),
 }
 
 
-def _rows(tmp_path, text: str, chunk: int, limit: int) -> dict[tuple[str, int], dict[str, Any]]:
-    suite = tmp_path / f"chunk{chunk}.toml"
-    suite.write_text(text.format(chunk=chunk))
+def _rows(tmp_path, write_suite, suite_of: Suite, chunk: int, limit: int) -> dict[tuple[str, int], dict[str, Any]]:
+    suite = write_suite(**suite_of(chunk), file=f"chunk{chunk}.toml")
     out = tmp_path / f"out{chunk}"
     assert run.main(["--suite", str(suite), "--out", str(out), "--quiet", "--device", "cpu",
                      "--limit", str(limit)]) == 0
     return {(r["config"], int(r["index"])): r for r in common.read_rows(out)}
 
 
-@pytest.mark.parametrize("kind", list(CASES))
-def test_an_images_rows_do_not_depend_on_its_chunk_or_the_limit(tmp_path, kind):
-    text, exact, close = CASES[kind]
-    one = _rows(tmp_path, text, 1, 3)  # one image per unit, 3 images
-    three = _rows(tmp_path, text, 3, 4)  # 3 images per unit (a chunk of 3, then one of 1), 4 images
+SLOW = {"normalized_noise", "attacks", "compare"}  # over 10 s each on a loaded 2-core box
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k for k in CASES])
+def test_an_images_rows_do_not_depend_on_its_chunk_or_the_limit(tmp_path, write_suite, kind):
+    suite_of, exact, close = CASES[kind]
+    one = _rows(tmp_path, write_suite, suite_of, 1, 3)  # one image per unit, 3 images
+    three = _rows(tmp_path, write_suite, suite_of, 3, 4)  # 3 images per unit (a chunk of 3, then one of 1), 4 images
     compared = set()
     for key, row in one.items():
         if exact(row) is None or key[1] >= 3:

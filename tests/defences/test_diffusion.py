@@ -338,6 +338,7 @@ def test_from_pretrained_fails_clearly(tmp_path: Path) -> None:
         DiffusionDenoiser.from_pretrained(tmp_path / "half", sigma=0.5)
 
 
+@pytest.mark.slow
 def test_defences_import_and_work_without_diffusers(tmp_path: Path) -> None:
     for sub, name in (("unet", "config.json"), ("scheduler", "scheduler_config.json")):
         (tmp_path / sub).mkdir()

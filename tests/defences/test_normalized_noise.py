@@ -208,6 +208,7 @@ def test_exact_and_bpda_gradients():
     assert torch.allclose(exact.forward(x)[0], bpda.forward(x)[0])  # same forward values
 
 
+@pytest.mark.slow
 def test_arts_own_pgd_runs_against_the_defended_classifier():
     from art.attacks.evasion import ProjectedGradientDescent
 

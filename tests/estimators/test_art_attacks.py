@@ -72,6 +72,7 @@ def test_they_are_art_pytorch_classifiers(classifiers, kind) -> None:
     assert tuple(np.ravel(clf.clip_values)) == (0.0, 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack", ["pgd", "apgd_ce", "apgd_dlr", "hsj"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_art_attacks_lower_the_smoothed_accuracy(classifiers, points, kind, attack) -> None:

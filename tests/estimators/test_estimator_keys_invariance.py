@@ -170,6 +170,7 @@ def test_certify_and_predict_labels_do_not_depend_on_batch_size_or_other_images(
     np.testing.assert_array_equal(alone_radii, radii[:1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_adaptation_certifier_does_not_depend_on_batch_size(shape: tuple[int, int, int]) -> None:
     est = _estimator(shape, batchnorm=True)

@@ -131,6 +131,7 @@ def test_registry_mechanics_warn_on_overwrite_and_do_nothing_else():
         registry.register(first)  # a new name: no warning
 
 
+@pytest.mark.slow
 def test_importing_the_models_package_imports_no_attack_or_training_code():
     code = ("import json, sys, art_ext.models, art_ext.models.robustbench; "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('art_ext.attacks', 'art_ext.training', "
