@@ -173,7 +173,7 @@ class Target:
             self.defended = model  # PGD on the base classifier, transferred to the smoothed one
         elif self.kind == "denoised":
             denoiser = models["denoiser"]
-            self.base = DenoisedClassifier(denoiser, model)
+            self.base = DenoisedClassifier(denoiser, model).eval()  # a fixed function while sampled
             self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
             self.defended = self.base
             self.bpda = nn.Sequential(bpda(denoiser), model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmarks import common, run
 from benchmarks.kinds import attacks as kind
@@ -126,3 +127,20 @@ def test_eps_must_be_a_number_or_a_grid(tmp_path, attacks_suite, capsys):
         run.main(["--suite", str(suite_file), "--out", str(tmp_path / "x"), "--quiet"])
     assert refused.value.code == 2 and "eps = 'big' is invalid; expected a number >= 0 or a list" in \
         capsys.readouterr().err
+
+
+def test_a_denoised_target_is_scored_as_a_fixed_function():
+    """The denoised deployment's base (denoiser then classifier) is built in eval mode: scoring it under keyed noise
+    must not meet the fixed-function guard (the shipped attacks suite scores such a target)."""
+    from art_ext.models import DnCNN
+    from art_ext.smoothing import NoiseKeys
+    from art_ext.testing import tiny_cnn, tiny_images
+    from benchmarks.kinds.attacks import Target
+
+    models = {"model": tiny_cnn(size=8), "denoiser": DnCNN(in_channels=1, depth=3, width=4).eval()}
+    spec = {"deployment": "denoised", "sigma": 0.25, "smoothing_samples": 4}
+    target = Target(spec, models, 10, torch.Generator().manual_seed(0))
+    assert not target.base.training
+    x, y = tiny_images(3), torch.tensor([0, 1, 2])
+    score = target.score(x, y, NoiseKeys.from_seed(0, range(3)), draws=2)
+    assert 0.0 <= score.mean_accuracy <= 1.0
