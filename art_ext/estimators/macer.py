@@ -71,9 +71,11 @@ class PyTorchMACER(PyTorchRandomizedSmoothing):
     ) -> None:
         self._init_from_art_arguments(locals())
 
+    _fit_uses_loss: ClassVar[bool] = False  # the method's loss is fixed (ART ignores ``loss`` here too)
+
     def _check_method_params(self, params: dict[str, Any]) -> None:
         check_number(params["beta"], "beta (inverse temperature)", strict=True)
-        check_number(params["gamma"], "gamma (hinge)")
+        check_number(params["gamma"], "gamma (hinge threshold)", strict=True)
         check_number(params["lmbda"], "lmbda (trade-off)")
         validation.check_positive_int(params["gaussian_samples"], "gaussian_samples")
 

@@ -51,11 +51,10 @@ ART_ARGUMENTS = (
 
 def check_scale(scale: object) -> float:
     """ART's ``scale``: the noise standard deviation sigma in pixel units, finite and > 0."""
-    try:
-        value = float(scale)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"scale (sigma, the noise std in pixel units) must be a real number, got {scale!r}") from None
-    if isinstance(scale, bool) or not math.isfinite(value) or value <= 0:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"scale (sigma, the noise std in pixel units) must be a real number, got {scale!r}")
+    value = float(scale)
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"scale (sigma, the noise std in pixel units) must be finite and > 0, got {scale!r}")
     return value
 
@@ -363,6 +362,83 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
         for name, value in method.items():
             setattr(self, name, value)
 
+    # -- ART's fit -----------------------------------------------------------------------------------------------
+    def _training_method(self) -> Any:
+        """The certified-training config ``fit`` runs (``art_ext.training.certified``); subclasses override."""
+        from art_ext.training.certified import GaussianAugmentation
+
+        return GaussianAugmentation(sigma=self.scale)
+
+    #: whether ``fit``'s objective uses the constructor's ``loss`` (ART: Gaussian augmentation and SmoothAdv do;
+    #: MACER and SmoothMix have fixed losses and ignore it)
+    _fit_uses_loss: ClassVar[bool] = True
+
+    def fit(  # type: ignore[override]
+        self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 10, training_mode: bool = True,
+        drop_last: bool = False, scheduler: Any = None, verbose: bool = False, **kwargs: Any,
+    ) -> None:
+        """ART's ``fit``: train the base model with ``optimizer`` by the class's certified-training method.
+
+        Noise is drawn in [0, 1] pixel space and added *before* the preprocessing defences and ``preprocessing``,
+        as in ``predict`` and ``certify`` (ART adds it after ``preprocessing`` in ``fit``), from the classifier's
+        generator: the same seed and initial weights give the same trained weights on one device.
+
+        Args:
+            x: Training images [N, *input_shape] in [0, 1]. y: Labels, indices [N] or one-hot [N, nb_classes].
+            batch_size: Images per loader batch (the multi-noise methods take one optimizer step per chunk of
+                ``batch_size / num_noise_vec`` images, as their reference code and ART do).
+            nb_epochs: Epochs (>= 0; 0 trains nothing, as in ART).
+            training_mode: ``True``: the model trains in train mode (BatchNorm batch statistics, dropout);
+                ``False``: in eval mode, as ART's ``model.train(mode=False)``.
+            drop_last: Drop each epoch's last incomplete batch (a fresh random subset of
+                floor(N / batch_size) * batch_size images per epoch).
+            scheduler: Learning-rate scheduler, ``scheduler.step()`` after each epoch (ART's code).
+            verbose: A progress bar over the epochs.
+        Raises:
+            ValueError / TypeError: before any training, on bad images or labels, an unknown keyword (ART ignores
+                them), no optimizer, a loss the method cannot use, or a ``NormalizedNoise`` classifier.
+        """
+        from tqdm.auto import trange
+
+        from art_ext.training.certified import train_certified_epochs
+
+        where = f"{type(self).__name__}.fit"
+        _art.refuse_unknown_kwargs(kwargs, (), where)
+        validation.check_positive_int(batch_size, "batch_size")
+        epochs = check_number(nb_epochs, "nb_epochs", integer=True)
+        for name, flag in (("training_mode", training_mode), ("drop_last", drop_last), ("verbose", verbose)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        optimizer = self.estimator.optimizer
+        if optimizer is None:
+            raise ValueError(f"{where} needs an optimizer: pass optimizer=torch.optim.SGD(model.parameters(), ...) to "
+                             "the constructor (or to the wrapped classifier)")
+        if self._fit_uses_loss:
+            _check_cross_entropy(self.estimator.loss, where)
+        if not self.noise_space.is_pixel:
+            raise ValueError(f"{where} trains with pixel-space noise, but this classifier certifies "
+                             f"noise_space={self.noise_space}; build it with noise_space=None to train it")
+        method = self._training_method()  # checks the method's parameters once more
+        x_t = self._inputs(x)
+        labels = self._labels(y, x_t.shape[0])
+        model = self.view if training_mode else _EvalLocked(self.view)
+        keep = x_t.shape[0] - x_t.shape[0] % batch_size if drop_last else x_t.shape[0]
+        if keep == 0:
+            raise ValueError(f"drop_last=True with batch_size={batch_size} > {x_t.shape[0]} images leaves no batch")
+        for epoch in trange(epochs, disable=not verbose, desc=where):
+            if keep < x_t.shape[0]:  # a random subset that fills whole batches; the trainer shuffles it again
+                chosen = torch.randperm(x_t.shape[0], generator=self.generator, device=x_t.device)[:keep]
+                images, targets = x_t[chosen], labels[chosen]
+            else:
+                images, targets = x_t, labels
+            train_certified_epochs(model, images, targets, method, optimizer=optimizer, batch_size=batch_size,
+                                   nb_epochs=1, generator=self.generator, scheduler=scheduler, start_epoch=epoch)
+
+    def fit_generator(self, generator: Any, nb_epochs: int = 20, **kwargs: Any) -> None:
+        """Refused: ART's version trains without smoothing noise; load the data and call ``fit(x, y)``."""
+        raise NotImplementedError(f"{type(self).__name__}.fit_generator is not supported (ART's trains without the "
+                                  "smoothing noise): load the data as arrays and call fit(x, y, ...)")
+
     # -- ART's predict and certify --------------------------------------------------------------------------------
     def predict(self, x: np.ndarray, batch_size: int = 128, verbose: bool = False,  # type: ignore[override]
                 **kwargs: Any) -> np.ndarray:
@@ -447,6 +523,33 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
                 num_classes=self.nb_classes, batch_size=batch_size, generator=generator, noise_space=self.noise_space,
             )
         return _art.to_numpy(labels)
+
+
+class _EvalLocked(nn.Module):
+    """``fit(training_mode=False)``: the model stays in eval mode while the trainer calls ``train()`` on this
+    wrapper (ART's ``model.train(mode=False)`` before its loop); flags restored by the trainer."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def train(self, mode: bool = True) -> _EvalLocked:
+        self.training = mode
+        self.inner.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def _check_cross_entropy(loss: object, where: str) -> None:
+    """Gaussian augmentation and SmoothAdv train with the cross-entropy of their papers; ART calls the user's loss
+    there, so a different loss is refused rather than silently replaced."""
+    plain = (isinstance(loss, nn.CrossEntropyLoss) and loss.weight is None and loss.label_smoothing == 0.0
+             and loss.reduction == "mean")
+    if not plain:
+        raise ValueError(f"{where} trains with the cross-entropy of its paper; got loss={loss!r}: pass "
+                         "torch.nn.CrossEntropyLoss() (no weight, no label smoothing, reduction='mean')")
 
 
 def _check_seed(seed: object, generator: object) -> None:

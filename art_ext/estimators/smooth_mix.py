@@ -80,6 +80,8 @@ class PyTorchSmoothMix(PyTorchRandomizedSmoothing):
     ) -> None:
         self._init_from_art_arguments(locals())
 
+    _fit_uses_loss: ClassVar[bool] = False  # the method's loss is fixed (ART ignores ``loss`` here too)
+
     def _check_method_params(self, params: dict[str, Any]) -> None:
         check_number(params["eta"], "eta (weight of the mixup loss)")
         for name in ("num_noise_vec", "num_steps", "warmup"):
