@@ -276,7 +276,7 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
             model.smoothed.generator = generator
         CheckedPyTorchClassifier.__init__(self, classifier, model, loss=loss_for(soft_output))
         self.smoothed: SmoothedInference = model.smoothed
-        self.view = self.smoothed.base  # the base f: the classifier's predict-time pipeline
+        self.view: _art.ARTModelView = model.smoothed.base  # type: ignore[assignment]  # the base f (predict-time pipeline)
         self.seed = seed
         self._predict_output = output
         self._alpha = alpha
@@ -373,7 +373,7 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
     #: MACER and SmoothMix have fixed losses and ignore it)
     _fit_uses_loss: ClassVar[bool] = True
 
-    def fit(  # type: ignore[override]
+    def fit(
         self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 10, training_mode: bool = True,
         drop_last: bool = False, scheduler: Any = None, verbose: bool = False, **kwargs: Any,
     ) -> None:
