@@ -72,7 +72,7 @@ class PyTorchSmoothAdv(PyTorchRandomizedSmoothing):
         self._init_from_art_arguments(locals())
 
     def _check_method_params(self, params: dict[str, Any]) -> None:
-        check_number(params["epsilon"], "epsilon (L2 radius of the training attack, pixel units)")
+        check_number(params["epsilon"], "epsilon (L2 radius of the training attack, pixel units)", strict=True)
         for name in ("num_noise_vec", "num_steps", "warmup"):
             validation.check_positive_int(params[name], name)
 
