@@ -263,6 +263,10 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
             raise ValueError(f"output must be one of {PREDICT_OUTPUTS}, got {output!r}")
         if n0 is not None:
             validation.check_positive_int(n0, "n0")
+        if len(tuple(classifier.input_shape)) != 3:
+            raise ValueError(f"input_shape is {tuple(classifier.input_shape)}; art_ext's randomized smoothing samples "
+                             "image batches: expected one image's shape, (C, H, W) with channels_first=True or "
+                             "(H, W, C) with channels_first=False")
         device = _art.estimator_device(classifier)
         if generator is not None and generator.device.type != device.type:
             raise ValueError(f"generator is on device {generator.device}, but the model runs on {device}; they must "
@@ -361,6 +365,23 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
                 setattr(self, key, kwargs[key])
         for name, value in method.items():
             setattr(self, name, value)
+
+    def loss_gradient(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, training_mode: bool = False,
+                      **kwargs: Any) -> np.ndarray | torch.Tensor:
+        """Gradient of the loss w.r.t. ``x``: of the soft smoothed classifier (-log of the mean softmax over
+        ``sample_size`` noisy passes; ART's ``sampling=True``) by default and with ``sampling=True``; of the
+        noise-free base with ``sampling=False`` (ART's default, here on request). Same shape and type as ``x``."""
+        sampling = kwargs.pop("sampling", None)
+        if sampling is not None and not isinstance(sampling, bool):
+            raise TypeError(f"sampling must be a bool or None, got {sampling!r}")
+        if sampling is False:
+            self._check_call("loss_gradient", training_mode, kwargs)
+            x_t = self._attack_inputs(x)  # the form is checked; ART's base classifier computes the gradient
+            labels = self._labels(y, x_t.shape[0]).cpu().numpy()
+            one_hot = np.eye(self.nb_classes, dtype=np.float32)[labels]  # ART's loss_gradient fails on index labels
+            grad = self.estimator.loss_gradient(_art.to_numpy(x_t), one_hot)
+            return self._like(torch.as_tensor(grad), x)
+        return super().loss_gradient(x, y, training_mode=training_mode, **kwargs)
 
     # -- ART's fit -----------------------------------------------------------------------------------------------
     def _training_method(self) -> Any:

@@ -108,6 +108,7 @@ BAD = [
     ({"clip_values": (0.0, 255.0)}, ValueError, "clip_values"),
     ({"nb_classes": 1}, ValueError, "num_classes"),
     ({"input_shape": (1, 0, 8)}, ValueError, "input_shape"),
+    ({"input_shape": (64,)}, ValueError, "input_shape"),
     ({"device_type": "tpu"}, ValueError, "device_type"),
     ({"seed": 0, "generator": torch.Generator()}, ValueError, "seed or generator"),
     ({"seed": 1.5}, TypeError, "seed"),
@@ -231,6 +232,20 @@ def test_the_earlier_constructor_builds_the_same_class() -> None:
     rs = ours.RandomizedSmoothingClassifier(art_classifier(tiny_cnn()), 0.25, num_samples=4, seed=0)
     assert type(rs) is ours.PyTorchRandomizedSmoothing and rs.output == "log_probabilities"
     assert rs.n0 == 100 and rs.sample_size == 4 and rs.predict(tiny_images(2).numpy()).dtype == np.float32
+
+
+def test_loss_gradient_takes_arts_sampling_keyword() -> None:
+    x, y = tiny_images(3).numpy(), np.array([1, 2, 3])
+    clf = build("PyTorchRandomizedSmoothing", tiny_cnn(), sample_size=6, generator=torch.Generator().manual_seed(2))
+    smoothed = clf.loss_gradient(x, y)
+    clf.generator.manual_seed(2)
+    np.testing.assert_array_equal(clf.loss_gradient(x, y, sampling=True), smoothed)  # same-kernel: same keyed draws
+    base = clf.loss_gradient(x, y, sampling=False)  # ART's default: the noise-free base
+    want = clf.estimator.loss_gradient(x, np.eye(10, dtype=np.float32)[y])
+    np.testing.assert_array_equal(base, want)  # same-kernel: ART's base classifier computes both
+    assert base.shape == x.shape and not np.allclose(base, smoothed)
+    with pytest.raises(TypeError, match="sampling"):
+        clf.loss_gradient(x, y, sampling="yes")
 
 
 # -- fit ------------------------------------------------------------------------------------------------------------
