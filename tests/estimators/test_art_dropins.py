@@ -268,6 +268,43 @@ def test_fit_is_deterministic_at_a_fixed_seed(name: str) -> None:
     assert any(not torch.equal(first[k], tiny_cnn(batchnorm=True).state_dict()[k]) for k in first)
 
 
+def test_fit_runs_the_methods_config_built_from_arts_arguments() -> None:
+    from art_ext.training.certified import GaussianAugmentation, MACERTraining, SmoothAdvTraining, SmoothMixTraining
+
+    assert build("PyTorchRandomizedSmoothing", scale=0.3)._training_method() == GaussianAugmentation(0.3)
+    macer = build("PyTorchMACER", scale=0.3, beta=4.0, gamma=2.0, lmbda=6.0, gaussian_samples=5)
+    assert macer._training_method() == MACERTraining(0.3, beta=4.0, gamma=2.0, lbd=6.0, num_noise_vec=5)
+    adv = build("PyTorchSmoothAdv", scale=0.3, epsilon=0.5, num_noise_vec=2, num_steps=3, warmup=4)
+    assert adv._training_method() == SmoothAdvTraining(0.3, eps=0.5, num_steps=3, num_noise_vec=2, warmup=4)
+    mix = build("PyTorchSmoothMix", scale=0.3, eta=5.0, num_noise_vec=2, num_steps=4, warmup=3, mix_step=1)
+    assert mix._training_method() == SmoothMixTraining(0.3, eta=5.0, mix_step=1, num_steps=4, num_noise_vec=2,
+                                                       warmup=3, step_size=0.6)  # 2 * scale, not alpha
+    assert build("PyTorchSmoothMix", step_size=0.1, maxnorm=1.0)._training_method().step_size == 0.1
+
+
+def test_smoothadv_fit_attacks_the_true_labels_with_the_warmed_up_radius(monkeypatch) -> None:
+    import art_ext.training.certified.smoothadv as smoothadv
+
+    calls = []
+    attack = smoothadv.smoothadv_attack
+
+    def recording_attack(model, x, y, noise, *, eps, num_steps, generator=None):
+        calls.append((eps, num_steps, noise.shape[0] // x.shape[0], y.clone()))
+        return attack(model, x, y, noise, eps=eps, num_steps=num_steps, generator=generator)
+
+    monkeypatch.setattr(smoothadv, "smoothadv_attack", recording_attack)
+    x, y = digits(24)
+    clf = build("PyTorchSmoothAdv", tiny_cnn(), epsilon=0.5, num_noise_vec=2, num_steps=3, warmup=2, seed=0)
+    clf.fit(x, y, batch_size=12, nb_epochs=3)
+    per_epoch = len(calls) // 3
+    assert per_epoch == 4  # 2 loader batches x 2 chunks (one optimizer step each)
+    assert [c[0] for c in calls] == [0.25] * 4 + [0.5] * 8  # min(1, (epoch + 1) / warmup) * epsilon
+    assert {(c[1], c[2]) for c in calls} == {(3, 2)}  # num_steps steps, num_noise_vec draws
+    for epoch in range(3):  # every training label is attacked once per epoch: the true labels, not predictions
+        seen = torch.cat([c[3] for c in calls[epoch * per_epoch : (epoch + 1) * per_epoch]])
+        assert sorted(seen.tolist()) == sorted(y.tolist())
+
+
 class Recorder(nn.Module):
     """Records the inputs of train-mode forwards (what the model sees during training), then a linear layer."""
 
