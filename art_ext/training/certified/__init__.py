@@ -21,11 +21,13 @@ from art_ext.training.certified.consistency import ConsistencyTraining, consiste
 from art_ext.training.certified.gaussian import GaussianAugmentation
 from art_ext.training.certified.loop import METHOD_NAMES, certified_loss, train_certified_epochs
 from art_ext.training.certified.macer import MACERTraining, macer_terms
+from art_ext.training.certified.recipe import CertifiedTrainConfig, train_certified
 from art_ext.training.certified.smoothadv import SmoothAdvTraining, smoothadv_attack, soft_smoothed_nll
 from art_ext.training.certified.smoothmix import SmoothMixTraining, mixup_target, smoothmix_path
 
 __all__ = [
-    "METHOD_NAMES", "CertifiedMethod", "ConsistencyTraining", "GaussianAugmentation", "MACERTraining",
+    "METHOD_NAMES", "CertifiedMethod", "CertifiedTrainConfig", "ConsistencyTraining", "GaussianAugmentation",
+    "MACERTraining",
     "SmoothAdvTraining", "SmoothMixTraining", "certified_loss", "consistency_terms", "macer_terms", "mixup_target",
-    "smoothadv_attack", "smoothmix_path", "soft_smoothed_nll", "train_certified_epochs",
+    "smoothadv_attack", "smoothmix_path", "soft_smoothed_nll", "train_certified", "train_certified_epochs",
 ]
