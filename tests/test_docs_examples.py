@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.REPORT_ONLY_FIRST_FAILURE  # the rest cascade
 #: an opening fence (its info string: the language) and everything up to the closing fence of the same indentation
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
                    re.MULTILINE | re.DOTALL)
@@ -35,7 +35,10 @@ class Block:
 
 def user_pages() -> list[Path]:
     """README.md and every Markdown page under docs/."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    # a run's raw report (docs/results/<suite>/summary.md) is git-ignored and not published: it states the commit
+    pages = sorted(p for p in (ROOT / "docs").rglob("*.md")
+                   if p.name != "summary.md" or p.parent.parent.name != "results")
+    return [ROOT / "README.md", *pages]
 
 
 def fenced_blocks(text: str) -> list[Block]:

@@ -38,7 +38,10 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 
 
 def user_pages() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    # a run's raw report (docs/results/<suite>/summary.md) is git-ignored and not published: it states the commit
+    pages = sorted(p for p in (ROOT / "docs").rglob("*.md")
+                   if p.name != "summary.md" or p.parent.parent.name != "results")
+    return [ROOT / "README.md", *pages]
 
 
 def findings(text: str) -> list[str]:
