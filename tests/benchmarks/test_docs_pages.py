@@ -103,3 +103,10 @@ def test_check_mode(results_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     assert docs_pages.main([]) == 0
     assert (results_copy / "default.md").is_file() and (results_copy / "index.md").is_file()
     assert docs_pages.main(["--check"]) == 0
+
+
+def test_module_examples():
+    import doctest
+
+    result = doctest.testmod(docs_pages, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
