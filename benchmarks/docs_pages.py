@@ -8,8 +8,9 @@ Each folder ``docs/results/<suite>/`` is a run folder of ``benchmarks/run.py`` (
 code, the run's facts from ``manifest.json``, the verdict, the plots) and ``docs/results/index.md``. Tables are never
 typed by hand, and the same files always give the same bytes (``tests/benchmarks/test_docs_pages.py``).
 
-The ``bn_adaptation`` kind's ``summary.json`` holds its certification part only; its noise-accuracy and ablation
-tables (parts 1-2) are rendered from ``rows.jsonl`` by the same kind code that wrote the run's report.
+The ``bn_adaptation`` kind's ``summary.json`` holds its certification part only, and the ``smoothed_inference`` kind's
+its main table only; their other tables (noise accuracy and ablations; accuracy against M) are rendered from
+``rows.jsonl`` by the same kind code that wrote the run's report.
 
 Usage::
 
@@ -140,15 +141,56 @@ def _bn_adaptation_tables(suite: dict[str, Any], summary: Any, folder: Path) -> 
     ])
 
 
+def _smoothed_inference_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
+    from benchmarks import report as rep
+    from benchmarks.kinds import smoothed_inference as si
+
+    rows = common.read_rows(folder)
+    if not rows:
+        raise PageError(f"{_shown(folder)}/rows.jsonl is missing: the smoothed_inference page renders its per-M "
+                        "tables from the rows")
+    attack = suite["attack"]
+    table = [[t["model"], t["method"], f"{t['sigma']:g}", t["M"], t["clean"], t["pgd"], t["epgd"], t["seeds"]]
+             for t in summary["table"]]
+    parts = [
+        "## Accuracy (%) at the σ and M chosen on the validation split",
+        "",
+        f"Attacks on the noisy base at the smoothing σ: PGD-{attack['norm']} ε = {attack['eps']}, step "
+        f"{attack['eps_step']}, {attack['max_iter']} steps, {attack.get('num_random_init', 1)} random start, one noisy "
+        f"pass per step; EPGD the same with {attack['epgd_samples']} noisy passes averaged per step. Ties abstain and "
+        "count as wrong. σ and M were chosen on the validation split (best mean accuracy under PGD), never on the test "
+        "split.",
+        "",
+        rep.markdown_table(["model", "method", "σ", "M", "clean", "PGD", "EPGD", "seeds"], table, caption=si.CAPTION),
+    ]
+    grid = si.accuracy_grid(suite, rows)
+    ms = summary["M"]
+    for model in suite["models"]:
+        for mode in suite["modes"]:
+            choice = summary["selected_on_val"].get(f"{model}/{mode}")
+            if choice is None:
+                continue
+            per_m = [[name, *(si._cell(acc, j) for j in range(len(ms)))] for name in si.INPUTS
+                     if (acc := grid.get((model, "test", name, mode, choice["sigma"]))) is not None]
+            parts += ["", f"## {model}, {mode} voting: accuracy (%) against M at σ = {choice['sigma']:g}", "",
+                      rep.markdown_table(["input", *(f"M={m}" for m in ms)], per_m, caption=si.CAPTION)]
+    return "\n".join(parts)
+
+
 #: kind -> the page's tables, from (suite, summary.json, folder)
 RENDERERS: dict[str, Callable[[dict[str, Any], Any, Path], str]] = {
     "certify": _certify_tables,
     "attacks": _attacks_tables,
     "bn_adaptation": _bn_adaptation_tables,
+    "smoothed_inference": _smoothed_inference_tables,
 }
 
 
 # ---- the run's facts -----------------------------------------------------------------------------------------------
+
+
+#: kinds whose page also reads rows.jsonl (their summary.json does not hold every table)
+ROWS_KINDS = ("bn_adaptation", "smoothed_inference")
 
 
 def _noise_samples(suite: dict[str, Any]) -> str | None:
@@ -160,6 +202,8 @@ def _noise_samples(suite: dict[str, Any]) -> str | None:
         return f"N0 = {_number(part['n0'])}, N = {_number(part['n'])}, N_auto = {_number(part['n_auto'])} per σ"
     if kind == "attacks":
         return f"k = {suite.get('score_draws', 10)} scoring draws of each randomized target"
+    if kind == "smoothed_inference":
+        return f"M ∈ {{{', '.join(str(m) for m in suite['num_samples'])}}} noisy passes"
     return None
 
 
@@ -221,7 +265,7 @@ def suite_page(folder: Path) -> str:
     verdict = verdict_path.read_text(encoding="utf-8").strip()
     name = folder.name
     plots = sorted(p.name for p in folder.glob("*.png"))
-    sources = ["manifest.json", "summary.json", *(["rows.jsonl"] if suite["kind"] == "bn_adaptation" else [])]
+    sources = ["manifest.json", "summary.json", *(["rows.jsonl"] if suite["kind"] in ROWS_KINDS else [])]
     parts = [
         f"# Results: `{name}`",
         "",
