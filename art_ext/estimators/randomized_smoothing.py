@@ -129,9 +129,11 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
     shuffles and noise from the same generator.
 
     Args:
-        model, loss, input_shape, nb_classes, optimizer, channels_first, clip_values, preprocessing_defences,
-        postprocessing_defences, preprocessing, device_type: as ART's ``PyTorchClassifier``; ``clip_values`` must be
-            None or (0, 1) (art_ext works on [0, 1] pixels) and ``postprocessing_defences`` None.
+        model: The network ([0, 1] pixels -> logits). It and ``loss``, ``input_shape``, ``nb_classes``,
+            ``optimizer``, ``channels_first``, ``clip_values``, ``preprocessing_defences``,
+            ``postprocessing_defences``, ``preprocessing`` and ``device_type`` mean what they mean for ART's
+            ``PyTorchClassifier``; ``clip_values`` must be None or (0, 1) (art_ext works on [0, 1] pixels) and
+            ``postprocessing_defences`` None.
         sample_size: Draws of ``predict``, selection draws of ``certify`` and M of the soft forward (>= 1).
         scale: Noise standard deviation sigma (> 0), pixel units.
         alpha: Failure probability of ``predict`` and ``certify``, in (0, 1).
