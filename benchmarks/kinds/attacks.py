@@ -39,23 +39,21 @@ from art_ext.attacks import (
     NAttackConfig,
     PGDConfig,
     SmoothAdvConfig,
-    bpda,
     epgd,
     nattack,
     pgd,
     smoothadv_pgd,
 )
 from art_ext.attacks.bpda_pgd import warn_if_unreachable
-from art_ext.attacks.protocol import RandomizedScore
-from art_ext.defences.denoised_smoothing import DenoisedClassifier
-from art_ext.smoothing import SmoothedInference
+from art_ext.deployment import Deployment, declared_noise
 from art_ext.smoothing.keys import NoiseKeys
+from art_ext.smoothing.noise import NoiseSpace
 from art_ext.types import Norm
 from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
-from benchmarks.image_keys import image_keys, score_keyed
+from benchmarks.image_keys import image_keys, score_deployment
 
 log = logging.getLogger("benchmarks")
 
@@ -113,13 +111,6 @@ def check(suite: dict[str, Any]) -> None:
 
 
 # ---- deployed models -----------------------------------------------------------------------------------------------
-def soft_smoothing(base: nn.Module, sigma: float, num_classes: int, num_samples: int,
-                   generator: torch.Generator) -> SmoothedInference:
-    """The deployed soft smoothed classifier: mean softmax over M noisy passes (Nemcovsky et al. Eq. 13)."""
-    return SmoothedInference(base, sigma, num_classes=num_classes, mode="soft", num_samples=num_samples,
-                             generator=generator)
-
-
 def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
     """A non-differentiable input defence (bit-depth reduction to ``levels`` grey levels): zero gradient a.e."""
     return torch.round(x * (levels - 1)) / (levels - 1)
@@ -148,64 +139,26 @@ def load_models(spec: dict[str, Any], device: torch.device,
     return models
 
 
-class Target:
-    """What is deployed (``decide``: scores of the deployed, possibly randomized model), what gradient attacks
-    differentiate (``base``: the classifier EPGD/SmoothAdv add noise to; ``defended``: the full deployed map with a
-    differentiable path where one exists) and what NAttack queries. Built from already loaded ``models``
-    (``load_models``), so building one per work unit costs nothing."""
-
-    def __init__(self, spec: dict[str, Any], models: dict[str, nn.Module], num_classes: int,
-                 generator: torch.Generator):
-        self.spec = spec
-        self.kind = spec["deployment"]
-        model = models["model"]
-        self.base = model
-        self.sigma = float(spec.get("sigma", 0.0))
-        if self.kind == "plain":
-            self.decide = model
-            self.defended = model
-        elif self.kind == "quantised":
-            self.decide = nn.Sequential(_Fn(quantise), model)
-            self.defended = self.decide  # exact gradient: zero almost everywhere
-            self.bpda = nn.Sequential(bpda(quantise), model)
-        elif self.kind == "smoothed":
-            self.decide = soft_smoothing(model, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
-            self.defended = model  # PGD on the base classifier, transferred to the smoothed one
-        elif self.kind == "denoised":
-            denoiser = models["denoiser"]
-            self.base = DenoisedClassifier(denoiser, model).eval()  # a fixed function while sampled
-            self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
-            self.defended = self.base
-            self.bpda = nn.Sequential(bpda(denoiser), model)
-        else:
-            raise ValueError(f"unknown deployment {self.kind!r}; expected plain, quantised, smoothed or denoised")
-        self.randomized = self.kind in ("smoothed", "denoised")
-
-    def score(self, x: torch.Tensor, y: torch.Tensor, keys: NoiseKeys, draws: int) -> RandomizedScore:
-        """Each image of ``x`` scored over ``draws`` draws of the deployed model (once if it is deterministic), draw d
-        of image i under ``keys.derive(d)[i]``."""
-        if not self.randomized:
-            return score_keyed(self.decide, x, y, None, 1)
-        smoothed = self.decide
-        assert isinstance(smoothed, SmoothedInference)  # what a randomized deployment decides with
-        return score_keyed(lambda z, k: smoothed.scores(z, keys=k), x, y, keys, draws)
-
-    def noisy_scores(self, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """NAttack's per-query score on a randomized target: one noisy pass (reference option (a)). Drawn from
-        ``generator``: NAttack calls it with the candidates of the images still searching, not their indices, so
-        this noise cannot be keyed per image."""
-        if not self.randomized:
-            return self.decide
-        return lambda z: self.base(z + self.sigma * torch.randn(z.shape, generator=generator, device=z.device))
-
-
-class _Fn(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+def deploy(spec: dict[str, Any], models: dict[str, nn.Module], num_classes: int,
+           generator: torch.Generator | None) -> Deployment:
+    """The target's ``Deployment`` from already loaded ``models`` (``load_models``), so building one per work unit
+    costs nothing. A smoothed target's gradient attacks differentiate its base classifier (transfer to the smoothed
+    one); a denoised target's the denoiser + classifier (``bpda`` passes straight through the denoiser); its noise
+    is in the denoiser's declared noise space, ``sigma`` in that space's units."""
+    kind, model = spec["deployment"], models["model"]
+    if kind == "plain":
+        return Deployment.plain(model)
+    if kind == "quantised":
+        return Deployment.preprocessed(model, quantise)
+    samples = int(spec["smoothing_samples"])
+    if kind == "smoothed":
+        return Deployment.smoothed(model, float(spec["sigma"]), num_classes=num_classes, num_samples=samples,
+                                   generator=generator)
+    if kind == "denoised":
+        _, space = declared_noise(zoo.get_entry(spec["denoiser"], kind="denoiser"))
+        return Deployment.denoised(models["denoiser"], model, float(spec["sigma"]), num_classes=num_classes,
+                                   num_samples=samples, noise_space=space, generator=generator)
+    raise ValueError(f"unknown deployment {kind!r}; expected plain, quantised, smoothed or denoised")
 
 
 # ---- attacks -------------------------------------------------------------------------------------------------------
@@ -216,13 +169,14 @@ def eps_grid(suite: dict[str, Any]) -> list[float]:
 
 
 class _SharedPGDFields(TypedDict):
-    """The fields EPGD and SmoothAdv take from the attack table's PGD config (and the target's sigma)."""
+    """The fields EPGD and SmoothAdv take from the attack table's PGD config (and the target's noise)."""
 
     eps: float
     max_iter: int
     norm: Norm
     num_random_init: int
     sigma: float
+    noise_space: NoiseSpace
 
 
 def _pgd_config(suite: dict[str, Any], attack: dict[str, Any], eps: float) -> PGDConfig:
@@ -231,42 +185,52 @@ def _pgd_config(suite: dict[str, Any], attack: dict[str, Any], eps: float) -> PG
                      norm=attack.get("norm", suite["norm"]), num_random_init=int(attack.get("num_random_init", 0)))
 
 
-def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Target, x: torch.Tensor, y: torch.Tensor,
+def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Deployment, x: torch.Tensor, y: torch.Tensor,
                keys: NoiseKeys, eps: float | None = None, *, query_generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Adversarial examples (and NAttack's per-example queries) for one attack table at radius ``eps`` (default:
-    the attack's own ``eps``, else the suite's first). The attack's randomness (random starts, EOT noise, NAttack's
-    mean and populations) is keyed per image by ``keys.derive("attack/<name>")`` (``keys``: one per image of ``x``),
-    apart from the deployed noise that NAttack's queries and success checks of a randomized target draw from
-    ``query_generator`` (``Target.noisy_scores``; required for them)."""
+    the attack's own ``eps``, else the suite's first), after the one final projection onto the eps-ball and the
+    bounds (``Deployment.finish``). The attack's randomness (random starts, EOT noise, NAttack's mean and
+    populations) is keyed per image by ``keys.derive("attack/<name>")`` (``keys``: one per image of ``x``), apart
+    from the deployed noise that NAttack's queries and success checks of a randomized target draw from
+    ``query_generator`` (``Deployment.query``; required for them)."""
     name = attack["name"]
-    base_cfg = _pgd_config(suite, attack, float(attack.get("eps", eps_grid(suite)[0]) if eps is None else eps))
+    cfg = _pgd_config(suite, attack, float(attack.get("eps", eps_grid(suite)[0]) if eps is None else eps))
     if name == "none":
         return x, None
-    mine = keys.derive(f"attack/{name}")  # not the scoring's keys (derive("score"), derive(d))
+    x_adv, queries = _attack(name, attack, cfg, target, x, y, keys.derive(f"attack/{name}"), query_generator)
+    return target.finish(x, x_adv, cfg.eps, cfg.norm), queries
+
+
+def _attack(name: str, attack: dict[str, Any], cfg: PGDConfig, target: Deployment, x: torch.Tensor, y: torch.Tensor,
+            mine: NoiseKeys, query_generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``run_attack`` before the final projection (``mine``: the attack's keys, not the scoring's)."""
     if name == "pgd":
-        return pgd(target.defended, x, y, base_cfg, keys=mine), None
+        return pgd(target.differentiate, x, y, cfg, keys=mine), None
     if name == "bpda_pgd":
-        warn_if_unreachable(base_cfg)
-        return pgd(target.bpda, x, y, base_cfg, keys=mine), None
+        if target.bpda is None:
+            raise ValueError("bpda_pgd needs a deployment with a straight-through path (quantised or denoised)")
+        warn_if_unreachable(cfg)
+        return pgd(target.bpda, x, y, cfg, keys=mine), None
     if name in ("epgd", "smoothadv"):
-        common_kw: _SharedPGDFields = {"eps": base_cfg.eps, "max_iter": base_cfg.max_iter, "norm": base_cfg.norm,
-                                       "num_random_init": base_cfg.num_random_init, "sigma": target.sigma}
+        common_kw: _SharedPGDFields = {"eps": cfg.eps, "max_iter": cfg.max_iter, "norm": cfg.norm,
+                                       "num_random_init": cfg.num_random_init, "sigma": target.sigma or 0.0,
+                                       "noise_space": target.noise_space}
         if name == "epgd":
-            epgd_cfg = EPGDConfig(eps_step=base_cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
+            epgd_cfg = EPGDConfig(eps_step=cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
             return epgd(target.base, x, y, epgd_cfg, keys=mine), None
         smoothadv_cfg = SmoothAdvConfig(num_noise=int(attack["samples"]),
                                         aggregate=attack.get("aggregate", "softmax"), eps_step=attack.get("eps_step"),
                                         **common_kw)
         return smoothadv_pgd(target.base, x, y, smoothadv_cfg, keys=mine), None
     if name == "nattack":
-        nattack_cfg = NAttackConfig(eps=base_cfg.eps, norm=base_cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
+        nattack_cfg = NAttackConfig(eps=cfg.eps, norm=cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
                                     pop_size=int(attack.get("pop_size", 100)),
                                     max_queries=int(attack["max_queries"]),
                                     check_every=int(attack.get("check_every", 5)))
         if target.randomized and query_generator is None:
             raise ValueError("nattack on a randomized target needs query_generator (the noise of its queries)")
-        result = nattack(target.noisy_scores(query_generator), x, y, nattack_cfg,
+        result = nattack(target.query(query_generator), x, y, nattack_cfg,
                          predict=lambda z: target.decide(z).argmax(1), keys=mine)
         return result.x_adv, result.queries
     raise ValueError(f"unknown attack {name!r}; expected none, pgd, bpda_pgd, epgd, smoothadv or nattack")
@@ -328,11 +292,11 @@ def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, in
     """Clean accuracy of a target on ``indices`` over k draws of the deployed model (k = 1 if deterministic)."""
     cid = clean_id(spec)
     score_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, indices[0], "score"))
-    target = Target(spec, models, data.num_classes, score_gen)
+    target = deploy(spec, models, data.num_classes, score_gen)
     x, y = data.x[indices].to(device), data.y[indices].to(device)
     k = draws if target.randomized else 1
     t0 = clock()
-    score = target.score(x, y, image_keys(seed, cid, indices), k)
+    score = score_deployment(target, x, y, image_keys(seed, cid, indices), k)
     seconds = (clock() - t0) / len(indices)
     return [{
         "kind": "attacks", "config": cid, "target": spec["name"], "attack": "clean", "index": i,
@@ -351,14 +315,14 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
     # the images still searching, without their indices, so that noise comes from a generator of the unit and those
     # rows depend on the unit (every other attack's randomness and all scoring are keyed per image)
     unit_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start, "score"))
-    target = Target(spec, models, data.num_classes, unit_gen)
+    target = deploy(spec, models, data.num_classes, unit_gen)
     x, y = data.x[indices].to(device), data.y[indices].to(device)
     keys = image_keys(seed, cid, indices)
     t0 = clock()
     x_adv, queries = run_attack(suite, attack, target, x, y, keys, eps, query_generator=unit_gen)
     seconds = (clock() - t0) / len(indices)
     k = draws if target.randomized else 1
-    adv = target.score(x_adv, y, keys.derive("score"), k)
+    adv = score_deployment(target, x_adv, y, keys.derive("score"), k)
     distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
     return [{
         "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack), "eps": eps,

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from art_ext import zoo
+from art_ext.deployment import declared_noise
 from art_ext.smoothing import PixelNoise, certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from benchmarks import common, references
@@ -218,8 +219,8 @@ def noise_space_of(config: dict[str, Any]) -> Any:
     name = config.get("denoiser")
     if not name or name not in zoo.names(kind="denoiser"):
         return None
-    space = getattr(zoo.get_entry(name, kind="denoiser"), "noise_space", None)
-    return None if space is None or isinstance(space, PixelNoise) else space
+    _, space = declared_noise(zoo.get_entry(name, kind="denoiser"))
+    return None if isinstance(space, PixelNoise) else space
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:

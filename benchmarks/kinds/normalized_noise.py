@@ -38,6 +38,7 @@ from art_ext.attacks import bpda_pgd, pgd, sane_config, table_v_config
 from art_ext.attacks.epgd import noisy_cross_entropy
 from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
+from art_ext.deployment import declared_noise
 from art_ext.smoothing import certify
 from art_ext.smoothing.keys import NoiseKeys
 from art_ext.smoothing.noise import NoiseSpace, NormalizedNoise, PixelNoise
@@ -100,8 +101,7 @@ def noise_of(config: dict[str, Any]) -> tuple[float, NoiseSpace]:
     """(sigma, noise space) of a config: a normalized-noise UNet's own space, pixel noise otherwise."""
     if "denoiser" not in config:
         return float(config["sigma"]), PixelNoise()
-    entry = zoo.get_entry(config["denoiser"], kind="denoiser")
-    return float(entry.sigma), getattr(entry, "noise_space", PixelNoise())  # type: ignore[attr-defined]
+    return declared_noise(zoo.get_entry(config["denoiser"], kind="denoiser"))
 
 
 def pipeline(config: dict[str, Any], model: nn.Module, device: torch.device) -> nn.Module:

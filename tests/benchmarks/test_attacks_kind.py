@@ -135,12 +135,13 @@ def test_a_denoised_target_is_scored_as_a_fixed_function():
     from art_ext.models import DnCNN
     from art_ext.smoothing import NoiseKeys
     from art_ext.testing import tiny_cnn, tiny_images
-    from benchmarks.kinds.attacks import Target
+    from benchmarks.image_keys import score_deployment
+    from benchmarks.kinds.attacks import deploy
 
     models = {"model": tiny_cnn(size=8), "denoiser": DnCNN(in_channels=1, depth=3, width=4).eval()}
-    spec = {"deployment": "denoised", "sigma": 0.25, "smoothing_samples": 4}
-    target = Target(spec, models, 10, torch.Generator().manual_seed(0))
-    assert not target.base.training
+    spec = {"deployment": "denoised", "sigma": 0.25, "smoothing_samples": 4, "denoiser": "digits_dncnn_stabmse_025"}
+    target = deploy(spec, models, 10, torch.Generator().manual_seed(0))
+    assert not target.base.training and target.randomized and target.sigma_pixel == 0.25
     x, y = tiny_images(3), torch.tensor([0, 1, 2])
-    score = target.score(x, y, NoiseKeys.from_seed(0, range(3)), draws=2)
+    score = score_deployment(target, x, y, NoiseKeys.from_seed(0, range(3)), draws=2)
     assert 0.0 <= score.mean_accuracy <= 1.0
