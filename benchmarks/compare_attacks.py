@@ -35,6 +35,7 @@ from art_ext.attacks import EPGDConfig, PGDConfig, SmoothAdvConfig, epgd, pgd, s
 from art_ext.data import digits
 from art_ext.deployment import Deployment
 from art_ext.smoothing.noise import GaussianNoise
+from benchmarks import report as rep
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
@@ -175,10 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def mean_se(values: list[float]) -> str:
-    """'mean +- standard error' of per-seed values (sample std / sqrt(n))."""
-    arr = np.asarray(values, dtype=np.float64)
-    se = arr.std(ddof=1) / np.sqrt(len(arr)) if len(arr) > 1 else float("nan")
-    return f"{arr.mean():+.4f} ± {se:.4f}"
+    """'mean ± standard error' of per-seed differences (``benchmarks.report``'s one ± formatter)."""
+    return rep.cell(float(np.mean(values)), rep.se_of_mean(values), digits=4, signed=True)
 
 
 def smoothadv_noise_comparison(images: int, steps: int, seeds: int, *, eps: float = 0.5, sigma: float = 0.5,

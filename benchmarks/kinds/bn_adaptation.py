@@ -277,10 +277,6 @@ CERT_CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points",
                                        "SE of the mean over the images for ACR")
 
 
-def _mean_se(values: list[float]) -> str:
-    return rep.mean_cell(values, digits=1, percent=True)
-
-
 def table_noise_accuracy(suite, rows) -> str:
     part = suite["noise_accuracy"]
     sigmas = [float(s) for s in part["sigmas"]]
@@ -290,7 +286,7 @@ def table_noise_accuracy(suite, rows) -> str:
             cells = []
             for s in sigmas:
                 vals = [r["accuracy"] for r in rows if r["config"] == f"acc/{name}/sigma={s:g}/bn={int(adapted)}"]
-                cells.append(_mean_se(vals) if vals else "–")
+                cells.append(rep.mean_cell(vals, digits=1, percent=True) if vals else "–")
             table.append([f"{name}{' + adaptive BN' if adapted else ''}", *cells])
     return rep.markdown_table(["model", *(f"σ={s:g}" for s in sigmas)], table, caption=SEED_CAPTION)
 
@@ -299,8 +295,8 @@ def table_ablation(suite, rows, kind: str, key: str, label: str) -> str:
     part = suite["ablation"]
     values = part["rhos"] if kind == "rho" else part["adaptation_sizes"]
     mine = [r for r in rows if r["kind"] == kind]
-    cells = [_mean_se([r["accuracy"] for r in mine if r[key] == v]) if any(r[key] == v for r in mine) else "–"
-             for v in values]
+    cells = [rep.mean_cell([r["accuracy"] for r in mine if r[key] == v], digits=1, percent=True)
+             if any(r[key] == v for r in mine) else "–" for v in values]
     return rep.markdown_table([label, *(f"{v:g}" for v in values)], [["accuracy (%)", *cells]], caption=SEED_CAPTION)
 
 

@@ -23,13 +23,10 @@ or a normalized-noise UNet, noise in its own ``noise_space``), ``model`` (the zo
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -41,7 +38,7 @@ from art_ext.defences.denoised_smoothing import DenoisedClassifier
 from art_ext.deployment import declared_noise
 from art_ext.smoothing import certify
 from art_ext.smoothing.keys import NoiseKeys
-from art_ext.smoothing.noise import NoiseSpace, NormalizedNoise, PixelNoise
+from art_ext.smoothing.noise import NoiseSpace, PixelNoise
 from benchmarks import common
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
@@ -140,7 +137,8 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     x, y = data.x[idx].to(env.device), data.y[idx].to(env.device)
     rows = _unit(config["table"], suite, base, x, y, sigma, space, image_keys(env.seed, unit.config, idx))
     return [{"config": unit.config, "index": i, "row": config["row"], "table": config["table"], "model": name,
-             "sigma": sigma, "noise_space": repr(space), **r} for i, r in zip(idx, rows, strict=True)]
+             "sigma": sigma, "noise_space": repr(space), "sigma_pixel": space.pixel_sigma(sigma), **r}
+            for i, r in zip(idx, rows, strict=True)]
 
 
 def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
@@ -181,23 +179,7 @@ def table_v_attack(base: DenoisedClassifier, x: torch.Tensor, y: torch.Tensor, p
     return bpda_pgd(base.classifier, x, y, cfg, defence=base.denoiser, loss_fn=noisy, keys=keys)
 
 
-# ---- report ------------------------------------------------------------------------------------------------------
-
-def _se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
-
-
-def _pm(values: list[float]) -> str:
-    """mean ± SE in percent; values in [0, 1] per image (binomial SE for 0/1, SE of the mean otherwise)."""
-    if not values:
-        return "–"
-    arr = np.asarray(values, dtype=np.float64)
-    se = arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else float("nan")
-    if set(np.unique(arr)) <= {0.0, 1.0}:
-        se = _se(float(arr.mean()), len(arr))
-    return f"{100 * arr.mean():.1f} ± {100 * se:.1f}"
-
-
+# ---- summary (rows only) -----------------------------------------------------------------------------------------
 def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -215,8 +197,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
             cert = {r: [float(x["prediction"] == x["label"] and x["radius"] >= r and (r == 0 or x["radius"] > 0))
                         for x in mine] for r in radii}
             out["II"][config["row"]] = {"certified": cert, "sigma": sigma, "space": space,
-                                        "pixel_sigma": sigma * (min(space.std) if isinstance(space, NormalizedNoise)
-                                                                else 1.0)}
+                                        "pixel_sigma": space.pixel_sigma(sigma)}
         else:
             mine = by.get(cid, [])
             out["V"][config["row"]] = {p: [x[f"acc_{p}"] for x in mine] for p in PRESETS} | {"sigma": sigma,
@@ -225,47 +206,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    s = summarize(suite, rows)
-    (out / "summary.json").write_text(json.dumps(
-        {t: {row: {k: (v if not isinstance(v, NoiseSpace) else repr(v)) for k, v in d.items()} if isinstance(d, dict)
-             else d for row, d in s[t].items()} for t in s}, indent=1, sort_keys=True, default=str))
-    n_img = max((len(v) for d in s["I"].values() for v in d.values()), default=0)
-    lines = [f"# Suite `{suite['name']}`: {suite.get('description', '')}", "",
-             f"Digits {suite.get('split', 'test')} split, seed {manifest['seed']}, git {manifest.get('git_sha')}. "
-             "Every cell: mean ± one standard error (binomial SE sqrt(p(1-p)/N) over N images; Table V: SE of the "
-             "per-image mean over the scoring draws). Pixel units on [0, 1] unless a column says R_n.", ""]
-    if s["I"]:
-        models = suite["transfer_models"]
-        lines += [f"## Table I analog: accuracy (%) of classifier(denoiser(x + noise)), one noise draw per image, "
-                  f"N = {n_img} images", "", "| classifier | " + " | ".join(s["I"]) + " |",
-                  "|---|" + "---|" * len(s["I"])]
-        for m in models:
-            lines.append(f"| {m} | " + " | ".join(_pm(d[m]) for d in s["I"].values()) + " |")
-        lines.append("")
-    if s["II"]:
-        radii = [float(r) for r in suite["radii"] if float(r) > 0]
-        any_row = next(iter(s["II"].values()))
-        n2 = len(any_row["certified"][0.0])
-        lines += [f"## Table II analog: certified accuracy (%) at pixel L2 radius r, (clean smoothed accuracy) "
-                  f"first; CERTIFY N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}, N_img = {n2}", "",
-                  "| row | σ (space) | pixel σ | clean | " + " | ".join(f"r={r:g}" for r in radii) + " |",
-                  "|---|---|---|---|" + "---|" * len(radii)]
-        for row, d in s["II"].items():
-            space = "normalized" if isinstance(d["space"], NormalizedNoise) else "pixel"
-            lines.append(f"| {row} | {d['sigma']:g} ({space}) | {d['pixel_sigma']:.3f} | "
-                         f"({_pm(d['certified'][0.0])}) | " + " | ".join(_pm(d["certified"][r]) for r in radii) + " |")
-        stds = [min(d["space"].std) for d in s["II"].values() if isinstance(d["space"], NormalizedNoise)]
-        if stds:
-            m = stds[0]
-            lines += ["", f"The normalized radius the paper would print for each column (R_n = r / min(std), "
-                      f"min(std) = {m:g}): " + ", ".join(f"r={r:g} ↔ R_n={r / m:.2f}" for r in radii) + ".", ""]
-    if s["V"]:
-        lines += ["## Table V analog: accuracy (%) under 20-step BPDA PGD-L2, eps = 0.5 (pixel), on the deployed "
-                  f"noise + denoiser + classifier; each example scored over {suite.get('attack_draws', 10)} draws",
-                  "", "| row | σ (space) | BPDA, paper preset (eps_step 0.01, reach 0.2) | BPDA, sane preset (eps_step "
-                  "0.0625) | exact gradient, sane preset (not in the paper) |", "|---|---|---|---|---|"]
-        for row, d in s["V"].items():
-            space = "normalized" if isinstance(d["space"], NormalizedNoise) else "pixel"
-            lines.append(f"| {row} | {d['sigma']:g} ({space}) | {_pm(d['paper'])} | {_pm(d['sane'])} | "
-                         f"{_pm(d['exact'])} |")
-    return "\n".join(lines) + "\n"
+    """``summary.json`` and ``summary.md`` from the rows (``benchmarks.report.normalized_noise``)."""
+    from benchmarks.report import normalized_noise as nn_report
+
+    return nn_report.write(suite, summarize(suite, rows), out, manifest)
