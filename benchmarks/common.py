@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -105,22 +106,44 @@ COMMON_KEYS: dict[str, Any] = {
 }
 
 
+#: the largest integer a suite may hold: counts and sizes become torch int64 values
+INT64_MAX = 2 ** 63 - 1
+
+
 def integer(minimum: int = 1) -> Check:
-    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= minimum else \
-        f"an integer >= {minimum}"
+    """An integer >= ``minimum`` that fits in int64."""
+    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= INT64_MAX else \
+        f"an integer >= {minimum} and <= 2**63 - 1"
 
 
 def number(*, gt: float | None = None, ge: float | None = None, le: float | None = None, lt: float | None = None
            ) -> Check:
     bounds = [f"> {gt:g}" if gt is not None else "", f">= {ge:g}" if ge is not None else "",
               f"< {lt:g}" if lt is not None else "", f"<= {le:g}" if le is not None else ""]
-    expected = "a number " + " and ".join(b for b in bounds if b) if any(bounds) else "a number"
+    expected = ("a number " + " and ".join(b for b in bounds if b) if any(bounds) else "a number") + " (finite)"
 
     def check(v: Any) -> str | None:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         ok = ok and (gt is None or v > gt) and (ge is None or v >= ge) and (lt is None or v < lt) and \
             (le is None or v <= le)
         return None if ok else expected
+
+    return check
+
+
+def eps_budget(*, grid_min: int = 1) -> Check:
+    """The one eps rule of every kind: a finite number > 0 (a budget of 0 is the clean accuracy, the ``none``
+    attack), or an eps grid: a list of at least ``grid_min`` strictly increasing finite numbers > 0."""
+    positive = number(gt=0)
+    expected = (f"a number > 0 (finite) or a list of {grid_min} or more strictly increasing numbers > 0"
+                if grid_min > 1 else "a number > 0 (finite) or a list of strictly increasing numbers > 0 (an eps grid)")
+
+    def check(v: Any) -> str | None:
+        if isinstance(v, list):
+            ok = len(v) >= grid_min and all(positive(e) is None for e in v) and all(
+                b > a for a, b in zip(v, v[1:], strict=False))
+            return None if ok else expected
+        return None if positive(v) is None else expected
 
     return check
 

@@ -11,6 +11,7 @@ randomized decision over k draws with ``score_keyed`` (draw d under ``keys.deriv
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -37,6 +38,13 @@ def keyed_noise(x: torch.Tensor, sigma: float, keys: NoiseKeys, noise_space: Noi
         return x
     e = NoiseStreams(keys, x.shape[1:], device=x.device, dtype=x.dtype).draw(0, 1)[:, 0]  # [B, C, H, W]
     return resolve(noise_space).add(x, sigma, e)
+
+
+def noise_fields(sigma: float, noise_space: NoiseSpace | None = None) -> dict[str, Any]:
+    """What every row that involves noise records about it: ``noise_space`` (its repr) and ``sigma_pixel``, the
+    pixel-space std of noise of std ``sigma`` in that space (the smallest per channel)."""
+    space = resolve(noise_space)
+    return {"noise_space": repr(space), "sigma_pixel": space.pixel_sigma(float(sigma))}
 
 
 def score_keyed(decide: KeyedDecision | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,

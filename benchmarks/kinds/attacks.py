@@ -53,31 +53,23 @@ from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
-from benchmarks.image_keys import image_keys, score_deployment
+from benchmarks.image_keys import image_keys, noise_fields, score_deployment
 
 log = logging.getLogger("benchmarks")
 
 
 _ATTACK_BASE = {  # every attack reads these through _pgd_config
     "name": Key(common.choice("none", "pgd", "bpda_pgd", "epgd", "smoothadv", "nattack"), required=True),
-    "eps": Key(common.number(ge=0)), "eps_step": Key(common.number(gt=0)), "max_iter": Key(common.integer(1)),
+    "eps": Key(common.number(gt=0)), "eps_step": Key(common.number(gt=0)), "max_iter": Key(common.integer(1)),
     "norm": Key(common.choice("l2", "linf")), "num_random_init": Key(common.integer(0)),
 }
-def _eps_check(value: Any) -> str | None:
-    """One radius, or an eps grid (every attack without its own ``eps`` runs at each)."""
-    if isinstance(value, list):
-        return None if value and common.list_of(common.number(ge=0))(value) is None and len(set(value)) == len(value) \
-            else "a number >= 0 or a non-empty list of distinct numbers >= 0 (an eps grid)"
-    return None if common.number(ge=0)(value) is None else "a number >= 0 or a list of numbers >= 0 (an eps grid)"
-
-
 SCHEMA = {
     "dataset": Key(references.dataset_check),  # digits, cifar10 (--data-root) or imagefolder:<path>
     "split": Key(common.choice("train", "val", "test")),
     "resolution": Key(common.integer(8)),
     "limit": Key(common.integer(1)),
     "chunk": Key(common.integer(1)),
-    "eps": Key(_eps_check, required=True),
+    "eps": Key(common.eps_budget(), required=True),
     "norm": Key(common.choice("l2", "linf"), required=True),
     "max_iter": Key(common.integer(1), required=True),
     "score_draws": Key(common.integer(1)),
@@ -85,7 +77,7 @@ SCHEMA = {
         "name": Key(common.string, required=True),
         "model": Key(references.model_check, required=True),  # zoo name, zoo:/robustbench:/torchvision:/file:
         "deployment": Key(common.choice("plain", "quantised", "smoothed", "denoised"), required=True),
-        "sigma": Key(common.number(ge=0)),
+        "sigma": Key(common.number(gt=0)),
         "smoothing_samples": Key(common.integer(1)),
         "denoiser": Key(common.zoo_name("denoiser")),
         "attacks": Tables(_ATTACK_BASE, required=True, variant="name", variants={
@@ -108,6 +100,10 @@ def check(suite: dict[str, Any]) -> None:
             if key not in spec:
                 raise common.SuiteError(f"targets[{i}] ({spec['name']!r}): deployment {spec['deployment']!r} needs "
                                         f"{key!r}")
+        for key in ("sigma", "smoothing_samples", "denoiser"):
+            if key in spec and key not in needs.get(spec["deployment"], ()):
+                raise common.SuiteError(f"targets[{i}].{key} is set but deployment {spec['deployment']!r} does not "
+                                        f"read it: remove {key}")
 
 
 # ---- deployed models -----------------------------------------------------------------------------------------------
@@ -251,6 +247,18 @@ def clean_id(target: dict[str, Any]) -> str:
     return f"{target['name']}/clean"
 
 
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every target's clean rows and every attack row, for the uniqueness check."""
+    out = []
+    for i, spec in enumerate(suite["targets"]):
+        out.append((f"targets[{i}] (clean)", clean_id(spec)))
+        for j, attack in enumerate(spec["attacks"]):
+            ids = [config_id(spec, attack)] if attack["name"] == "none" else \
+                [cid for table, _, cid in attack_points(suite, spec) if table is attack]
+            out += [(f"targets[{i}].attacks[{j}]", cid) for cid in ids]
+    return out
+
+
 def attack_points(suite: dict[str, Any], spec: dict[str, Any]) -> list[tuple[dict[str, Any], float, str]]:
     """(attack table, eps, config id) of every attack of a target to run, in suite order. The ``none`` attack is
     not run: its rows are the target's clean rows (robust accuracy = clean accuracy by construction). An attack
@@ -287,6 +295,12 @@ def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
     return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
 
 
+def noise_row(target: Deployment) -> dict[str, Any]:
+    """The noise fields of a randomized target's rows (``noise_space``, ``sigma_pixel``); none for a deterministic
+    one."""
+    return {} if target.sigma is None else noise_fields(target.sigma, target.noise_space)
+
+
 def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, indices: list[int], draws: int,
                seed: int, device: torch.device) -> list[dict[str, Any]]:
     """Clean accuracy of a target on ``indices`` over k draws of the deployed model (k = 1 if deterministic)."""
@@ -302,6 +316,7 @@ def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, in
         "kind": "attacks", "config": cid, "target": spec["name"], "attack": "clean", "index": i,
         "label": int(data.y[i]), "clean_rate": float(score.per_example_rate[j]),
         "clean_all_draws": bool(score.correct[j].all()), "draws": k, "seconds": round(seconds, 4),
+        **noise_row(target),
     } for j, i in enumerate(indices)]
 
 
@@ -329,6 +344,7 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
         "index": i, "label": int(data.y[i]), "adv_rate": float(adv.per_example_rate[j]),
         "adv_all_draws": bool(adv.correct[j].all()), "draws": k, "l2_distance": distance[j],
         "seconds": round(seconds, 4), "queries": None if queries is None else int(queries[j]),
+        **noise_row(target),
     } for j, i in enumerate(indices)]
 
 

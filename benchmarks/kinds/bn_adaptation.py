@@ -40,7 +40,7 @@ from benchmarks import common
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table, Tables
-from benchmarks.image_keys import image_keys
+from benchmarks.image_keys import image_keys, noise_fields
 
 log = logging.getLogger("benchmarks")
 
@@ -142,6 +142,15 @@ def certify_config_id(config: dict[str, Any]) -> str:
     return f"cert/{config['name']}"
 
 
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every certify config and noise-accuracy cell, for the uniqueness check."""
+    part = suite["noise_accuracy"]
+    out = [(f"noise_accuracy ({name}, sigma {s!r}, {'adapted' if bn else 'plain'})",
+            f"acc/{name}/sigma={float(s):g}/bn={bn}")
+           for name in part["models"] for s in part["sigmas"] for bn in (0, 1)]
+    return out + [(f"certify.configs[{i}]", certify_config_id(c)) for i, c in enumerate(suite["certify"]["configs"])]
+
+
 def run_certify(suite, ctx, clean, test) -> None:
     part = suite["certify"]
     data = test.head(ctx.limit)
@@ -184,7 +193,7 @@ def _compute_noise_accuracy(suite, unit: Unit, env: WorkerEnv) -> list[dict[str,
     else:
         acc = accuracy(model, test, sigma=sigma, generator=gen)
     return [{"kind": "noise_accuracy", "config": unit.config, "index": seed, "model": name, "sigma": sigma,
-             "adapted": adapted, "accuracy": acc}]
+             "adapted": adapted, "accuracy": acc, **noise_fields(sigma)}]
 
 
 def _compute_ablation(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
@@ -198,13 +207,15 @@ def _compute_ablation(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]
         adapted = adapt_batchnorm(model, train.x[:m], sigma=sigma, rho=rho,
                                   generator=_generator(env, "ablation-adapt", seed))
         return [{"kind": "rho", "config": unit.config, "index": seed, "model": name, "sigma": sigma,
-                 "rho": rho, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
+                 "rho": rho, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise),
+                 **noise_fields(sigma)}]
     size = unit.spec["size"]
     order = torch.randperm(len(train), generator=_generator(env, "ablation-subset", seed))
     subset = train.x[order[:size]]
     adapted = adapt_batchnorm(model, subset, sigma=sigma, generator=_generator(env, "ablation-adapt", seed))
     return [{"kind": "adaptation_size", "config": unit.config, "index": seed, "model": name,
-             "sigma": sigma, "images": size, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
+             "sigma": sigma, "images": size, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise),
+             **noise_fields(sigma)}]
 
 
 class _CertifyBudget(TypedDict):
@@ -252,7 +263,8 @@ def _compute_certify(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     return [
         {"kind": "certify", "config": cid, "index": i, "model": config["model"], "adapt": adapt,
          "auto": auto, "label": int(data.y[i]), "certified_label": label[j], "radius": radius[j],
-         "prediction": prediction[j], "sigma": sigma_used[j], "seconds": round(seconds, 4)}
+         "prediction": prediction[j], "sigma": sigma_used[j], **noise_fields(sigma_used[j]),
+         "seconds": round(seconds, 4)}
         for j, i in enumerate(indices)
     ]
 

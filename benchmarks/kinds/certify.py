@@ -44,7 +44,7 @@ from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
-from benchmarks.image_keys import image_keys
+from benchmarks.image_keys import image_keys, noise_fields
 
 log = logging.getLogger("benchmarks")
 
@@ -171,6 +171,11 @@ def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> st
     return f"{cid}/sequential({seq['sequential_method']},n_max={seq['n_max']},grid={grid}{tuning})"
 
 
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every config, for the uniqueness check before any work."""
+    return [(f"configs[{i}]", config_id(c, suite)) for i, c in enumerate(suite["configs"])]
+
+
 def load_base(config: dict[str, Any], ctx: common.RunContext | WorkerEnv) -> tuple[torch.nn.Module, Any]:
     """The base classifier of a config (eval mode) and the loaded classifier (its training sigma is known for zoo
     models only)."""
@@ -234,8 +239,7 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     base, model = cached(("certify-base", cid, str(env.device)), lambda: load_base(config, env))
     extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
     space = noise_space_of(config)
-    if space is not None:
-        extra["noise_space"] = repr(space)
+    extra |= noise_fields(float(config["sigma"]), space)
     keys = image_keys(env.seed, cid, indices)  # the unit's images share nothing but the kernels
     x = data.x[indices].to(env.device)
     t0 = time.perf_counter()

@@ -94,6 +94,11 @@ def config_id(config: dict[str, Any]) -> str:
     return f"{config['table']}/{config['row']}"
 
 
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every config, for the uniqueness check before any work."""
+    return [(f"configs[{i}]", config_id(c)) for i, c in enumerate(suite["configs"])]
+
+
 def noise_of(config: dict[str, Any]) -> tuple[float, NoiseSpace]:
     """(sigma, noise space) of a config: a normalized-noise UNet's own space, pixel noise otherwise."""
     if "denoiser" not in config:

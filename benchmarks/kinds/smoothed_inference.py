@@ -50,7 +50,7 @@ from benchmarks import common
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table
-from benchmarks.image_keys import image_keys
+from benchmarks.image_keys import image_keys, noise_fields
 
 log = logging.getLogger("benchmarks")
 
@@ -73,7 +73,7 @@ SCHEMA = {
     "images_per_chunk": Key(common.integer(1)),
     "attack": Table({
         "norm": Key(common.choice("l2", "linf"), required=True),
-        "eps": Key(common.number(ge=0), required=True),
+        "eps": Key(common.number(gt=0), required=True),
         "eps_step": Key(common.number(gt=0), required=True),
         "max_iter": Key(common.integer(1), required=True),
         "num_random_init": Key(common.integer(0)),
@@ -84,6 +84,13 @@ SCHEMA = {
 
 def config_id(model: str, split: str, sigma: float, seed: int) -> str:
     return f"{model}|{split}|sigma={sigma:g}|seed={seed}"
+
+
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id prefix) of every (model, sigma), for the uniqueness check (a model or sigma listed twice
+    would write the same rows twice)."""
+    return [(f"models[{i}] at sigmas[{j}]", config_id(m, "*", float(s), 0))
+            for i, m in enumerate(suite["models"]) for j, s in enumerate(suite["sigmas"])]
 
 
 def _splits(suite: dict[str, Any], limit: int | None, limit_option: int | None = None
@@ -178,7 +185,7 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     return [
         {
             "kind": "smoothed_inference", "config": cid, "model": model_name, "split": split,
-            "sigma": sigma, "seed": seed, "index": i, "label": int(data.y[i]),
+            "sigma": sigma, **noise_fields(sigma), "seed": seed, "index": i, "label": int(data.y[i]),
             "correct": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["correct"].items()},
             "abstain": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["abstain"].items()},
             "seconds": round(seconds, 4),

@@ -125,7 +125,7 @@ def test_eps_must_be_a_number_or_a_grid(tmp_path, attacks_suite, capsys):
     suite_file = attacks_suite(eps="big")
     with pytest.raises(SystemExit) as refused:
         run.main(["--suite", str(suite_file), "--out", str(tmp_path / "x"), "--quiet"])
-    assert refused.value.code == 2 and "eps = 'big' is invalid; expected a number >= 0 or a list" in \
+    assert refused.value.code == 2 and "eps = 'big' is invalid; expected a number > 0 (finite) or a list" in \
         capsys.readouterr().err
 
 

@@ -65,7 +65,7 @@ from torch import nn
 from art_ext.attacks import rigor
 from benchmarks import common, references
 from benchmarks.backends import Unit, WorkerEnv
-from benchmarks.image_keys import image_keys, score_deployment
+from benchmarks.image_keys import image_keys, noise_fields, score_deployment
 from benchmarks.kinds.compare.attacks import KeyedPasses, deploy, run_attack
 from benchmarks.kinds.compare.schema import (
     ATTACKS,
@@ -75,6 +75,7 @@ from benchmarks.kinds.compare.schema import (
     attack_config,
     attacks_for,
     check,
+    config_ids,
     is_randomized,
     model_specs,
     prepare,
@@ -82,10 +83,11 @@ from benchmarks.kinds.compare.schema import (
 )
 from benchmarks.kinds.compare.summaries import certify_summary, leaderboard_rows, rigor_summary, summarize, worst_case
 
-__all__ = ["ATTACKS", "GRADIENT_ATTACKS", "SCHEMA", "SMOOTHING_MODES", "attack_config", "attacks_for", "check",
-           "certify_summary", "compute", "compute_unit", "deploy", "is_randomized", "leaderboard_rows", "model_specs",
-           "prepare", "report", "rigor_summary", "run", "run_attack", "summarize", "tag_of", "unit_configs", "units",
-           "worst_case"]
+__all__ = [
+    "ATTACKS", "GRADIENT_ATTACKS", "SCHEMA", "SMOOTHING_MODES", "attack_config", "attacks_for", "certify_summary", "check",
+    "compute", "compute_unit", "config_ids", "deploy", "is_randomized", "leaderboard_rows", "model_specs", "prepare",
+    "report", "rigor_summary", "run", "run_attack", "summarize", "tag_of", "unit_configs", "units", "worst_case",
+]
 
 log = logging.getLogger("benchmarks")
 
@@ -158,7 +160,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     base_row: dict[str, Any] = {"kind": "compare", "model": unit["model"], "defence": unit["defence"],
                                 "norm": unit["norm"]}
     if target.sigma is not None:  # every row of a randomized deployment says which noise it was drawn with
-        base_row |= {"noise_space": repr(target.noise_space), "sigma_pixel": target.sigma_pixel}
+        base_row |= noise_fields(target.sigma, target.noise_space)
     rows: list[dict[str, Any]] = []
 
     def score(images: torch.Tensor, config: str) -> Any:

@@ -4,7 +4,6 @@ checks before any work (``prepare``)."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from benchmarks import common, references
@@ -16,20 +15,9 @@ SMOOTHING_MODES = ("soft", "prediction", "weighted")
 
 
 # ---- schema --------------------------------------------------------------------------------------------------------
-def _positive_budget(v: Any) -> bool:
-    return common.number(gt=0)(v) is None and math.isfinite(v)
-
-
 def _eps_check(v: Any) -> str | None:
-    # eps > 0: a budget of 0 is the clean accuracy (the 'none' attack), and a single eps of 0 makes the PGD probe of
-    # the monotonicity check [0, 0, 0]
-    expected = "a number > 0 (finite) or a list of 3 or more strictly increasing numbers > 0"
-    if isinstance(v, list):
-        if len(v) < 3 or not all(_positive_budget(e) for e in v) or any(
-                b <= a for a, b in zip(v, v[1:], strict=False)):
-            return expected
-        return None
-    return None if _positive_budget(v) else expected
+    # a single eps of 0 would make the PGD probe of the monotonicity check [0, 0, 0]; a grid needs 3 points
+    return common.eps_budget(grid_min=3)(v)
 
 
 def _model_entry_check(v: Any) -> str | None:
@@ -163,6 +151,13 @@ USED_BY = (
 )
 
 
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, row tag) of every (model, defence) pair, for the uniqueness check before any work (two model entries
+    with the same reference and another threat model would share their rows)."""
+    return [(f"models[{i}] with defences[{j}]", tag_of(spec["model"], defence))
+            for i, spec in enumerate(model_specs(suite)) for j, defence in enumerate(suite["defences"])]
+
+
 def check(suite: dict[str, Any]) -> None:
     """What the schema cannot see (before any work): attacks that need an extra, settings a defence needs, settings
     nothing reads, Linf budgets above 1 and a [certify] table that can never certify."""
@@ -184,14 +179,6 @@ def check(suite: dict[str, Any]) -> None:
         if spec["norm"] == "linf" and top > 1:
             raise common.SuiteError(f"norm 'linf' with eps {top:g} for model {spec['model']!r}: a Linf budget must be "
                                     "<= 1 ([0, 1] pixel units; 8/255 = 0.0314), larger budgets contain every image")
-    if "certify" in suite:
-        n, alpha = suite["certify"]["n"], suite["certify"]["alpha"]
-        if alpha ** (1.0 / n) <= 0.5:
-            raise common.SuiteError(
-                f"[certify] n = {n} with alpha = {alpha} can never certify (even {n} agreeing votes give a "
-                f"Clopper-Pearson lower bound alpha**(1/n) = {alpha ** (1.0 / n):.3f} <= 0.5, so every image "
-                "abstains); "
-                f"use n >= {math.ceil(math.log(alpha) / math.log(0.5)) + 1}")
     if "attacks_randomized" in suite and not any(is_randomized(d) for d in suite["defences"]):
         raise common.SuiteError("attacks_randomized is set but no defence is randomized ('denoiser:<name>' or "
                                 "'smoothed_inference:<mode>')")
