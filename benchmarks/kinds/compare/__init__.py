@@ -84,7 +84,8 @@ from benchmarks.kinds.compare.schema import (
 from benchmarks.kinds.compare.summaries import certify_summary, leaderboard_rows, rigor_summary, summarize, worst_case
 
 __all__ = [
-    "ATTACKS", "GRADIENT_ATTACKS", "SCHEMA", "SMOOTHING_MODES", "attack_config", "attacks_for", "certify_summary", "check",
+    "ATTACKS", "GRADIENT_ATTACKS", "SCHEMA", "SMOOTHING_MODES", "attack_config", "attacks_for", "certify_summary",
+    "check",
     "compute", "compute_unit", "config_ids", "deploy", "is_randomized", "leaderboard_rows", "model_specs", "prepare",
     "report", "rigor_summary", "run", "run_attack", "summarize", "tag_of", "unit_configs", "units", "worst_case",
 ]
