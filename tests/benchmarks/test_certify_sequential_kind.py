@@ -11,7 +11,7 @@ from benchmarks import common
 from benchmarks.kinds import certify as kind
 
 FIXED_ROW_KEYS = {"kind", "config", "model", "sigma", "training_sigma", "index", "label", "prediction", "radius",
-                  "p_a_lower", "correct", "seconds"}
+                  "p_a_lower", "correct", "seconds", "noise_space", "sigma_pixel"}
 
 SUITE = {
     "name": "tiny_seq", "kind": "certify", "dataset": "digits", "split": "test", "n0": 10, "n": 400, "n_max": 400,
@@ -39,7 +39,7 @@ def test_sequential_rows_passes_and_report(tmp_path, fake_zoo):
     fixed = [r for r in rows if r["config"] == "digits_cnn@sigma=0.25"]
     seq = [r for r in rows if r["config"] == "digits_cnn@sigma=0.25/sequential(staged_cp,n_max=400,grid=0.25)"]
     assert len(fixed) == 6 and len(seq) == 6
-    assert all(set(r) == FIXED_ROW_KEYS for r in fixed)  # fixed-n rows carry exactly the fields they always had
+    assert all(set(r) == FIXED_ROW_KEYS for r in fixed)  # fixed-n rows: the fields they always had, and their noise
     assert all(r["method"] == "sequential" and r["n_max"] == 400 and r["grid"] == [0.25] for r in seq)
     assert all(10 < r["num_samples"] <= 410 for r in seq)
 
