@@ -244,14 +244,14 @@ def select(suite: dict[str, Any], grid: dict[tuple, np.ndarray], model: str, mod
 CAPTION = rep.uncertainty_caption(rep.SEED_MEAN + ", each seed's accuracy over the same test images")
 
 
-def _cell(acc: np.ndarray | None, j: int) -> str:
+def seed_cell(acc: np.ndarray | None, j: int) -> str:
     """Mean over seeds ± its standard error, in percent."""
     if acc is None:
         return "–"
     return rep.mean_cell(acc[:, j].tolist(), digits=1, percent=True)
 
 
-def _se(acc: np.ndarray) -> np.ndarray:
+def seed_se(acc: np.ndarray) -> np.ndarray:
     """Standard error of the mean over seeds (axis 0) per M; 0 for one seed (plotted without a bar)."""
     if acc.shape[0] < 2:
         return np.zeros(acc.shape[1])
@@ -266,7 +266,7 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
         base = [grid.get((model, "test", name, "prediction", 0.0)) for name in INPUTS]
         if base[0] is not None:
             table.append({"model": model, "method": "base model (σ = 0, no noise)", "sigma": 0.0, "M": 1,
-                          **{name: _cell(a, 0) for name, a in zip(INPUTS, base, strict=True)},
+                          **{name: seed_cell(a, 0) for name, a in zip(INPUTS, base, strict=True)},
                           "seeds": int(base[0].shape[0])})
         for mode in suite["modes"]:
             choice = select(suite, grid, model, mode)
@@ -279,108 +279,17 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
                 if accs[0] is None:
                     continue
                 table.append({"model": model, "method": label, "sigma": sigma, "M": mm,
-                              **{name: _cell(a, ms.index(mm)) for name, a in zip(INPUTS, accs, strict=True)},
+                              **{name: seed_cell(a, ms.index(mm)) for name, a in zip(INPUTS, accs, strict=True)},
                               "seeds": int(accs[0].shape[0])})
     full = {"|".join(map(str, k)): {"mean": a.mean(axis=0).tolist(), "std": a.std(axis=0, ddof=1).tolist()
-                                    if a.shape[0] > 1 else [0.0] * a.shape[1], "se": _se(a).tolist(),
+                                    if a.shape[0] > 1 else [0.0] * a.shape[1], "se": seed_se(a).tolist(),
                                     "seeds": int(a.shape[0])}
             for k, a in sorted(grid.items())}
     return {"selected_on_val": selected, "table": table, "grid": full, "M": ms}
 
 
-def test_images(rows: list[dict[str, Any]], model: str) -> int:
-    """How many test images a model's rows cover (from the rows only)."""
-    return len({int(r["index"]) for r in rows if r["model"] == model and r["split"] == "test"})
-
-
-def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[str, Any], out: Path,
-         rows: list[dict[str, Any]] | None = None, seed: int = 0) -> list[rep.Plot]:
-    plt = rep.pyplot()
-    ms = [int(m) for m in suite["num_samples"]]
-    sigmas = sorted(float(s) for s in suite["sigmas"])
-    seeds = int(suite.get("test_seeds", suite.get("seeds", 5)))
-    plots = []
-    for model in suite["models"]:
-        images = test_images(rows, model) if rows is not None else "test"
-        info = rep.PlotInfo(images=images if isinstance(images, int) else "test images", seed=seed,
-                            noise_samples=f"M ∈ {{{', '.join(map(str, ms))}}} noisy passes",
-                            extra=(f"{seeds} test seeds",))
-        # Fig. 1: accuracy vs sigma for several M (prediction smoothing), clean and under PGD, test split
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-        for ax, name in zip(axes, INPUTS, strict=True):
-            shown = ms[:: max(1, len(ms) // 5)] + ([ms[-1]] if (len(ms) - 1) % max(1, len(ms) // 5) else [])
-            for i, m in enumerate(shown):
-                j = ms.index(m)
-                ys = [grid[(model, "test", name, "prediction", s)][:, j].mean()
-                      if (model, "test", name, "prediction", s) in grid else np.nan for s in sigmas]
-                ax.plot(sigmas, ys, marker=rep.marker(i), label=f"M = {m}")
-            ax.set_title(f"{name} (prediction smoothing, test)", fontsize=9)
-            ax.set_xlabel("σ (pixel units)")
-            rep.zero_visible(ax)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("accuracy (mean over seeds)")
-        axes[0].legend(fontsize=8)
-        plots.append(rep.save(fig, out / f"{model}_accuracy_vs_sigma.png",
-                              f"{model}: accuracy vs σ: {info.caption()}", dpi=110))
-        # Fig. 2: accuracy vs M per mode at the val-selected sigma, test split, mean ± SE over seeds
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-        for ax, name in zip(axes, INPUTS, strict=True):
-            for i, mode in enumerate(suite["modes"]):
-                choice = selected.get(f"{model}/{mode}")
-                if not choice:
-                    continue
-                acc = grid.get((model, "test", name, mode, choice["sigma"]))
-                if acc is None:
-                    continue
-                ax.errorbar(ms, acc.mean(axis=0), yerr=_se(acc), marker=rep.marker(i), capsize=2,
-                            label=f"{mode} (σ = {choice['sigma']:g})")
-            ax.set_xscale("log", base=2)
-            ax.set_title(f"{name} (test; σ chosen on val)", fontsize=9)
-            ax.set_xlabel("M (noisy passes)")
-            rep.zero_visible(ax)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("accuracy ± 1 SE over seeds")
-        axes[0].legend(fontsize=8)
-        plots.append(rep.save(fig, out / f"{model}_accuracy_vs_samples.png",
-                              f"{model}: accuracy vs M at the val-selected σ, ± 1 SE over seeds: {info.caption()}",
-                              dpi=110))
-    return plots
-
-
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    summary = summarize(suite, rows)
-    grid = accuracy_grid(suite, rows)
-    why = rep.plots_unavailable() if rows else None
-    plots = plot(suite, grid, summary["selected_on_val"], out, rows, manifest["seed"]) if rows and why is None \
-        else []
-    a = suite["attack"]
-    lines = [
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n",
-        "Smoothed inference (Nemcovsky et al., arXiv:1911.07198v2): accuracy (%) on the digits test split, "
-        f"mean {rep.UNCERTAINTY} of the mean over seeds. Attacks on the noisy base at the smoothing σ: "
-        f"PGD-{a['norm']} ε={a['eps']}, "
-        f"step {a['eps_step']}, {a['max_iter']} steps, {a.get('num_random_init', 1)} random start (1 noisy pass "
-        f"per step) and EPGD (same, {a['epgd_samples']} noisy passes averaged per step). Ties abstain and count "
-        "as wrong. **σ and M were chosen on the val split (best mean accuracy under PGD), never on test.** "
-        f"{rep.run_line(manifest)}\n",
-    ]
-    table = [[t["model"], t["method"], f"{t['sigma']:g}", t["M"], t["clean"], t["pgd"], t["epgd"], t["seeds"]]
-             for t in summary["table"]]
-    if table:
-        lines.append(rep.markdown_table(["model", "method", "σ", "M", "clean", "PGD", "EPGD", "seeds"], table,
-                                        caption=CAPTION))
-    else:
-        lines.append("(no rows yet)")
-    ms = summary["M"]
-    for model in suite["models"]:
-        for mode in suite["modes"]:
-            choice = summary["selected_on_val"].get(f"{model}/{mode}")
-            if choice is None:
-                continue
-            lines.append(f"\n**{model}, {mode}: test accuracy (%) vs M at the val-selected σ = {choice['sigma']:g}**\n")
-            per_m = [[name, *(_cell(acc, j) for j in range(len(ms)))] for name in INPUTS
-                     if (acc := grid.get((model, "test", name, mode, choice["sigma"]))) is not None]
-            lines.append(rep.markdown_table(["input", *(f"M={m}" for m in ms)], per_m, caption=CAPTION))
-    if plots or why:
-        lines.append("\n" + rep.plots_section(plots, why))
-    return rep.write_summary(out, summary, "\n".join(lines) + "\n")
+    """``summary.json``, ``summary.md`` and the plots from the rows (``report.smoothed_inference``)."""
+    from benchmarks.report import smoothed_inference as si_report
+
+    return si_report.write(suite, summarize(suite, rows), rows, out, manifest)
