@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.kinds.compare.schema import attacks_for
+from benchmarks.kinds.compare.spec import CompareSpec
 from benchmarks.report import accuracy_cell, plots_unavailable, pyplot, write_summary
 
 
@@ -13,17 +13,17 @@ def _cell_or_dash(v: float | None, n: int) -> str:
     return "–" if v is None else accuracy_cell(v, n)
 
 
-def markdown(suite: dict[str, Any], summary: dict[str, Any], manifest: dict[str, Any]) -> str:
-    lines = [f"# Suite `{suite['name']}`: {suite.get('description', '')}", "",
-             f"Dataset {suite.get('dataset', 'digits')} {suite.get('split', 'test')}; seed {manifest['seed']}, git "
+def markdown(spec: CompareSpec, summary: dict[str, Any], manifest: dict[str, Any]) -> str:
+    lines = [f"# Suite `{spec.name}`: {spec.description}", "",
+             f"Dataset {spec.dataset} {spec.split}; seed {manifest['seed']}, git "
              f"{manifest.get('git_sha')}, torch {manifest['versions'].get('torch')}, device {manifest['device']}. "
-             f"Randomized defences are scored over k = {suite.get('score_draws', 10)} draws ('mean' = expected "
+             f"Randomized defences are scored over k = {spec.score_draws} draws ('mean' = expected "
              f"accuracy of one deployment, 'worst of k' = correct under all k draws); gradient attacks differentiate "
              f"a fixed-noise soft-smoothing surrogate of them. Every value is ± one standard error, binomial "
              f"sqrt(p(1-p)/N) over the N images. 'worst over attacks' counts an image robust only under clean and "
              f"every attack (per example). s/img is attack time only: model loading, training and BN adaptation "
-             f"are excluded." + (f" 'autoattack' here is the custom subset {suite['autoattack_attacks']}, not the "
-                                  f"standard version." if suite.get("autoattack_attacks") else ""), ""]
+             f"are excluded." + (f" 'autoattack' here is the custom subset {list(spec.autoattack_attacks)}, not "
+                                  f"the standard version." if spec.autoattack_attacks else ""), ""]
     # rigor
     lines += ["## Evaluation-rigor checks (before attacks)", "",
               "| model | defence | randomized outputs | zero grad | NaN grad | eps monotone | gradient-free gap | "
@@ -88,10 +88,11 @@ def markdown(suite: dict[str, Any], summary: dict[str, Any], manifest: dict[str,
     # certify
     certs = [p for p in summary["pairs"] if p["certify"]]
     if certs:
-        cfg = suite["certify"]
+        cfg = spec.certify
+        assert cfg is not None  # certify rows exist only with a [certify] table
         radii = list(certs[0]["certify"]["certified"])
         lines += ["", "## Certified accuracy (Cohen et al. CERTIFY)", "",
-                  f"n0 = {cfg['n0']}, n = {cfg['n']}, alpha = {cfg['alpha']}; ± one binomial SE over the images. sigma "
+                  f"n0 = {cfg.n0}, n = {cfg.n}, alpha = {cfg.alpha}; ± one binomial SE over the images. sigma "
                   "is in the defence's noise space, pixel sigma the pixel-space std of that noise (the smallest per "
                   "channel); radii are pixel L2 radii.", "",
                   "| model | defence | sigma | pixel sigma | images | " + " | ".join(f"r={r}" for r in radii) +
@@ -104,7 +105,7 @@ def markdown(suite: dict[str, Any], summary: dict[str, Any], manifest: dict[str,
     return "\n".join(lines) + "\n"
 
 
-def plot(suite: dict[str, Any], summary: dict[str, Any], out: Path, manifest: dict[str, Any]) -> str | None:
+def plot(spec: CompareSpec, summary: dict[str, Any], out: Path, manifest: dict[str, Any]) -> str | None:
     """Robust accuracy against eps per attack (mean and worst of k), one panel per (model, defence)."""
     pairs = [p for p in summary["pairs"] if len(p["eps"]) > 1]
     if not pairs:
@@ -114,7 +115,7 @@ def plot(suite: dict[str, Any], summary: dict[str, Any], out: Path, manifest: di
     plt = pyplot()
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
     for ax, p in zip(axes[0], pairs, strict=True):
-        names = [a for a in attacks_for(suite, p["defence"]) if a != "none"]
+        names = [a for a in spec.attacks_for(p["defence"]) if a != "none"]
         for name in names:
             pts = sorted((a["eps"], a["robust_mean"], a["robust_worst"]) for a in p["attacks"] if a["attack"] == name)
             if pts:
@@ -139,10 +140,10 @@ def plot(suite: dict[str, Any], summary: dict[str, Any], out: Path, manifest: di
     return path.name
 
 
-def write(suite: dict[str, Any], summary: dict[str, Any], out: Path, manifest: dict[str, Any]) -> str:
+def write(spec: CompareSpec, summary: dict[str, Any], out: Path, manifest: dict[str, Any]) -> str:
     """Write ``summary.json``, ``summary.md`` and the plot; returns the Markdown."""
-    text = markdown(suite, summary, manifest) if summary["pairs"] else "(no rows yet)\n"
-    figure = plot(suite, summary, out, manifest)
+    text = markdown(spec, summary, manifest) if summary["pairs"] else "(no rows yet)\n"
+    figure = plot(spec, summary, out, manifest)
     if figure:
         text += (f"\n![robust accuracy against eps]({figure}) (robust accuracy per attack against eps; "
                  f"{summary['pairs'][0]['examples']} images, seed {manifest['seed']})\n")

@@ -18,6 +18,7 @@ from art_ext.deployment import Deployment
 from art_ext.testing import write_cifar10_root
 from benchmarks import common, run
 from benchmarks.kinds import compare
+from benchmarks.kinds.compare.spec import CompareSpec
 from benchmarks.report import binomial_se
 
 SUITE = common.SUITES_DIR / "robustbench_cifar10.toml"
@@ -219,7 +220,8 @@ def test_apgd_leaves_the_global_rng_untouched():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    compare.run_attack("apgd-ce", {"steps": 3}, "linf", 0.1, target, x, y, seed=7)
+    spec = CompareSpec.from_suite({**COMPARE_BASE, "attacks": ["none", "apgd-ce"], "steps": 3})
+    compare.run_attack("apgd-ce", spec, "linf", 0.1, target, x, y, seed=7)
     # same-kernel: the global RNG's own draws, not model outputs
     torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
 
@@ -313,7 +315,8 @@ def test_a_normalized_noise_denoiser_is_smoothed_attacked_and_certified_in_its_n
     assert [r["sigma"] for r in certs] == [1.0] * 3
     # the radii are those of CERTIFY in the normalized space, converted to pixels (R_n * 0.319): recompute them
     data = compare.load_data(suite, 3, references.Roots())
-    base = compare.deploy(compare._model("digits_lenet", "cpu", None, None), "denoiser:digits_unet_nn_100", suite,
+    base = compare.deploy(compare._model("digits_lenet", "cpu", None, None), "denoiser:digits_unet_nn_100",
+                          CompareSpec.from_suite(suite),
                           10, torch.device("cpu"), torch.Generator(), torch.Generator(), None).base
     expected = certify(base, data.x[:3], n0=10, n=60, sigma=1.0, alpha=0.01, num_classes=10, batch_size=60,
                        keys=image_keys(0, f"{compare.tag_of('digits_lenet', unit['defence'])}/certify", [0, 1, 2]),

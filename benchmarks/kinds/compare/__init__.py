@@ -81,6 +81,7 @@ from benchmarks.kinds.compare.schema import (
     prepare,
     tag_of,
 )
+from benchmarks.kinds.compare.spec import CompareSpec, spec_of
 from benchmarks.kinds.compare.summaries import certify_summary, leaderboard_rows, rigor_summary, summarize, worst_case
 
 __all__ = [
@@ -96,25 +97,27 @@ PROBE_FRACTIONS = (0.25, 0.5, 1.0)  # eps-monotonicity probe of a single-eps sui
 
 
 # ---- work units ----------------------------------------------------------------------------------------------------
-def units(suite: dict[str, Any], num_examples: int) -> list[dict[str, Any]]:
+def units(suite: dict[str, Any] | CompareSpec, num_examples: int) -> list[dict[str, Any]]:
     """Every work unit of the suite, in order: one per (model, defence, chunk of images); plain dicts."""
-    chunk = int(suite.get("chunk", 25))
+    spec = spec_of(suite)
+    chunk = spec.chunk
     out = []
-    for spec in model_specs(suite):
-        for defence in suite["defences"]:
+    for threat in spec.models:
+        for defence in spec.defences:
             for start in range(0, num_examples, chunk):
-                out.append({"model": spec["model"], "norm": spec["norm"], "eps": spec["eps"], "defence": defence,
+                out.append({"model": threat.model, "norm": threat.norm, "eps": list(threat.eps), "defence": defence,
                             "start": start, "indices": list(range(start, min(start + chunk, num_examples)))})
     return out
 
 
-def unit_configs(suite: dict[str, Any], unit: dict[str, Any]) -> list[str]:
+def unit_configs(suite: dict[str, Any] | CompareSpec, unit: dict[str, Any]) -> list[str]:
     """The row configs a unit writes (so a runner can tell whether it is finished)."""
+    spec = spec_of(suite)
     tag = tag_of(unit["model"], unit["defence"])
     configs = [f"{tag}/clean", f"{tag}/rigor"]
-    configs += [attack_config(tag, a, e) for a in attacks_for(suite, unit["defence"]) if a != "none"
+    configs += [attack_config(tag, a, e) for a in spec.attacks_for(unit["defence"]) if a != "none"
                 for e in unit["eps"]]
-    if "certify" in suite and is_randomized(unit["defence"]):
+    if spec.certify is not None and is_randomized(unit["defence"]):
         configs.append(f"{tag}/certify")
     return configs
 
@@ -131,9 +134,11 @@ def _model(ref: str, device: str, model_dir: str | None, data_root: str | None) 
     return references.parse_model(ref).load(roots, torch.device(device)).module
 
 
-def load_data(suite: dict[str, Any], limit: int | None, roots: references.Roots, split: str | None = None):
-    return _dataset(suite.get("dataset", "digits"), split or suite.get("split", "test"),
-                    int(suite.get("resolution", 16)), limit, str(roots.data_root) if roots.data_root else None)
+def load_data(suite: dict[str, Any] | CompareSpec, limit: int | None, roots: references.Roots,
+              split: str | None = None):
+    spec = spec_of(suite)
+    return _dataset(spec.dataset, split or spec.split, spec.resolution, limit,
+                    str(roots.data_root) if roots.data_root else None)
 
 
 def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torch.device, roots: references.Roots,
@@ -143,7 +148,8 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     Model loading (and BN adaptation) happen before any timed section; ``seconds`` is attack time per image only.
     """
     device = torch.device(device)
-    data = load_data(suite, limit, roots)
+    spec = spec_of(suite)
+    data = load_data(spec, limit, roots)
     model = _model(unit["model"], str(device), str(roots.model_dir) if roots.model_dir else None,
                    str(roots.data_root) if roots.data_root else None)
     tag = tag_of(unit["model"], unit["defence"])
@@ -151,13 +157,13 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     x, y = data.x[indices].to(device), data.y[indices].to(device)
     adaptation = None
     if unit["defence"] == "bn_adapt":
-        adaptation = load_data(suite, None, roots, split="train").x[: int(suite.get("bn_images", 200))]
+        adaptation = load_data(spec, None, roots, split="train").x[: spec.bn_images]
     # the deployed noise of NAttack's queries and success checks only (scoring, rigor passes and certify are keyed)
     query_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, tag, unit["start"], "score"))
     # the adaptation noise depends on (seed, model), not on the chunk: every chunk sees the same adapted model
     defence_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, tag, "defence"))
-    target = deploy(model, unit["defence"], suite, data.num_classes, device, defence_gen, query_gen, adaptation)
-    k = int(suite.get("score_draws", 10)) if target.randomized else 1
+    target = deploy(model, unit["defence"], spec, data.num_classes, device, defence_gen, query_gen, adaptation)
+    k = spec.score_draws if target.randomized else 1
     base_row: dict[str, Any] = {"kind": "compare", "model": unit["model"], "defence": unit["defence"],
                                 "norm": unit["norm"]}
     if target.sigma is not None:  # every row of a randomized deployment says which noise it was drawn with
@@ -182,12 +188,12 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
     randomness = rigor.output_randomness(decide, x)
     grads = rigor.gradient_health(target.differentiate, x, y)
     probe: list[list[float]] = [[] for _ in indices]
-    attacks = attacks_for(suite, unit["defence"])
+    attacks = spec.attacks_for(unit["defence"])
     if len(unit["eps"]) < 3 and any(a in GRADIENT_ATTACKS for a in attacks):
         top = max(unit["eps"])
         for f in PROBE_FRACTIONS:
             pid = f"{tag}/probe/{f:g}"
-            x_probe, _ = run_attack("pgd", suite, unit["norm"], top * f, target, x, y,
+            x_probe, _ = run_attack("pgd", spec, unit["norm"], top * f, target, x, y,
                                     common.seed_for(seed, tag, unit["start"], "probe", f),
                                     keys=image_keys(seed, pid, indices).derive("attack"))
             rates = score(x_probe, pid).per_example_rate.tolist()
@@ -206,7 +212,7 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
             cid = attack_config(tag, attack, eps)
             attack_seed = common.seed_for(seed, cid, unit["start"])
             t0 = time.perf_counter()
-            x_adv, queries = run_attack(attack, suite, unit["norm"], eps, target, x, y, attack_seed,
+            x_adv, queries = run_attack(attack, spec, unit["norm"], eps, target, x, y, attack_seed,
                                         keys=image_keys(seed, cid, indices).derive("attack"))
             seconds = (time.perf_counter() - t0) / len(indices)
             adv = score(x_adv, cid)
@@ -219,14 +225,14 @@ def compute_unit(suite: dict[str, Any], unit: dict[str, Any], device: str | torc
                              "seconds": round(seconds, 5),
                              "queries": None if queries is None else int(queries[j])})
 
-    if "certify" in suite and target.randomized:
+    if spec.certify is not None and target.randomized:
         from art_ext.smoothing import certify
 
-        cfg = suite["certify"]
+        cfg = spec.certify
         # sigma in the deployment's declared noise space; the radius certified there is reported in pixel units
-        sigma = float(cfg.get("sigma", target.sigma))
-        certs = certify(target.base, x, n0=int(cfg["n0"]), n=int(cfg["n"]), sigma=sigma, alpha=float(cfg["alpha"]),
-                        num_classes=data.num_classes, batch_size=int(cfg.get("batch_size", 1000)),
+        sigma = float(cfg.sigma if cfg.sigma is not None else target.sigma or 0.0)
+        certs = certify(target.base, x, n0=cfg.n0, n=cfg.n, sigma=sigma, alpha=cfg.alpha,
+                        num_classes=data.num_classes, batch_size=cfg.batch_size,
                         keys=image_keys(seed, f"{tag}/certify", indices), noise_space=target.noise_space)
         for j, i in enumerate(indices):
             prediction = int(certs.label[j])
@@ -247,7 +253,7 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
         # a unit's rows are written together, its last config last: that config marks the unit finished
         todo.append(Unit(configs[-1], tuple(spec["indices"]), common.seed_for(ctx.seed, configs[-1], spec["start"]),
                          spec))
-    ctx.run_units(todo, compute, suite, desc=suite.get("name", "compare"))
+    ctx.run_units(todo, compute, suite, desc=spec_of(suite).name)
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
@@ -261,6 +267,7 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
     """``summary.json`` and ``summary.md`` (and the robust-accuracy plot) from the rows (``benchmarks.report``)."""
     from benchmarks.report import compare as compare_report
 
-    summary = summarize(suite, rows)
+    spec = spec_of(suite)
+    summary = summarize(spec, rows)
     summary["leaderboard"] = leaderboard_rows(summary)
-    return compare_report.write(suite, summary, out, manifest)
+    return compare_report.write(spec, summary, out, manifest)

@@ -14,9 +14,10 @@ from art_ext.smoothing import SmoothedInference
 from art_ext.smoothing.keys import NoiseKeys
 from art_ext.types import Norm
 from benchmarks.kinds.compare.schema import ATTACKS, is_randomized
+from benchmarks.kinds.compare.spec import CompareSpec
 
 
-def deploy(module: nn.Module, defence: str, suite: dict[str, Any], num_classes: int, device: torch.device,
+def deploy(module: nn.Module, defence: str, spec: CompareSpec, num_classes: int, device: torch.device,
            defence_gen: torch.Generator, query_gen: torch.Generator, adaptation: torch.Tensor | None) -> Deployment:
     """The deployed (model, defence): ``bn_adapt`` adapts the BatchNorm statistics (a seed drawn from
     ``defence_gen``) and deploys the result as it is; a randomized defence is smoothed inference (``decide`` draws
@@ -27,13 +28,13 @@ def deploy(module: nn.Module, defence: str, suite: dict[str, Any], num_classes: 
 
         if adaptation is None:
             raise ValueError("bn_adapt needs the adaptation images")
-        sigma = float(suite.get("bn_sigma", suite.get("sigma", 0.25)))
+        sigma = spec.bn_sigma
         seed_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2 ** 62, (1,), generator=defence_gen,
                                                                                 device=device)))
         return Deployment.plain(adapt_batchnorm(module, adaptation.to(device), sigma=sigma, generator=seed_gen))
     if not is_randomized(defence):
         return Deployment.plain(module)
-    samples = int(suite.get("smoothing_samples", 16))
+    samples = spec.smoothing_samples
     frozen_seed = int(torch.randint(2 ** 62, (1,), generator=defence_gen, device=device))
     scheme, _, rest = defence.partition(":")
     if scheme == "denoiser":
@@ -43,7 +44,7 @@ def deploy(module: nn.Module, defence: str, suite: dict[str, Any], num_classes: 
         sigma, space = declared_noise(denoiser.entry)
         return Deployment.denoised(denoiser.module, module, sigma, num_classes=num_classes, num_samples=samples,
                                    noise_space=space, generator=query_gen, gradient="frozen", frozen_seed=frozen_seed)
-    return Deployment.smoothed(module, float(suite.get("sigma", 0.25)), num_classes=num_classes, num_samples=samples,
+    return Deployment.smoothed(module, spec.sigma, num_classes=num_classes, num_samples=samples,
                                mode=rest, generator=query_gen, gradient="frozen", frozen_seed=frozen_seed)
 
 
@@ -66,7 +67,7 @@ def _fork_rng(device: torch.device) -> Any:
     return torch.random.fork_rng(devices=devices)
 
 
-def run_attack(name: str, suite: dict[str, Any], norm: Norm, eps: float, target: Deployment, x: torch.Tensor,
+def run_attack(name: str, spec: CompareSpec, norm: Norm, eps: float, target: Deployment, x: torch.Tensor,
                y: torch.Tensor, seed: int, *, keys: NoiseKeys | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Adversarial examples [B, ...] of one attack at one eps (and NAttack's per-example queries), after the one
@@ -80,15 +81,15 @@ def run_attack(name: str, suite: dict[str, Any], norm: Norm, eps: float, target:
         return x, None
     mine = NoiseKeys.draw(torch.Generator(device=x.device).manual_seed(seed), x.shape[0], x.device) if keys is None \
         else keys.derive(name)
-    x_adv, queries = _attack(name, suite, norm, eps, target, x, y, seed, mine)
+    x_adv, queries = _attack(name, spec, norm, eps, target, x, y, seed, mine)
     return target.finish(x, x_adv, eps, norm), queries
 
 
-def _attack(name: str, suite: dict[str, Any], norm: Norm, eps: float, target: Deployment, x: torch.Tensor,
+def _attack(name: str, spec: CompareSpec, norm: Norm, eps: float, target: Deployment, x: torch.Tensor,
             y: torch.Tensor, seed: int, mine: NoiseKeys) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``run_attack`` before the final projection."""
     device = x.device
-    steps = int(suite.get("steps", 20))
+    steps = spec.steps
     surrogate = target.differentiate
     if name == "pgd":
         config = PGDConfig(eps=eps, eps_step=2.5 * eps / steps, max_iter=steps, norm=norm, num_random_init=1)
@@ -99,7 +100,7 @@ def _attack(name: str, suite: dict[str, Any], norm: Norm, eps: float, target: De
 
         with _fork_rng(device):
             attack = torchattacks.APGD(surrogate, norm="Linf" if norm == "linf" else "L2", eps=eps, steps=steps,
-                                       n_restarts=int(suite.get("apgd_restarts", 1)), seed=seed % 2 ** 31,
+                                       n_restarts=spec.apgd_restarts, seed=seed % 2 ** 31,
                                        loss=name.partition("-")[2])
             return attack(x, y).detach(), None
     if name == "autoattack":
@@ -108,18 +109,17 @@ def _attack(name: str, suite: dict[str, Any], norm: Norm, eps: float, target: De
         except ImportError:
             from autoattack import AutoAttack
         with _fork_rng(device):
-            chosen = suite.get("autoattack_attacks")  # a cheaper custom subset (the report says so)
+            chosen = spec.autoattack_attacks  # a cheaper custom subset (the report says so)
             extra = {"attacks": list(chosen), "version": "custom"} if chosen else \
-                {"version": suite.get("autoattack_version", "standard")}
+                {"version": spec.autoattack_version}
             aa = AutoAttack(surrogate, norm="Linf" if norm == "linf" else "L2", eps=eps, device=device,
                             seed=seed % 2 ** 31, **extra)
             out = aa.run_standard_evaluation(x, y, batch_size=x.shape[0])
             x_adv = out[0] if isinstance(out, tuple) else out  # pyautoattack returns (x_adv, y_adv)
             return x_adv.detach(), None
     if name == "nattack":
-        nattack_cfg = NAttackConfig(eps=eps, norm=norm, max_iter=int(suite.get("nattack_iter", 200)),
-                                    pop_size=int(suite.get("nattack_pop", 50)),
-                                    max_queries=int(suite.get("nattack_queries", 5000)), check_every=5)
+        nattack_cfg = NAttackConfig(eps=eps, norm=norm, max_iter=spec.nattack_iter,
+                                    pop_size=spec.nattack_pop, max_queries=spec.nattack_queries, check_every=5)
         query = target.query(target.smoothed_classifier.generator if target.randomized else None)
         result = nattack(query, x, y, nattack_cfg, predict=lambda z: target.decide(z).argmax(1), keys=mine)
         return result.x_adv, result.queries

@@ -12,7 +12,8 @@ import torch
 
 from art_ext.attacks import rigor
 from benchmarks import references
-from benchmarks.kinds.compare.schema import GRADIENT_ATTACKS, attack_config, attacks_for, model_specs, tag_of
+from benchmarks.kinds.compare.schema import GRADIENT_ATTACKS, attack_config, tag_of
+from benchmarks.kinds.compare.spec import CertifySpec, CompareSpec, spec_of
 from benchmarks.report import binomial_se as se
 
 
@@ -31,15 +32,17 @@ def worst_case(rows_by_attack: dict[str, dict[int, dict[str, Any]]], clean: dict
     return out
 
 
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(suite: dict[str, Any] | CompareSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per (model, defence): clean, per attack and eps, worst case over attacks per eps, rigor flags, certify."""
     by_config: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         by_config.setdefault(r["config"], {})[int(r["index"])] = r
+    spec = spec_of(suite)
     pairs = []
-    for spec in model_specs(suite):
-        for defence in suite["defences"]:
-            tag = tag_of(spec["model"], defence)
+    for threat in spec.models:
+        eps_list = list(threat.eps)
+        for defence in spec.defences:
+            tag = tag_of(threat.model, defence)
             clean = by_config.get(f"{tag}/clean", {})
             if not clean:
                 continue
@@ -49,8 +52,8 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
             draws = next(iter(clean.values()))["draws"]
             attacks, worst = [], []
             per_eps_attacks: dict[float, dict[str, dict[int, dict[str, Any]]]] = {}
-            for attack in attacks_for(suite, defence):
-                for eps in spec["eps"]:
+            for attack in spec.attacks_for(defence):
+                for eps in eps_list:
                     mine = clean if attack == "none" else by_config.get(attack_config(tag, attack, eps), {})
                     if not mine:
                         continue
@@ -63,22 +66,22 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
                                     "robust_worst": float(np.mean([r["all_draws"] for r in mine.values()])),
                                     "seconds_per_example": float(np.mean(seconds)) if seconds else None,
                                     "mean_queries": float(np.mean(queries)) if queries else None})
-            for eps in spec["eps"]:
+            for eps in eps_list:
                 wc = worst_case(per_eps_attacks.get(eps, {}), clean)
                 if wc:
                     worst.append({"eps": eps, "examples": len(wc),
                                   "robust_mean": float(np.mean([v[0] for v in wc.values()])),
                                   "robust_worst": float(np.mean([v[1] for v in wc.values()]))})
-            pairs.append({"model": spec["model"], "defence": defence, "norm": spec["norm"], "eps": spec["eps"],
+            pairs.append({"model": threat.model, "defence": defence, "norm": threat.norm, "eps": eps_list,
                           "examples": n, "draws": draws, "clean_mean": clean_mean, "clean_worst": clean_worst,
                           "attacks": attacks, "worst_case": worst,
-                          "rigor": rigor_summary(attacks_for(suite, defence), spec, by_config.get(f"{tag}/rigor", {}),
-                                                 per_eps_attacks, draws),
-                          "certify": certify_summary(suite, by_config.get(f"{tag}/certify", {}))})
+                          "rigor": rigor_summary(list(spec.attacks_for(defence)), eps_list,
+                                                 by_config.get(f"{tag}/rigor", {}), per_eps_attacks, draws),
+                          "certify": certify_summary(spec.certify, by_config.get(f"{tag}/certify", {}))})
     return {"pairs": pairs}
 
 
-def rigor_summary(attacks_run: list[str], spec: dict[str, Any], rigor_rows: dict[int, dict[str, Any]],
+def rigor_summary(attacks_run: list[str], eps_list: list[float], rigor_rows: dict[int, dict[str, Any]],
                   per_eps: dict[float, dict[str, dict[int, dict[str, Any]]]], draws: int) -> dict[str, Any]:
     """The four rigor checks of one (model, defence), from its rows (pure functions of ``art_ext.attacks.rigor``)."""
     if not rigor_rows:
@@ -92,11 +95,11 @@ def rigor_summary(attacks_run: list[str], spec: dict[str, Any], rigor_rows: dict
     }
     # eps monotonicity: every gradient attack's curve when the suite sweeps >= 3 eps, else the PGD probe
     curves: list[tuple[str, list[float], list[float]]] = []
-    if len(spec["eps"]) >= 3:
+    if len(eps_list) >= 3:
         for attack in attacks_run:
-            if attack in GRADIENT_ATTACKS and all(attack in per_eps.get(e, {}) for e in spec["eps"]):
-                accs = [float(np.mean([r["rate"] for r in per_eps[e][attack].values()])) for e in spec["eps"]]
-                curves.append((attack, spec["eps"], accs))
+            if attack in GRADIENT_ATTACKS and all(attack in per_eps.get(e, {}) for e in eps_list):
+                accs = [float(np.mean([r["rate"] for r in per_eps[e][attack].values()])) for e in eps_list]
+                curves.append((attack, eps_list, accs))
     else:
         probes = [r["probe_rates"] for r in rigor_rows.values() if r.get("probe_rates")]
         if probes:
@@ -143,10 +146,10 @@ def rigor_flags(r: dict[str, Any]) -> list[str]:
     return flags
 
 
-def certify_summary(suite: dict[str, Any], rows: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
-    if not rows:
+def certify_summary(cfg: CertifySpec | None, rows: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    if not rows or cfg is None:
         return None
-    radii = [float(r) for r in suite["certify"].get("radii", [0.0, 0.25, 0.5, 0.75, 1.0])]
+    radii = list(cfg.radii)
     correct = np.array([r["correct"] for r in rows.values()])
     radius = np.array([r["radius"] for r in rows.values()])
     first = next(iter(rows.values()))
