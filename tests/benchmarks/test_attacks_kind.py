@@ -145,3 +145,19 @@ def test_a_denoised_target_is_scored_as_a_fixed_function():
     x, y = tiny_images(3), torch.tensor([0, 1, 2])
     score = score_deployment(target, x, y, NoiseKeys.from_seed(0, range(3)), draws=2)
     assert 0.0 <= score.mean_accuracy <= 1.0
+
+
+def test_every_attack_output_is_projected_before_scoring(monkeypatch):
+    """The attacks kind passes every attack's output through the deployment's one final projection: an attack that
+    returns a point outside the eps-ball and the bounds is scored at its projection."""
+    from art_ext.ops.norms import lp_norm
+    from art_ext.smoothing import NoiseKeys
+    from art_ext.testing import tiny_cnn, tiny_images
+    from benchmarks.kinds import attacks as kind
+
+    monkeypatch.setattr(kind, "pgd", lambda model, x, y, cfg, keys=None: x + 3.0)
+    target = kind.deploy({"deployment": "plain"}, {"model": tiny_cnn(size=8)}, 10, None)
+    x, y = tiny_images(3), torch.tensor([0, 1, 2])
+    suite = {"eps": 0.5, "norm": "l2", "max_iter": 2}
+    x_adv, _ = kind.run_attack(suite, {"name": "pgd"}, target, x, y, NoiseKeys.from_seed(0, range(3)))
+    assert (lp_norm(x_adv - x, "l2") <= 0.5 * (1 + 1e-5)).all() and x_adv.min() >= 0 and x_adv.max() <= 1

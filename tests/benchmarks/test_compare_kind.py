@@ -325,3 +325,28 @@ def test_a_normalized_noise_denoiser_is_smoothed_attacked_and_certified_in_its_n
     # same-kernel: the same certify call on the same images and keys
     assert [r["radius"] for r in certs] == expected.radius.tolist()
     torch.testing.assert_close(expected.radius, expected.radius_noise_space * 0.319, rtol=1e-6, atol=0)
+
+
+def test_an_external_attacks_output_is_projected_onto_the_ball_and_the_bounds(monkeypatch):
+    """torchattacks' APGD output passes the one final projection: a point it returns outside the eps-ball and the
+    [0, 1] box is scored only after projection."""
+    import torchattacks
+
+    from art_ext.ops.norms import lp_norm
+    from art_ext.testing import tiny_cnn
+
+    class Overshoot:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __call__(self, x, y):
+            return x + 3.0  # far outside the ball and the box
+
+    monkeypatch.setattr(torchattacks, "APGD", Overshoot)
+    target = Deployment.plain(tiny_cnn().eval())
+    x, y = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2])
+    spec = CompareSpec.from_suite({**COMPARE_BASE, "attacks": ["none", "apgd-ce"]})
+    for norm, eps in (("linf", 0.1), ("l2", 0.5)):
+        x_adv, _ = compare.run_attack("apgd-ce", spec, norm, eps, target, x, y, seed=1)
+        assert (lp_norm(x_adv - x, norm) <= eps * (1 + 1e-5)).all()
+        assert x_adv.min() >= 0 and x_adv.max() <= 1
