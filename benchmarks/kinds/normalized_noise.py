@@ -42,7 +42,7 @@ from art_ext.smoothing.noise import NoiseSpace, PixelNoise
 from benchmarks import common
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
-from benchmarks.image_keys import image_keys, keyed_noise, score_keyed
+from benchmarks.image_keys import image_keys, keyed_noise, noise_fields, score_keyed
 
 log = logging.getLogger("benchmarks")
 
@@ -142,7 +142,7 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     x, y = data.x[idx].to(env.device), data.y[idx].to(env.device)
     rows = _unit(config["table"], suite, base, x, y, sigma, space, image_keys(env.seed, unit.config, idx))
     return [{"config": unit.config, "index": i, "row": config["row"], "table": config["table"], "model": name,
-             "sigma": sigma, "noise_space": repr(space), "sigma_pixel": space.pixel_sigma(sigma), **r}
+             "sigma": sigma, **noise_fields(sigma, space), **r}
             for i, r in zip(idx, rows, strict=True)]
 
 
