@@ -10,12 +10,16 @@ fields every kind shares, typed and with their defaults resolved once, and the s
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 from typing import Any
 
+from art_ext.attacks.smoothadv import Aggregate
+from art_ext.types import Norm
 from benchmarks import common
 from benchmarks.common import SuiteError
 
@@ -92,3 +96,96 @@ def build(suite: dict[str, Any], kind: ModuleType, where: str) -> SuiteSpec:
                      dataset=str(suite.get("dataset", DEFAULT_DATASET)), split=suite.get("split", DEFAULT_SPLIT),
                      resolution=int(suite.get("resolution", DEFAULT_RESOLUTION)), limit=suite.get("limit"),
                      config_ids=tuple(cid for _, cid in ids), suite=frozen(suite))
+
+
+# ---- the attacks kind ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack table of the ``attacks`` kind, typed: ``label`` (its name and every parameter as written, the
+    config id's part) and the parameters, None where the suite's value or the attack's default applies."""
+
+    name: str
+    label: str
+    eps: float | None = None
+    eps_step: float | None = None
+    max_iter: int | None = None
+    norm: Norm | None = None
+    num_random_init: int = 0
+    samples: int | None = None
+    aggregate: Aggregate = "softmax"
+    nes_iter: int = 200
+    pop_size: int = 100
+    max_queries: int | None = None
+    check_every: int = 5
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> AttackSpec:
+        extras = [f"{k}={table[k]}" for k in sorted(table) if k != "name"]
+        label = table["name"] + (f"({', '.join(extras)})" if extras else "")
+        fields = {k: v for k, v in table.items() if k != "name"}
+        for key in ("eps", "eps_step"):
+            if key in fields:
+                fields[key] = float(fields[key])
+        return cls(name=table["name"], label=label, **fields)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One target of the ``attacks`` kind: a model reference, its deployment and the attacks run against it."""
+
+    name: str
+    model: str
+    deployment: str
+    attacks: tuple[AttackSpec, ...]
+    sigma: float | None = None
+    smoothing_samples: int | None = None
+    denoiser: str | None = None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> TargetSpec:
+        return cls(name=table["name"], model=table["model"], deployment=table["deployment"],
+                   attacks=tuple(AttackSpec.from_table(a) for a in table["attacks"]),
+                   sigma=float(table["sigma"]) if "sigma" in table else None,
+                   smoothing_samples=table.get("smoothing_samples"), denoiser=table.get("denoiser"))
+
+
+@dataclass(frozen=True)
+class AttacksSpec:
+    """An ``attacks`` suite, typed: the dataset fields, the eps grid (``grid``: whether the suite gave a list), the
+    threat model, the scoring draws and the targets."""
+
+    name: str
+    description: str
+    dataset: str
+    split: str
+    resolution: int
+    limit: int | None
+    chunk: int
+    eps: tuple[float, ...]
+    grid: bool
+    norm: Norm
+    max_iter: int
+    score_draws: int
+    targets: tuple[TargetSpec, ...]
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> AttacksSpec:
+        eps = suite["eps"]
+        return cls(name=str(suite.get("name", "attacks")), description=str(suite.get("description", "")),
+                   dataset=str(suite.get("dataset", DEFAULT_DATASET)), split=str(suite.get("split", DEFAULT_SPLIT)),
+                   resolution=int(suite.get("resolution", DEFAULT_RESOLUTION)), limit=suite.get("limit"),
+                   chunk=int(suite.get("chunk", 25)),
+                   eps=tuple(float(e) for e in eps) if isinstance(eps, list) else (float(eps),),
+                   grid=isinstance(eps, list), norm=suite["norm"], max_iter=int(suite["max_iter"]),
+                   score_draws=int(suite.get("score_draws", 10)),
+                   targets=tuple(TargetSpec.from_table(t) for t in suite["targets"]))
+
+
+@functools.lru_cache(maxsize=8)
+def _attacks_spec(text: str) -> AttacksSpec:
+    return AttacksSpec.from_suite(json.loads(text))
+
+
+def attacks_spec(suite: Mapping[str, Any] | AttacksSpec) -> AttacksSpec:
+    """The ``AttacksSpec`` of a validated ``attacks`` suite (built once per process and suite)."""
+    return suite if isinstance(suite, AttacksSpec) else _attacks_spec(json.dumps(suite, sort_keys=True))

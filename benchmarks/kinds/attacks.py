@@ -54,6 +54,7 @@ from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
 from benchmarks.image_keys import image_keys, noise_fields, score_deployment
+from benchmarks.specs import AttackSpec, AttacksSpec, TargetSpec, attacks_spec
 
 log = logging.getLogger("benchmarks")
 
@@ -126,42 +127,40 @@ def _cached_module(name: str, kind: str, device: torch.device, roots: references
     return cached(("model", name, kind, str(device)), lambda: load_module(name, kind, device, roots))
 
 
-def load_models(spec: dict[str, Any], device: torch.device,
+def load_models(target: TargetSpec, device: torch.device,
                 roots: references.Roots | None = None) -> dict[str, nn.Module]:
     """The modules a target needs: its classifier and, for a denoised deployment, its denoiser."""
-    models = {"model": _cached_module(spec["model"], "classifier", device, roots)}
-    if spec["deployment"] == "denoised":
-        models["denoiser"] = _cached_module(spec["denoiser"], "denoiser", device, roots)
+    models = {"model": _cached_module(target.model, "classifier", device, roots)}
+    if target.deployment == "denoised" and target.denoiser is not None:
+        models["denoiser"] = _cached_module(target.denoiser, "denoiser", device, roots)
     return models
 
 
-def deploy(spec: dict[str, Any], models: dict[str, nn.Module], num_classes: int,
+def deploy(target: TargetSpec, models: dict[str, nn.Module], num_classes: int,
            generator: torch.Generator | None) -> Deployment:
     """The target's ``Deployment`` from already loaded ``models`` (``load_models``), so building one per work unit
     costs nothing. A smoothed target's gradient attacks differentiate its base classifier (transfer to the smoothed
     one); a denoised target's the denoiser + classifier (``bpda`` passes straight through the denoiser); its noise
     is in the denoiser's declared noise space, ``sigma`` in that space's units."""
-    kind, model = spec["deployment"], models["model"]
+    kind, model = target.deployment, models["model"]
     if kind == "plain":
         return Deployment.plain(model)
     if kind == "quantised":
         return Deployment.preprocessed(model, quantise)
-    samples = int(spec["smoothing_samples"])
+    samples, sigma = int(target.smoothing_samples or 0), float(target.sigma or 0.0)  # check: both set when randomized
     if kind == "smoothed":
-        return Deployment.smoothed(model, float(spec["sigma"]), num_classes=num_classes, num_samples=samples,
-                                   generator=generator)
+        return Deployment.smoothed(model, sigma, num_classes=num_classes, num_samples=samples, generator=generator)
     if kind == "denoised":
-        _, space = declared_noise(zoo.get_entry(spec["denoiser"], kind="denoiser"))
-        return Deployment.denoised(models["denoiser"], model, float(spec["sigma"]), num_classes=num_classes,
+        _, space = declared_noise(zoo.get_entry(str(target.denoiser), kind="denoiser"))
+        return Deployment.denoised(models["denoiser"], model, sigma, num_classes=num_classes,
                                    num_samples=samples, noise_space=space, generator=generator)
     raise ValueError(f"unknown deployment {kind!r}; expected plain, quantised, smoothed or denoised")
 
 
 # ---- attacks -------------------------------------------------------------------------------------------------------
-def eps_grid(suite: dict[str, Any]) -> list[float]:
+def eps_grid(suite: dict[str, Any] | AttacksSpec) -> list[float]:
     """The suite's ``eps``: one number or a grid (a list)."""
-    eps = suite["eps"]
-    return [float(e) for e in eps] if isinstance(eps, list) else [float(eps)]
+    return list(attacks_spec(suite).eps)
 
 
 class _SharedPGDFields(TypedDict):
@@ -175,13 +174,13 @@ class _SharedPGDFields(TypedDict):
     noise_space: NoiseSpace
 
 
-def _pgd_config(suite: dict[str, Any], attack: dict[str, Any], eps: float) -> PGDConfig:
-    steps = int(attack.get("max_iter", suite["max_iter"]))
-    return PGDConfig(eps=eps, eps_step=float(attack.get("eps_step", 2.5 * eps / steps)), max_iter=steps,
-                     norm=attack.get("norm", suite["norm"]), num_random_init=int(attack.get("num_random_init", 0)))
+def _pgd_config(spec: AttacksSpec, attack: AttackSpec, eps: float) -> PGDConfig:
+    steps = attack.max_iter if attack.max_iter is not None else spec.max_iter
+    return PGDConfig(eps=eps, eps_step=attack.eps_step if attack.eps_step is not None else 2.5 * eps / steps,
+                     max_iter=steps, norm=attack.norm or spec.norm, num_random_init=attack.num_random_init)
 
 
-def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Deployment, x: torch.Tensor, y: torch.Tensor,
+def run_attack(spec: AttacksSpec, attack: AttackSpec, target: Deployment, x: torch.Tensor, y: torch.Tensor,
                keys: NoiseKeys, eps: float | None = None, *, query_generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Adversarial examples (and NAttack's per-example queries) for one attack table at radius ``eps`` (default:
@@ -190,15 +189,15 @@ def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Deployment
     populations) is keyed per image by ``keys.derive("attack/<name>")`` (``keys``: one per image of ``x``), apart
     from the deployed noise that NAttack's queries and success checks of a randomized target draw from
     ``query_generator`` (``Deployment.query``; required for them)."""
-    name = attack["name"]
-    cfg = _pgd_config(suite, attack, float(attack.get("eps", eps_grid(suite)[0]) if eps is None else eps))
+    name = attack.name
+    cfg = _pgd_config(spec, attack, (attack.eps if attack.eps is not None else spec.eps[0]) if eps is None else eps)
     if name == "none":
         return x, None
     x_adv, queries = _attack(name, attack, cfg, target, x, y, keys.derive(f"attack/{name}"), query_generator)
     return target.finish(x, x_adv, cfg.eps, cfg.norm), queries
 
 
-def _attack(name: str, attack: dict[str, Any], cfg: PGDConfig, target: Deployment, x: torch.Tensor, y: torch.Tensor,
+def _attack(name: str, attack: AttackSpec, cfg: PGDConfig, target: Deployment, x: torch.Tensor, y: torch.Tensor,
             mine: NoiseKeys, query_generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``run_attack`` before the final projection (``mine``: the attack's keys, not the scoring's)."""
     if name == "pgd":
@@ -213,17 +212,14 @@ def _attack(name: str, attack: dict[str, Any], cfg: PGDConfig, target: Deploymen
                                        "num_random_init": cfg.num_random_init, "sigma": target.sigma or 0.0,
                                        "noise_space": target.noise_space}
         if name == "epgd":
-            epgd_cfg = EPGDConfig(eps_step=cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
+            epgd_cfg = EPGDConfig(eps_step=cfg.eps_step, eot_samples=int(attack.samples or 1), **common_kw)
             return epgd(target.base, x, y, epgd_cfg, keys=mine), None
-        smoothadv_cfg = SmoothAdvConfig(num_noise=int(attack["samples"]),
-                                        aggregate=attack.get("aggregate", "softmax"), eps_step=attack.get("eps_step"),
-                                        **common_kw)
+        smoothadv_cfg = SmoothAdvConfig(num_noise=int(attack.samples or 1), aggregate=attack.aggregate,
+                                        eps_step=attack.eps_step, **common_kw)
         return smoothadv_pgd(target.base, x, y, smoothadv_cfg, keys=mine), None
     if name == "nattack":
-        nattack_cfg = NAttackConfig(eps=cfg.eps, norm=cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
-                                    pop_size=int(attack.get("pop_size", 100)),
-                                    max_queries=int(attack["max_queries"]),
-                                    check_every=int(attack.get("check_every", 5)))
+        nattack_cfg = NAttackConfig(eps=cfg.eps, norm=cfg.norm, max_iter=attack.nes_iter, pop_size=attack.pop_size,
+                                    max_queries=int(attack.max_queries or 0), check_every=attack.check_every)
         if target.randomized and query_generator is None:
             raise ValueError("nattack on a randomized target needs query_generator (the noise of its queries)")
         result = nattack(target.query(query_generator), x, y, nattack_cfg,
@@ -232,44 +228,43 @@ def _attack(name: str, attack: dict[str, Any], cfg: PGDConfig, target: Deploymen
     raise ValueError(f"unknown attack {name!r}; expected none, pgd, bpda_pgd, epgd, smoothadv or nattack")
 
 
-def attack_label(attack: dict[str, Any]) -> str:
-    extras = [f"{k}={attack[k]}" for k in sorted(attack) if k != "name"]
-    return attack["name"] + (f"({', '.join(extras)})" if extras else "")
+def attack_label(attack: AttackSpec) -> str:
+    return attack.label
 
 
-def config_id(target: dict[str, Any], attack: dict[str, Any], eps: float | None = None) -> str:
+def config_id(target: TargetSpec, attack: AttackSpec, eps: float | None = None) -> str:
     """``<target>/<attack>``; with an eps grid in the suite (``eps`` a list), ``@eps=<e>`` is appended."""
-    return f"{target['name']}/{attack_label(attack)}" + ("" if eps is None else f"@eps={eps:g}")
+    return f"{target.name}/{attack.label}" + ("" if eps is None else f"@eps={eps:g}")
 
 
-def clean_id(target: dict[str, Any]) -> str:
+def clean_id(target: TargetSpec) -> str:
     """The clean-accuracy rows of a target: scored once per image and reused by every attack of the target."""
-    return f"{target['name']}/clean"
+    return f"{target.name}/clean"
 
 
 def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, config id) of every target's clean rows and every attack row, for the uniqueness check."""
+    spec = attacks_spec(suite)
     out = []
-    for i, spec in enumerate(suite["targets"]):
-        out.append((f"targets[{i}] (clean)", clean_id(spec)))
-        for j, attack in enumerate(spec["attacks"]):
-            ids = [config_id(spec, attack)] if attack["name"] == "none" else \
-                [cid for table, _, cid in attack_points(suite, spec) if table is attack]
+    for i, target in enumerate(spec.targets):
+        out.append((f"targets[{i}] (clean)", clean_id(target)))
+        for j, attack in enumerate(target.attacks):
+            ids = [config_id(target, attack)] if attack.name == "none" else \
+                [cid for table, _, cid in attack_points(spec, target) if table is attack]
             out += [(f"targets[{i}].attacks[{j}]", cid) for cid in ids]
     return out
 
 
-def attack_points(suite: dict[str, Any], spec: dict[str, Any]) -> list[tuple[dict[str, Any], float, str]]:
-    """(attack table, eps, config id) of every attack of a target to run, in suite order. The ``none`` attack is
-    not run: its rows are the target's clean rows (robust accuracy = clean accuracy by construction). An attack
-    with its own ``eps`` runs at that radius only; the others at each radius of the suite's ``eps`` grid."""
-    grid = isinstance(suite["eps"], list)
+def attack_points(spec: AttacksSpec, target: TargetSpec) -> list[tuple[AttackSpec, float, str]]:
+    """(attack, eps, config id) of every attack of a target to run, in suite order. The ``none`` attack is not run:
+    its rows are the target's clean rows (robust accuracy = clean accuracy by construction). An attack with its own
+    ``eps`` runs at that radius only; the others at each radius of the suite's ``eps`` grid."""
     out = []
-    for attack in spec["attacks"]:
-        if attack["name"] == "none":
+    for attack in target.attacks:
+        if attack.name == "none":
             continue
-        radii = [float(attack["eps"])] if "eps" in attack else eps_grid(suite)
-        out += [(attack, e, config_id(spec, attack, e if grid else None)) for e in radii]
+        radii = [attack.eps] if attack.eps is not None else list(spec.eps)
+        out += [(attack, e, config_id(target, attack, e if spec.grid else None)) for e in radii]
     return out
 
 
@@ -278,21 +273,22 @@ def attack_points(suite: dict[str, Any], spec: dict[str, Any]) -> list[tuple[dic
 clock: Callable[[], float] = time.perf_counter
 
 
-def load_dataset(suite: dict[str, Any], limit: int | None, roots: references.Roots | None = None):
+def load_dataset(suite: dict[str, Any] | AttacksSpec, limit: int | None, roots: references.Roots | None = None):
     """The first ``limit`` examples of the suite's dataset reference and split."""
-    return references.parse_dataset(suite.get("dataset", "digits")).load(
-        roots or references.Roots(), suite.get("split", "test"), resolution=int(suite.get("resolution", 16)),
-        limit=limit)
+    spec = attacks_spec(suite)
+    return references.parse_dataset(spec.dataset).load(roots or references.Roots(), spec.split,
+                                                       resolution=spec.resolution, limit=limit)
 
 
 def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
     """Check the dataset and model references before any work (files present and well-formed; nothing is loaded)
     and return what the manifest records about them."""
-    dataset = references.parse_dataset(suite.get("dataset", "digits"))
+    spec = attacks_spec(suite)
+    dataset = references.parse_dataset(spec.dataset)
     if "resolution" in suite and dataset.scheme != "digits":
         raise common.SuiteError(f"resolution applies to dataset 'digits' only, not {dataset.text!r}")
-    models = {spec["model"]: references.parse_model(spec["model"]).check(roots) for spec in suite["targets"]}
-    return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
+    models = {t.model: references.parse_model(t.model).check(roots) for t in spec.targets}
+    return {"dataset": dataset.check(roots, spec.split), "models": models}
 
 
 def noise_row(target: Deployment) -> dict[str, Any]:
@@ -301,7 +297,7 @@ def noise_row(target: Deployment) -> dict[str, Any]:
     return {} if target.sigma is None else noise_fields(target.sigma, target.noise_space)
 
 
-def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, indices: list[int], draws: int,
+def clean_unit(spec: TargetSpec, models: dict[str, nn.Module], data: Any, indices: list[int], draws: int,
                seed: int, device: torch.device) -> list[dict[str, Any]]:
     """Clean accuracy of a target on ``indices`` over k draws of the deployed model (k = 1 if deterministic)."""
     cid = clean_id(spec)
@@ -313,14 +309,14 @@ def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, in
     score = score_deployment(target, x, y, image_keys(seed, cid, indices), k)
     seconds = (clock() - t0) / len(indices)
     return [{
-        "kind": "attacks", "config": cid, "target": spec["name"], "attack": "clean", "index": i,
+        "kind": "attacks", "config": cid, "target": spec.name, "attack": "clean", "index": i,
         "label": int(data.y[i]), "clean_rate": float(score.per_example_rate[j]),
         "clean_all_draws": bool(score.correct[j].all()), "draws": k, "seconds": round(seconds, 4),
         **noise_row(target),
     } for j, i in enumerate(indices)]
 
 
-def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, Any], eps: float, cid: str,
+def attack_unit(suite: AttacksSpec, spec: TargetSpec, attack: AttackSpec, eps: float, cid: str,
                 models: dict[str, nn.Module], data: Any, indices: list[int], draws: int, seed: int,
                 device: torch.device) -> list[dict[str, Any]]:
     """One attack on ``indices``, each final adversarial example scored over k draws of the deployed model.
@@ -340,7 +336,7 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
     adv = score_deployment(target, x_adv, y, keys.derive("score"), k)
     distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
     return [{
-        "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack), "eps": eps,
+        "kind": "attacks", "config": cid, "target": spec.name, "attack": attack.label, "eps": eps,
         "index": i, "label": int(data.y[i]), "adv_rate": float(adv.per_example_rate[j]),
         "adv_all_draws": bool(adv.correct[j].all()), "draws": k, "l2_distance": distance[j],
         "seconds": round(seconds, 4), "queries": None if queries is None else int(queries[j]),
@@ -349,54 +345,56 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
-    chunk = int(suite.get("chunk", 25))
-    chunks = [tuple(range(s, min(s + chunk, len(data)))) for s in range(0, len(data), chunk)]
+    spec = attacks_spec(suite)
+    data = load_dataset(spec, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
+    chunks = [tuple(range(s, min(s + spec.chunk, len(data)))) for s in range(0, len(data), spec.chunk)]
     units = []
-    for spec in suite["targets"]:
-        points: list[tuple[str, dict[str, Any] | None, float | None]] = [(clean_id(spec), None, None)]
-        points += [(cid, attack, eps) for attack, eps, cid in attack_points(suite, spec)]
-        for cid, attack, eps in points:
+    for t, target in enumerate(spec.targets):
+        points: list[tuple[str, int | None, float | None]] = [(clean_id(target), None, None)]
+        points += [(cid, target.attacks.index(attack), eps) for attack, eps, cid in attack_points(spec, target)]
+        for cid, a, eps in points:
             for indices in chunks:
                 if all(ctx.is_done(cid, i) for i in indices):
                     continue
+                # the unit names its target and attack by position in the suite (picklable for any backend)
                 units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, indices[0]),
-                                  {"target": spec, "attack": attack, "eps": eps}))
-    ctx.run_units(units, compute, suite, desc=suite.get("name", "attacks"))
+                                  {"target": t, "attack": a, "eps": eps}))
+    ctx.run_units(units, compute, suite, desc=spec.name)
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one work unit (``run`` lists them): a target's clean unit or one (attack, eps) on a chunk."""
-    spec, attack, eps = unit.spec["target"], unit.spec["attack"], unit.spec["eps"]
+    spec = attacks_spec(suite)
+    target = spec.targets[unit.spec["target"]]
     roots = references.Roots(env.data_root, env.model_dir)
-    data = cached(("attacks-data", str(suite.get("dataset", "digits")), suite.get("split", "test"),
-                   suite.get("resolution", 16), env.limit), lambda: load_dataset(suite, env.limit, roots))
-    draws = int(suite.get("score_draws", 10))
-    models = load_models(spec, env.device, roots)  # one-off (cached per process), before any timed work
-    if attack is None:
-        return clean_unit(spec, models, data, list(unit.indices), draws, env.seed, env.device)
-    return attack_unit(suite, spec, attack, eps, unit.config, models, data, list(unit.indices), draws, env.seed,
-                       env.device)
+    data = cached(("attacks-data", spec.dataset, spec.split, spec.resolution, env.limit),
+                  lambda: load_dataset(spec, env.limit, roots))
+    models = load_models(target, env.device, roots)  # one-off (cached per process), before any timed work
+    if unit.spec["attack"] is None:
+        return clean_unit(target, models, data, list(unit.indices), spec.score_draws, env.seed, env.device)
+    return attack_unit(spec, target, target.attacks[unit.spec["attack"]], unit.spec["eps"], unit.config, models,
+                       data, list(unit.indices), spec.score_draws, env.seed, env.device)
 
 
 # ---- report (from rows only) -----------------------------------------------------------------------------------------
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(suite: dict[str, Any] | AttacksSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per (target, attack, eps) in suite order. Clean accuracy comes from the target's clean rows on the
     same images as the attack's rows; the ``none`` attack is the clean rows themselves."""
     by_config: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         by_config.setdefault(r["config"], {})[int(r["index"])] = r
+    spec = attacks_spec(suite)
     out = []
-    for spec in suite["targets"]:
-        clean = by_config.get(clean_id(spec), {})
-        points = [(attack, e, cid) for attack, e, cid in attack_points(suite, spec)]
-        for attack in spec["attacks"]:
-            if attack["name"] == "none":
-                entries = [(attack, 0.0, config_id(spec, attack))]
+    for target in spec.targets:
+        clean = by_config.get(clean_id(target), {})
+        points = attack_points(spec, target)
+        for attack in target.attacks:
+            if attack.name == "none":
+                entries = [(attack, 0.0, config_id(target, attack))]
             else:
                 entries = [p for p in points if p[0] is attack]
             for attack_table, eps, cid in entries:
-                if attack_table["name"] == "none":
+                if attack_table.name == "none":
                     mine = [dict(r, adv_rate=r["clean_rate"], adv_all_draws=r["clean_all_draws"], l2_distance=0.0,
                                  queries=None, seconds=0.0) for _, r in sorted(clean.items())]
                 else:
@@ -409,8 +407,8 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
                 robust_worst = float(np.mean([r["adv_all_draws"] for r in mine]))
                 queries = [r["queries"] for r in mine if r["queries"] is not None]
                 out.append({
-                    "config": cid, "target": spec["name"], "attack": attack_label(attack_table), "eps": eps,
-                    "norm": attack_table.get("norm", suite["norm"]), "examples": n, "draws": mine[0]["draws"],
+                    "config": cid, "target": target.name, "attack": attack_table.label, "eps": eps,
+                    "norm": attack_table.norm or spec.norm, "examples": n, "draws": mine[0]["draws"],
                     "clean": clean_rate, "clean_se": rep.binomial_se(clean_rate, n),
                     "robust_mean": robust_mean, "robust_mean_se": rep.binomial_se(robust_mean, n),
                     "robust_worst": robust_worst, "robust_worst_se": rep.binomial_se(robust_worst, n),
@@ -425,4 +423,5 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
     """``summary.json``, ``summary.md`` and the robust-accuracy plot from the rows (``report.attacks``)."""
     from benchmarks.report import attacks as attacks_report
 
-    return attacks_report.write(suite, summarize(suite, rows), out, manifest)
+    spec = attacks_spec(suite)
+    return attacks_report.write(spec, summarize(spec, rows), out, manifest)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report as rep
-from benchmarks.kinds.attacks import eps_grid
+from benchmarks.specs import AttacksSpec
 
 
 def markdown_table(summary: list[dict[str, Any]], grid: bool = False) -> str:
@@ -26,7 +26,7 @@ def markdown_table(summary: list[dict[str, Any]], grid: bool = False) -> str:
     return rep.markdown_table(header, rows, caption=caption)
 
 
-def plot_robust_accuracy(suite: dict[str, Any], summary: list[dict[str, Any]], path: Path, seed: int
+def plot_robust_accuracy(spec: AttacksSpec, summary: list[dict[str, Any]], path: Path, seed: int
                          ) -> rep.Plot:
     """Robust accuracy per attack, mean and worst of k draws, ± one SE: against eps when the suite has an eps
     grid, else one point per attack; one panel per target."""
@@ -35,12 +35,12 @@ def plot_robust_accuracy(suite: dict[str, Any], summary: list[dict[str, Any]], p
     cols = min(2, len(targets))
     rows_ = (len(targets) + cols - 1) // cols
     fig, axes = plt.subplots(rows_, cols, figsize=(6.5 * cols, 4.2 * rows_), squeeze=False)
-    specs = {spec["name"]: spec for spec in suite["targets"]}
+    by_name = {t.name: t for t in spec.targets}
     # strict=False: the grid has rows_ * cols panels, one more than the targets when their count is odd
     for ax, name in zip(axes.flat, targets, strict=False):
         mine = [s for s in summary if s["target"] == name]
         attacks = list(dict.fromkeys(s["attack"] for s in mine))
-        over_eps = isinstance(suite["eps"], list) and any(sum(s["attack"] == a for s in mine) > 1 for a in attacks)
+        over_eps = spec.grid and any(sum(s["attack"] == a for s in mine) > 1 for a in attacks)
         for i, label in enumerate(attacks):
             points = sorted((s for s in mine if s["attack"] == label), key=lambda s: s["eps"])
             if over_eps:
@@ -60,39 +60,40 @@ def plot_robust_accuracy(suite: dict[str, Any], summary: list[dict[str, Any]], p
                 ax.errorbar([i + 0.12], [s["robust_worst"]], yerr=[s["robust_worst_se"]], marker="v", color="C3",
                             capsize=2, label="worst of k draws" if i == 0 else None)
         if over_eps:
-            ax.set_xlabel(f"eps ({suite['norm']}, pixel units)")
+            ax.set_xlabel(f"eps ({spec.norm}, pixel units)")
         else:
             ax.set_xticks(range(len(attacks)), [a.replace("(", "\n(") for a in attacks], fontsize=7, rotation=30,
                           ha="right")
             ax.set_xlim(-0.6, len(attacks) - 0.4)
-        spec = specs.get(name, {})
-        randomized = spec.get("deployment") in ("smoothed", "denoised")
-        ax.set_title(name + (f"; M = {spec.get('smoothing_samples')} noise samples" if randomized else ""), fontsize=8)
+        target = by_name.get(name)
+        randomized = target is not None and target.deployment in ("smoothed", "denoised")
+        samples = target.smoothing_samples if target is not None else None
+        ax.set_title(name + (f"; M = {samples} noise samples" if randomized else ""), fontsize=8)
         ax.set_ylabel("robust accuracy")
         rep.zero_visible(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(targets):]:
         ax.set_visible(False)
-    eps_text = f"eps ∈ {eps_grid(suite)}" if isinstance(suite["eps"], list) else f"eps = {suite['eps']:g}"
+    eps_text = f"eps ∈ {list(spec.eps)}" if spec.grid else f"eps = {spec.eps[0]:g}"
     info = rep.PlotInfo(
         images=max(s["examples"] for s in summary), seed=seed,
-        extra=(f"{suite['norm']} {eps_text}", f"k = {suite.get('score_draws', 10)} draws (randomized targets)"))
+        extra=(f"{spec.norm} {eps_text}", f"k = {spec.score_draws} draws (randomized targets)"))
     return rep.save(fig, path, f"Robust accuracy per attack ± 1 SE: {info.caption()}")
 
 
-def write(suite: dict[str, Any], summary: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+def write(spec: AttacksSpec, summary: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
     """Write ``summary.json``, ``summary.md`` and the plot; returns the Markdown."""
-    grid = isinstance(suite["eps"], list)
+    grid = spec.grid
     why = rep.plots_unavailable()
-    plots = [plot_robust_accuracy(suite, summary, out / "robust_accuracy.png", manifest["seed"])] \
+    plots = [plot_robust_accuracy(spec, summary, out / "robust_accuracy.png", manifest["seed"])] \
         if summary and why is None else []
-    eps_text = f"eps ∈ {eps_grid(suite)}" if grid else f"eps={suite['eps']}"
+    eps_text = f"eps ∈ {list(spec.eps)}" if grid else f"eps={spec.eps[0]}"
     header = (
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
-        f"Threat model {suite['norm']} {eps_text} in [0,1] pixel units on {suite.get('dataset', 'digits')} "
-        f"{suite.get('split', 'test')} {suite.get('resolution', 16)}x{suite.get('resolution', 16)}. Randomized "
-        f"targets are scored after the attack over k={suite.get('score_draws', 10)} independent draws of the deployed "
+        f"# Suite `{spec.name}`: {spec.description}\n\n"
+        f"Threat model {spec.norm} {eps_text} in [0,1] pixel units on {spec.dataset} "
+        f"{spec.split} {spec.resolution}x{spec.resolution}. Randomized "
+        f"targets are scored after the attack over k={spec.score_draws} independent draws of the deployed "
         f"model: 'mean' is the expected accuracy of one deployment, 'worst of k' counts an image robust only if all k "
         f"draws are correct. Clean accuracy is scored once per target on the images (its own k draws) and is the same "
         f"for every attack of the target; the 'none' attack is that clean evaluation (robust = clean). "

@@ -137,9 +137,11 @@ def test_a_denoised_target_is_scored_as_a_fixed_function():
     from art_ext.testing import tiny_cnn, tiny_images
     from benchmarks.image_keys import score_deployment
     from benchmarks.kinds.attacks import deploy
+    from benchmarks.specs import TargetSpec
 
     models = {"model": tiny_cnn(size=8), "denoiser": DnCNN(in_channels=1, depth=3, width=4).eval()}
-    spec = {"deployment": "denoised", "sigma": 0.25, "smoothing_samples": 4, "denoiser": "digits_dncnn_stabmse_025"}
+    spec = TargetSpec(name="t", model="digits_cnn", deployment="denoised", attacks=(), sigma=0.25, smoothing_samples=4,
+                      denoiser="digits_dncnn_stabmse_025")
     target = deploy(spec, models, 10, torch.Generator().manual_seed(0))
     assert not target.base.training and target.randomized and target.sigma_pixel == 0.25
     x, y = tiny_images(3), torch.tensor([0, 1, 2])
@@ -154,10 +156,15 @@ def test_every_attack_output_is_projected_before_scoring(monkeypatch):
     from art_ext.smoothing import NoiseKeys
     from art_ext.testing import tiny_cnn, tiny_images
     from benchmarks.kinds import attacks as kind
+    from benchmarks.specs import TargetSpec
 
     monkeypatch.setattr(kind, "pgd", lambda model, x, y, cfg, keys=None: x + 3.0)
-    target = kind.deploy({"deployment": "plain"}, {"model": tiny_cnn(size=8)}, 10, None)
+    from benchmarks.specs import AttackSpec, AttacksSpec
+
+    target = kind.deploy(TargetSpec(name="t", model="digits_cnn", deployment="plain", attacks=()),
+                         {"model": tiny_cnn(size=8)}, 10, None)
     x, y = tiny_images(3), torch.tensor([0, 1, 2])
-    suite = {"eps": 0.5, "norm": "l2", "max_iter": 2}
-    x_adv, _ = kind.run_attack(suite, {"name": "pgd"}, target, x, y, NoiseKeys.from_seed(0, range(3)))
+    pgd = AttackSpec.from_table({"name": "pgd"})
+    spec = AttacksSpec.from_suite({"eps": 0.5, "norm": "l2", "max_iter": 2, "targets": []})
+    x_adv, _ = kind.run_attack(spec, pgd, target, x, y, NoiseKeys.from_seed(0, range(3)))
     assert (lp_norm(x_adv - x, "l2") <= 0.5 * (1 + 1e-5)).all() and x_adv.min() >= 0 and x_adv.max() <= 1
