@@ -101,3 +101,19 @@ def test_rows_that_involve_noise_record_noise_space_and_pixel_sigma(tmp_path, ti
     rows = [json.loads(line) for line in (out / common.ROWS_FILE).read_text().splitlines()]
     assert {(r["sigma"], r["noise_space"], r["sigma_pixel"]) for r in rows} == {
         (0.25, "PixelNoise()", 0.25), (0.5, "PixelNoise()", 0.5)}
+
+
+def test_the_attacks_kind_spec_keeps_its_config_ids():
+    suite = common.load_suite("attacks")
+    spec = specs.attacks_spec(suite)
+    assert spec.eps == (0.5,) and not spec.grid and spec.norm == "l2" and spec.score_draws == 10
+    quantised = spec.targets[1]
+    assert quantised.deployment == "quantised" and quantised.sigma is None
+    # the label (and so the config id) names every parameter as the suite writes it
+    assert [a.label for a in quantised.attacks] == ["none", "pgd", "bpda_pgd(eps_step=0.01)", "bpda_pgd",
+                                                   "nattack(max_queries=10000, nes_iter=200, pop_size=100)"]
+    assert quantised.attacks[2].eps_step == 0.01 and quantised.attacks[4].max_queries == 10000
+    with pytest.raises(AttributeError):
+        spec.targets[0].name = "other"  # type: ignore[misc]
+    ids = [cid for _, cid in KINDS["attacks"].config_ids(suite)]
+    assert "quantised(digits_cnn, 4 levels)/bpda_pgd(eps_step=0.01)" in ids and len(ids) == len(set(ids))
