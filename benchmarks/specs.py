@@ -16,12 +16,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from art_ext.attacks.smoothadv import Aggregate
 from art_ext.types import Norm
 from benchmarks import common
 from benchmarks.common import SuiteError
+
+T = TypeVar("T")
 
 #: defaults of the fields every kind shares
 DEFAULT_DATASET, DEFAULT_SPLIT, DEFAULT_RESOLUTION = "digits", "test", 16
@@ -189,3 +191,19 @@ def _attacks_spec(text: str) -> AttacksSpec:
 def attacks_spec(suite: Mapping[str, Any] | AttacksSpec) -> AttacksSpec:
     """The ``AttacksSpec`` of a validated ``attacks`` suite (built once per process and suite)."""
     return suite if isinstance(suite, AttacksSpec) else _attacks_spec(json.dumps(suite, sort_keys=True))
+
+
+# ---- a kind's own spec, built once per process and suite -------------------------------------------------------------
+@functools.lru_cache(maxsize=32)
+def _typed(cls: Any, text: str) -> Any:
+    return cls.from_suite(json.loads(text))
+
+
+def typed(cls: type[T], suite: Mapping[str, Any] | T) -> T:
+    """``cls.from_suite(suite)`` of a kind's spec class, built once per process and suite (a spec of ``cls`` is
+    returned as it is). The certify, bn_adaptation, smoothed_inference and normalized_noise kinds keep their spec
+    class next to their code; ``check(suite)`` builds it, so its errors come before any work."""
+    if isinstance(suite, cls):
+        return suite
+    key: Any = cls  # a class is hashable; mypy's type[T] is not declared so
+    return _typed(key, json.dumps(suite, sort_keys=True))

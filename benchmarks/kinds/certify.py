@@ -30,6 +30,8 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from art_ext import zoo
 from art_ext.deployment import declared_noise
 from art_ext.smoothing import PixelNoise, certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
-from benchmarks import common, references
+from benchmarks import common, references, specs
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
@@ -54,14 +56,14 @@ SEQUENTIAL_METHODS = ("staged_cp", "mixture_cs")
 TUNING_KEYS = ("final_alpha_share", "top_alpha_share", "futility")  # certify_sequential's keywords
 
 
-def method_of(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
+def method_of(config: Mapping[str, Any], suite: Mapping[str, Any] | None = None) -> str:
     method = config.get("method", (suite or {}).get("method", "cohen"))
     if method not in METHODS:
         raise ValueError(f"certify kind: method must be one of {METHODS}, got {method!r} (config {config})")
     return method
 
 
-def sequential_settings(config: dict[str, Any], suite: dict[str, Any]) -> dict[str, Any]:
+def sequential_settings(config: Mapping[str, Any], suite: Mapping[str, Any]) -> dict[str, Any]:
     """n_max, stopping grid and bound of a sequential config, validated."""
     n_max = config.get("n_max", suite.get("n_max"))
     if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 1:
@@ -128,31 +130,130 @@ SCHEMA = {
 def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
     """Check the suite's references before any work (files present and well-formed; nothing is loaded) and return
     what the manifest records about them."""
-    dataset = references.parse_dataset(suite.get("dataset", "digits"))
+    spec = spec_of(suite)
+    dataset = references.parse_dataset(spec.dataset)
     if "resolution" in suite and dataset.scheme != "digits":
         raise common.SuiteError(f"resolution applies to dataset 'digits' only, not {dataset.text!r}")
-    if suite.get("paper_table"):
-        radii = {float(x) for x in suite["radii"]}
-        missing = [r for r in [0.0, *suite.get("paper_radii", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5])]
-                   if float(r) not in radii]
-        if missing:
-            raise common.SuiteError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
-    models = {}
-    for index, config in enumerate(suite["configs"]):
-        try:
-            if method_of(config, suite) == "sequential":
-                sequential_settings(config, suite)
-        except ValueError as err:
-            raise common.SuiteError(f"configs[{index}]: {err}") from None
-        if "multistep" in config or "num_steps" in config:
-            if config.get("denoiser") not in zoo.names(kind="diffusion"):
-                raise common.SuiteError(f"configs[{index}]: multistep / num_steps apply to a zoo diffusion denoiser "
-                                        f"only (one of {', '.join(zoo.names(kind='diffusion'))})")
-            if "num_steps" in config and not config.get("multistep"):
-                raise common.SuiteError(f"configs[{index}].num_steps needs multistep = true")
-        if config["model"] not in models:
-            models[config["model"]] = references.parse_model(config["model"]).check(roots)
-    return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
+    models = {model: references.parse_model(model).check(roots)
+              for model in dict.fromkeys(c.model for c in spec.configs)}
+    return {"dataset": dataset.check(roots, spec.split), "models": models}
+
+
+# ---- the typed spec ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SequentialSpec:
+    """A sequential config's settings (``sequential_settings``): n_max, stopping grid, bound and its tuning."""
+
+    n_max: int
+    grid: tuple[float, ...]
+    method: str
+    tuning: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """One ``[[configs]]`` table, typed: its config id, base classifier (``model``, optional ``denoiser`` with its
+    diffusion options), sigma, ``row`` and method (``sequential``: None for fixed-n CERTIFY)."""
+
+    id: str
+    model: str
+    sigma: float
+    denoiser: str | None
+    multistep: bool
+    num_steps: int | None
+    row: str | None
+    method: str
+    sequential: SequentialSpec | None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], suite: Mapping[str, Any]) -> ConfigSpec:
+        method = method_of(table, suite)
+        seq = None
+        if method == "sequential":
+            got = sequential_settings(table, suite)
+            seq = SequentialSpec(got["n_max"], tuple(got["grid"]), got["sequential_method"],
+                                 tuple(sorted(got["tuning"].items())))
+        return cls(id=config_id(dict(table), dict(suite)), model=table["model"], sigma=float(table["sigma"]),
+                   denoiser=table.get("denoiser") or None, multistep=bool(table.get("multistep", False)),
+                   num_steps=table.get("num_steps"), row=table.get("row") or None, method=method, sequential=seq)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The ``denoiser`` and ``row`` fields of its rows and summary (those that are set)."""
+        return {key: value for key, value in (("denoiser", self.denoiser), ("row", self.row)) if value}
+
+
+@dataclass(frozen=True)
+class CertifySuiteSpec:
+    """A ``certify`` suite, typed (``from_suite``), every default resolved once."""
+
+    name: str
+    description: str
+    dataset: str
+    split: str
+    resolution: int
+    limit: int | None
+    n0: int
+    n: int
+    alpha: float
+    batch_size: int
+    images_per_chunk: int
+    radii: tuple[float, ...]
+    paper_table: bool
+    paper_radii: tuple[float, ...]
+    configs: tuple[ConfigSpec, ...]
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> CertifySuiteSpec:
+        """The spec of a suite that passed the schema; raises ``SuiteError`` naming the config and the field."""
+        radii = tuple(float(r) for r in suite["radii"])
+        paper_radii = tuple(float(r) for r in suite.get("paper_radii", PAPER_RADII))
+        if suite.get("paper_table"):
+            missing = [r for r in (0.0, *paper_radii) if r not in radii]
+            if missing:
+                raise common.SuiteError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
+        configs = []
+        for index, table in enumerate(suite["configs"]):
+            _check_diffusion_options(table, index)
+            try:
+                config = ConfigSpec.from_table(table, suite)
+            except ValueError as err:
+                raise common.SuiteError(f"configs[{index}]: {err}") from None
+            if config.sequential is not None:
+                specs.check_certifiable({"n": config.sequential.n_max, "alpha": float(suite["alpha"])},
+                                        f"configs[{index}].n_max: ")
+            configs.append(config)
+        return cls(name=str(suite.get("name", "certify")), description=str(suite.get("description", "")),
+                   dataset=str(suite.get("dataset", specs.DEFAULT_DATASET)),
+                   split=str(suite.get("split", specs.DEFAULT_SPLIT)),
+                   resolution=int(suite.get("resolution", specs.DEFAULT_RESOLUTION)), limit=suite.get("limit"),
+                   n0=int(suite["n0"]), n=int(suite["n"]), alpha=float(suite["alpha"]),
+                   batch_size=int(suite["batch_size"]), images_per_chunk=int(suite.get("images_per_chunk", 10)),
+                   radii=radii, paper_table=bool(suite.get("paper_table", False)), paper_radii=paper_radii,
+                   configs=tuple(configs))
+
+
+#: the pixel radii of the paper's tables when the suite names none
+PAPER_RADII = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+def _check_diffusion_options(config: Mapping[str, Any], index: int) -> None:
+    if "multistep" in config or "num_steps" in config:
+        if config.get("denoiser") not in zoo.names(kind="diffusion"):
+            raise common.SuiteError(f"configs[{index}]: multistep / num_steps apply to a zoo diffusion denoiser "
+                                    f"only (one of {', '.join(zoo.names(kind='diffusion'))})")
+        if "num_steps" in config and not config.get("multistep"):
+            raise common.SuiteError(f"configs[{index}].num_steps needs multistep = true")
+
+
+def spec_of(suite: Mapping[str, Any] | CertifySuiteSpec) -> CertifySuiteSpec:
+    """The ``CertifySuiteSpec`` of a suite (built once per process and suite)."""
+    return specs.typed(CertifySuiteSpec, suite)
+
+
+def check(suite: dict[str, Any]) -> None:
+    """Rules across keys, before any work: the spec builds (``CertifySuiteSpec.from_suite``)."""
+    spec_of(suite)
 
 
 def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
@@ -173,55 +274,59 @@ def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> st
 
 def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, config id) of every config, for the uniqueness check before any work."""
-    return [(f"configs[{i}]", config_id(c, suite)) for i, c in enumerate(suite["configs"])]
+    return [(f"configs[{i}]", c.id) for i, c in enumerate(spec_of(suite).configs)]
 
 
-def load_base(config: dict[str, Any], ctx: common.RunContext | WorkerEnv) -> tuple[torch.nn.Module, Any]:
+def load_base(config: ConfigSpec | Mapping[str, Any], ctx: common.RunContext | WorkerEnv
+              ) -> tuple[torch.nn.Module, Any]:
     """The base classifier of a config (eval mode) and the loaded classifier (its training sigma is known for zoo
     models only)."""
+    if not isinstance(config, ConfigSpec):
+        config = ConfigSpec.from_table(config, {"radii": []})
     roots = references.Roots(ctx.data_root, ctx.model_dir)
-    model = references.parse_model(config["model"]).load(roots, ctx.device, verbose=ctx.verbose)
-    if not config.get("denoiser"):
+    model = references.parse_model(config.model).load(roots, ctx.device, verbose=ctx.verbose)
+    if not config.denoiser:
         return model.module, model
     from art_ext.defences.denoised_smoothing import DenoisedClassifier
 
-    if config["denoiser"] in zoo.names(kind="diffusion"):  # Carlini et al.: one model for every sigma
-        diffusion = zoo.diffusion_denoiser(config["denoiser"], float(config["sigma"]), device=ctx.device,
-                                           multistep=bool(config.get("multistep", False)),
-                                           num_steps=config.get("num_steps"))
+    if config.denoiser in zoo.names(kind="diffusion"):  # Carlini et al.: one model for every sigma
+        diffusion = zoo.diffusion_denoiser(config.denoiser, config.sigma, device=ctx.device,
+                                           multistep=config.multistep, num_steps=config.num_steps)
         return DenoisedClassifier(diffusion, model.module).eval(), model
-    denoiser = zoo.load(config["denoiser"], kind="denoiser", device=ctx.device, verbose=ctx.verbose)
-    if common.denoiser_sigma(denoiser) != float(config["sigma"]):
-        log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config_id(config),
-                    common.denoiser_sigma(denoiser), float(config["sigma"]))
+    denoiser = zoo.load(config.denoiser, kind="denoiser", device=ctx.device, verbose=ctx.verbose)
+    if common.denoiser_sigma(denoiser) != config.sigma:
+        log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config.id,
+                    common.denoiser_sigma(denoiser), config.sigma)
     return DenoisedClassifier(denoiser.module, model.module).eval(), model
 
 
-def load_dataset(suite: dict[str, Any], limit: int | None, roots: references.Roots | None = None):
-    dataset = references.parse_dataset(suite.get("dataset", "digits"))
-    return dataset.load(roots or references.Roots(), suite.get("split", "test"),
-                        resolution=int(suite.get("resolution", 16)), limit=limit)
+def load_dataset(suite: Mapping[str, Any] | CertifySuiteSpec, limit: int | None,
+                 roots: references.Roots | None = None):
+    spec = spec_of(suite)
+    return references.parse_dataset(spec.dataset).load(roots or references.Roots(), spec.split,
+                                                       resolution=spec.resolution, limit=limit)
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
-    chunk = int(suite.get("images_per_chunk", 10))
+    spec = spec_of(suite)
+    data = load_dataset(spec, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
+    chunk = spec.images_per_chunk
     units = []
-    for config in suite["configs"]:
-        cid = config_id(config, suite)
+    for index, config in enumerate(spec.configs):
         for start in range(0, len(data), chunk):
             indices = tuple(range(start, min(start + chunk, len(data))))
-            if all(ctx.is_done(cid, i) for i in indices):
+            if all(ctx.is_done(config.id, i) for i in indices):
                 continue
-            units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid), {"config": config}))
-    ctx.run_units(units, compute, suite, desc=suite.get("name", "certify"))
+            # the unit names its config by position in the suite (picklable for any backend)
+            units.append(Unit(config.id, indices, common.seed_for(ctx.seed, config.id), {"config": index}))
+    ctx.run_units(units, compute, suite, desc=spec.name)
 
 
-def noise_space_of(config: dict[str, Any]) -> Any:
+def noise_space_of(config: ConfigSpec | Mapping[str, Any]) -> Any:
     """The noise space a config's denoiser was trained for (``None``: pixel noise). A normalized-noise UNet
     (``RescaledLossDenoiserEntry``) declares ``NormalizedNoise(mean, std)``: its config's ``sigma`` is in normalized
     units and certification must add the noise there; the reported radius stays in pixel units."""
-    name = config.get("denoiser")
+    name = config.denoiser if isinstance(config, ConfigSpec) else config.get("denoiser")
     if not name or name not in zoo.names(kind="denoiser"):
         return None
     _, space = declared_noise(zoo.get_entry(name, kind="denoiser"))
@@ -230,42 +335,39 @@ def noise_space_of(config: dict[str, Any]) -> Any:
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one chunk of images of one config (``run`` lists the units)."""
-    config, cid, indices = unit.spec["config"], unit.config, list(unit.indices)
-    data = cached(("certify-data", json.dumps(suite.get("dataset", "digits")), suite.get("split", "test"),
-                   suite.get("resolution", 16), env.limit),
-                  lambda: load_dataset(suite, env.limit, references.Roots(env.data_root, env.model_dir)))
-    method = method_of(config, suite)
-    seq = sequential_settings(config, suite) if method == "sequential" else None
+    spec = spec_of(suite)
+    config, cid, indices = spec.configs[unit.spec["config"]], unit.config, list(unit.indices)
+    data = cached(("certify-data", json.dumps(spec.dataset), spec.split, spec.resolution, env.limit),
+                  lambda: load_dataset(spec, env.limit, references.Roots(env.data_root, env.model_dir)))
+    seq = config.sequential
     base, model = cached(("certify-base", cid, str(env.device)), lambda: load_base(config, env))
-    extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
     space = noise_space_of(config)
-    extra |= noise_fields(float(config["sigma"]), space)
+    extra: dict[str, Any] = {**config.labels, **noise_fields(config.sigma, space)}
     keys = image_keys(env.seed, cid, indices)  # the unit's images share nothing but the kernels
     x = data.x[indices].to(env.device)
     t0 = time.perf_counter()
     if seq is None:
         certs = certify(
-            base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
-            alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            keys=keys, noise_space=space,
+            base, x, n0=spec.n0, n=spec.n, sigma=config.sigma, alpha=spec.alpha, num_classes=data.num_classes,
+            batch_size=spec.batch_size, keys=keys, noise_space=space,
         )
         per_image: list[dict[str, Any]] = [{} for _ in indices]
     else:
         certs = certify_sequential(
-            base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
-            alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            keys=keys, method=seq["sequential_method"], noise_space=space, **seq["tuning"],
+            base, x, n0=spec.n0, n_max=seq.n_max, radii=list(seq.grid), sigma=config.sigma, alpha=spec.alpha,
+            num_classes=data.num_classes, batch_size=spec.batch_size, keys=keys, method=seq.method,
+            noise_space=space, **dict(seq.tuning),
         )
         assert certs.num_samples is not None
-        per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],
-                      "grid": seq["grid"], "sequential_method": seq["sequential_method"]}
+        per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq.n_max,
+                      "grid": list(seq.grid), "sequential_method": seq.method}
                      for k in certs.num_samples.tolist()]
     seconds = (time.perf_counter() - t0) / len(indices)
     labels, radii = certs.label.tolist(), certs.radius.tolist()
     p_lower = certs.p_a_lower.tolist()
     rows = [
         {
-            "kind": "certify", "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+            "kind": "certify", "config": cid, "model": config.model, "sigma": config.sigma,
             "training_sigma": model.training_sigma, "index": i, "label": int(data.y[i]),
             "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
             "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4), **extra,
@@ -276,12 +378,13 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     return rows
 
 
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(suite: Mapping[str, Any] | CertifySuiteSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary record per config, in suite order, computed from rows only."""
-    radii = [float(r) for r in suite["radii"]]
+    spec = spec_of(suite)
+    radii = list(spec.radii)
     out = []
-    for config in suite["configs"]:
-        cid = config_id(config, suite)
+    for config in spec.configs:
+        cid = config.id
         mine = sorted((r for r in rows if r["config"] == cid), key=lambda r: r["index"])
         if not mine:
             continue
@@ -289,15 +392,14 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
         labels = np.array([r["label"] for r in mine])
         predictions = Counter(r["prediction"] for r in mine if r["prediction"] >= 0)
         top_class, top_count = predictions.most_common(1)[0] if predictions else (None, 0)
-        extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
-        passes = np.array([r.get("num_samples", int(suite["n0"]) + int(suite["n"])) for r in mine], dtype=np.float64)
+        passes = np.array([r.get("num_samples", spec.n0 + spec.n) for r in mine], dtype=np.float64)
         accuracy = certified_accuracy(pair, labels, radii)
         abstain = abstain_rate(pair)
         credited = np.where(pair[0] == labels, pair[1], 0.0)  # ACR's per-image terms: radius if correct, else 0
         out.append({
-            "method": method_of(config, suite), "mean_passes": float(passes.mean()),
+            "method": config.method, "mean_passes": float(passes.mean()),
             "median_passes": float(np.median(passes)),
-            **extra, "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+            **config.labels, "config": cid, "model": config.model, "sigma": config.sigma,
             "training_sigma": mine[0].get("training_sigma"), "examples": len(mine),
             "certified_accuracy": accuracy,
             "certified_accuracy_se": {r: rep.binomial_se(a, len(mine)) for r, a in accuracy.items()},
@@ -309,15 +411,13 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def has_sequential(suite: dict[str, Any]) -> bool:
-    return any(method_of(config, suite) == "sequential" for config in suite["configs"])
-
-
-#: what ± means in this kind's tables
+def has_sequential(suite: Mapping[str, Any] | CertifySuiteSpec) -> bool:
+    return any(config.sequential is not None for config in spec_of(suite).configs)
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
     """``summary.json``, ``summary.md`` and the certified-accuracy plot from the rows (``report.certify``)."""
     from benchmarks.report import certify as certify_report
 
-    return certify_report.write(suite, summarize(suite, rows), rows, out, manifest)
+    spec = spec_of(suite)
+    return certify_report.write(spec, summarize(spec, rows), rows, out, manifest)

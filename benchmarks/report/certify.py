@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from benchmarks import report as rep
-from benchmarks.kinds.certify import has_sequential, method_of, sequential_settings
+from benchmarks.kinds.certify import CertifySuiteSpec, has_sequential, spec_of
 
 CAPTION = rep.uncertainty_caption(rep.BINOMIAL + " for certified accuracies and the abstain rate",
                                   "SE of the mean over the images for ACR")
 
 
-def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
-    radii = [float(r) for r in suite["radii"]]
+def markdown_table(suite: CertifySuiteSpec | Mapping[str, Any], summary: list[dict[str, Any]]) -> str:
+    suite = spec_of(suite)
+    radii = list(suite.radii)
     passes = has_sequential(suite)  # the default suite's table keeps its columns
     # suites with denoisers compare pipelines of very different cost: noise samples certified per second, base
     # forward (denoiser + classifier) included, from the rows' per-image times (load-dependent on a shared machine)
-    throughput = any(c.get("denoiser") for c in suite["configs"])
+    throughput = any(c.denoiser for c in suite.configs)
     header = ["model", *(["method"] if passes else []), "train σ", "σ", "images", *(f"r={r:.2f}" for r in radii),
               "ACR", "abstain", "s/img", *(["samples/s"] if throughput else []),
               *(["passes/img mean", "median"] if passes else [])]
@@ -42,9 +44,10 @@ def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     return "\n".join([rep.markdown_table(header, rows, caption=CAPTION)] + ([""] + notes if notes else []))
 
 
-def samples_per_second(suite: dict[str, Any], s: dict[str, Any]) -> float:
+def samples_per_second(suite: CertifySuiteSpec | Mapping[str, Any], s: dict[str, Any]) -> float:
     """Noise samples (forward passes: selection + estimation) certified per second for one summary record."""
-    passes = s["mean_passes"] if s.get("mean_passes") is not None else int(suite["n0"]) + int(suite["n"])
+    suite = spec_of(suite)
+    passes = s["mean_passes"] if s.get("mean_passes") is not None else suite.n0 + suite.n
     return passes / s["seconds_per_example"] if s["seconds_per_example"] > 0 else float("nan")
 
 
@@ -52,17 +55,18 @@ def _sigma(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
-def plot_info(suite: dict[str, Any], summary_rows: list[dict[str, Any]], seed: int) -> rep.PlotInfo:
+def plot_info(suite: CertifySuiteSpec | Mapping[str, Any], summary_rows: list[dict[str, Any]],
+              seed: int) -> rep.PlotInfo:
     """What the certified-accuracy plot states: N, images, alpha, seed."""
-    n: int | str = int(suite["n"])
+    suite = spec_of(suite)
+    n: int | str = suite.n
     if has_sequential(suite):
-        n_max = sorted({sequential_settings(c, suite)["n_max"] for c in suite["configs"]
-                        if method_of(c, suite) == "sequential"})
-        n = f"N = {int(suite['n']):,} noise samples (fixed-n rows), n_max = {', '.join(f'{m:,}' for m in n_max)} " \
+        n_max = sorted({c.sequential.n_max for c in suite.configs if c.sequential is not None})
+        n = f"N = {suite.n:,} noise samples (fixed-n rows), n_max = {', '.join(f'{m:,}' for m in n_max)} " \
             "(sequential rows)"
     images = sorted({s["examples"] for s in summary_rows})
     return rep.PlotInfo(images=images[0] if len(images) == 1 else f"{min(images)}-{max(images)} images",
-                        seed=seed, noise_samples=n, alpha=float(suite["alpha"]), extra=(f"N0 = {suite['n0']}",))
+                        seed=seed, noise_samples=n, alpha=suite.alpha, extra=(f"N0 = {suite.n0}",))
 
 
 def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path,
@@ -97,16 +101,14 @@ def _cell(s: dict[str, Any], radius: float) -> str:
             + rep.cell(s["certified_accuracy"][radius], s["certified_accuracy_se"][radius], digits=0, percent=True))
 
 
-def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+def paper_tables(suite: CertifySuiteSpec | Mapping[str, Any], summary: list[dict[str, Any]]) -> str:
     """Salman et al. Tables 1-2 layout: per sigma, then the envelope (best sigma per radius) over sigmas.
 
     Cells are "(clean) certified" in percent; "clean" is the smoothed classifier's certified accuracy at radius 0
     (correct and not abstaining).
     """
-    radii = [float(r) for r in suite.get("paper_radii", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5])]
-    missing = [r for r in [0.0, *radii] if r not in {float(x) for x in suite["radii"]}]
-    if missing:
-        raise ValueError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
+    suite = spec_of(suite)
+    radii = list(suite.paper_radii)  # with 0.0 among the suite's radii (``CertifySuiteSpec.from_suite``)
     head = "| " + " | ".join(["row", *(f"r={r:g}" for r in radii), "ACR"]) + " |"
     sep = "|" + "---|" * (len(radii) + 2)
     parts = []
@@ -133,18 +135,18 @@ def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
-def write(suite: dict[str, Any], summary: list[dict[str, Any]], rows: list[dict[str, Any]], out: Path,
-          manifest: dict[str, Any]) -> str:
+def write(suite: CertifySuiteSpec | Mapping[str, Any], summary: list[dict[str, Any]], rows: list[dict[str, Any]],
+          out: Path, manifest: dict[str, Any]) -> str:
     """Write ``summary.json``, ``summary.md`` and the plot; returns the Markdown."""
+    suite = spec_of(suite)
     why = rep.plots_unavailable() if summary else None
     plots = [plot_curves(summary, rows, out / "certified_accuracy.png", plot_info(suite, summary, manifest["seed"]))] \
         if summary and why is None else []
     header = (
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
-        f"CERTIFY (Cohen et al. 2019) with N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}; "
-        f"{suite.get('dataset', 'digits')} {suite.get('split', 'test')} split"
-        + (f" at {suite.get('resolution', 16)}x{suite.get('resolution', 16)}" if suite.get("dataset", "digits")
-           == "digits" else "")
+        f"# Suite `{suite.name}`: {suite.description}\n\n"
+        f"CERTIFY (Cohen et al. 2019) with N0={suite.n0}, N={suite.n}, α={suite.alpha}; "
+        f"{suite.dataset} {suite.split} split"
+        + (f" at {suite.resolution}x{suite.resolution}" if suite.dataset == "digits" else "")
         + "; radii are L2 in [0,1] pixel units; abstain "
         f"counts as wrong. {rep.TIMING_NOTE} {rep.run_line(manifest)}"
         + (" 'train σ' is known for zoo models only (– otherwise)." if any(s["training_sigma"] is None
@@ -158,7 +160,7 @@ def write(suite: dict[str, Any], summary: list[dict[str, Any]], rows: list[dict[
             "spent on an image, selection included.\n\n"
         )
     body = markdown_table(suite, summary) if summary else "(no rows yet)"
-    if summary and suite.get("paper_table"):
+    if summary and suite.paper_table:
         body += "\n\n" + paper_tables(suite, summary)
     plots_text = rep.plots_section(plots, why) if summary else ""
     return rep.write_summary(out, summary, header + body + ("\n\n" + plots_text if plots_text else "") + "\n")
