@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,8 @@ from art_ext.smoothing.inference import (
     votes,
 )
 from art_ext.smoothing.keys import NoiseKeys, resolve_keys
-from benchmarks import common
+from art_ext.types import Norm
+from benchmarks import common, specs
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table
@@ -82,6 +85,66 @@ SCHEMA = {
 }
 
 
+@dataclass(frozen=True)
+class AttackTableSpec:
+    """The ``[attack]`` table: PGD / EPGD's threat model and steps (``num_random_init`` 1 unless given)."""
+
+    norm: Norm
+    eps: float
+    eps_step: float
+    max_iter: int
+    num_random_init: int
+    epgd_samples: int
+
+
+@dataclass(frozen=True)
+class SmoothedInferenceSpec:
+    """A ``smoothed_inference`` suite, typed (``from_suite``), every default resolved once: ``val_seeds`` and
+    ``test_seeds`` fall back to ``seeds``, then 5."""
+
+    name: str
+    description: str
+    resolution: int
+    models: tuple[str, ...]
+    limit: int | None
+    val_limit: int
+    val_seeds: int
+    test_seeds: int
+    sigmas: tuple[float, ...]
+    num_samples: tuple[int, ...]
+    modes: tuple[str, ...]
+    batch_size: int
+    images_per_chunk: int
+    attack: AttackTableSpec
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> SmoothedInferenceSpec:
+        """The spec of a suite that passed the schema."""
+        a, seeds = suite["attack"], int(suite.get("seeds", 5))
+        return cls(
+            name=str(suite.get("name", "smoothed_inference")), description=str(suite.get("description", "")),
+            resolution=int(suite.get("resolution", specs.DEFAULT_RESOLUTION)), models=tuple(suite["models"]),
+            limit=suite.get("limit"), val_limit=int(suite["val_limit"]),
+            val_seeds=int(suite.get("val_seeds", seeds)), test_seeds=int(suite.get("test_seeds", seeds)),
+            sigmas=tuple(float(s) for s in suite["sigmas"]), num_samples=tuple(int(m) for m in suite["num_samples"]),
+            modes=tuple(suite["modes"]), batch_size=int(suite["batch_size"]),
+            images_per_chunk=int(suite.get("images_per_chunk", 100)),
+            attack=AttackTableSpec(norm=a["norm"], eps=float(a["eps"]), eps_step=float(a["eps_step"]),
+                                   max_iter=int(a["max_iter"]), num_random_init=int(a.get("num_random_init", 1)),
+                                   epgd_samples=int(a["epgd_samples"])),
+        )
+
+
+def spec_of(suite: Mapping[str, Any] | SmoothedInferenceSpec) -> SmoothedInferenceSpec:
+    """The ``SmoothedInferenceSpec`` of a suite (built once per process and suite)."""
+    return specs.typed(SmoothedInferenceSpec, suite)
+
+
+def check(suite: dict[str, Any]) -> None:
+    """Rules across keys, before any work: the spec builds (``SmoothedInferenceSpec.from_suite``)."""
+    spec_of(suite)
+
+
 def config_id(model: str, split: str, sigma: float, seed: int) -> str:
     return f"{model}|{split}|sigma={sigma:g}|seed={seed}"
 
@@ -89,31 +152,33 @@ def config_id(model: str, split: str, sigma: float, seed: int) -> str:
 def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, config id prefix) of every (model, sigma), for the uniqueness check (a model or sigma listed twice
     would write the same rows twice)."""
-    return [(f"models[{i}] at sigmas[{j}]", config_id(m, "*", float(s), 0))
-            for i, m in enumerate(suite["models"]) for j, s in enumerate(suite["sigmas"])]
+    spec = spec_of(suite)
+    return [(f"models[{i}] at sigmas[{j}]", config_id(m, "*", s, 0))
+            for i, m in enumerate(spec.models) for j, s in enumerate(spec.sigmas)]
 
 
-def _splits(suite: dict[str, Any], limit: int | None, limit_option: int | None = None
+def _splits(suite: Mapping[str, Any] | SmoothedInferenceSpec, limit: int | None, limit_option: int | None = None
             ) -> list[tuple[str, int | None, int]]:
     """(split, number of images, number of seeds): val for selection, then test. ``limit`` (``--limit`` or the
     suite's) sets test's size; ``limit_option`` (``--limit`` only) also caps val's."""
-    val_images = int(suite["val_limit"]) if limit_option is None else min(int(suite["val_limit"]), limit_option)
-    return [
-        ("val", val_images, int(suite.get("val_seeds", suite.get("seeds", 5)))),
-        ("test", limit, int(suite.get("test_seeds", suite.get("seeds", 5)))),
-    ]
+    spec = spec_of(suite)
+    val_images = spec.val_limit if limit_option is None else min(spec.val_limit, limit_option)
+    return [("val", val_images, spec.val_seeds), ("test", limit, spec.test_seeds)]
 
 
-def _attack_configs(suite: dict[str, Any], sigma: float) -> tuple[EPGDConfig, EPGDConfig]:
+def _attack_configs(suite: Mapping[str, Any] | SmoothedInferenceSpec, sigma: float) -> tuple[EPGDConfig, EPGDConfig]:
     """PGD (EPGD with one noisy pass per step) and EPGD (``epgd_samples`` passes) at the smoothing sigma."""
-    a = suite["attack"]
-    common_args = dict(eps=float(a["eps"]), eps_step=float(a["eps_step"]), sigma=sigma, max_iter=int(a["max_iter"]),
-                       norm=a["norm"], num_random_init=int(a.get("num_random_init", 1)))
-    return EPGDConfig(**common_args, eot_samples=1), EPGDConfig(**common_args, eot_samples=int(a["epgd_samples"]))
+    a = spec_of(suite).attack
+
+    def config(eot_samples: int) -> EPGDConfig:
+        return EPGDConfig(eps=a.eps, eps_step=a.eps_step, sigma=sigma, max_iter=a.max_iter, norm=a.norm,
+                          num_random_init=a.num_random_init, eot_samples=eot_samples)
+
+    return config(1), config(a.epgd_samples)
 
 
 def evaluate_chunk(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: dict[str, Any],
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: Mapping[str, Any] | SmoothedInferenceSpec,
     generator: torch.Generator | None = None, *, num_classes: int = 10, keys: NoiseKeys | None = None,
 ) -> dict[str, Any]:
     """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images. Image i's
@@ -121,9 +186,10 @@ def evaluate_chunk(
     PGD / EPGD attacks by ``keys.derive("attack/pgd")`` / ``keys.derive("attack/epgd")``, the smoothing noise of
     input ``name`` by ``keys.derive(name)``."""
     keys = resolve_keys(keys, generator, x.shape[0], x.device)
-    grid = [int(m) for m in suite["num_samples"]]
-    max_m, batch_size, modes = max(grid), int(suite["batch_size"]), list(suite["modes"])
-    pgd_cfg, epgd_cfg = _attack_configs(suite, sigma)
+    spec = spec_of(suite)
+    grid = list(spec.num_samples)
+    max_m, batch_size, modes = max(grid), spec.batch_size, list(spec.modes)
+    pgd_cfg, epgd_cfg = _attack_configs(spec, sigma)
     inputs = {"clean": x, "pgd": epgd(model, x, y, pgd_cfg, keys=keys.derive("attack/pgd"))}
     # sigma = 0: the base is deterministic, EPGD's average of identical gradients is PGD
     inputs["epgd"] = epgd(model, x, y, epgd_cfg, keys=keys.derive("attack/epgd")) if sigma > 0 else inputs["pgd"]
@@ -149,13 +215,18 @@ def evaluate_chunk(
     return {"correct": correct, "abstain": abstain}
 
 
+def _split_data(spec: SmoothedInferenceSpec, split: str, limit: int | None):
+    return digits.load_digits(split, resolution=spec.resolution).head(limit)
+
+
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    chunk = int(suite.get("images_per_chunk", 100))
+    spec = spec_of(suite)
+    chunk = spec.images_per_chunk
     units = []
-    for model_name in suite["models"]:
-        for split, limit, num_seeds in _splits(suite, ctx.limit, ctx.limit_option):
-            size = len(digits.load_digits(split, resolution=int(suite.get("resolution", 16))).head(limit))
-            for sigma, seed in [(float(s), k) for s in suite["sigmas"] for k in range(num_seeds)]:
+    for model_name in spec.models:
+        for split, limit, num_seeds in _splits(spec, ctx.limit, ctx.limit_option):
+            size = len(_split_data(spec, split, limit))
+            for sigma, seed in [(s, k) for s in spec.sigmas for k in range(num_seeds)]:
                 cid = config_id(model_name, split, sigma, seed)
                 for start in range(0, size, chunk):
                     indices = tuple(range(start, min(start + chunk, size)))
@@ -164,20 +235,21 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
                     units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, start),
                                       {"model": model_name, "split": split, "limit": limit, "sigma": sigma,
                                        "seed": seed}))
-    ctx.run_units(units, compute, suite, desc=suite.get("name", "smoothed_inference"))
+    ctx.run_units(units, compute, suite, desc=spec.name)
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one chunk of images of one (model, split, sigma, seed) (``run`` lists the units)."""
+    spec = spec_of(suite)
     model_name, split, sigma, seed = unit.spec["model"], unit.spec["split"], unit.spec["sigma"], unit.spec["seed"]
     cid, indices = unit.config, list(unit.indices)
-    data = cached(("si-data", split, suite.get("resolution", 16), unit.spec["limit"]), lambda: digits.load_digits(
-        split, resolution=int(suite.get("resolution", 16))).head(unit.spec["limit"]))
+    data = cached(("si-data", split, spec.resolution, unit.spec["limit"]),
+                  lambda: _split_data(spec, split, unit.spec["limit"]))
     model = cached(("zoo", model_name, str(env.device)),
                    lambda: zoo.load(model_name, device=env.device, verbose=env.verbose).module)
     x, y = data.x[indices].to(env.device), data.y[indices].to(env.device)
     t0 = time.perf_counter()
-    flags = evaluate_chunk(model, x, y, sigma, suite, num_classes=data.num_classes,
+    flags = evaluate_chunk(model, x, y, sigma, spec, num_classes=data.num_classes,
                            keys=image_keys(env.seed, cid, indices))
     seconds = (time.perf_counter() - t0) / len(indices)
     as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}
@@ -197,7 +269,7 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
 # ----------------------------------------------------------------------------------------------------- report
 
 
-def accuracy_grid(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
+def accuracy_grid(suite: Any, rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
     """(model, split, input, mode, sigma) -> accuracy [seeds, len(M grid)] (abstains count as wrong)."""
     groups: dict[tuple, dict[int, list[list[int]]]] = {}
     for r in rows:
@@ -225,11 +297,13 @@ def abstain_rates(rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
     return {k: np.mean(np.array(v), axis=0) for k, v in groups.items()}
 
 
-def select(suite: dict[str, Any], grid: dict[tuple, np.ndarray], model: str, mode: str) -> tuple[float, int] | None:
+def select(suite: Mapping[str, Any] | SmoothedInferenceSpec, grid: dict[tuple, np.ndarray], model: str,
+           mode: str) -> tuple[float, int] | None:
     """(sigma, M) with the best mean val accuracy under PGD; ties -> smaller M, then smaller sigma."""
-    ms = [int(m) for m in suite["num_samples"]]
+    spec = spec_of(suite)
+    ms = list(spec.num_samples)
     best, best_key = None, None
-    for sigma in sorted(float(s) for s in suite["sigmas"]):
+    for sigma in sorted(spec.sigmas):
         acc = grid.get((model, "val", "pgd", mode, sigma))
         if acc is None:
             continue
@@ -258,18 +332,19 @@ def seed_se(acc: np.ndarray) -> np.ndarray:
     return np.array([rep.se_of_mean(acc[:, j].tolist()) for j in range(acc.shape[1])])
 
 
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    grid = accuracy_grid(suite, rows)
-    ms = [int(m) for m in suite["num_samples"]]
+def summarize(suite: Mapping[str, Any] | SmoothedInferenceSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = spec_of(suite)
+    grid = accuracy_grid(spec, rows)
+    ms = list(spec.num_samples)
     selected, table = {}, []
-    for model in suite["models"]:
+    for model in spec.models:
         base = [grid.get((model, "test", name, "prediction", 0.0)) for name in INPUTS]
         if base[0] is not None:
             table.append({"model": model, "method": "base model (σ = 0, no noise)", "sigma": 0.0, "M": 1,
                           **{name: seed_cell(a, 0) for name, a in zip(INPUTS, base, strict=True)},
                           "seeds": int(base[0].shape[0])})
-        for mode in suite["modes"]:
-            choice = select(suite, grid, model, mode)
+        for mode in spec.modes:
+            choice = select(spec, grid, model, mode)
             if choice is None:
                 continue
             sigma, m = choice
@@ -292,4 +367,5 @@ def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifes
     """``summary.json``, ``summary.md`` and the plots from the rows (``report.smoothed_inference``)."""
     from benchmarks.report import smoothed_inference as si_report
 
-    return si_report.write(suite, summarize(suite, rows), rows, out, manifest)
+    spec = spec_of(suite)
+    return si_report.write(spec, summarize(spec, rows), rows, out, manifest)

@@ -3,13 +3,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks import report as rep
-from benchmarks.kinds.smoothed_inference import CAPTION, INPUTS, accuracy_grid, seed_cell, seed_se
+from benchmarks.kinds.smoothed_inference import (
+    CAPTION,
+    INPUTS,
+    SmoothedInferenceSpec,
+    accuracy_grid,
+    seed_cell,
+    seed_se,
+    spec_of,
+)
 
 
 def test_images(rows: list[dict[str, Any]], model: str) -> int:
@@ -17,14 +26,14 @@ def test_images(rows: list[dict[str, Any]], model: str) -> int:
     return len({int(r["index"]) for r in rows if r["model"] == model and r["split"] == "test"})
 
 
-def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[str, Any], out: Path,
+def plot(suite: SmoothedInferenceSpec, grid: dict[tuple, np.ndarray], selected: dict[str, Any], out: Path,
          rows: list[dict[str, Any]] | None = None, seed: int = 0) -> list[rep.Plot]:
     plt = rep.pyplot()
-    ms = [int(m) for m in suite["num_samples"]]
-    sigmas = sorted(float(s) for s in suite["sigmas"])
-    seeds = int(suite.get("test_seeds", suite.get("seeds", 5)))
+    ms = list(suite.num_samples)
+    sigmas = sorted(suite.sigmas)
+    seeds = suite.test_seeds
     plots = []
-    for model in suite["models"]:
+    for model in suite.models:
         images = test_images(rows, model) if rows is not None else "test"
         info = rep.PlotInfo(images=images if isinstance(images, int) else "test images", seed=seed,
                             noise_samples=f"M ∈ {{{', '.join(map(str, ms))}}} noisy passes",
@@ -49,7 +58,7 @@ def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[st
         # Fig. 2: accuracy vs M per mode at the val-selected sigma, test split, mean ± SE over seeds
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
         for ax, name in zip(axes, INPUTS, strict=True):
-            for i, mode in enumerate(suite["modes"]):
+            for i, mode in enumerate(suite.modes):
                 choice = selected.get(f"{model}/{mode}")
                 if not choice:
                     continue
@@ -71,21 +80,22 @@ def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[st
     return plots
 
 
-def write(suite: dict[str, Any], summary: dict[str, Any], rows: list[dict[str, Any]], out: Path,
-          manifest: dict[str, Any]) -> str:
+def write(suite: SmoothedInferenceSpec | Mapping[str, Any], summary: dict[str, Any], rows: list[dict[str, Any]],
+          out: Path, manifest: dict[str, Any]) -> str:
     """Write ``summary.json``, ``summary.md`` and the plots; returns the Markdown."""
+    suite = spec_of(suite)
     grid = accuracy_grid(suite, rows)
     why = rep.plots_unavailable() if rows else None
     plots = plot(suite, grid, summary["selected_on_val"], out, rows, manifest["seed"]) if rows and why is None \
         else []
-    a = suite["attack"]
+    a = suite.attack
     lines = [
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n",
+        f"# Suite `{suite.name}`: {suite.description}\n",
         "Smoothed inference (Nemcovsky et al., arXiv:1911.07198v2): accuracy (%) on the digits test split, "
         f"mean {rep.UNCERTAINTY} of the mean over seeds. Attacks on the noisy base at the smoothing σ: "
-        f"PGD-{a['norm']} ε={a['eps']}, "
-        f"step {a['eps_step']}, {a['max_iter']} steps, {a.get('num_random_init', 1)} random start (1 noisy pass "
-        f"per step) and EPGD (same, {a['epgd_samples']} noisy passes averaged per step). Ties abstain and count "
+        f"PGD-{a.norm} ε={a.eps}, "
+        f"step {a.eps_step}, {a.max_iter} steps, {a.num_random_init} random start (1 noisy pass "
+        f"per step) and EPGD (same, {a.epgd_samples} noisy passes averaged per step). Ties abstain and count "
         "as wrong. **σ and M were chosen on the val split (best mean accuracy under PGD), never on test.** "
         f"{rep.run_line(manifest)}\n",
     ]
@@ -97,8 +107,8 @@ def write(suite: dict[str, Any], summary: dict[str, Any], rows: list[dict[str, A
     else:
         lines.append("(no rows yet)")
     ms = summary["M"]
-    for model in suite["models"]:
-        for mode in suite["modes"]:
+    for model in suite.models:
+        for mode in suite.modes:
             choice = summary["selected_on_val"].get(f"{model}/{mode}")
             if choice is None:
                 continue
