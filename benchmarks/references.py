@@ -381,13 +381,15 @@ def suite_models(suite: dict[str, Any], references: list[str] | None = None) -> 
 
 
 def identify(suite: dict[str, Any], roots: Roots, *, references: list[str] | None = None,
-             limit: int | None = None, preflight: bool = True) -> dict[str, Any]:
+             limit: int | None = None, preflight: bool = True,
+             pairs: list[tuple[str, str, float | None]] | None = None) -> dict[str, Any]:
     """``{"models": {reference: {"sha256", "source"}}, "dataset": {...}}`` for a run of ``suite``: the sha256 of the
     weights each model reference loads (on the CPU, as the run will: the zoo's verified files, or the files of
     ``file:`` / ``robustbench:`` / ``torchvision:`` references), and the sha256 of the run's examples (the first
     ``limit`` of the suite's dataset split: images and labels, hashed as the state_dict ``{"x": ..., "y": ...}``).
-    Then, with ``preflight`` (the runner's case), the first example goes through every model
-    (``benchmarks.preflight``), so a model that does not fit the dataset is a ``SuiteError`` before any row."""
+    Then, with ``preflight`` (the runner's case), the first example goes through every model and every (model,
+    defence) pair of ``pairs`` (the kind's ``pairs(suite)``; ``benchmarks.preflight``), so a model or a pair that
+    does not fit the dataset is a ``SuiteError`` before any row."""
     from art_ext import zoo
     from benchmarks import preflight as check
 
@@ -408,6 +410,7 @@ def identify(suite: dict[str, Any], roots: Roots, *, references: list[str] | Non
     data = dataset.load(roots, split, resolution=int(suite.get("resolution", 16)), limit=limit)
     if preflight and len(data.y):  # one example through every model, before the first row
         check.check_models(modules, data.x[:1], int(data.num_classes), dataset.text)
+        check.check_pairs(list(pairs or ()), modules, data.x[:1], int(data.num_classes), dataset.text)
     identity = {"reference": dataset.text, "split": split, "limit": limit, "examples": len(data.y),
                 "sha256": state_dict_sha256({"x": data.x, "y": data.y})}
     return {"models": models, "dataset": identity}

@@ -226,8 +226,9 @@ def identify(p: Plan) -> None:
     first row); a continued run must find the same hashes as the run it continues (raises ``SuiteError``)."""
     where = f"suite {p.suite['name']!r}"
     try:
+        pairs = p.kind.pairs(p.suite) if hasattr(p.kind, "pairs") else []  # (model, defence) pairs the run builds
         identity = references.identify(p.suite, p.roots, references=sorted(p.manifest["references"].get("models", {})),
-                                       limit=p.limit)
+                                       limit=p.limit, pairs=pairs)
     except common.SuiteError as err:
         raise common.SuiteError(f"{where}: {err}") from err
     p.manifest.update(identity)

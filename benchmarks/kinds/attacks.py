@@ -242,6 +242,11 @@ def clean_id(target: TargetSpec) -> str:
     return f"{target.name}/clean"
 
 
+def pairs(suite: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """(model, denoiser, sigma) of every denoised target, for the preflight (``benchmarks.preflight``)."""
+    return [(t.model, t.denoiser, t.sigma) for t in attacks_spec(suite).targets if t.denoiser]
+
+
 def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, config id) of every target's clean rows and every attack row, for the uniqueness check."""
     spec = attacks_spec(suite)

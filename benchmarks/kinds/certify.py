@@ -272,6 +272,11 @@ def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> st
     return f"{cid}/sequential({seq['sequential_method']},n_max={seq['n_max']},grid={grid}{tuning})"
 
 
+def pairs(suite: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """(model, denoiser, sigma) of every denoised config, for the preflight (``benchmarks.preflight``)."""
+    return [(c.model, c.denoiser, c.sigma) for c in spec_of(suite).configs if c.denoiser]
+
+
 def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
     """(where, config id) of every config, for the uniqueness check before any work."""
     return [(f"configs[{i}]", c.id) for i, c in enumerate(spec_of(suite).configs)]

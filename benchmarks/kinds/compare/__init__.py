@@ -87,11 +87,19 @@ from benchmarks.kinds.compare.summaries import certify_summary, leaderboard_rows
 __all__ = [
     "ATTACKS", "GRADIENT_ATTACKS", "SCHEMA", "SMOOTHING_MODES", "attack_config", "attacks_for", "certify_summary",
     "check",
-    "compute", "compute_unit", "config_ids", "deploy", "is_randomized", "leaderboard_rows", "model_specs", "prepare",
+    "compute", "compute_unit", "config_ids", "deploy", "is_randomized", "leaderboard_rows", "model_specs", "pairs",
+    "prepare",
     "report", "rigor_summary", "run", "run_attack", "summarize", "tag_of", "unit_configs", "units", "worst_case",
 ]
 
 log = logging.getLogger("benchmarks")
+
+
+def pairs(suite: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """(model, denoiser, None) of every model with every ``denoiser:<name>`` defence, for the preflight."""
+    spec = spec_of(suite)
+    return [(m.model, d.removeprefix("denoiser:"), None) for m in spec.models for d in spec.defences
+            if d.startswith("denoiser:")]
 
 PROBE_FRACTIONS = (0.25, 0.5, 1.0)  # eps-monotonicity probe of a single-eps suite: PGD at these fractions of eps
 
