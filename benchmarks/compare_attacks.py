@@ -33,8 +33,9 @@ from torch import nn
 from art_ext import zoo
 from art_ext.attacks import EPGDConfig, PGDConfig, SmoothAdvConfig, epgd, pgd, score_randomized, smoothadv_pgd
 from art_ext.data import digits
+from art_ext.deployment import Deployment
 from art_ext.smoothing.noise import GaussianNoise
-from benchmarks.kinds.attacks import soft_smoothing
+from benchmarks import report as rep
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     noisy = nn.Sequential(GaussianNoise(sigma), base).eval()  # fresh global-RNG noise per call (torchattacks)
 
     def deployed():
-        return soft_smoothing(base, sigma, 10, 32, torch.Generator().manual_seed(args.seed + 1))
+        return Deployment.smoothed(base, sigma, num_classes=10, num_samples=32,
+                                   generator=torch.Generator().manual_seed(args.seed + 1)).decide
 
     def ours_epgd(n):
         return lambda: epgd(base, x, y, EPGDConfig(eps, step, sigma=sigma, max_iter=n, norm="l2", eot_samples=m),
@@ -174,10 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def mean_se(values: list[float]) -> str:
-    """'mean +- standard error' of per-seed values (sample std / sqrt(n))."""
-    arr = np.asarray(values, dtype=np.float64)
-    se = arr.std(ddof=1) / np.sqrt(len(arr)) if len(arr) > 1 else float("nan")
-    return f"{arr.mean():+.4f} ± {se:.4f}"
+    """'mean ± standard error' of per-seed differences (``benchmarks.report``'s one ± formatter)."""
+    return rep.cell(float(np.mean(values)), rep.se_of_mean(values), digits=4, signed=True)
 
 
 def smoothadv_noise_comparison(images: int, steps: int, seeds: int, *, eps: float = 0.5, sigma: float = 0.5,
@@ -203,7 +203,8 @@ def smoothadv_noise_comparison(images: int, steps: int, seeds: int, *, eps: floa
                                                             noise_type="guassian", noise_sd=sigma,
                                                             noise_batch_size=m)(x, y)
         for name in names:  # the same deployed draws for the three attacks of this seed (paired)
-            deployed = soft_smoothing(base, sigma, 10, 32, torch.Generator().manual_seed(10_000 + seed))
+            deployed = Deployment.smoothed(base, sigma, num_classes=10, num_samples=32,
+                                          generator=torch.Generator().manual_seed(10_000 + seed)).decide
             acc[name].append(score_randomized(deployed, outs[name], y, draws=draws).mean_accuracy)
     seconds = time.perf_counter() - t0
     fixed, fresh, ta = (acc[n] for n in names)

@@ -11,11 +11,13 @@ randomized decision over k draws with ``score_keyed`` (draw d under ``keys.deriv
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
 from art_ext.attacks import score_randomized
 from art_ext.attacks.protocol import RandomizedScore
+from art_ext.deployment import Deployment
 from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
 from art_ext.smoothing.noise import NoiseSpace, resolve
 from benchmarks.common import seed_for
@@ -35,8 +37,14 @@ def keyed_noise(x: torch.Tensor, sigma: float, keys: NoiseKeys, noise_space: Noi
     if sigma == 0:
         return x
     e = NoiseStreams(keys, x.shape[1:], device=x.device, dtype=x.dtype).draw(0, 1)[:, 0]  # [B, C, H, W]
+    return resolve(noise_space).add(x, sigma, e)
+
+
+def noise_fields(sigma: float, noise_space: NoiseSpace | None = None) -> dict[str, Any]:
+    """What every row that involves noise records about it: ``noise_space`` (its repr) and ``sigma_pixel``, the
+    pixel-space std of noise of std ``sigma`` in that space (the smallest per channel)."""
     space = resolve(noise_space)
-    return x + (sigma if space.is_pixel else sigma * space.pixel_scale(x)) * e
+    return {"noise_space": repr(space), "sigma_pixel": space.pixel_sigma(float(sigma))}
 
 
 def score_keyed(decide: KeyedDecision | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
@@ -54,3 +62,15 @@ def score_keyed(decide: KeyedDecision | Callable[[torch.Tensor], torch.Tensor], 
         columns.append(score_randomized(lambda z: decide(z, draw_keys),  # type: ignore[call-arg]  # noqa: B023
                                         x, y, draws=1, batch_size=max(1, x.shape[0])).correct)
     return RandomizedScore(torch.cat(columns, dim=1))
+
+
+def score_deployment(deployment: Deployment, x: torch.Tensor, y: torch.Tensor, keys: NoiseKeys | None,
+                     draws: int) -> RandomizedScore:
+    """Each image of ``x`` scored over ``draws`` draws of the deployed model, draw d of image i under
+    ``keys.derive(d)[i]`` (``score_keyed``); a deterministic deployment is scored once, without keys."""
+    if not deployment.randomized:
+        return score_keyed(deployment.decide, x, y, None, 1)
+    if keys is None:
+        raise ValueError("a randomized deployment is scored under per-image keys; got keys=None")
+    smoothed = deployment.smoothed_classifier
+    return score_keyed(lambda z, k: smoothed.scores(z, keys=k), x, y, keys, draws)

@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import pickletools
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from torch import nn
 
 from art_ext.ops.hashing import state_dict_sha256
 from benchmarks.common import SuiteError
+from benchmarks.safe_files import check_torch_file, is_torchscript, pickled_object, refuse_pickled_module, torch_load
 
 MODEL_FORMS = ("zoo:<name> (or a bare zoo name)", "robustbench:<Name>[:<threat>[:<dataset>]]",
                "torchvision:<arch>[:<weights file>]", "file:<path>",
@@ -83,94 +82,6 @@ class Roots:
 
 
 # ---- checkpoint files ----------------------------------------------------------------------------------------------
-def check_torch_file(path: Path, what: str) -> str:
-    """``"zip"`` (torch.save / TorchScript archive) or ``"legacy"`` (pre-1.6 torch.save pickle) for a file that looks
-    like a torch checkpoint; a ``SuiteError`` naming ``path`` when it is missing, an HTML page, truncated or neither."""
-    if not path.is_file():
-        raise SuiteError(f"{what}: {path} not found (nothing is downloaded): place the file there")
-    with open(path, "rb") as handle:
-        head = handle.read(512)
-    if not head:
-        raise SuiteError(f"{what}: {path} is empty")
-    if head.lstrip()[:1] == b"<":
-        raise SuiteError(f"{what}: {path} is an HTML page (a failed or blocked download?), not a torch checkpoint: "
-                         "replace it with the real file")
-    if head[:4] == b"PK\x03\x04":
-        if not zipfile.is_zipfile(path):
-            raise SuiteError(f"{what}: {path} is truncated (a torch zip archive without its end record): copy or "
-                             "download it again")
-        with zipfile.ZipFile(path) as archive:
-            if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
-                raise SuiteError(f"{what}: {path} is a zip file but not a torch checkpoint (no data.pkl)")
-        return "zip"
-    if head[:1] == b"\x80":  # pickle protocol marker of the legacy format
-        return "legacy"
-    raise SuiteError(f"{what}: {path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
-
-
-def is_torchscript(path: Path) -> bool:
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
-
-
-#: what a pickle of tensors (a state_dict, a checkpoint dict) names besides builtin containers
-_WEIGHT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "set"), ("__builtin__", "set"),
-                   ("builtins", "frozenset"), ("__builtin__", "frozenset")}
-_WEIGHT_MODULES = ("torch._utils", "torch.serialization")
-
-
-def _weight_global(module: str, name: str) -> bool:
-    if (module, name) in _WEIGHT_GLOBALS or module in _WEIGHT_MODULES:
-        return True
-    # torch.FloatStorage, torch.float16, ...: looked up on torch itself, nothing from the file is imported
-    return module == "torch" and (name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype))
-
-
-def pickled_object(path: Path, kind: str) -> str | None:
-    """The first Python object other than tensors and builtin containers that the pickle in a torch file names (e.g.
-    ``torch.nn.modules.container.Sequential`` for ``torch.save(model)``, ``posix.system`` for a crafted file), or
-    None for plain weights. ``kind`` is ``check_torch_file``'s. Reads the pickle's opcodes with ``pickletools``:
-    nothing is unpickled, imported or executed."""
-    def scan(stream: Any) -> str | None:
-        for opcode, arg, _ in pickletools.genops(stream):
-            if opcode.name == "GLOBAL":
-                module, _, name = str(arg).partition(" ")
-                if not _weight_global(module, name):
-                    return f"{module}.{name}"
-            elif opcode.name in ("STACK_GLOBAL", "INST", "OBJ"):  # torch.save never writes these for weights
-                return f"an object built by the {opcode.name} opcode"
-        return None
-
-    try:
-        if kind == "zip":
-            with zipfile.ZipFile(path) as archive:
-                name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
-                with archive.open(name) as stream:
-                    return scan(stream)
-        with open(path, "rb") as stream:  # legacy: magic number, protocol, sys info, then the object's pickle
-            for _ in range(4):
-                found = scan(stream)
-                if found is not None:
-                    return found
-            return None
-    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # a malformed pickle: never unpickled either
-        return f"an unreadable pickle ({type(err).__name__})"
-
-
-def _refuse_pickled_module(what: str, path: Path, found: str) -> SuiteError:
-    return SuiteError(f"{what}: {path} is a pickled Python object ({found}; e.g. a torch.save(model) file) and "
-                      f"unpickling it would run code from the file, so it is refused: save the model with "
-                      f"torch.jit.save (TorchScript), or, only if you trust the file, write file+trusted:{path}")
-
-
-def _torch_load(path: Path, what: str, *, weights_only: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as err:  # re-raised with the path; torch's message is kept
-        raise SuiteError(f"{what}: cannot read {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
-
-
-# ---- models --------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelRef:
     """A parsed model reference; ``text`` is the reference as written in the suite."""
@@ -234,7 +145,7 @@ class ModelRef:
         if self.scheme == "file" and not self.trusted and not (kind == "zip" and is_torchscript(path)):
             found = pickled_object(path, kind)
             if found is not None:
-                raise _refuse_pickled_module(f"model {self.text!r}", path, found)
+                raise refuse_pickled_module(f"model {self.text!r}", path, found)
         return {"reference": self.text, "file": str(path.resolve()), "bytes": path.stat().st_size}
 
     def _check_robustbench_files(self, roots: Roots) -> dict[str, Any]:
@@ -305,13 +216,13 @@ class ModelRef:
     def _unpickle(self, path: Path, what: str) -> Any:
         """A torch.save file: in full for ``file+trusted:``, else with ``weights_only=True`` (no code runs)."""
         if self.trusted:
-            return _torch_load(path, what, weights_only=False)
+            return torch_load(path, what, weights_only=False)
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:  # weights_only met a global it does not allow
             named = re.search(r"GLOBAL (\S+)", str(err))
             found = named.group(1) if named else "a global that torch's weights_only loader does not allow"
-            raise _refuse_pickled_module(what, path, found) from err
+            raise refuse_pickled_module(what, path, found) from err
         except Exception as err:
             raise SuiteError(f"{what}: cannot read {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
 
@@ -330,7 +241,7 @@ def _torchvision_model(arch: str, path: Path, what: str) -> nn.Module:
     from art_ext.data.image_folder import IMAGENET_MEAN, IMAGENET_STD
     from art_ext.models import Normalize
 
-    state = _torch_load(path, what, weights_only=True)
+    state = torch_load(path, what, weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
@@ -470,25 +381,36 @@ def suite_models(suite: dict[str, Any], references: list[str] | None = None) -> 
 
 
 def identify(suite: dict[str, Any], roots: Roots, *, references: list[str] | None = None,
-             limit: int | None = None) -> dict[str, Any]:
+             limit: int | None = None, preflight: bool = True,
+             pairs: list[tuple[str, str, float | None]] | None = None) -> dict[str, Any]:
     """``{"models": {reference: {"sha256", "source"}}, "dataset": {...}}`` for a run of ``suite``: the sha256 of the
     weights each model reference loads (on the CPU, as the run will: the zoo's verified files, or the files of
     ``file:`` / ``robustbench:`` / ``torchvision:`` references), and the sha256 of the run's examples (the first
-    ``limit`` of the suite's dataset split: images and labels, hashed as the state_dict ``{"x": ..., "y": ...}``)."""
+    ``limit`` of the suite's dataset split: images and labels, hashed as the state_dict ``{"x": ..., "y": ...}``).
+    Then, with ``preflight`` (the runner's case), the first example goes through every model and every (model,
+    defence) pair of ``pairs`` (the kind's ``pairs(suite)``; ``benchmarks.preflight``), so a model or a pair that
+    does not fit the dataset is a ``SuiteError`` before any row."""
     from art_ext import zoo
+    from benchmarks import preflight as check
 
     models: dict[str, Any] = {}
+    modules: dict[str, tuple[str, nn.Module]] = {}
     for ref in suite_models(suite, references):
         parsed = parse_model(ref)
         if parsed.scheme == "zoo" and zoo.get_entry(parsed.name).kind != "classifier":
             loaded = zoo.load(parsed.name)
             models[ref] = {"sha256": loaded.sha256, "source": f"zoo:{loaded.info.get('source', 'unknown')}"}
+            modules[ref] = (zoo.get_entry(parsed.name).kind, loaded.module)
         else:
             model = parsed.load(roots, "cpu")
             models[ref] = {"sha256": model.weights_sha256, "source": model.source}
+            modules[ref] = ("classifier", model.module)
     dataset = parse_dataset(suite.get("dataset", "digits"))
     split = suite.get("split", "test")
     data = dataset.load(roots, split, resolution=int(suite.get("resolution", 16)), limit=limit)
+    if preflight and len(data.y):  # one example through every model, before the first row
+        check.check_models(modules, data.x[:1], int(data.num_classes), dataset.text)
+        check.check_pairs(list(pairs or ()), modules, data.x[:1], int(data.num_classes), dataset.text)
     identity = {"reference": dataset.text, "split": split, "limit": limit, "examples": len(data.y),
                 "sha256": state_dict_sha256({"x": data.x, "y": data.y})}
     return {"models": models, "dataset": identity}

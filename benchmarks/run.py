@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `art_ext
 
 import torch
 
-from benchmarks import backends, common, references, results
+from benchmarks import backends, common, references, results, specs
 from benchmarks.kinds import KINDS
 
 log = logging.getLogger("benchmarks")
@@ -90,6 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be >= 1, got {args.limit}")
+    if not 0 <= args.seed <= common.INT64_MAX:
+        parser.error(f"--seed must be an integer in [0, 2**63 - 1], got {args.seed}")
     return args
 
 
@@ -145,6 +147,7 @@ class Plan:
     manifest: dict[str, Any]
     previous: list[dict[str, Any]]
     backend: backends.Backend
+    spec: specs.SuiteSpec
 
 
 def backend_options(args: argparse.Namespace) -> tuple[str, int | None, str | None, float | None]:
@@ -160,12 +163,7 @@ def plan(args: argparse.Namespace) -> Plan:
     if suite["kind"] not in KINDS:
         raise common.SuiteError(f"{where}: unknown kind {suite['kind']!r}; known kinds: {', '.join(sorted(KINDS))}")
     kind = KINDS[suite["kind"]]
-    common.validate(suite, kind.SCHEMA, where)
-    if hasattr(kind, "check"):
-        try:
-            kind.check(suite)
-        except common.SuiteError as err:
-            raise common.SuiteError(f"{where}: {err}") from err
+    spec = specs.build(suite, kind, where)
     roots = references.Roots.from_options(args.data_root, args.model_dir)
     try:
         resolved = kind.prepare(suite, roots) if hasattr(kind, "prepare") else {}
@@ -185,7 +183,7 @@ def plan(args: argparse.Namespace) -> Plan:
     manifest["backend"] = dict(zip(("name", "workers", "ray_address", "gpus_per_worker"), options, strict=True))
     previous = inspect_folder(out, manifest, resume=args.resume)
     backend = backends.make_backend(*options, device)
-    return Plan(suite, kind, out, device, limit, roots, manifest, previous, backend)
+    return Plan(suite, kind, out, device, limit, roots, manifest, previous, backend, spec)
 
 
 def inspect_folder(out: Path, manifest: dict[str, Any], *, resume: bool, warn: bool = True) -> list[dict[str, Any]]:
@@ -228,8 +226,9 @@ def identify(p: Plan) -> None:
     first row); a continued run must find the same hashes as the run it continues (raises ``SuiteError``)."""
     where = f"suite {p.suite['name']!r}"
     try:
+        pairs = p.kind.pairs(p.suite) if hasattr(p.kind, "pairs") else []  # (model, defence) pairs the run builds
         identity = references.identify(p.suite, p.roots, references=sorted(p.manifest["references"].get("models", {})),
-                                       limit=p.limit)
+                                       limit=p.limit, pairs=pairs)
     except common.SuiteError as err:
         raise common.SuiteError(f"{where}: {err}") from err
     p.manifest.update(identity)

@@ -58,6 +58,40 @@ def project_and_clamp(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: No
     return (x + delta).clamp(bounds.low, bounds.high) - x
 
 
+#: relative slack of ``project_onto_ball``: an attack's own projection can leave a norm a few ulps above eps
+BALL_RTOL = 1e-6
+
+
+def project_onto_ball(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: Norm, bounds: Bounds, *,
+                      rtol: float = BALL_RTOL) -> torch.Tensor:
+    """The final projection of an attack's output ``x_adv`` [B, ...] onto the eps-ball of ``norm`` around ``x`` and
+    into ``bounds`` (``project_and_clamp``), applied to every attack's output, external ones included, before it is
+    scored.
+
+    An example already inside the ball (its norm at most ``eps * (1 + rtol)``: the float rounding of the attack's
+    own projection) and inside the bounds is returned bit for bit; any other example is projected. NaN in
+    ``x_adv`` is refused.
+
+    Examples:
+        >>> x = torch.zeros(2, 1, 2, 2)
+        >>> x_adv = torch.stack([torch.full((1, 2, 2), 0.1), torch.full((1, 2, 2), 2.0)])
+        >>> out = project_onto_ball(x, x_adv, 0.5, "linf", Bounds())
+        >>> out.flatten(1).amax(1).tolist()
+        [0.10000000149011612, 0.5]
+    """
+    if x_adv.shape != x.shape:
+        raise ValueError(f"x_adv has shape {tuple(x_adv.shape)}, x {tuple(x.shape)}; expected the same shape")
+    if torch.isnan(x_adv).any():
+        raise ValueError("x_adv holds NaN; an attack returned no valid point")
+    delta = x_adv - x
+    inside = lp_norm(delta, norm) <= eps * (1 + rtol)
+    inside &= ((x_adv >= bounds.low) & (x_adv <= bounds.high)).flatten(1).all(dim=1)
+    if bool(inside.all()):
+        return x_adv
+    projected = x + project_and_clamp(x, delta, eps, norm, bounds)
+    return torch.where(_per_example(inside, x_adv), x_adv, projected)
+
+
 def random_start(
     x: torch.Tensor, eps: float, norm: Norm, bounds: Bounds, generators: Sequence[torch.Generator]
 ) -> torch.Tensor:

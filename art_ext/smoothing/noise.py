@@ -44,6 +44,28 @@ class NoiseSpace:
     def is_pixel(self) -> bool:
         return False
 
+    def pixel_sigma(self, sigma: float) -> float:
+        """The pixel-space std of noise of std ``sigma`` in this space, the smallest over channels (the one that
+        converts a radius certified in this space into a pixel radius)."""
+        return float(self.pixel_radius(torch.tensor(float(sigma), dtype=torch.float64)))
+
+    def scale(self, e: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Unit Gaussian draws ``e`` [..., C, H, W] as pixel-space noise of std ``sigma`` in this space."""
+        if self.is_pixel:
+            return sigma * e
+        return (sigma * self.pixel_scale(e)) * e
+
+    def add(self, x: torch.Tensor, sigma: float, e: torch.Tensor) -> torch.Tensor:
+        """``x`` plus the unit draws ``e`` (x's shape) as noise of std ``sigma`` in this space (no clipping)."""
+        return x + self.scale(e, sigma)
+
+    def draw(self, shape: tuple[int, ...] | torch.Size, sigma: float, *, generator: torch.Generator | None,
+             device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Fresh pixel-space noise of ``shape`` [..., C, H, W] and std ``sigma`` in this space, from ``generator``:
+        the one place a noise tensor is drawn from a generator rather than from per-image keys."""
+        e = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        return self.scale(e, sigma)
+
 
 @dataclass(frozen=True)
 class PixelNoise(NoiseSpace):
@@ -86,6 +108,8 @@ class NormalizedNoise(NoiseSpace):
         >>> space = NormalizedNoise(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
         >>> float(space.pixel_radius(torch.tensor(1.0)))  # doctest: +ELLIPSIS
         0.224...
+        >>> round(space.pixel_sigma(0.5), 4)  # the smallest per-channel pixel std of sigma_n = 0.5
+        0.112
     """
 
     mean: tuple[float, ...]
@@ -134,10 +158,7 @@ def add_gaussian_noise(
     if sigma == 0:
         return x
     e = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    space = resolve(noise_space)
-    if space.is_pixel:
-        return x + sigma * e
-    return x + (sigma * space.pixel_scale(x)) * e
+    return resolve(noise_space).add(x, sigma, e)
 
 
 class GaussianNoise(nn.Module):

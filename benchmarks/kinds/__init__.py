@@ -1,5 +1,11 @@
-"""Suite kinds: each module offers ``run(suite, ctx)`` (list its work units and run them with ``ctx.run_units``) and
-``report(suite, rows, out, manifest)`` (write tables and plots from the rows, return Markdown)."""
+"""Suite kinds. Each module offers ``SCHEMA`` (its keys, ``benchmarks.schema``), ``run(suite, ctx)`` (list its work
+units and run them with ``ctx.run_units``) and ``report(suite, rows, out, manifest)`` (its summary from the rows,
+rendered by ``benchmarks/report/<kind>.py``, which returns the Markdown); optionally ``check(suite)`` (rules across
+keys), ``config_ids(suite)`` (``[(where, config id)]``, checked unique before any work), ``prepare(suite, roots)``
+(reference checks, what the manifest records). ``benchmarks.specs.build`` validates a suite for its kind once.
+
+A new kind is one module here and one line in ``KINDS``.
+"""
 
 from types import ModuleType
 

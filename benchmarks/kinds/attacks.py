@@ -39,47 +39,38 @@ from art_ext.attacks import (
     NAttackConfig,
     PGDConfig,
     SmoothAdvConfig,
-    bpda,
     epgd,
     nattack,
     pgd,
     smoothadv_pgd,
 )
 from art_ext.attacks.bpda_pgd import warn_if_unreachable
-from art_ext.attacks.protocol import RandomizedScore
-from art_ext.defences.denoised_smoothing import DenoisedClassifier
-from art_ext.smoothing import SmoothedInference
+from art_ext.deployment import Deployment, declared_noise
 from art_ext.smoothing.keys import NoiseKeys
+from art_ext.smoothing.noise import NoiseSpace
 from art_ext.types import Norm
 from benchmarks import common, references
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
-from benchmarks.image_keys import image_keys, score_keyed
+from benchmarks.image_keys import image_keys, noise_fields, score_deployment
+from benchmarks.specs import AttackSpec, AttacksSpec, TargetSpec, attacks_spec
 
 log = logging.getLogger("benchmarks")
 
 
 _ATTACK_BASE = {  # every attack reads these through _pgd_config
     "name": Key(common.choice("none", "pgd", "bpda_pgd", "epgd", "smoothadv", "nattack"), required=True),
-    "eps": Key(common.number(ge=0)), "eps_step": Key(common.number(gt=0)), "max_iter": Key(common.integer(1)),
+    "eps": Key(common.number(gt=0)), "eps_step": Key(common.number(gt=0)), "max_iter": Key(common.integer(1)),
     "norm": Key(common.choice("l2", "linf")), "num_random_init": Key(common.integer(0)),
 }
-def _eps_check(value: Any) -> str | None:
-    """One radius, or an eps grid (every attack without its own ``eps`` runs at each)."""
-    if isinstance(value, list):
-        return None if value and common.list_of(common.number(ge=0))(value) is None and len(set(value)) == len(value) \
-            else "a number >= 0 or a non-empty list of distinct numbers >= 0 (an eps grid)"
-    return None if common.number(ge=0)(value) is None else "a number >= 0 or a list of numbers >= 0 (an eps grid)"
-
-
 SCHEMA = {
     "dataset": Key(references.dataset_check),  # digits, cifar10 (--data-root) or imagefolder:<path>
     "split": Key(common.choice("train", "val", "test")),
     "resolution": Key(common.integer(8)),
     "limit": Key(common.integer(1)),
     "chunk": Key(common.integer(1)),
-    "eps": Key(_eps_check, required=True),
+    "eps": Key(common.eps_budget(), required=True),
     "norm": Key(common.choice("l2", "linf"), required=True),
     "max_iter": Key(common.integer(1), required=True),
     "score_draws": Key(common.integer(1)),
@@ -87,7 +78,7 @@ SCHEMA = {
         "name": Key(common.string, required=True),
         "model": Key(references.model_check, required=True),  # zoo name, zoo:/robustbench:/torchvision:/file:
         "deployment": Key(common.choice("plain", "quantised", "smoothed", "denoised"), required=True),
-        "sigma": Key(common.number(ge=0)),
+        "sigma": Key(common.number(gt=0)),
         "smoothing_samples": Key(common.integer(1)),
         "denoiser": Key(common.zoo_name("denoiser")),
         "attacks": Tables(_ATTACK_BASE, required=True, variant="name", variants={
@@ -110,16 +101,13 @@ def check(suite: dict[str, Any]) -> None:
             if key not in spec:
                 raise common.SuiteError(f"targets[{i}] ({spec['name']!r}): deployment {spec['deployment']!r} needs "
                                         f"{key!r}")
+        for key in ("sigma", "smoothing_samples", "denoiser"):
+            if key in spec and key not in needs.get(spec["deployment"], ()):
+                raise common.SuiteError(f"targets[{i}].{key} is set but deployment {spec['deployment']!r} does not "
+                                        f"read it: remove {key}")
 
 
 # ---- deployed models -----------------------------------------------------------------------------------------------
-def soft_smoothing(base: nn.Module, sigma: float, num_classes: int, num_samples: int,
-                   generator: torch.Generator) -> SmoothedInference:
-    """The deployed soft smoothed classifier: mean softmax over M noisy passes (Nemcovsky et al. Eq. 13)."""
-    return SmoothedInference(base, sigma, num_classes=num_classes, mode="soft", num_samples=num_samples,
-                             generator=generator)
-
-
 def quantise(x: torch.Tensor, levels: int = 4) -> torch.Tensor:
     """A non-differentiable input defence (bit-depth reduction to ``levels`` grey levels): zero gradient a.e."""
     return torch.round(x * (levels - 1)) / (levels - 1)
@@ -139,165 +127,149 @@ def _cached_module(name: str, kind: str, device: torch.device, roots: references
     return cached(("model", name, kind, str(device)), lambda: load_module(name, kind, device, roots))
 
 
-def load_models(spec: dict[str, Any], device: torch.device,
+def load_models(target: TargetSpec, device: torch.device,
                 roots: references.Roots | None = None) -> dict[str, nn.Module]:
     """The modules a target needs: its classifier and, for a denoised deployment, its denoiser."""
-    models = {"model": _cached_module(spec["model"], "classifier", device, roots)}
-    if spec["deployment"] == "denoised":
-        models["denoiser"] = _cached_module(spec["denoiser"], "denoiser", device, roots)
+    models = {"model": _cached_module(target.model, "classifier", device, roots)}
+    if target.deployment == "denoised" and target.denoiser is not None:
+        models["denoiser"] = _cached_module(target.denoiser, "denoiser", device, roots)
     return models
 
 
-class Target:
-    """What is deployed (``decide``: scores of the deployed, possibly randomized model), what gradient attacks
-    differentiate (``base``: the classifier EPGD/SmoothAdv add noise to; ``defended``: the full deployed map with a
-    differentiable path where one exists) and what NAttack queries. Built from already loaded ``models``
-    (``load_models``), so building one per work unit costs nothing."""
-
-    def __init__(self, spec: dict[str, Any], models: dict[str, nn.Module], num_classes: int,
-                 generator: torch.Generator):
-        self.spec = spec
-        self.kind = spec["deployment"]
-        model = models["model"]
-        self.base = model
-        self.sigma = float(spec.get("sigma", 0.0))
-        if self.kind == "plain":
-            self.decide = model
-            self.defended = model
-        elif self.kind == "quantised":
-            self.decide = nn.Sequential(_Fn(quantise), model)
-            self.defended = self.decide  # exact gradient: zero almost everywhere
-            self.bpda = nn.Sequential(bpda(quantise), model)
-        elif self.kind == "smoothed":
-            self.decide = soft_smoothing(model, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
-            self.defended = model  # PGD on the base classifier, transferred to the smoothed one
-        elif self.kind == "denoised":
-            denoiser = models["denoiser"]
-            self.base = DenoisedClassifier(denoiser, model).eval()  # a fixed function while sampled
-            self.decide = soft_smoothing(self.base, self.sigma, num_classes, int(spec["smoothing_samples"]), generator)
-            self.defended = self.base
-            self.bpda = nn.Sequential(bpda(denoiser), model)
-        else:
-            raise ValueError(f"unknown deployment {self.kind!r}; expected plain, quantised, smoothed or denoised")
-        self.randomized = self.kind in ("smoothed", "denoised")
-
-    def score(self, x: torch.Tensor, y: torch.Tensor, keys: NoiseKeys, draws: int) -> RandomizedScore:
-        """Each image of ``x`` scored over ``draws`` draws of the deployed model (once if it is deterministic), draw d
-        of image i under ``keys.derive(d)[i]``."""
-        if not self.randomized:
-            return score_keyed(self.decide, x, y, None, 1)
-        smoothed = self.decide
-        assert isinstance(smoothed, SmoothedInference)  # what a randomized deployment decides with
-        return score_keyed(lambda z, k: smoothed.scores(z, keys=k), x, y, keys, draws)
-
-    def noisy_scores(self, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """NAttack's per-query score on a randomized target: one noisy pass (reference option (a)). Drawn from
-        ``generator``: NAttack calls it with the candidates of the images still searching, not their indices, so
-        this noise cannot be keyed per image."""
-        if not self.randomized:
-            return self.decide
-        return lambda z: self.base(z + self.sigma * torch.randn(z.shape, generator=generator, device=z.device))
-
-
-class _Fn(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+def deploy(target: TargetSpec, models: dict[str, nn.Module], num_classes: int,
+           generator: torch.Generator | None) -> Deployment:
+    """The target's ``Deployment`` from already loaded ``models`` (``load_models``), so building one per work unit
+    costs nothing. A smoothed target's gradient attacks differentiate its base classifier (transfer to the smoothed
+    one); a denoised target's the denoiser + classifier (``bpda`` passes straight through the denoiser); its noise
+    is in the denoiser's declared noise space, ``sigma`` in that space's units."""
+    kind, model = target.deployment, models["model"]
+    if kind == "plain":
+        return Deployment.plain(model)
+    if kind == "quantised":
+        return Deployment.preprocessed(model, quantise)
+    samples, sigma = int(target.smoothing_samples or 0), float(target.sigma or 0.0)  # check: both set when randomized
+    if kind == "smoothed":
+        return Deployment.smoothed(model, sigma, num_classes=num_classes, num_samples=samples, generator=generator)
+    if kind == "denoised":
+        _, space = declared_noise(zoo.get_entry(str(target.denoiser), kind="denoiser"))
+        return Deployment.denoised(models["denoiser"], model, sigma, num_classes=num_classes,
+                                   num_samples=samples, noise_space=space, generator=generator)
+    raise ValueError(f"unknown deployment {kind!r}; expected plain, quantised, smoothed or denoised")
 
 
 # ---- attacks -------------------------------------------------------------------------------------------------------
-def eps_grid(suite: dict[str, Any]) -> list[float]:
+def eps_grid(suite: dict[str, Any] | AttacksSpec) -> list[float]:
     """The suite's ``eps``: one number or a grid (a list)."""
-    eps = suite["eps"]
-    return [float(e) for e in eps] if isinstance(eps, list) else [float(eps)]
+    return list(attacks_spec(suite).eps)
 
 
 class _SharedPGDFields(TypedDict):
-    """The fields EPGD and SmoothAdv take from the attack table's PGD config (and the target's sigma)."""
+    """The fields EPGD and SmoothAdv take from the attack table's PGD config (and the target's noise)."""
 
     eps: float
     max_iter: int
     norm: Norm
     num_random_init: int
     sigma: float
+    noise_space: NoiseSpace
 
 
-def _pgd_config(suite: dict[str, Any], attack: dict[str, Any], eps: float) -> PGDConfig:
-    steps = int(attack.get("max_iter", suite["max_iter"]))
-    return PGDConfig(eps=eps, eps_step=float(attack.get("eps_step", 2.5 * eps / steps)), max_iter=steps,
-                     norm=attack.get("norm", suite["norm"]), num_random_init=int(attack.get("num_random_init", 0)))
+def _pgd_config(spec: AttacksSpec, attack: AttackSpec, eps: float) -> PGDConfig:
+    steps = attack.max_iter if attack.max_iter is not None else spec.max_iter
+    return PGDConfig(eps=eps, eps_step=attack.eps_step if attack.eps_step is not None else 2.5 * eps / steps,
+                     max_iter=steps, norm=attack.norm or spec.norm, num_random_init=attack.num_random_init)
 
 
-def run_attack(suite: dict[str, Any], attack: dict[str, Any], target: Target, x: torch.Tensor, y: torch.Tensor,
+def run_attack(spec: AttacksSpec, attack: AttackSpec, target: Deployment, x: torch.Tensor, y: torch.Tensor,
                keys: NoiseKeys, eps: float | None = None, *, query_generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Adversarial examples (and NAttack's per-example queries) for one attack table at radius ``eps`` (default:
-    the attack's own ``eps``, else the suite's first). The attack's randomness (random starts, EOT noise, NAttack's
-    mean and populations) is keyed per image by ``keys.derive("attack/<name>")`` (``keys``: one per image of ``x``),
-    apart from the deployed noise that NAttack's queries and success checks of a randomized target draw from
-    ``query_generator`` (``Target.noisy_scores``; required for them)."""
-    name = attack["name"]
-    base_cfg = _pgd_config(suite, attack, float(attack.get("eps", eps_grid(suite)[0]) if eps is None else eps))
+    the attack's own ``eps``, else the suite's first), after the one final projection onto the eps-ball and the
+    bounds (``Deployment.finish``). The attack's randomness (random starts, EOT noise, NAttack's mean and
+    populations) is keyed per image by ``keys.derive("attack/<name>")`` (``keys``: one per image of ``x``), apart
+    from the deployed noise that NAttack's queries and success checks of a randomized target draw from
+    ``query_generator`` (``Deployment.query``; required for them)."""
+    name = attack.name
+    cfg = _pgd_config(spec, attack, (attack.eps if attack.eps is not None else spec.eps[0]) if eps is None else eps)
     if name == "none":
         return x, None
-    mine = keys.derive(f"attack/{name}")  # not the scoring's keys (derive("score"), derive(d))
+    x_adv, queries = _attack(name, attack, cfg, target, x, y, keys.derive(f"attack/{name}"), query_generator)
+    return target.finish(x, x_adv, cfg.eps, cfg.norm), queries
+
+
+def _attack(name: str, attack: AttackSpec, cfg: PGDConfig, target: Deployment, x: torch.Tensor, y: torch.Tensor,
+            mine: NoiseKeys, query_generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``run_attack`` before the final projection (``mine``: the attack's keys, not the scoring's)."""
     if name == "pgd":
-        return pgd(target.defended, x, y, base_cfg, keys=mine), None
+        return pgd(target.differentiate, x, y, cfg, keys=mine), None
     if name == "bpda_pgd":
-        warn_if_unreachable(base_cfg)
-        return pgd(target.bpda, x, y, base_cfg, keys=mine), None
+        if target.bpda is None:
+            raise ValueError("bpda_pgd needs a deployment with a straight-through path (quantised or denoised)")
+        warn_if_unreachable(cfg)
+        return pgd(target.bpda, x, y, cfg, keys=mine), None
     if name in ("epgd", "smoothadv"):
-        common_kw: _SharedPGDFields = {"eps": base_cfg.eps, "max_iter": base_cfg.max_iter, "norm": base_cfg.norm,
-                                       "num_random_init": base_cfg.num_random_init, "sigma": target.sigma}
+        common_kw: _SharedPGDFields = {"eps": cfg.eps, "max_iter": cfg.max_iter, "norm": cfg.norm,
+                                       "num_random_init": cfg.num_random_init, "sigma": target.sigma or 0.0,
+                                       "noise_space": target.noise_space}
         if name == "epgd":
-            epgd_cfg = EPGDConfig(eps_step=base_cfg.eps_step, eot_samples=int(attack["samples"]), **common_kw)
+            epgd_cfg = EPGDConfig(eps_step=cfg.eps_step, eot_samples=int(attack.samples or 1), **common_kw)
             return epgd(target.base, x, y, epgd_cfg, keys=mine), None
-        smoothadv_cfg = SmoothAdvConfig(num_noise=int(attack["samples"]),
-                                        aggregate=attack.get("aggregate", "softmax"), eps_step=attack.get("eps_step"),
-                                        **common_kw)
+        smoothadv_cfg = SmoothAdvConfig(num_noise=int(attack.samples or 1), aggregate=attack.aggregate,
+                                        eps_step=attack.eps_step, **common_kw)
         return smoothadv_pgd(target.base, x, y, smoothadv_cfg, keys=mine), None
     if name == "nattack":
-        nattack_cfg = NAttackConfig(eps=base_cfg.eps, norm=base_cfg.norm, max_iter=int(attack.get("nes_iter", 200)),
-                                    pop_size=int(attack.get("pop_size", 100)),
-                                    max_queries=int(attack["max_queries"]),
-                                    check_every=int(attack.get("check_every", 5)))
+        nattack_cfg = NAttackConfig(eps=cfg.eps, norm=cfg.norm, max_iter=attack.nes_iter, pop_size=attack.pop_size,
+                                    max_queries=int(attack.max_queries or 0), check_every=attack.check_every)
         if target.randomized and query_generator is None:
             raise ValueError("nattack on a randomized target needs query_generator (the noise of its queries)")
-        result = nattack(target.noisy_scores(query_generator), x, y, nattack_cfg,
+        result = nattack(target.query(query_generator), x, y, nattack_cfg,
                          predict=lambda z: target.decide(z).argmax(1), keys=mine)
         return result.x_adv, result.queries
     raise ValueError(f"unknown attack {name!r}; expected none, pgd, bpda_pgd, epgd, smoothadv or nattack")
 
 
-def attack_label(attack: dict[str, Any]) -> str:
-    extras = [f"{k}={attack[k]}" for k in sorted(attack) if k != "name"]
-    return attack["name"] + (f"({', '.join(extras)})" if extras else "")
+def attack_label(attack: AttackSpec) -> str:
+    return attack.label
 
 
-def config_id(target: dict[str, Any], attack: dict[str, Any], eps: float | None = None) -> str:
+def config_id(target: TargetSpec, attack: AttackSpec, eps: float | None = None) -> str:
     """``<target>/<attack>``; with an eps grid in the suite (``eps`` a list), ``@eps=<e>`` is appended."""
-    return f"{target['name']}/{attack_label(attack)}" + ("" if eps is None else f"@eps={eps:g}")
+    return f"{target.name}/{attack.label}" + ("" if eps is None else f"@eps={eps:g}")
 
 
-def clean_id(target: dict[str, Any]) -> str:
+def clean_id(target: TargetSpec) -> str:
     """The clean-accuracy rows of a target: scored once per image and reused by every attack of the target."""
-    return f"{target['name']}/clean"
+    return f"{target.name}/clean"
 
 
-def attack_points(suite: dict[str, Any], spec: dict[str, Any]) -> list[tuple[dict[str, Any], float, str]]:
-    """(attack table, eps, config id) of every attack of a target to run, in suite order. The ``none`` attack is
-    not run: its rows are the target's clean rows (robust accuracy = clean accuracy by construction). An attack
-    with its own ``eps`` runs at that radius only; the others at each radius of the suite's ``eps`` grid."""
-    grid = isinstance(suite["eps"], list)
+def pairs(suite: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """(model, denoiser, sigma) of every denoised target, for the preflight (``benchmarks.preflight``)."""
+    return [(t.model, t.denoiser, t.sigma) for t in attacks_spec(suite).targets if t.denoiser]
+
+
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every target's clean rows and every attack row, for the uniqueness check."""
+    spec = attacks_spec(suite)
     out = []
-    for attack in spec["attacks"]:
-        if attack["name"] == "none":
+    for i, target in enumerate(spec.targets):
+        out.append((f"targets[{i}] (clean)", clean_id(target)))
+        for j, attack in enumerate(target.attacks):
+            ids = [config_id(target, attack)] if attack.name == "none" else \
+                [cid for table, _, cid in attack_points(spec, target) if table is attack]
+            out += [(f"targets[{i}].attacks[{j}]", cid) for cid in ids]
+    return out
+
+
+def attack_points(spec: AttacksSpec, target: TargetSpec) -> list[tuple[AttackSpec, float, str]]:
+    """(attack, eps, config id) of every attack of a target to run, in suite order. The ``none`` attack is not run:
+    its rows are the target's clean rows (robust accuracy = clean accuracy by construction). An attack with its own
+    ``eps`` runs at that radius only; the others at each radius of the suite's ``eps`` grid."""
+    out = []
+    for attack in target.attacks:
+        if attack.name == "none":
             continue
-        radii = [float(attack["eps"])] if "eps" in attack else eps_grid(suite)
-        out += [(attack, e, config_id(spec, attack, e if grid else None)) for e in radii]
+        radii = [attack.eps] if attack.eps is not None else list(spec.eps)
+        out += [(attack, e, config_id(target, attack, e if spec.grid else None)) for e in radii]
     return out
 
 
@@ -306,42 +278,50 @@ def attack_points(suite: dict[str, Any], spec: dict[str, Any]) -> list[tuple[dic
 clock: Callable[[], float] = time.perf_counter
 
 
-def load_dataset(suite: dict[str, Any], limit: int | None, roots: references.Roots | None = None):
+def load_dataset(suite: dict[str, Any] | AttacksSpec, limit: int | None, roots: references.Roots | None = None):
     """The first ``limit`` examples of the suite's dataset reference and split."""
-    return references.parse_dataset(suite.get("dataset", "digits")).load(
-        roots or references.Roots(), suite.get("split", "test"), resolution=int(suite.get("resolution", 16)),
-        limit=limit)
+    spec = attacks_spec(suite)
+    return references.parse_dataset(spec.dataset).load(roots or references.Roots(), spec.split,
+                                                       resolution=spec.resolution, limit=limit)
 
 
 def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
     """Check the dataset and model references before any work (files present and well-formed; nothing is loaded)
     and return what the manifest records about them."""
-    dataset = references.parse_dataset(suite.get("dataset", "digits"))
+    spec = attacks_spec(suite)
+    dataset = references.parse_dataset(spec.dataset)
     if "resolution" in suite and dataset.scheme != "digits":
         raise common.SuiteError(f"resolution applies to dataset 'digits' only, not {dataset.text!r}")
-    models = {spec["model"]: references.parse_model(spec["model"]).check(roots) for spec in suite["targets"]}
-    return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
+    models = {t.model: references.parse_model(t.model).check(roots) for t in spec.targets}
+    return {"dataset": dataset.check(roots, spec.split), "models": models}
 
 
-def clean_unit(spec: dict[str, Any], models: dict[str, nn.Module], data: Any, indices: list[int], draws: int,
+def noise_row(target: Deployment) -> dict[str, Any]:
+    """The noise fields of a randomized target's rows (``noise_space``, ``sigma_pixel``); none for a deterministic
+    one."""
+    return {} if target.sigma is None else noise_fields(target.sigma, target.noise_space)
+
+
+def clean_unit(spec: TargetSpec, models: dict[str, nn.Module], data: Any, indices: list[int], draws: int,
                seed: int, device: torch.device) -> list[dict[str, Any]]:
     """Clean accuracy of a target on ``indices`` over k draws of the deployed model (k = 1 if deterministic)."""
     cid = clean_id(spec)
     score_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, indices[0], "score"))
-    target = Target(spec, models, data.num_classes, score_gen)
+    target = deploy(spec, models, data.num_classes, score_gen)
     x, y = data.x[indices].to(device), data.y[indices].to(device)
     k = draws if target.randomized else 1
     t0 = clock()
-    score = target.score(x, y, image_keys(seed, cid, indices), k)
+    score = score_deployment(target, x, y, image_keys(seed, cid, indices), k)
     seconds = (clock() - t0) / len(indices)
     return [{
-        "kind": "attacks", "config": cid, "target": spec["name"], "attack": "clean", "index": i,
+        "kind": "attacks", "config": cid, "target": spec.name, "attack": "clean", "index": i,
         "label": int(data.y[i]), "clean_rate": float(score.per_example_rate[j]),
         "clean_all_draws": bool(score.correct[j].all()), "draws": k, "seconds": round(seconds, 4),
+        **noise_row(target),
     } for j, i in enumerate(indices)]
 
 
-def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, Any], eps: float, cid: str,
+def attack_unit(suite: AttacksSpec, spec: TargetSpec, attack: AttackSpec, eps: float, cid: str,
                 models: dict[str, nn.Module], data: Any, indices: list[int], draws: int, seed: int,
                 device: torch.device) -> list[dict[str, Any]]:
     """One attack on ``indices``, each final adversarial example scored over k draws of the deployed model.
@@ -351,72 +331,75 @@ def attack_unit(suite: dict[str, Any], spec: dict[str, Any], attack: dict[str, A
     # the images still searching, without their indices, so that noise comes from a generator of the unit and those
     # rows depend on the unit (every other attack's randomness and all scoring are keyed per image)
     unit_gen = torch.Generator(device=device).manual_seed(common.seed_for(seed, cid, start, "score"))
-    target = Target(spec, models, data.num_classes, unit_gen)
+    target = deploy(spec, models, data.num_classes, unit_gen)
     x, y = data.x[indices].to(device), data.y[indices].to(device)
     keys = image_keys(seed, cid, indices)
     t0 = clock()
     x_adv, queries = run_attack(suite, attack, target, x, y, keys, eps, query_generator=unit_gen)
     seconds = (clock() - t0) / len(indices)
     k = draws if target.randomized else 1
-    adv = target.score(x_adv, y, keys.derive("score"), k)
+    adv = score_deployment(target, x_adv, y, keys.derive("score"), k)
     distance = (x_adv - x).flatten(1).norm(dim=1).tolist()
     return [{
-        "kind": "attacks", "config": cid, "target": spec["name"], "attack": attack_label(attack), "eps": eps,
+        "kind": "attacks", "config": cid, "target": spec.name, "attack": attack.label, "eps": eps,
         "index": i, "label": int(data.y[i]), "adv_rate": float(adv.per_example_rate[j]),
         "adv_all_draws": bool(adv.correct[j].all()), "draws": k, "l2_distance": distance[j],
         "seconds": round(seconds, 4), "queries": None if queries is None else int(queries[j]),
+        **noise_row(target),
     } for j, i in enumerate(indices)]
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
-    chunk = int(suite.get("chunk", 25))
-    chunks = [tuple(range(s, min(s + chunk, len(data)))) for s in range(0, len(data), chunk)]
+    spec = attacks_spec(suite)
+    data = load_dataset(spec, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
+    chunks = [tuple(range(s, min(s + spec.chunk, len(data)))) for s in range(0, len(data), spec.chunk)]
     units = []
-    for spec in suite["targets"]:
-        points: list[tuple[str, dict[str, Any] | None, float | None]] = [(clean_id(spec), None, None)]
-        points += [(cid, attack, eps) for attack, eps, cid in attack_points(suite, spec)]
-        for cid, attack, eps in points:
+    for t, target in enumerate(spec.targets):
+        points: list[tuple[str, int | None, float | None]] = [(clean_id(target), None, None)]
+        points += [(cid, target.attacks.index(attack), eps) for attack, eps, cid in attack_points(spec, target)]
+        for cid, a, eps in points:
             for indices in chunks:
                 if all(ctx.is_done(cid, i) for i in indices):
                     continue
+                # the unit names its target and attack by position in the suite (picklable for any backend)
                 units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, indices[0]),
-                                  {"target": spec, "attack": attack, "eps": eps}))
-    ctx.run_units(units, compute, suite, desc=suite.get("name", "attacks"))
+                                  {"target": t, "attack": a, "eps": eps}))
+    ctx.run_units(units, compute, suite, desc=spec.name)
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one work unit (``run`` lists them): a target's clean unit or one (attack, eps) on a chunk."""
-    spec, attack, eps = unit.spec["target"], unit.spec["attack"], unit.spec["eps"]
+    spec = attacks_spec(suite)
+    target = spec.targets[unit.spec["target"]]
     roots = references.Roots(env.data_root, env.model_dir)
-    data = cached(("attacks-data", str(suite.get("dataset", "digits")), suite.get("split", "test"),
-                   suite.get("resolution", 16), env.limit), lambda: load_dataset(suite, env.limit, roots))
-    draws = int(suite.get("score_draws", 10))
-    models = load_models(spec, env.device, roots)  # one-off (cached per process), before any timed work
-    if attack is None:
-        return clean_unit(spec, models, data, list(unit.indices), draws, env.seed, env.device)
-    return attack_unit(suite, spec, attack, eps, unit.config, models, data, list(unit.indices), draws, env.seed,
-                       env.device)
+    data = cached(("attacks-data", spec.dataset, spec.split, spec.resolution, env.limit),
+                  lambda: load_dataset(spec, env.limit, roots))
+    models = load_models(target, env.device, roots)  # one-off (cached per process), before any timed work
+    if unit.spec["attack"] is None:
+        return clean_unit(target, models, data, list(unit.indices), spec.score_draws, env.seed, env.device)
+    return attack_unit(spec, target, target.attacks[unit.spec["attack"]], unit.spec["eps"], unit.config, models,
+                       data, list(unit.indices), spec.score_draws, env.seed, env.device)
 
 
 # ---- report (from rows only) -----------------------------------------------------------------------------------------
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(suite: dict[str, Any] | AttacksSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per (target, attack, eps) in suite order. Clean accuracy comes from the target's clean rows on the
     same images as the attack's rows; the ``none`` attack is the clean rows themselves."""
     by_config: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         by_config.setdefault(r["config"], {})[int(r["index"])] = r
+    spec = attacks_spec(suite)
     out = []
-    for spec in suite["targets"]:
-        clean = by_config.get(clean_id(spec), {})
-        points = [(attack, e, cid) for attack, e, cid in attack_points(suite, spec)]
-        for attack in spec["attacks"]:
-            if attack["name"] == "none":
-                entries = [(attack, 0.0, config_id(spec, attack))]
+    for target in spec.targets:
+        clean = by_config.get(clean_id(target), {})
+        points = attack_points(spec, target)
+        for attack in target.attacks:
+            if attack.name == "none":
+                entries = [(attack, 0.0, config_id(target, attack))]
             else:
                 entries = [p for p in points if p[0] is attack]
             for attack_table, eps, cid in entries:
-                if attack_table["name"] == "none":
+                if attack_table.name == "none":
                     mine = [dict(r, adv_rate=r["clean_rate"], adv_all_draws=r["clean_all_draws"], l2_distance=0.0,
                                  queries=None, seconds=0.0) for _, r in sorted(clean.items())]
                 else:
@@ -429,8 +412,8 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
                 robust_worst = float(np.mean([r["adv_all_draws"] for r in mine]))
                 queries = [r["queries"] for r in mine if r["queries"] is not None]
                 out.append({
-                    "config": cid, "target": spec["name"], "attack": attack_label(attack_table), "eps": eps,
-                    "norm": attack_table.get("norm", suite["norm"]), "examples": n, "draws": mine[0]["draws"],
+                    "config": cid, "target": target.name, "attack": attack_table.label, "eps": eps,
+                    "norm": attack_table.norm or spec.norm, "examples": n, "draws": mine[0]["draws"],
                     "clean": clean_rate, "clean_se": rep.binomial_se(clean_rate, n),
                     "robust_mean": robust_mean, "robust_mean_se": rep.binomial_se(robust_mean, n),
                     "robust_worst": robust_worst, "robust_worst_se": rep.binomial_se(robust_worst, n),
@@ -441,95 +424,9 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def markdown_table(summary: list[dict[str, Any]], grid: bool = False) -> str:
-    header = ["target", "attack", *(["eps"] if grid else []), "images", "k draws", "clean acc", "robust acc (mean)",
-              "robust acc (worst of k)", "mean L2", "queries", "s/img"]
-    rows = []
-    for s in summary:
-        n = s["examples"]
-        queries = f"{s['mean_queries']:.0f}" if s["mean_queries"] is not None else "–"
-        rows.append([s["target"], s["attack"], *([f"{s['eps']:g}"] if grid else []), n, s["draws"],
-                     rep.accuracy_cell(s["clean"], n), rep.accuracy_cell(s["robust_mean"], n),
-                     rep.accuracy_cell(s["robust_worst"], n), f"{s['mean_l2']:.3f}", queries,
-                     f"{s['seconds_per_example']:.3f}"])
-    caption = rep.uncertainty_caption(
-        rep.BINOMIAL + "; for randomized targets p is the mean over images of the per-image rate over k draws, "
-        "for which the binomial SE is an upper bound")
-    return rep.markdown_table(header, rows, caption=caption)
-
-
-def plot_robust_accuracy(suite: dict[str, Any], summary: list[dict[str, Any]], path: Path, seed: int
-                         ) -> rep.Plot:
-    """Robust accuracy per attack, mean and worst of k draws, ± one SE: against eps when the suite has an eps
-    grid, else one point per attack; one panel per target."""
-    plt = rep.pyplot()
-    targets = list(dict.fromkeys(s["target"] for s in summary))
-    cols = min(2, len(targets))
-    rows_ = (len(targets) + cols - 1) // cols
-    fig, axes = plt.subplots(rows_, cols, figsize=(6.5 * cols, 4.2 * rows_), squeeze=False)
-    specs = {spec["name"]: spec for spec in suite["targets"]}
-    # strict=False: the grid has rows_ * cols panels, one more than the targets when their count is odd
-    for ax, name in zip(axes.flat, targets, strict=False):
-        mine = [s for s in summary if s["target"] == name]
-        attacks = list(dict.fromkeys(s["attack"] for s in mine))
-        over_eps = isinstance(suite["eps"], list) and any(sum(s["attack"] == a for s in mine) > 1 for a in attacks)
-        for i, label in enumerate(attacks):
-            points = sorted((s for s in mine if s["attack"] == label), key=lambda s: s["eps"])
-            if over_eps:
-                if label == "none":  # eps-independent: the clean accuracy as a line
-                    ax.axhline(points[0]["robust_mean"], color="grey", ls=":", label="none (clean)")
-                    continue
-                xs = [s["eps"] for s in points]
-                ax.errorbar(xs, [s["robust_mean"] for s in points], yerr=[s["robust_mean_se"] for s in points],
-                            marker=rep.marker(i), capsize=2, label=f"{label} mean")
-                if points[0]["draws"] > 1:
-                    ax.errorbar(xs, [s["robust_worst"] for s in points], yerr=[s["robust_worst_se"] for s in points],
-                                marker=rep.marker(i), ls="--", mfc="none", capsize=2, label=f"{label} worst of k")
-            else:
-                s = points[0]
-                ax.errorbar([i - 0.12], [s["robust_mean"]], yerr=[s["robust_mean_se"]], marker="o", color="C0",
-                            capsize=2, label="mean of k draws" if i == 0 else None)
-                ax.errorbar([i + 0.12], [s["robust_worst"]], yerr=[s["robust_worst_se"]], marker="v", color="C3",
-                            capsize=2, label="worst of k draws" if i == 0 else None)
-        if over_eps:
-            ax.set_xlabel(f"eps ({suite['norm']}, pixel units)")
-        else:
-            ax.set_xticks(range(len(attacks)), [a.replace("(", "\n(") for a in attacks], fontsize=7, rotation=30,
-                          ha="right")
-            ax.set_xlim(-0.6, len(attacks) - 0.4)
-        spec = specs.get(name, {})
-        randomized = spec.get("deployment") in ("smoothed", "denoised")
-        ax.set_title(name + (f"; M = {spec.get('smoothing_samples')} noise samples" if randomized else ""), fontsize=8)
-        ax.set_ylabel("robust accuracy")
-        rep.zero_visible(ax)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(targets):]:
-        ax.set_visible(False)
-    eps_text = f"eps ∈ {eps_grid(suite)}" if isinstance(suite["eps"], list) else f"eps = {suite['eps']:g}"
-    info = rep.PlotInfo(
-        images=max(s["examples"] for s in summary), seed=seed,
-        extra=(f"{suite['norm']} {eps_text}", f"k = {suite.get('score_draws', 10)} draws (randomized targets)"))
-    return rep.save(fig, path, f"Robust accuracy per attack ± 1 SE: {info.caption()}")
-
-
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    summary = summarize(suite, rows)
-    grid = isinstance(suite["eps"], list)
-    why = rep.plots_unavailable()
-    plots = [plot_robust_accuracy(suite, summary, out / "robust_accuracy.png", manifest["seed"])] \
-        if summary and why is None else []
-    eps_text = f"eps ∈ {eps_grid(suite)}" if grid else f"eps={suite['eps']}"
-    header = (
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
-        f"Threat model {suite['norm']} {eps_text} in [0,1] pixel units on {suite.get('dataset', 'digits')} "
-        f"{suite.get('split', 'test')} {suite.get('resolution', 16)}x{suite.get('resolution', 16)}. Randomized "
-        f"targets are scored after the attack over k={suite.get('score_draws', 10)} independent draws of the deployed "
-        f"model: 'mean' is the expected accuracy of one deployment, 'worst of k' counts an image robust only if all k "
-        f"draws are correct. Clean accuracy is scored once per target on the images (its own k draws) and is the same "
-        f"for every attack of the target; the 'none' attack is that clean evaluation (robust = clean). "
-        f"{rep.TIMING_NOTE} {rep.run_line(manifest)}\n\n"
-    )
-    body = markdown_table(summary, grid) if summary else "(no rows yet)"
-    plots_text = rep.plots_section(plots, why if summary else None) if (plots or why) else ""
-    return rep.write_summary(out, summary, header + body + ("\n\n" + plots_text if plots_text else "") + "\n")
+    """``summary.json``, ``summary.md`` and the robust-accuracy plot from the rows (``report.attacks``)."""
+    from benchmarks.report import attacks as attacks_report
+
+    spec = attacks_spec(suite)
+    return attacks_report.write(spec, summarize(spec, rows), out, manifest)

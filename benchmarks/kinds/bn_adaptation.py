@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -36,11 +38,11 @@ from art_ext.defences import CertificationThroughAdaptation, adapt_batchnorm
 from art_ext.smoothing import auto_noise_certify, certify
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
 from art_ext.training import accuracy
-from benchmarks import common
+from benchmarks import common, specs
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table, Tables
-from benchmarks.image_keys import image_keys
+from benchmarks.image_keys import image_keys, noise_fields
 
 log = logging.getLogger("benchmarks")
 
@@ -83,8 +85,105 @@ SCHEMA = {
 }
 
 
-def _data(suite: dict[str, Any], split: str):
-    return digits.load_digits(split, resolution=int(suite.get("resolution", 16)))
+# ---- the typed spec ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoiseAccuracySpec:
+    """Part 1: the zoo classifiers and the sigmas of the accuracy table."""
+
+    models: tuple[str, ...]
+    sigmas: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class AblationSpec:
+    """Part 2: one model at one sigma, the Eq. 4 weights ``rhos`` and the adaptation set sizes."""
+
+    model: str
+    sigma: float
+    rhos: tuple[float, ...]
+    adaptation_sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CertifyConfigSpec:
+    """One ``[[certify.configs]]`` table: its config id, name, zoo classifier and Algorithms 1 (``adapt``) and 2
+    (``auto``)."""
+
+    id: str
+    name: str
+    model: str
+    adapt: bool
+    auto: bool
+
+
+@dataclass(frozen=True)
+class CertifyPartSpec:
+    """Part 3: the ``[certify]`` table, its defaults resolved (``rho`` 1.0, ``images_per_chunk`` 10)."""
+
+    n0: int
+    n_auto: int
+    n: int
+    alpha: float
+    batch_size: int
+    sigma: float
+    sigmas: tuple[float, ...]
+    rho: float
+    images_per_chunk: int
+    radii: tuple[float, ...]
+    configs: tuple[CertifyConfigSpec, ...]
+
+
+@dataclass(frozen=True)
+class BNAdaptationSpec:
+    """A ``bn_adaptation`` suite, typed (``from_suite``), every default resolved once."""
+
+    name: str
+    description: str
+    resolution: int
+    limit: int | None
+    seeds: int
+    adaptation_images: int
+    torch_threads: int | None
+    noise_accuracy: NoiseAccuracySpec
+    ablation: AblationSpec
+    certify: CertifyPartSpec
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> BNAdaptationSpec:
+        """The spec of a suite that passed the schema."""
+        acc, abl, cert = suite["noise_accuracy"], suite["ablation"], suite["certify"]
+        configs = tuple(CertifyConfigSpec(id=certify_config_id(c), name=c["name"], model=c["model"],
+                                          adapt=bool(c.get("adapt", False)), auto=bool(c.get("auto", False)))
+                        for c in cert["configs"])
+        return cls(
+            name=str(suite.get("name", "bn_adaptation")), description=str(suite.get("description", "")),
+            resolution=int(suite.get("resolution", specs.DEFAULT_RESOLUTION)), limit=suite.get("limit"),
+            seeds=int(suite["seeds"]), adaptation_images=int(suite["adaptation_images"]),
+            torch_threads=int(suite["torch_threads"]) if suite.get("torch_threads") else None,
+            noise_accuracy=NoiseAccuracySpec(tuple(acc["models"]), tuple(float(s) for s in acc["sigmas"])),
+            ablation=AblationSpec(abl["model"], float(abl["sigma"]), tuple(float(r) for r in abl["rhos"]),
+                                  tuple(int(m) for m in abl["adaptation_sizes"])),
+            certify=CertifyPartSpec(
+                n0=int(cert["n0"]), n_auto=int(cert["n_auto"]), n=int(cert["n"]), alpha=float(cert["alpha"]),
+                batch_size=int(cert["batch_size"]), sigma=float(cert["sigma"]),
+                sigmas=tuple(float(s) for s in cert["sigmas"]), rho=float(cert.get("rho", 1.0)),
+                images_per_chunk=int(cert.get("images_per_chunk", 10)),
+                radii=tuple(float(r) for r in cert["radii"]), configs=configs),
+        )
+
+
+def spec_of(suite: Mapping[str, Any] | BNAdaptationSpec) -> BNAdaptationSpec:
+    """The ``BNAdaptationSpec`` of a suite (built once per process and suite)."""
+    return specs.typed(BNAdaptationSpec, suite)
+
+
+def check(suite: dict[str, Any]) -> None:
+    """Rules across keys, before any work: the spec builds (``BNAdaptationSpec.from_suite``)."""
+    spec_of(suite)
+
+
+def _data(spec: BNAdaptationSpec, split: str):
+    return digits.load_digits(split, resolution=spec.resolution)
 
 
 def _generator(ctx: common.RunContext | WorkerEnv, *keys: object) -> torch.Generator:
@@ -97,84 +196,96 @@ def _model(name: str, env: WorkerEnv) -> torch.nn.Module:
                   lambda: zoo.load(name, device=env.device, verbose=env.verbose).module)
 
 
-def _test_data(suite: dict[str, Any], limit: int | None):
-    return cached(("bn-test", suite.get("resolution", 16), limit), lambda: _data(suite, "test").head(limit))
+def _test_data(spec: BNAdaptationSpec, limit: int | None):
+    return cached(("bn-test", spec.resolution, limit), lambda: _data(spec, "test").head(limit))
 
 
-def _train_data(suite: dict[str, Any]):
-    return cached(("bn-train", suite.get("resolution", 16)), lambda: _data(suite, "train"))
+def _train_data(spec: BNAdaptationSpec):
+    return cached(("bn-train", spec.resolution), lambda: _data(spec, "train"))
 
 
-def run_noise_accuracy(suite, ctx, clean, test) -> None:
-    part = suite["noise_accuracy"]
+def run_noise_accuracy(spec: BNAdaptationSpec, suite, ctx) -> None:
+    part = spec.noise_accuracy
     units = []
-    for name in part["models"]:
-        for sigma in part["sigmas"]:
+    for name in part.models:
+        for sigma in part.sigmas:
             for adapted in (False, True):
-                cid = f"acc/{name}/sigma={float(sigma):g}/bn={int(adapted)}"
-                for seed in range(int(suite["seeds"])):
+                cid = f"acc/{name}/sigma={sigma:g}/bn={int(adapted)}"
+                for seed in range(spec.seeds):
                     if ctx.is_done(cid, seed):
                         continue
-                    units.append(Unit(cid, (seed,), common.seed_for(ctx.seed, "noise", name, float(sigma), seed),
-                                      {"part": "noise_accuracy", "model": name, "sigma": float(sigma),
+                    units.append(Unit(cid, (seed,), common.seed_for(ctx.seed, "noise", name, sigma, seed),
+                                      {"part": "noise_accuracy", "model": name, "sigma": sigma,
                                        "adapted": adapted}))
     ctx.run_units(units, compute, suite, desc="noise_accuracy")
 
 
-def run_rho_and_size(suite, ctx, train, test) -> None:
-    part = suite["ablation"]
-    name, sigma = part["model"], float(part["sigma"])
+def run_rho_and_size(spec: BNAdaptationSpec, suite, ctx) -> None:
+    part = spec.ablation
+    name, sigma = part.model, part.sigma
     units = []
-    for seed in range(int(suite["seeds"])):
+    for seed in range(spec.seeds):
         noise_seed = common.seed_for(ctx.seed, "ablation-noise", seed)
-        for rho in part["rhos"]:
-            cid = f"rho/{name}/sigma={sigma:g}/rho={float(rho):g}"
+        for rho in part.rhos:
+            cid = f"rho/{name}/sigma={sigma:g}/rho={rho:g}"
             if not ctx.is_done(cid, seed):
-                units.append(Unit(cid, (seed,), noise_seed, {"part": "rho", "rho": float(rho)}))
-        for size in part["adaptation_sizes"]:
-            cid = f"size/{name}/sigma={sigma:g}/m={int(size)}"
+                units.append(Unit(cid, (seed,), noise_seed, {"part": "rho", "rho": rho}))
+        for size in part.adaptation_sizes:
+            cid = f"size/{name}/sigma={sigma:g}/m={size}"
             if not ctx.is_done(cid, seed):
-                units.append(Unit(cid, (seed,), noise_seed, {"part": "adaptation_size", "size": int(size)}))
+                units.append(Unit(cid, (seed,), noise_seed, {"part": "adaptation_size", "size": size}))
     ctx.run_units(units, compute, suite, desc="ablation")
 
 
-def certify_config_id(config: dict[str, Any]) -> str:
+def certify_config_id(config: Mapping[str, Any]) -> str:
     return f"cert/{config['name']}"
 
 
-def run_certify(suite, ctx, clean, test) -> None:
-    part = suite["certify"]
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every certify config and noise-accuracy cell, for the uniqueness check."""
+    spec = spec_of(suite)
+    part = spec.noise_accuracy
+    out = [(f"noise_accuracy ({name}, sigma {s!r}, {'adapted' if bn else 'plain'})",
+            f"acc/{name}/sigma={s:g}/bn={bn}")
+           for name in part.models for s in part.sigmas for bn in (0, 1)]
+    return out + [(f"certify.configs[{i}]", c.id) for i, c in enumerate(spec.certify.configs)]
+
+
+def run_certify(suite: dict[str, Any], ctx: common.RunContext, clean: torch.Tensor, test: Any) -> None:
+    """Part 3's units: each config on chunks of the first ``ctx.limit`` images of ``test``."""
+    part = spec_of(suite).certify
     data = test.head(ctx.limit)
-    chunk = int(part.get("images_per_chunk", 10))
+    chunk = part.images_per_chunk
     units = []
-    for config in part["configs"]:
-        cid = certify_config_id(config)
+    for index, config in enumerate(part.configs):
         for start in range(0, len(data), chunk):
             indices = tuple(range(start, min(start + chunk, len(data))))
-            if all(ctx.is_done(cid, i) for i in indices):
+            if all(ctx.is_done(config.id, i) for i in indices):
                 continue
-            units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid), {"part": "certify", "config": config}))
+            # the unit names its config by position in the suite (picklable for any backend)
+            units.append(Unit(config.id, indices, common.seed_for(ctx.seed, config.id),
+                              {"part": "certify", "config": index}))
     ctx.run_units(units, compute, suite, desc="certify")
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one unit of any part (``unit.spec["part"]``); the run functions above list the units."""
-    torch_threads = suite.get("torch_threads")
-    if torch_threads:
-        torch.set_num_threads(int(torch_threads))
+    spec = spec_of(suite)
+    if spec.torch_threads:
+        torch.set_num_threads(spec.torch_threads)
     part_name = unit.spec["part"]
     if part_name == "noise_accuracy":
-        return _compute_noise_accuracy(suite, unit, env)
+        return _compute_noise_accuracy(spec, unit, env)
     if part_name in ("rho", "adaptation_size"):
-        return _compute_ablation(suite, unit, env)
-    return _compute_certify(suite, unit, env)
+        return _compute_ablation(spec, unit, env)
+    return _compute_certify(spec, unit, env)
 
 
-def _compute_noise_accuracy(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+def _compute_noise_accuracy(spec: BNAdaptationSpec, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     name, sigma, adapted, seed = unit.spec["model"], unit.spec["sigma"], unit.spec["adapted"], unit.indices[0]
     model = _model(name, env)
-    test = _test_data(suite, env.limit_option)  # parts 1-2: the whole split unless --limit is given
-    clean = _train_data(suite).x[: int(suite["adaptation_images"])]
+    test = _test_data(spec, env.limit_option)  # parts 1-2: the whole split unless --limit is given
+    clean = _train_data(spec).x[: spec.adaptation_images]
     # the test noise depends on (model, sigma, seed) only, so with/without BN see the same draws
     gen = torch.Generator(device=env.device).manual_seed(unit.seed)
     if adapted:
@@ -184,27 +295,29 @@ def _compute_noise_accuracy(suite, unit: Unit, env: WorkerEnv) -> list[dict[str,
     else:
         acc = accuracy(model, test, sigma=sigma, generator=gen)
     return [{"kind": "noise_accuracy", "config": unit.config, "index": seed, "model": name, "sigma": sigma,
-             "adapted": adapted, "accuracy": acc}]
+             "adapted": adapted, "accuracy": acc, **noise_fields(sigma)}]
 
 
-def _compute_ablation(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
-    part = suite["ablation"]
-    name, sigma, m, seed = part["model"], float(part["sigma"]), int(suite["adaptation_images"]), unit.indices[0]
+def _compute_ablation(spec: BNAdaptationSpec, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    part = spec.ablation
+    name, sigma, m, seed = part.model, part.sigma, spec.adaptation_images, unit.indices[0]
     model = _model(name, env)
-    train, test = _train_data(suite), _test_data(suite, env.limit_option)
+    train, test = _train_data(spec), _test_data(spec, env.limit_option)
     noise = torch.Generator(device=env.device).manual_seed(unit.seed)  # every setting sees this seed's test noise
     if unit.spec["part"] == "rho":
         rho = unit.spec["rho"]
         adapted = adapt_batchnorm(model, train.x[:m], sigma=sigma, rho=rho,
                                   generator=_generator(env, "ablation-adapt", seed))
         return [{"kind": "rho", "config": unit.config, "index": seed, "model": name, "sigma": sigma,
-                 "rho": rho, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
+                 "rho": rho, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise),
+                 **noise_fields(sigma)}]
     size = unit.spec["size"]
     order = torch.randperm(len(train), generator=_generator(env, "ablation-subset", seed))
     subset = train.x[order[:size]]
     adapted = adapt_batchnorm(model, subset, sigma=sigma, generator=_generator(env, "ablation-adapt", seed))
     return [{"kind": "adaptation_size", "config": unit.config, "index": seed, "model": name,
-             "sigma": sigma, "images": size, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise)}]
+             "sigma": sigma, "images": size, "accuracy": accuracy(adapted, test, sigma=sigma, generator=noise),
+             **noise_fields(sigma)}]
 
 
 class _CertifyBudget(TypedDict):
@@ -216,100 +329,65 @@ class _CertifyBudget(TypedDict):
     batch_size: int
 
 
-def _compute_certify(suite, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
-    part, config, cid, indices = suite["certify"], unit.spec["config"], unit.config, list(unit.indices)
-    data = _test_data(suite, env.limit)
-    clean = _train_data(suite).x[: int(suite["adaptation_images"])]
-    common_kw: _CertifyBudget = {"n0": int(part["n0"]), "n": int(part["n"]), "alpha": float(part["alpha"]),
-                                 "batch_size": int(part["batch_size"])}
-    sigmas = tuple(float(s) for s in part["sigmas"])
-    model = _model(config["model"], env)
-    adapt, auto = bool(config.get("adapt", False)), bool(config.get("auto", False))
+def _compute_certify(spec: BNAdaptationSpec, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    part, cid, indices = spec.certify, unit.config, list(unit.indices)
+    config = part.configs[unit.spec["config"]]
+    data = _test_data(spec, env.limit)
+    clean = _train_data(spec).x[: spec.adaptation_images]
+    common_kw: _CertifyBudget = {"n0": part.n0, "n": part.n, "alpha": part.alpha, "batch_size": part.batch_size}
+    model = _model(config.model, env)
+    adapt, auto = config.adapt, config.auto
     cta = None
     if adapt:  # adapts lazily per sigma from a seed of its own, so one per process and config gives the same models
         cta = cached(("bn-cta", cid, str(env.device)), lambda: CertificationThroughAdaptation(
-            model, clean.to(env.device), num_classes=data.num_classes, sigmas=sigmas,
-            rho=float(part.get("rho", 1.0)), adaptation_seed=common.seed_for(env.seed, cid, "adapt")))
+            model, clean.to(env.device), num_classes=data.num_classes, sigmas=part.sigmas,
+            rho=part.rho, adaptation_seed=common.seed_for(env.seed, cid, "adapt")))
     x = data.x[indices].to(env.device)
     keys = image_keys(env.seed, cid, indices)
     t0 = time.perf_counter()
     if cta is not None:
-        certs = cta.certify_auto_noise(x, n_auto=int(part["n_auto"]), keys=keys, **common_kw) if auto else \
-            cta.certify(x, sigma=float(part["sigma"]), keys=keys, **common_kw)
+        certs = cta.certify_auto_noise(x, n_auto=part.n_auto, keys=keys, **common_kw) if auto else \
+            cta.certify(x, sigma=part.sigma, keys=keys, **common_kw)
     elif auto:
-        certs = auto_noise_certify(lambda s: model, x, sigmas=sigmas, n_auto=int(part["n_auto"]),
+        certs = auto_noise_certify(lambda s: model, x, sigmas=part.sigmas, n_auto=part.n_auto,
                                    num_classes=data.num_classes, keys=keys, **common_kw)
     else:
         # fixed-sigma smoothing: the output is the certified label itself
-        certs = certify(model, x, sigma=float(part["sigma"]), num_classes=data.num_classes, keys=keys, **common_kw)
+        certs = certify(model, x, sigma=part.sigma, num_classes=data.num_classes, keys=keys, **common_kw)
     seconds = (time.perf_counter() - t0) / len(indices)
     label = certs.label.tolist()
     radius = certs.radius.tolist()
     prediction = getattr(certs, "prediction", certs.label).tolist()
     sigma_used = getattr(certs, "sigma", None)
-    sigma_used = [float(part["sigma"])] * len(indices) if not torch.is_tensor(sigma_used) else \
-        sigma_used.tolist()
+    sigma_used = [part.sigma] * len(indices) if not torch.is_tensor(sigma_used) else sigma_used.tolist()
     return [
-        {"kind": "certify", "config": cid, "index": i, "model": config["model"], "adapt": adapt,
+        {"kind": "certify", "config": cid, "index": i, "model": config.model, "adapt": adapt,
          "auto": auto, "label": int(data.y[i]), "certified_label": label[j], "radius": radius[j],
-         "prediction": prediction[j], "sigma": sigma_used[j], "seconds": round(seconds, 4)}
+         "prediction": prediction[j], "sigma": sigma_used[j], **noise_fields(sigma_used[j]),
+         "seconds": round(seconds, 4)}
         for j, i in enumerate(indices)
     ]
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    train, test = _data(suite, "train"), _data(suite, "test")
-    accuracy_test = test.head(ctx.limit_option)  # parts 1-2: the whole split unless --limit is given
-    clean = train.x[: int(suite["adaptation_images"])]
-    run_noise_accuracy(suite, ctx, clean, accuracy_test)
-    run_rho_and_size(suite, ctx, train, accuracy_test)
-    run_certify(suite, ctx, clean, test)
+    spec = spec_of(suite)
+    run_noise_accuracy(spec, suite, ctx)  # parts 1-2: the whole test split unless --limit is given
+    run_rho_and_size(spec, suite, ctx)
+    run_certify(suite, ctx, _train_data(spec).x[: spec.adaptation_images], _data(spec, "test"))
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Report (from rows only)
-# ---------------------------------------------------------------------------------------------------------------
+# ---- summary (rows only) --------------------------------------------------------------------------------------
+def test_images(suite: Mapping[str, Any] | BNAdaptationSpec) -> Any:
+    """The suite's whole test split (the report counts the images of parts 1-2 from it)."""
+    return _data(spec_of(suite), "test")
 
 
-#: what ± means in the seed-averaged tables (parts 1-2) and in the certification table (part 3)
-SEED_CAPTION = rep.uncertainty_caption(rep.SEED_MEAN)
-CERT_CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points",
-                                       "SE of the mean over the images for ACR")
-
-
-def _mean_se(values: list[float]) -> str:
-    return rep.mean_cell(values, digits=1, percent=True)
-
-
-def table_noise_accuracy(suite, rows) -> str:
-    part = suite["noise_accuracy"]
-    sigmas = [float(s) for s in part["sigmas"]]
-    table = []
-    for name in part["models"]:
-        for adapted in (False, True):
-            cells = []
-            for s in sigmas:
-                vals = [r["accuracy"] for r in rows if r["config"] == f"acc/{name}/sigma={s:g}/bn={int(adapted)}"]
-                cells.append(_mean_se(vals) if vals else "–")
-            table.append([f"{name}{' + adaptive BN' if adapted else ''}", *cells])
-    return rep.markdown_table(["model", *(f"σ={s:g}" for s in sigmas)], table, caption=SEED_CAPTION)
-
-
-def table_ablation(suite, rows, kind: str, key: str, label: str) -> str:
-    part = suite["ablation"]
-    values = part["rhos"] if kind == "rho" else part["adaptation_sizes"]
-    mine = [r for r in rows if r["kind"] == kind]
-    cells = [_mean_se([r["accuracy"] for r in mine if r[key] == v]) if any(r[key] == v for r in mine) else "–"
-             for v in values]
-    return rep.markdown_table([label, *(f"{v:g}" for v in values)], [["accuracy (%)", *cells]], caption=SEED_CAPTION)
-
-
-def summarize_certify(suite, rows) -> list[dict[str, Any]]:
-    part = suite["certify"]
-    radii = [float(r) for r in part["radii"]]
+def summarize_certify(suite: Mapping[str, Any] | BNAdaptationSpec, rows) -> list[dict[str, Any]]:
+    part = spec_of(suite).certify
+    radii = list(part.radii)
     out = []
-    for config in part["configs"]:
-        cid = certify_config_id(config)
+    for config in part.configs:
+        cid = config.id
         mine = sorted((r for r in rows if r["config"] == cid), key=lambda r: r["index"])
         if not mine:
             continue
@@ -319,8 +397,8 @@ def summarize_certify(suite, rows) -> list[dict[str, Any]]:
         accuracy = certified_accuracy(pair, labels, radii)
         output_accuracy = float(np.mean([r["prediction"] == r["label"] for r in mine]))
         out.append({
-            "config": cid, "name": config["name"], "model": config["model"], "adapt": bool(config.get("adapt")),
-            "auto": bool(config.get("auto")), "examples": len(mine),
+            "config": cid, "name": config.name, "model": config.model, "adapt": config.adapt,
+            "auto": config.auto, "examples": len(mine),
             "certified_accuracy": accuracy,
             "certified_accuracy_se": {r: rep.binomial_se(a, len(mine)) for r, a in accuracy.items()},
             "acr": average_certified_radius(pair, labels),
@@ -334,123 +412,9 @@ def summarize_certify(suite, rows) -> list[dict[str, Any]]:
     return out
 
 
-def table_certify(suite, summary) -> str:
-    radii = [float(r) for r in suite["certify"]["radii"]]
-    table = []
-    for s in summary:
-        n = s["examples"]
-        table.append([s["name"], n, rep.accuracy_cell(s["prediction_accuracy"], n, digits=1, percent=True),
-                      *(rep.accuracy_cell(s["certified_accuracy"][r], n, digits=1, percent=True) for r in radii),
-                      rep.cell(s["acr"], s["acr_se"]), f"{s['seconds_per_example']:.2f}"])
-    return rep.markdown_table(["method", "images", "output acc.", *(f"{r:g}" for r in radii), "ACR", "s/img"], table,
-                              caption=CERT_CAPTION)
-
-
-def table_sigma_histogram(suite, summary) -> str:
-    sigmas = [float(s) for s in suite["certify"]["sigmas"]]
-    table = [[s["name"], *(str(s["sigma_histogram"].get(f"{v:g}", 0)) for v in sigmas)] for s in summary if s["auto"]]
-    return rep.markdown_table(["method", *(f"σ={s:g}" for s in sigmas)], table)
-
-
-def accuracy_images(suite: dict[str, Any], manifest: dict[str, Any]) -> int:
-    """The number of test images parts 1-2 evaluate: ``--limit`` or the whole test split."""
-    return len(_data(suite, "test").head(manifest.get("limit_option")))
-
-
-def plot_noise_accuracy(suite, rows, path: Path, info: rep.PlotInfo) -> rep.Plot:
-    """Part 1 (Table 3 analog): accuracy under noise against sigma, with and without BN adaptation, ± SE over
-    seeds."""
-    plt = rep.pyplot()
-    part = suite["noise_accuracy"]
-    sigmas = [float(s) for s in part["sigmas"]]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, name in enumerate(part["models"]):
-        for adapted in (False, True):
-            points = [(s, [r["accuracy"] for r in rows if r["config"] == f"acc/{name}/sigma={s:g}/bn={int(adapted)}"])
-                      for s in sigmas]
-            points = [(s, v) for s, v in points if v]
-            if not points:
-                continue
-            se = [rep.se_of_mean(v) if len(v) > 1 else 0.0 for _, v in points]
-            ax.errorbar([s for s, _ in points], [float(np.mean(v)) for _, v in points], yerr=se,
-                        marker=rep.marker(i), ls="-" if adapted else "--", mfc=None if adapted else "none", capsize=2,
-                        color=f"C{i}", label=f"{name}{' + adaptive BN' if adapted else ''}")
-    ax.set_xlabel("σ of the test noise (pixel units)")
-    ax.set_ylabel("top-1 accuracy under noise")
-    rep.zero_visible(ax)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return rep.save(fig, path, f"Accuracy under Gaussian noise ± 1 SE over seeds: {info.caption()}")
-
-
-def plot_sigma_histogram(suite, summary, path: Path, info: rep.PlotInfo | None = None) -> rep.Plot | None:
-    plt = rep.pyplot()
-    autos = [s for s in summary if s["auto"]]
-    if not autos:
-        return None
-    sigmas = [float(v) for v in suite["certify"]["sigmas"]]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    width = 0.8 / len(autos)
-    for k, s in enumerate(autos):
-        counts = [s["sigma_histogram"].get(f"{v:g}", 0) for v in sigmas]
-        ax.bar(np.arange(len(sigmas)) + k * width, counts, width, label=s["name"])
-    ax.set_xticks(np.arange(len(sigmas)) + 0.4 - width / 2, [f"{v:g}" for v in sigmas])
-    ax.set_xlabel("σ selected by Auto-Noise")
-    ax.set_ylabel("test images")
-    ax.legend(fontsize=7)
-    return rep.save(fig, path, "σ selected by Auto-Noise" + (f": {info.caption()}" if info else ""))
-
-
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    summary = summarize_certify(suite, rows)
-    part, ablation = suite["certify"], suite["ablation"]
-    why = rep.plots_unavailable() if rows else None
-    plots: list[rep.Plot] = []
-    if rows and why is None:
-        images = accuracy_images(suite, manifest)
-        plots.append(plot_noise_accuracy(suite, rows, out / "noise_accuracy.png", rep.PlotInfo(
-            images=images, seed=manifest["seed"], extra=(f"{suite['seeds']} seeds, one noise draw per image",
-                                                         f"{suite['adaptation_images']} adaptation images"))))
-        if summary:
-            histogram = plot_sigma_histogram(suite, summary, out / "selected_sigmas.png", rep.PlotInfo(
-                images=max(s["examples"] for s in summary), seed=manifest["seed"],
-                noise_samples=f"N_auto = {part['n_auto']:,} noise samples per σ", alpha=float(part["alpha"])))
-            plots += [histogram] if histogram else []
-    text = "\n".join([
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}",
-        "",
-        f"{rep.run_line(manifest)} BN adaptation uses the first {suite['adaptation_images']} train images (rho = 1 "
-        f"unless stated); accuracies are mean {rep.UNCERTAINTY} of the mean over {suite['seeds']} seeds on "
-        + (f"the first {manifest['limit_option']} test images (--limit)" if manifest.get("limit_option")
-           else "the whole test split") + f", one noise draw per image. {rep.TIMING_NOTE}",
-        "",
-        "## Top-1 accuracy (%) under Gaussian noise (Table 3 analog)",
-        "",
-        table_noise_accuracy(suite, rows),
-        "",
-        f"## Accuracy (%) of {ablation['model']} at σ = {ablation['sigma']} vs ρ (Table 6 analog)",
-        "",
-        table_ablation(suite, rows, "rho", "rho", "ρ"),
-        "",
-        f"## Accuracy (%) of {ablation['model']} at σ = {ablation['sigma']} vs number of adaptation images "
-        "(Table 7 analog)",
-        "",
-        table_ablation(suite, rows, "adaptation_size", "images", "images"),
-        "",
-        "## Certified accuracy (%) at L2 radius and ACR (Table 1 analog)",
-        "",
-        f"CERTIFY with n0 = {part['n0']}, N = {part['n']}, α = {part['alpha']}; Auto-Noise selection with N_auto = "
-        f"{part['n_auto']} per σ ∈ {part['sigmas']}; fixed rows use σ = {part['sigma']}. 'output acc.' is the "
-        "accuracy of what the method outputs (f(x) for adaptation rows, the smoothed label otherwise). Auto-Noise "
-        "radii certify the smoothed classifier at each image's selected σ, not the input-dependent rule.",
-        "",
-        table_certify(suite, summary) if summary else "(no certification rows yet)",
-        "",
-        "### σ selected by Auto-Noise (number of test images)",
-        "",
-        table_sigma_histogram(suite, summary) if summary else "",
-        "",
-        rep.plots_section(plots, why) if rows else "",
-        "",
-    ])
-    return rep.write_summary(out, summary, text)
+    """``summary.json``, ``summary.md`` and the plots from the rows (``report.bn_adaptation``)."""
+    from benchmarks.report import bn_adaptation as bn_report
+
+    spec = spec_of(suite)
+    return bn_report.write(spec, summarize_certify(spec, rows), rows, out, manifest)

@@ -30,6 +30,8 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +39,14 @@ import numpy as np
 import torch
 
 from art_ext import zoo
+from art_ext.deployment import declared_noise
 from art_ext.smoothing import PixelNoise, certify, certify_sequential
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
-from benchmarks import common, references
+from benchmarks import common, references, specs
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
-from benchmarks.image_keys import image_keys
+from benchmarks.image_keys import image_keys, noise_fields
 
 log = logging.getLogger("benchmarks")
 
@@ -53,14 +56,14 @@ SEQUENTIAL_METHODS = ("staged_cp", "mixture_cs")
 TUNING_KEYS = ("final_alpha_share", "top_alpha_share", "futility")  # certify_sequential's keywords
 
 
-def method_of(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
+def method_of(config: Mapping[str, Any], suite: Mapping[str, Any] | None = None) -> str:
     method = config.get("method", (suite or {}).get("method", "cohen"))
     if method not in METHODS:
         raise ValueError(f"certify kind: method must be one of {METHODS}, got {method!r} (config {config})")
     return method
 
 
-def sequential_settings(config: dict[str, Any], suite: dict[str, Any]) -> dict[str, Any]:
+def sequential_settings(config: Mapping[str, Any], suite: Mapping[str, Any]) -> dict[str, Any]:
     """n_max, stopping grid and bound of a sequential config, validated."""
     n_max = config.get("n_max", suite.get("n_max"))
     if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 1:
@@ -127,31 +130,130 @@ SCHEMA = {
 def prepare(suite: dict[str, Any], roots: references.Roots) -> dict[str, Any]:
     """Check the suite's references before any work (files present and well-formed; nothing is loaded) and return
     what the manifest records about them."""
-    dataset = references.parse_dataset(suite.get("dataset", "digits"))
+    spec = spec_of(suite)
+    dataset = references.parse_dataset(spec.dataset)
     if "resolution" in suite and dataset.scheme != "digits":
         raise common.SuiteError(f"resolution applies to dataset 'digits' only, not {dataset.text!r}")
-    if suite.get("paper_table"):
-        radii = {float(x) for x in suite["radii"]}
-        missing = [r for r in [0.0, *suite.get("paper_radii", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5])]
-                   if float(r) not in radii]
-        if missing:
-            raise common.SuiteError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
-    models = {}
-    for index, config in enumerate(suite["configs"]):
-        try:
-            if method_of(config, suite) == "sequential":
-                sequential_settings(config, suite)
-        except ValueError as err:
-            raise common.SuiteError(f"configs[{index}]: {err}") from None
-        if "multistep" in config or "num_steps" in config:
-            if config.get("denoiser") not in zoo.names(kind="diffusion"):
-                raise common.SuiteError(f"configs[{index}]: multistep / num_steps apply to a zoo diffusion denoiser "
-                                        f"only (one of {', '.join(zoo.names(kind='diffusion'))})")
-            if "num_steps" in config and not config.get("multistep"):
-                raise common.SuiteError(f"configs[{index}].num_steps needs multistep = true")
-        if config["model"] not in models:
-            models[config["model"]] = references.parse_model(config["model"]).check(roots)
-    return {"dataset": dataset.check(roots, suite.get("split", "test")), "models": models}
+    models = {model: references.parse_model(model).check(roots)
+              for model in dict.fromkeys(c.model for c in spec.configs)}
+    return {"dataset": dataset.check(roots, spec.split), "models": models}
+
+
+# ---- the typed spec ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SequentialSpec:
+    """A sequential config's settings (``sequential_settings``): n_max, stopping grid, bound and its tuning."""
+
+    n_max: int
+    grid: tuple[float, ...]
+    method: str
+    tuning: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """One ``[[configs]]`` table, typed: its config id, base classifier (``model``, optional ``denoiser`` with its
+    diffusion options), sigma, ``row`` and method (``sequential``: None for fixed-n CERTIFY)."""
+
+    id: str
+    model: str
+    sigma: float
+    denoiser: str | None
+    multistep: bool
+    num_steps: int | None
+    row: str | None
+    method: str
+    sequential: SequentialSpec | None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], suite: Mapping[str, Any]) -> ConfigSpec:
+        method = method_of(table, suite)
+        seq = None
+        if method == "sequential":
+            got = sequential_settings(table, suite)
+            seq = SequentialSpec(got["n_max"], tuple(got["grid"]), got["sequential_method"],
+                                 tuple(sorted(got["tuning"].items())))
+        return cls(id=config_id(dict(table), dict(suite)), model=table["model"], sigma=float(table["sigma"]),
+                   denoiser=table.get("denoiser") or None, multistep=bool(table.get("multistep", False)),
+                   num_steps=table.get("num_steps"), row=table.get("row") or None, method=method, sequential=seq)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The ``denoiser`` and ``row`` fields of its rows and summary (those that are set)."""
+        return {key: value for key, value in (("denoiser", self.denoiser), ("row", self.row)) if value}
+
+
+@dataclass(frozen=True)
+class CertifySuiteSpec:
+    """A ``certify`` suite, typed (``from_suite``), every default resolved once."""
+
+    name: str
+    description: str
+    dataset: str
+    split: str
+    resolution: int
+    limit: int | None
+    n0: int
+    n: int
+    alpha: float
+    batch_size: int
+    images_per_chunk: int
+    radii: tuple[float, ...]
+    paper_table: bool
+    paper_radii: tuple[float, ...]
+    configs: tuple[ConfigSpec, ...]
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> CertifySuiteSpec:
+        """The spec of a suite that passed the schema; raises ``SuiteError`` naming the config and the field."""
+        radii = tuple(float(r) for r in suite["radii"])
+        paper_radii = tuple(float(r) for r in suite.get("paper_radii", PAPER_RADII))
+        if suite.get("paper_table"):
+            missing = [r for r in (0.0, *paper_radii) if r not in radii]
+            if missing:
+                raise common.SuiteError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
+        configs = []
+        for index, table in enumerate(suite["configs"]):
+            _check_diffusion_options(table, index)
+            try:
+                config = ConfigSpec.from_table(table, suite)
+            except ValueError as err:
+                raise common.SuiteError(f"configs[{index}]: {err}") from None
+            if config.sequential is not None:
+                specs.check_certifiable({"n": config.sequential.n_max, "alpha": float(suite["alpha"])},
+                                        f"configs[{index}].n_max: ")
+            configs.append(config)
+        return cls(name=str(suite.get("name", "certify")), description=str(suite.get("description", "")),
+                   dataset=str(suite.get("dataset", specs.DEFAULT_DATASET)),
+                   split=str(suite.get("split", specs.DEFAULT_SPLIT)),
+                   resolution=int(suite.get("resolution", specs.DEFAULT_RESOLUTION)), limit=suite.get("limit"),
+                   n0=int(suite["n0"]), n=int(suite["n"]), alpha=float(suite["alpha"]),
+                   batch_size=int(suite["batch_size"]), images_per_chunk=int(suite.get("images_per_chunk", 10)),
+                   radii=radii, paper_table=bool(suite.get("paper_table", False)), paper_radii=paper_radii,
+                   configs=tuple(configs))
+
+
+#: the pixel radii of the paper's tables when the suite names none
+PAPER_RADII = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+def _check_diffusion_options(config: Mapping[str, Any], index: int) -> None:
+    if "multistep" in config or "num_steps" in config:
+        if config.get("denoiser") not in zoo.names(kind="diffusion"):
+            raise common.SuiteError(f"configs[{index}]: multistep / num_steps apply to a zoo diffusion denoiser "
+                                    f"only (one of {', '.join(zoo.names(kind='diffusion'))})")
+        if "num_steps" in config and not config.get("multistep"):
+            raise common.SuiteError(f"configs[{index}].num_steps needs multistep = true")
+
+
+def spec_of(suite: Mapping[str, Any] | CertifySuiteSpec) -> CertifySuiteSpec:
+    """The ``CertifySuiteSpec`` of a suite (built once per process and suite)."""
+    return specs.typed(CertifySuiteSpec, suite)
+
+
+def check(suite: dict[str, Any]) -> None:
+    """Rules across keys, before any work: the spec builds (``CertifySuiteSpec.from_suite``)."""
+    spec_of(suite)
 
 
 def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> str:
@@ -170,97 +272,107 @@ def config_id(config: dict[str, Any], suite: dict[str, Any] | None = None) -> st
     return f"{cid}/sequential({seq['sequential_method']},n_max={seq['n_max']},grid={grid}{tuning})"
 
 
-def load_base(config: dict[str, Any], ctx: common.RunContext | WorkerEnv) -> tuple[torch.nn.Module, Any]:
+def pairs(suite: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """(model, denoiser, sigma) of every denoised config, for the preflight (``benchmarks.preflight``)."""
+    return [(c.model, c.denoiser, c.sigma) for c in spec_of(suite).configs if c.denoiser]
+
+
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every config, for the uniqueness check before any work."""
+    return [(f"configs[{i}]", c.id) for i, c in enumerate(spec_of(suite).configs)]
+
+
+def load_base(config: ConfigSpec | Mapping[str, Any], ctx: common.RunContext | WorkerEnv
+              ) -> tuple[torch.nn.Module, Any]:
     """The base classifier of a config (eval mode) and the loaded classifier (its training sigma is known for zoo
     models only)."""
+    if not isinstance(config, ConfigSpec):
+        config = ConfigSpec.from_table(config, {"radii": []})
     roots = references.Roots(ctx.data_root, ctx.model_dir)
-    model = references.parse_model(config["model"]).load(roots, ctx.device, verbose=ctx.verbose)
-    if not config.get("denoiser"):
+    model = references.parse_model(config.model).load(roots, ctx.device, verbose=ctx.verbose)
+    if not config.denoiser:
         return model.module, model
     from art_ext.defences.denoised_smoothing import DenoisedClassifier
 
-    if config["denoiser"] in zoo.names(kind="diffusion"):  # Carlini et al.: one model for every sigma
-        diffusion = zoo.diffusion_denoiser(config["denoiser"], float(config["sigma"]), device=ctx.device,
-                                           multistep=bool(config.get("multistep", False)),
-                                           num_steps=config.get("num_steps"))
+    if config.denoiser in zoo.names(kind="diffusion"):  # Carlini et al.: one model for every sigma
+        diffusion = zoo.diffusion_denoiser(config.denoiser, config.sigma, device=ctx.device,
+                                           multistep=config.multistep, num_steps=config.num_steps)
         return DenoisedClassifier(diffusion, model.module).eval(), model
-    denoiser = zoo.load(config["denoiser"], kind="denoiser", device=ctx.device, verbose=ctx.verbose)
-    if common.denoiser_sigma(denoiser) != float(config["sigma"]):
-        log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config_id(config),
-                    common.denoiser_sigma(denoiser), float(config["sigma"]))
+    denoiser = zoo.load(config.denoiser, kind="denoiser", device=ctx.device, verbose=ctx.verbose)
+    if common.denoiser_sigma(denoiser) != config.sigma:
+        log.warning("%s: denoiser trained at sigma=%g, certified at sigma=%g", config.id,
+                    common.denoiser_sigma(denoiser), config.sigma)
     return DenoisedClassifier(denoiser.module, model.module).eval(), model
 
 
-def load_dataset(suite: dict[str, Any], limit: int | None, roots: references.Roots | None = None):
-    dataset = references.parse_dataset(suite.get("dataset", "digits"))
-    return dataset.load(roots or references.Roots(), suite.get("split", "test"),
-                        resolution=int(suite.get("resolution", 16)), limit=limit)
+def load_dataset(suite: Mapping[str, Any] | CertifySuiteSpec, limit: int | None,
+                 roots: references.Roots | None = None):
+    spec = spec_of(suite)
+    return references.parse_dataset(spec.dataset).load(roots or references.Roots(), spec.split,
+                                                       resolution=spec.resolution, limit=limit)
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    data = load_dataset(suite, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
-    chunk = int(suite.get("images_per_chunk", 10))
+    spec = spec_of(suite)
+    data = load_dataset(spec, ctx.limit, references.Roots(ctx.data_root, ctx.model_dir))
+    chunk = spec.images_per_chunk
     units = []
-    for config in suite["configs"]:
-        cid = config_id(config, suite)
+    for index, config in enumerate(spec.configs):
         for start in range(0, len(data), chunk):
             indices = tuple(range(start, min(start + chunk, len(data))))
-            if all(ctx.is_done(cid, i) for i in indices):
+            if all(ctx.is_done(config.id, i) for i in indices):
                 continue
-            units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid), {"config": config}))
-    ctx.run_units(units, compute, suite, desc=suite.get("name", "certify"))
+            # the unit names its config by position in the suite (picklable for any backend)
+            units.append(Unit(config.id, indices, common.seed_for(ctx.seed, config.id), {"config": index}))
+    ctx.run_units(units, compute, suite, desc=spec.name)
 
 
-def noise_space_of(config: dict[str, Any]) -> Any:
+def noise_space_of(config: ConfigSpec | Mapping[str, Any]) -> Any:
     """The noise space a config's denoiser was trained for (``None``: pixel noise). A normalized-noise UNet
     (``RescaledLossDenoiserEntry``) declares ``NormalizedNoise(mean, std)``: its config's ``sigma`` is in normalized
     units and certification must add the noise there; the reported radius stays in pixel units."""
-    name = config.get("denoiser")
+    name = config.denoiser if isinstance(config, ConfigSpec) else config.get("denoiser")
     if not name or name not in zoo.names(kind="denoiser"):
         return None
-    space = getattr(zoo.get_entry(name, kind="denoiser"), "noise_space", None)
-    return None if space is None or isinstance(space, PixelNoise) else space
+    _, space = declared_noise(zoo.get_entry(name, kind="denoiser"))
+    return None if isinstance(space, PixelNoise) else space
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one chunk of images of one config (``run`` lists the units)."""
-    config, cid, indices = unit.spec["config"], unit.config, list(unit.indices)
-    data = cached(("certify-data", json.dumps(suite.get("dataset", "digits")), suite.get("split", "test"),
-                   suite.get("resolution", 16), env.limit),
-                  lambda: load_dataset(suite, env.limit, references.Roots(env.data_root, env.model_dir)))
-    method = method_of(config, suite)
-    seq = sequential_settings(config, suite) if method == "sequential" else None
+    spec = spec_of(suite)
+    config, cid, indices = spec.configs[unit.spec["config"]], unit.config, list(unit.indices)
+    data = cached(("certify-data", json.dumps(spec.dataset), spec.split, spec.resolution, env.limit),
+                  lambda: load_dataset(spec, env.limit, references.Roots(env.data_root, env.model_dir)))
+    seq = config.sequential
     base, model = cached(("certify-base", cid, str(env.device)), lambda: load_base(config, env))
-    extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
     space = noise_space_of(config)
-    if space is not None:
-        extra["noise_space"] = repr(space)
+    extra: dict[str, Any] = {**config.labels, **noise_fields(config.sigma, space)}
     keys = image_keys(env.seed, cid, indices)  # the unit's images share nothing but the kernels
     x = data.x[indices].to(env.device)
     t0 = time.perf_counter()
     if seq is None:
         certs = certify(
-            base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
-            alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            keys=keys, noise_space=space,
+            base, x, n0=spec.n0, n=spec.n, sigma=config.sigma, alpha=spec.alpha, num_classes=data.num_classes,
+            batch_size=spec.batch_size, keys=keys, noise_space=space,
         )
         per_image: list[dict[str, Any]] = [{} for _ in indices]
     else:
         certs = certify_sequential(
-            base, x, n0=int(suite["n0"]), n_max=seq["n_max"], radii=seq["grid"], sigma=float(config["sigma"]),
-            alpha=float(suite["alpha"]), num_classes=data.num_classes, batch_size=int(suite["batch_size"]),
-            keys=keys, method=seq["sequential_method"], noise_space=space, **seq["tuning"],
+            base, x, n0=spec.n0, n_max=seq.n_max, radii=list(seq.grid), sigma=config.sigma, alpha=spec.alpha,
+            num_classes=data.num_classes, batch_size=spec.batch_size, keys=keys, method=seq.method,
+            noise_space=space, **dict(seq.tuning),
         )
         assert certs.num_samples is not None
-        per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq["n_max"],
-                      "grid": seq["grid"], "sequential_method": seq["sequential_method"]}
+        per_image = [{"method": "sequential", "num_samples": int(k), "n_max": seq.n_max,
+                      "grid": list(seq.grid), "sequential_method": seq.method}
                      for k in certs.num_samples.tolist()]
     seconds = (time.perf_counter() - t0) / len(indices)
     labels, radii = certs.label.tolist(), certs.radius.tolist()
     p_lower = certs.p_a_lower.tolist()
     rows = [
         {
-            "kind": "certify", "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+            "kind": "certify", "config": cid, "model": config.model, "sigma": config.sigma,
             "training_sigma": model.training_sigma, "index": i, "label": int(data.y[i]),
             "prediction": labels[j], "radius": radii[j], "p_a_lower": p_lower[j],
             "correct": labels[j] == int(data.y[i]), "seconds": round(seconds, 4), **extra,
@@ -271,12 +383,13 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     return rows
 
 
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(suite: Mapping[str, Any] | CertifySuiteSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary record per config, in suite order, computed from rows only."""
-    radii = [float(r) for r in suite["radii"]]
+    spec = spec_of(suite)
+    radii = list(spec.radii)
     out = []
-    for config in suite["configs"]:
-        cid = config_id(config, suite)
+    for config in spec.configs:
+        cid = config.id
         mine = sorted((r for r in rows if r["config"] == cid), key=lambda r: r["index"])
         if not mine:
             continue
@@ -284,15 +397,14 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
         labels = np.array([r["label"] for r in mine])
         predictions = Counter(r["prediction"] for r in mine if r["prediction"] >= 0)
         top_class, top_count = predictions.most_common(1)[0] if predictions else (None, 0)
-        extra = {key: config[key] for key in ("denoiser", "row") if config.get(key)}
-        passes = np.array([r.get("num_samples", int(suite["n0"]) + int(suite["n"])) for r in mine], dtype=np.float64)
+        passes = np.array([r.get("num_samples", spec.n0 + spec.n) for r in mine], dtype=np.float64)
         accuracy = certified_accuracy(pair, labels, radii)
         abstain = abstain_rate(pair)
         credited = np.where(pair[0] == labels, pair[1], 0.0)  # ACR's per-image terms: radius if correct, else 0
         out.append({
-            "method": method_of(config, suite), "mean_passes": float(passes.mean()),
+            "method": config.method, "mean_passes": float(passes.mean()),
             "median_passes": float(np.median(passes)),
-            **extra, "config": cid, "model": config["model"], "sigma": float(config["sigma"]),
+            **config.labels, "config": cid, "model": config.model, "sigma": config.sigma,
             "training_sigma": mine[0].get("training_sigma"), "examples": len(mine),
             "certified_accuracy": accuracy,
             "certified_accuracy_se": {r: rep.binomial_se(a, len(mine)) for r, a in accuracy.items()},
@@ -304,161 +416,13 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def has_sequential(suite: dict[str, Any]) -> bool:
-    return any(method_of(config, suite) == "sequential" for config in suite["configs"])
-
-
-#: what ± means in this kind's tables
-CAPTION = rep.uncertainty_caption(rep.BINOMIAL + " for certified accuracies and the abstain rate",
-                                  "SE of the mean over the images for ACR")
-
-
-def markdown_table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
-    radii = [float(r) for r in suite["radii"]]
-    passes = has_sequential(suite)  # the default suite's table keeps its columns
-    # suites with denoisers compare pipelines of very different cost: noise samples certified per second, base
-    # forward (denoiser + classifier) included, from the rows' per-image times (load-dependent on a shared machine)
-    throughput = any(c.get("denoiser") for c in suite["configs"])
-    header = ["model", *(["method"] if passes else []), "train σ", "σ", "images", *(f"r={r:.2f}" for r in radii),
-              "ACR", "abstain", "s/img", *(["samples/s"] if throughput else []),
-              *(["passes/img mean", "median"] if passes else [])]
-    rows, notes = [], []
-    for s in summary:
-        n = s["examples"]
-        flag = ""
-        if s["top_class_share"] >= 0.5:
-            flag = " †"
-            notes.append(
-                f"† {s['config']}: the smoothed classifier predicts class {s['top_class']} for "
-                f"{s['top_class_share']:.0%} of the images (near-constant under noise), so its certified points are "
-                "mostly images of that class: read its certified accuracy and ACR as an artefact, not robustness."
-            )
-        rows.append([
-            f"{s.get('row', s['model'])}{flag}", *([s["method"]] if passes else []), _sigma(s["training_sigma"]),
-            f"{s['sigma']:g}", n, *(rep.accuracy_cell(s["certified_accuracy"][r], n) for r in radii),
-            rep.cell(s["acr"], s["acr_se"]), rep.accuracy_cell(s["abstain"], n), f"{s['seconds_per_example']:.2f}",
-            *([f"{samples_per_second(suite, s):,.0f}"] if throughput else []),
-            *([f"{s['mean_passes']:,.0f}", f"{s['median_passes']:,.0f}"] if passes else []),
-        ])
-    return "\n".join([rep.markdown_table(header, rows, caption=CAPTION)] + ([""] + notes if notes else []))
-
-
-def samples_per_second(suite: dict[str, Any], s: dict[str, Any]) -> float:
-    """Noise samples (forward passes: selection + estimation) certified per second for one summary record."""
-    passes = s["mean_passes"] if s.get("mean_passes") is not None else int(suite["n0"]) + int(suite["n"])
-    return passes / s["seconds_per_example"] if s["seconds_per_example"] > 0 else float("nan")
-
-
-def _sigma(value: float | None) -> str:
-    return "–" if value is None else f"{value:g}"
-
-
-def plot_info(suite: dict[str, Any], summary_rows: list[dict[str, Any]], seed: int) -> rep.PlotInfo:
-    """What the certified-accuracy plot states: N, images, alpha, seed."""
-    n: int | str = int(suite["n"])
-    if has_sequential(suite):
-        n_max = sorted({sequential_settings(c, suite)["n_max"] for c in suite["configs"]
-                        if method_of(c, suite) == "sequential"})
-        n = f"N = {int(suite['n']):,} noise samples (fixed-n rows), n_max = {', '.join(f'{m:,}' for m in n_max)} " \
-            "(sequential rows)"
-    images = sorted({s["examples"] for s in summary_rows})
-    return rep.PlotInfo(images=images[0] if len(images) == 1 else f"{min(images)}-{max(images)} images",
-                        seed=seed, noise_samples=n, alpha=float(suite["alpha"]), extra=(f"N0 = {suite['n0']}",))
-
-
-def plot_curves(summary_rows: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path,
-                info: rep.PlotInfo | None = None) -> rep.Plot:
-    """Certified accuracy against L2 radius, one panel per sigma; markers keep a curve at 0 visible."""
-    from art_ext.smoothing.metrics import certified_accuracy_curve
-
-    plt = rep.pyplot()
-    sigmas = sorted({s["sigma"] for s in summary_rows})
-    fig, axes = plt.subplots(1, len(sigmas), figsize=(5 * len(sigmas), 4.0), squeeze=False)
-    top = max((r["radius"] for r in rows), default=1.0) * 1.05 or 1.0
-    for ax, sigma in zip(axes[0], sigmas, strict=True):
-        for i, s in enumerate(s for s in summary_rows if s["sigma"] == sigma):
-            mine = [r for r in rows if r["config"] == s["config"]]
-            pair = ([r["prediction"] for r in mine], [r["radius"] for r in mine])
-            grid, acc = certified_accuracy_curve(pair, [r["label"] for r in mine], max_radius=top, num=400)
-            ax.plot(grid, acc, marker=rep.marker(i), markevery=40, ms=4,
-                    label=f"{s.get('row', s['model'])} (ACR {s['acr']:.2f})")
-        ax.set_title(f"σ = {sigma:g}", fontsize=9)
-        ax.set_xlabel("L2 radius (pixel units)")
-        ax.set_ylabel("certified accuracy")
-        rep.zero_visible(ax)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    caption = "Certified accuracy (CERTIFY, abstain = wrong)" + (f": {info.caption()}" if info else "")
-    return rep.save(fig, path, caption)
+def has_sequential(suite: Mapping[str, Any] | CertifySuiteSpec) -> bool:
+    return any(config.sequential is not None for config in spec_of(suite).configs)
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    summary = summarize(suite, rows)
-    why = rep.plots_unavailable() if summary else None
-    plots = [plot_curves(summary, rows, out / "certified_accuracy.png", plot_info(suite, summary, manifest["seed"]))] \
-        if summary and why is None else []
-    header = (
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n\n"
-        f"CERTIFY (Cohen et al. 2019) with N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}; "
-        f"{suite.get('dataset', 'digits')} {suite.get('split', 'test')} split"
-        + (f" at {suite.get('resolution', 16)}x{suite.get('resolution', 16)}" if suite.get("dataset", "digits")
-           == "digits" else "")
-        + "; radii are L2 in [0,1] pixel units; abstain "
-        f"counts as wrong. {rep.TIMING_NOTE} {rep.run_line(manifest)}"
-        + (" 'train σ' is known for zoo models only (– otherwise)." if any(s["training_sigma"] is None
-                                                                            for s in summary) else "")
-        + "\n\n"
-    )
-    if has_sequential(suite):
-        header += (
-            "Sequential rows: `certify_sequential` (same n0 and α, stopped per image once its answer for the row's "
-            "grid is settled, at most n_max draws; same per-image guarantee). passes/img counts every forward pass "
-            "spent on an image, selection included.\n\n"
-        )
-    body = markdown_table(suite, summary) if summary else "(no rows yet)"
-    if summary and suite.get("paper_table"):
-        body += "\n\n" + paper_tables(suite, summary)
-    plots_text = rep.plots_section(plots, why) if summary else ""
-    return rep.write_summary(out, summary, header + body + ("\n\n" + plots_text if plots_text else "") + "\n")
+    """``summary.json``, ``summary.md`` and the certified-accuracy plot from the rows (``report.certify``)."""
+    from benchmarks.report import certify as certify_report
 
-
-def _cell(s: dict[str, Any], radius: float) -> str:
-    """"(clean) certified ± SE", in percent."""
-    return (f"({100 * s['certified_accuracy'][0.0]:.0f}) {100 * s['certified_accuracy'][radius]:.0f} ± "
-            f"{100 * s['certified_accuracy_se'][radius]:.0f}")
-
-
-def paper_tables(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
-    """Salman et al. Tables 1-2 layout: per sigma, then the envelope (best sigma per radius) over sigmas.
-
-    Cells are "(clean) certified" in percent; "clean" is the smoothed classifier's certified accuracy at radius 0
-    (correct and not abstaining).
-    """
-    radii = [float(r) for r in suite.get("paper_radii", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5])]
-    missing = [r for r in [0.0, *radii] if r not in {float(x) for x in suite["radii"]}]
-    if missing:
-        raise ValueError(f"paper_radii and 0.0 must be among the suite's radii; missing {missing}")
-    head = "| " + " | ".join(["row", *(f"r={r:g}" for r in radii), "ACR"]) + " |"
-    sep = "|" + "---|" * (len(radii) + 2)
-    parts = []
-    for sigma in sorted({s["sigma"] for s in summary}):
-        mine = [s for s in summary if s["sigma"] == sigma]
-        lines = [f"### σ = {sigma:g} (cells: (clean smoothed accuracy) certified accuracy ± one binomial SE, %; "
-                 f"{mine[0]['examples']} images)", "", head, sep]
-        for s in mine:
-            cells = " | ".join(_cell(s, r) for r in radii)
-            lines.append(f"| {s.get('row', s['model'])} | {cells} | {s['acr']:.3f} |")
-        ranking = sorted(mine, key=lambda s: -s["acr"])
-        lines += ["", "Ranking by ACR: " + " > ".join(f"{s.get('row', s['model'])} ({s['acr']:.3f})"
-                                                     for s in ranking)]
-        parts.append("\n".join(lines))
-    labels = list(dict.fromkeys(s.get("row", s["model"]) for s in summary))
-    lines = ["### Envelope over σ (as the paper's tables: best σ per radius, its clean accuracy in parentheses)", "",
-             head.replace("| ACR |", "| best ACR |"), sep]
-    for label in labels:
-        mine = [s for s in summary if s.get("row", s["model"]) == label]
-        best = [max(mine, key=lambda s: (s["certified_accuracy"][r], s["certified_accuracy"][0.0])) for r in radii]
-        cells = " | ".join(_cell(b, r) for b, r in zip(best, radii, strict=True))
-        lines.append(f"| {label} | {cells} | {max(s['acr'] for s in mine):.3f} |")
-    parts.append("\n".join(lines))
-    return "\n\n".join(parts)
+    spec = spec_of(suite)
+    return certify_report.write(spec, summarize(spec, rows), rows, out, manifest)

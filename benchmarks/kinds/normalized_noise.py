@@ -23,13 +23,12 @@ or a normalized-noise UNet, noise in its own ``noise_space``), ``model`` (the zo
 
 from __future__ import annotations
 
-import json
 import logging
-import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -38,13 +37,14 @@ from art_ext.attacks import bpda_pgd, pgd, sane_config, table_v_config
 from art_ext.attacks.epgd import noisy_cross_entropy
 from art_ext.data import digits
 from art_ext.defences.denoised_smoothing import DenoisedClassifier
+from art_ext.deployment import declared_noise
 from art_ext.smoothing import certify
 from art_ext.smoothing.keys import NoiseKeys
-from art_ext.smoothing.noise import NoiseSpace, NormalizedNoise, PixelNoise
-from benchmarks import common
+from art_ext.smoothing.noise import NoiseSpace, PixelNoise
+from benchmarks import common, specs
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
-from benchmarks.image_keys import image_keys, keyed_noise, score_keyed
+from benchmarks.image_keys import image_keys, keyed_noise, noise_fields, score_keyed
 
 log = logging.getLogger("benchmarks")
 
@@ -90,68 +90,150 @@ def check(suite: dict[str, Any]) -> None:
         if ("denoiser" in config) == ("sigma" in config):
             raise common.SuiteError(f"{where}: give either denoiser (its sigma is the one it was trained for) or sigma "
                              "(no denoiser: a noise-trained classifier), not both or neither")
+    spec_of(suite)
 
 
-def config_id(config: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class ConfigSpec:
+    """One ``[[configs]]`` table, typed: its config id, table, row, denoiser, classifier and (no denoiser) sigma."""
+
+    id: str
+    table: str
+    row: str
+    denoiser: str | None
+    model: str | None
+    sigma: float | None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> ConfigSpec:
+        return cls(id=config_id(table), table=table["table"], row=table["row"], denoiser=table.get("denoiser"),
+                   model=table.get("model"), sigma=float(table["sigma"]) if "sigma" in table else None)
+
+    def models(self, transfer_models: tuple[str, ...]) -> tuple[str, ...]:
+        """The classifiers of its rows: every transfer model for Table I, its own model otherwise."""
+        return transfer_models if self.table == "I" else (str(self.model),)
+
+
+@dataclass(frozen=True)
+class NormalizedNoiseSpec:
+    """A ``normalized_noise`` suite, typed (``from_suite``), every default resolved once."""
+
+    name: str
+    description: str
+    split: str
+    resolution: int
+    limit: int | None
+    images_per_chunk: int
+    n0: int
+    n: int
+    alpha: float
+    batch_size: int
+    radii: tuple[float, ...]
+    transfer_models: tuple[str, ...]
+    attack_draws: int
+    configs: tuple[ConfigSpec, ...]
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> NormalizedNoiseSpec:
+        """The spec of a suite that passed the schema and ``check``."""
+        return cls(
+            name=str(suite.get("name", "normalized_noise")), description=str(suite.get("description", "")),
+            split=str(suite.get("split", specs.DEFAULT_SPLIT)),
+            resolution=int(suite.get("resolution", specs.DEFAULT_RESOLUTION)), limit=suite.get("limit"),
+            images_per_chunk=int(suite.get("images_per_chunk", 25)), n0=int(suite["n0"]), n=int(suite["n"]),
+            alpha=float(suite["alpha"]), batch_size=int(suite["batch_size"]),
+            radii=tuple(float(r) for r in suite["radii"]), transfer_models=tuple(suite["transfer_models"]),
+            attack_draws=int(suite.get("attack_draws", 10)),
+            configs=tuple(ConfigSpec.from_table(c) for c in suite["configs"]))
+
+
+def spec_of(suite: Mapping[str, Any] | NormalizedNoiseSpec) -> NormalizedNoiseSpec:
+    """The ``NormalizedNoiseSpec`` of a suite (built once per process and suite)."""
+    return specs.typed(NormalizedNoiseSpec, suite)
+
+
+def config_id(config: Mapping[str, Any]) -> str:
     return f"{config['table']}/{config['row']}"
 
 
-def noise_of(config: dict[str, Any]) -> tuple[float, NoiseSpace]:
+def pairs(suite: dict[str, Any]) -> list[tuple[str, str, float | None]]:
+    """(model, denoiser, None) of every classifier run behind a denoiser, for the preflight."""
+    spec = spec_of(suite)
+    return [(m, c.denoiser, None) for c in spec.configs if c.denoiser for m in c.models(spec.transfer_models)]
+
+
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id) of every config, for the uniqueness check before any work."""
+    return [(f"configs[{i}]", c.id) for i, c in enumerate(spec_of(suite).configs)]
+
+
+def _config(config: ConfigSpec | Mapping[str, Any]) -> ConfigSpec:
+    return config if isinstance(config, ConfigSpec) else ConfigSpec.from_table(config)
+
+
+def noise_of(config: ConfigSpec | Mapping[str, Any]) -> tuple[float, NoiseSpace]:
     """(sigma, noise space) of a config: a normalized-noise UNet's own space, pixel noise otherwise."""
-    if "denoiser" not in config:
-        return float(config["sigma"]), PixelNoise()
-    entry = zoo.get_entry(config["denoiser"], kind="denoiser")
-    return float(entry.sigma), getattr(entry, "noise_space", PixelNoise())  # type: ignore[attr-defined]
+    config = _config(config)
+    if config.denoiser is None:
+        return float(config.sigma or 0.0), PixelNoise()  # check: sigma is set when no denoiser is
+    return declared_noise(zoo.get_entry(config.denoiser, kind="denoiser"))
 
 
-def pipeline(config: dict[str, Any], model: nn.Module, device: torch.device) -> nn.Module:
-    if "denoiser" not in config:
+def pipeline(config: ConfigSpec | Mapping[str, Any], model: nn.Module, device: torch.device) -> nn.Module:
+    config = _config(config)
+    if config.denoiser is None:
         return model
-    den = zoo.load(config["denoiser"], kind="denoiser", device=device).module
+    den = zoo.load(config.denoiser, kind="denoiser", device=device).module
     return DenoisedClassifier(den, model).eval()
+
+
+def _data(spec: NormalizedNoiseSpec):
+    return digits.load_digits(spec.split, resolution=spec.resolution)
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
     """List the unfinished units (one per config, model and chunk of images) and run them on the backend."""
-    data = digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16)))
-    count = min(len(data), ctx.limit or int(suite.get("limit", len(data))))
-    chunk = int(suite.get("images_per_chunk", 25))
+    spec = spec_of(suite)
+    data = _data(spec)
+    count = min(len(data), ctx.limit or (spec.limit if spec.limit is not None else len(data)))
+    chunk = spec.images_per_chunk
     units = []
-    for config in suite["configs"]:
-        models = suite["transfer_models"] if config["table"] == "I" else [config["model"]]
-        for name in models:
-            cid = config_id(config) + (f"/{name}" if config["table"] == "I" else "")
+    for index, config in enumerate(spec.configs):
+        for name in config.models(spec.transfer_models):
+            cid = config.id + (f"/{name}" if config.table == "I" else "")
             for start in range(0, count, chunk):
                 idx = tuple(range(start, min(start + chunk, count)))
                 if all(ctx.is_done(cid, i) for i in idx):
                     continue
-                units.append(Unit(cid, idx, common.seed_for(ctx.seed, cid, start), {"config": config, "model": name}))
-    ctx.run_units(units, compute, suite, desc=suite.get("name", "normalized_noise"))
+                # the unit names its config by position in the suite (picklable for any backend)
+                units.append(Unit(cid, idx, common.seed_for(ctx.seed, cid, start), {"config": index, "model": name}))
+    ctx.run_units(units, compute, suite, desc=spec.name)
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one chunk of images for one (config, model) (``run`` lists the units)."""
-    config, name, idx = unit.spec["config"], unit.spec["model"], list(unit.indices)
+    spec = spec_of(suite)
+    config, name, idx = spec.configs[unit.spec["config"]], unit.spec["model"], list(unit.indices)
     sigma, space = noise_of(config)
-    data = cached(("normalized-noise-data", suite.get("split", "test"), int(suite.get("resolution", 16))),
-                  lambda: digits.load_digits(suite.get("split", "test"), resolution=int(suite.get("resolution", 16))))
+    data = cached(("normalized-noise-data", spec.split, spec.resolution), lambda: _data(spec))
     base = cached(("normalized-noise-base", unit.config, str(env.device)),
                   lambda: pipeline(config, zoo.load(name, kind="classifier", device=env.device).module, env.device))
     x, y = data.x[idx].to(env.device), data.y[idx].to(env.device)
-    rows = _unit(config["table"], suite, base, x, y, sigma, space, image_keys(env.seed, unit.config, idx))
-    return [{"config": unit.config, "index": i, "row": config["row"], "table": config["table"], "model": name,
-             "sigma": sigma, "noise_space": repr(space), **r} for i, r in zip(idx, rows, strict=True)]
+    rows = _unit(config.table, spec, base, x, y, sigma, space, image_keys(env.seed, unit.config, idx))
+    return [{"config": unit.config, "index": i, "row": config.row, "table": config.table, "model": name,
+             "sigma": sigma, **noise_fields(sigma, space), **r}
+            for i, r in zip(idx, rows, strict=True)]
 
 
-def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
+def _unit(table: str, spec: NormalizedNoiseSpec, base: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
           space: NoiseSpace, keys: NoiseKeys) -> list[dict[str, Any]]:
     if table == "I":
         with torch.no_grad():
             correct = (base(keyed_noise(x, sigma, keys, space)).argmax(1) == y).tolist()
         return [{"correct": bool(c)} for c in correct]
     if table == "II":
-        certs = certify(base, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=sigma, alpha=float(suite["alpha"]),
-                        num_classes=10, batch_size=int(suite["batch_size"]), keys=keys, noise_space=space)
+        certs = certify(base, x, n0=spec.n0, n=spec.n, sigma=sigma, alpha=spec.alpha, num_classes=10,
+                        batch_size=spec.batch_size, keys=keys, noise_space=space)
         assert certs.radius_noise_space is not None
         return [{"prediction": int(p), "label": int(t), "radius": float(r), "radius_noise_space": float(rn)}
                 for p, t, r, rn in zip(certs.label.tolist(), y.tolist(), certs.radius.tolist(),
@@ -161,7 +243,7 @@ def _unit(table: str, suite: dict[str, Any], base: nn.Module, x: torch.Tensor, y
     for preset in PRESETS:
         x_adv = table_v_attack(base, x, y, preset, sigma, space, keys.derive(f"attack/{preset}"))
         score = score_keyed(lambda z, k: base(keyed_noise(z, sigma, k, space)), x_adv.detach(), y,
-                            keys.derive(f"score/{preset}"), int(suite.get("attack_draws", 10)))
+                            keys.derive(f"score/{preset}"), spec.attack_draws)
         for j, acc in enumerate(score.correct.float().mean(1).tolist()):
             out[j][f"acc_{preset}"] = acc
     return out
@@ -181,91 +263,36 @@ def table_v_attack(base: DenoisedClassifier, x: torch.Tensor, y: torch.Tensor, p
     return bpda_pgd(base.classifier, x, y, cfg, defence=base.denoiser, loss_fn=noisy, keys=keys)
 
 
-# ---- report ------------------------------------------------------------------------------------------------------
-
-def _se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
-
-
-def _pm(values: list[float]) -> str:
-    """mean ± SE in percent; values in [0, 1] per image (binomial SE for 0/1, SE of the mean otherwise)."""
-    if not values:
-        return "–"
-    arr = np.asarray(values, dtype=np.float64)
-    se = arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else float("nan")
-    if set(np.unique(arr)) <= {0.0, 1.0}:
-        se = _se(float(arr.mean()), len(arr))
-    return f"{100 * arr.mean():.1f} ± {100 * se:.1f}"
-
-
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+# ---- summary (rows only) -----------------------------------------------------------------------------------------
+def summarize(suite: Mapping[str, Any] | NormalizedNoiseSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = spec_of(suite)
     by: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by.setdefault(r["config"], []).append(r)
-    radii = [float(r) for r in suite["radii"]]
+    radii = list(spec.radii)
     out: dict[str, Any] = {"I": {}, "II": {}, "V": {}}
-    for config in suite["configs"]:
-        cid = config_id(config)
+    for config in spec.configs:
+        cid = config.id
         sigma, space = noise_of(config)
-        if config["table"] == "I":
-            out["I"][config["row"]] = {m: [float(r["correct"]) for r in by.get(f"{cid}/{m}", [])]
-                                       for m in suite["transfer_models"]}
-        elif config["table"] == "II":
+        if config.table == "I":
+            out["I"][config.row] = {m: [float(r["correct"]) for r in by.get(f"{cid}/{m}", [])]
+                                    for m in spec.transfer_models}
+        elif config.table == "II":
             mine = by.get(cid, [])
             cert = {r: [float(x["prediction"] == x["label"] and x["radius"] >= r and (r == 0 or x["radius"] > 0))
                         for x in mine] for r in radii}
-            out["II"][config["row"]] = {"certified": cert, "sigma": sigma, "space": space,
-                                        "pixel_sigma": sigma * (min(space.std) if isinstance(space, NormalizedNoise)
-                                                                else 1.0)}
+            out["II"][config.row] = {"certified": cert, "sigma": sigma, "space": space,
+                                     "pixel_sigma": space.pixel_sigma(sigma)}
         else:
             mine = by.get(cid, [])
-            out["V"][config["row"]] = {p: [x[f"acc_{p}"] for x in mine] for p in PRESETS} | {"sigma": sigma,
-                                                                                               "space": space}
+            out["V"][config.row] = {p: [x[f"acc_{p}"] for x in mine] for p in PRESETS} | {"sigma": sigma,
+                                                                                            "space": space}
     return out
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    s = summarize(suite, rows)
-    (out / "summary.json").write_text(json.dumps(
-        {t: {row: {k: (v if not isinstance(v, NoiseSpace) else repr(v)) for k, v in d.items()} if isinstance(d, dict)
-             else d for row, d in s[t].items()} for t in s}, indent=1, sort_keys=True, default=str))
-    n_img = max((len(v) for d in s["I"].values() for v in d.values()), default=0)
-    lines = [f"# Suite `{suite['name']}`: {suite.get('description', '')}", "",
-             f"Digits {suite.get('split', 'test')} split, seed {manifest['seed']}, git {manifest.get('git_sha')}. "
-             "Every cell: mean ± one standard error (binomial SE sqrt(p(1-p)/N) over N images; Table V: SE of the "
-             "per-image mean over the scoring draws). Pixel units on [0, 1] unless a column says R_n.", ""]
-    if s["I"]:
-        models = suite["transfer_models"]
-        lines += [f"## Table I analog: accuracy (%) of classifier(denoiser(x + noise)), one noise draw per image, "
-                  f"N = {n_img} images", "", "| classifier | " + " | ".join(s["I"]) + " |",
-                  "|---|" + "---|" * len(s["I"])]
-        for m in models:
-            lines.append(f"| {m} | " + " | ".join(_pm(d[m]) for d in s["I"].values()) + " |")
-        lines.append("")
-    if s["II"]:
-        radii = [float(r) for r in suite["radii"] if float(r) > 0]
-        any_row = next(iter(s["II"].values()))
-        n2 = len(any_row["certified"][0.0])
-        lines += [f"## Table II analog: certified accuracy (%) at pixel L2 radius r, (clean smoothed accuracy) "
-                  f"first; CERTIFY N0={suite['n0']}, N={suite['n']}, α={suite['alpha']}, N_img = {n2}", "",
-                  "| row | σ (space) | pixel σ | clean | " + " | ".join(f"r={r:g}" for r in radii) + " |",
-                  "|---|---|---|---|" + "---|" * len(radii)]
-        for row, d in s["II"].items():
-            space = "normalized" if isinstance(d["space"], NormalizedNoise) else "pixel"
-            lines.append(f"| {row} | {d['sigma']:g} ({space}) | {d['pixel_sigma']:.3f} | "
-                         f"({_pm(d['certified'][0.0])}) | " + " | ".join(_pm(d["certified"][r]) for r in radii) + " |")
-        stds = [min(d["space"].std) for d in s["II"].values() if isinstance(d["space"], NormalizedNoise)]
-        if stds:
-            m = stds[0]
-            lines += ["", f"The normalized radius the paper would print for each column (R_n = r / min(std), "
-                      f"min(std) = {m:g}): " + ", ".join(f"r={r:g} ↔ R_n={r / m:.2f}" for r in radii) + ".", ""]
-    if s["V"]:
-        lines += ["## Table V analog: accuracy (%) under 20-step BPDA PGD-L2, eps = 0.5 (pixel), on the deployed "
-                  f"noise + denoiser + classifier; each example scored over {suite.get('attack_draws', 10)} draws",
-                  "", "| row | σ (space) | BPDA, paper preset (eps_step 0.01, reach 0.2) | BPDA, sane preset (eps_step "
-                  "0.0625) | exact gradient, sane preset (not in the paper) |", "|---|---|---|---|---|"]
-        for row, d in s["V"].items():
-            space = "normalized" if isinstance(d["space"], NormalizedNoise) else "pixel"
-            lines.append(f"| {row} | {d['sigma']:g} ({space}) | {_pm(d['paper'])} | {_pm(d['sane'])} | "
-                         f"{_pm(d['exact'])} |")
-    return "\n".join(lines) + "\n"
+    """``summary.json`` and ``summary.md`` from the rows (``benchmarks.report.normalized_noise``)."""
+    from benchmarks.report import normalized_noise as nn_report
+
+    spec = spec_of(suite)
+    return nn_report.write(spec, summarize(spec, rows), out, manifest)

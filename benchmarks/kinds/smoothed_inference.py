@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +48,12 @@ from art_ext.smoothing.inference import (
     votes,
 )
 from art_ext.smoothing.keys import NoiseKeys, resolve_keys
-from benchmarks import common
+from art_ext.types import Norm
+from benchmarks import common, specs
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Table
-from benchmarks.image_keys import image_keys
+from benchmarks.image_keys import image_keys, noise_fields
 
 log = logging.getLogger("benchmarks")
 
@@ -73,7 +76,7 @@ SCHEMA = {
     "images_per_chunk": Key(common.integer(1)),
     "attack": Table({
         "norm": Key(common.choice("l2", "linf"), required=True),
-        "eps": Key(common.number(ge=0), required=True),
+        "eps": Key(common.number(gt=0), required=True),
         "eps_step": Key(common.number(gt=0), required=True),
         "max_iter": Key(common.integer(1), required=True),
         "num_random_init": Key(common.integer(0)),
@@ -82,31 +85,100 @@ SCHEMA = {
 }
 
 
+@dataclass(frozen=True)
+class AttackTableSpec:
+    """The ``[attack]`` table: PGD / EPGD's threat model and steps (``num_random_init`` 1 unless given)."""
+
+    norm: Norm
+    eps: float
+    eps_step: float
+    max_iter: int
+    num_random_init: int
+    epgd_samples: int
+
+
+@dataclass(frozen=True)
+class SmoothedInferenceSpec:
+    """A ``smoothed_inference`` suite, typed (``from_suite``), every default resolved once: ``val_seeds`` and
+    ``test_seeds`` fall back to ``seeds``, then 5."""
+
+    name: str
+    description: str
+    resolution: int
+    models: tuple[str, ...]
+    limit: int | None
+    val_limit: int
+    val_seeds: int
+    test_seeds: int
+    sigmas: tuple[float, ...]
+    num_samples: tuple[int, ...]
+    modes: tuple[str, ...]
+    batch_size: int
+    images_per_chunk: int
+    attack: AttackTableSpec
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> SmoothedInferenceSpec:
+        """The spec of a suite that passed the schema."""
+        a, seeds = suite["attack"], int(suite.get("seeds", 5))
+        return cls(
+            name=str(suite.get("name", "smoothed_inference")), description=str(suite.get("description", "")),
+            resolution=int(suite.get("resolution", specs.DEFAULT_RESOLUTION)), models=tuple(suite["models"]),
+            limit=suite.get("limit"), val_limit=int(suite["val_limit"]),
+            val_seeds=int(suite.get("val_seeds", seeds)), test_seeds=int(suite.get("test_seeds", seeds)),
+            sigmas=tuple(float(s) for s in suite["sigmas"]), num_samples=tuple(int(m) for m in suite["num_samples"]),
+            modes=tuple(suite["modes"]), batch_size=int(suite["batch_size"]),
+            images_per_chunk=int(suite.get("images_per_chunk", 100)),
+            attack=AttackTableSpec(norm=a["norm"], eps=float(a["eps"]), eps_step=float(a["eps_step"]),
+                                   max_iter=int(a["max_iter"]), num_random_init=int(a.get("num_random_init", 1)),
+                                   epgd_samples=int(a["epgd_samples"])),
+        )
+
+
+def spec_of(suite: Mapping[str, Any] | SmoothedInferenceSpec) -> SmoothedInferenceSpec:
+    """The ``SmoothedInferenceSpec`` of a suite (built once per process and suite)."""
+    return specs.typed(SmoothedInferenceSpec, suite)
+
+
+def check(suite: dict[str, Any]) -> None:
+    """Rules across keys, before any work: the spec builds (``SmoothedInferenceSpec.from_suite``)."""
+    spec_of(suite)
+
+
 def config_id(model: str, split: str, sigma: float, seed: int) -> str:
     return f"{model}|{split}|sigma={sigma:g}|seed={seed}"
 
 
-def _splits(suite: dict[str, Any], limit: int | None, limit_option: int | None = None
+def config_ids(suite: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, config id prefix) of every (model, sigma), for the uniqueness check (a model or sigma listed twice
+    would write the same rows twice)."""
+    spec = spec_of(suite)
+    return [(f"models[{i}] at sigmas[{j}]", config_id(m, "*", s, 0))
+            for i, m in enumerate(spec.models) for j, s in enumerate(spec.sigmas)]
+
+
+def _splits(suite: Mapping[str, Any] | SmoothedInferenceSpec, limit: int | None, limit_option: int | None = None
             ) -> list[tuple[str, int | None, int]]:
     """(split, number of images, number of seeds): val for selection, then test. ``limit`` (``--limit`` or the
     suite's) sets test's size; ``limit_option`` (``--limit`` only) also caps val's."""
-    val_images = int(suite["val_limit"]) if limit_option is None else min(int(suite["val_limit"]), limit_option)
-    return [
-        ("val", val_images, int(suite.get("val_seeds", suite.get("seeds", 5)))),
-        ("test", limit, int(suite.get("test_seeds", suite.get("seeds", 5)))),
-    ]
+    spec = spec_of(suite)
+    val_images = spec.val_limit if limit_option is None else min(spec.val_limit, limit_option)
+    return [("val", val_images, spec.val_seeds), ("test", limit, spec.test_seeds)]
 
 
-def _attack_configs(suite: dict[str, Any], sigma: float) -> tuple[EPGDConfig, EPGDConfig]:
+def _attack_configs(suite: Mapping[str, Any] | SmoothedInferenceSpec, sigma: float) -> tuple[EPGDConfig, EPGDConfig]:
     """PGD (EPGD with one noisy pass per step) and EPGD (``epgd_samples`` passes) at the smoothing sigma."""
-    a = suite["attack"]
-    common_args = dict(eps=float(a["eps"]), eps_step=float(a["eps_step"]), sigma=sigma, max_iter=int(a["max_iter"]),
-                       norm=a["norm"], num_random_init=int(a.get("num_random_init", 1)))
-    return EPGDConfig(**common_args, eot_samples=1), EPGDConfig(**common_args, eot_samples=int(a["epgd_samples"]))
+    a = spec_of(suite).attack
+
+    def config(eot_samples: int) -> EPGDConfig:
+        return EPGDConfig(eps=a.eps, eps_step=a.eps_step, sigma=sigma, max_iter=a.max_iter, norm=a.norm,
+                          num_random_init=a.num_random_init, eot_samples=eot_samples)
+
+    return config(1), config(a.epgd_samples)
 
 
 def evaluate_chunk(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: dict[str, Any],
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float, suite: Mapping[str, Any] | SmoothedInferenceSpec,
     generator: torch.Generator | None = None, *, num_classes: int = 10, keys: NoiseKeys | None = None,
 ) -> dict[str, Any]:
     """Correct / abstain flags [input][mode] -> bool tensor [B, len(M grid)] for one chunk of images. Image i's
@@ -114,9 +186,10 @@ def evaluate_chunk(
     PGD / EPGD attacks by ``keys.derive("attack/pgd")`` / ``keys.derive("attack/epgd")``, the smoothing noise of
     input ``name`` by ``keys.derive(name)``."""
     keys = resolve_keys(keys, generator, x.shape[0], x.device)
-    grid = [int(m) for m in suite["num_samples"]]
-    max_m, batch_size, modes = max(grid), int(suite["batch_size"]), list(suite["modes"])
-    pgd_cfg, epgd_cfg = _attack_configs(suite, sigma)
+    spec = spec_of(suite)
+    grid = list(spec.num_samples)
+    max_m, batch_size, modes = max(grid), spec.batch_size, list(spec.modes)
+    pgd_cfg, epgd_cfg = _attack_configs(spec, sigma)
     inputs = {"clean": x, "pgd": epgd(model, x, y, pgd_cfg, keys=keys.derive("attack/pgd"))}
     # sigma = 0: the base is deterministic, EPGD's average of identical gradients is PGD
     inputs["epgd"] = epgd(model, x, y, epgd_cfg, keys=keys.derive("attack/epgd")) if sigma > 0 else inputs["pgd"]
@@ -142,13 +215,18 @@ def evaluate_chunk(
     return {"correct": correct, "abstain": abstain}
 
 
+def _split_data(spec: SmoothedInferenceSpec, split: str, limit: int | None):
+    return digits.load_digits(split, resolution=spec.resolution).head(limit)
+
+
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    chunk = int(suite.get("images_per_chunk", 100))
+    spec = spec_of(suite)
+    chunk = spec.images_per_chunk
     units = []
-    for model_name in suite["models"]:
-        for split, limit, num_seeds in _splits(suite, ctx.limit, ctx.limit_option):
-            size = len(digits.load_digits(split, resolution=int(suite.get("resolution", 16))).head(limit))
-            for sigma, seed in [(float(s), k) for s in suite["sigmas"] for k in range(num_seeds)]:
+    for model_name in spec.models:
+        for split, limit, num_seeds in _splits(spec, ctx.limit, ctx.limit_option):
+            size = len(_split_data(spec, split, limit))
+            for sigma, seed in [(s, k) for s in spec.sigmas for k in range(num_seeds)]:
                 cid = config_id(model_name, split, sigma, seed)
                 for start in range(0, size, chunk):
                     indices = tuple(range(start, min(start + chunk, size)))
@@ -157,20 +235,21 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
                     units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid, start),
                                       {"model": model_name, "split": split, "limit": limit, "sigma": sigma,
                                        "seed": seed}))
-    ctx.run_units(units, compute, suite, desc=suite.get("name", "smoothed_inference"))
+    ctx.run_units(units, compute, suite, desc=spec.name)
 
 
 def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
     """The rows of one chunk of images of one (model, split, sigma, seed) (``run`` lists the units)."""
+    spec = spec_of(suite)
     model_name, split, sigma, seed = unit.spec["model"], unit.spec["split"], unit.spec["sigma"], unit.spec["seed"]
     cid, indices = unit.config, list(unit.indices)
-    data = cached(("si-data", split, suite.get("resolution", 16), unit.spec["limit"]), lambda: digits.load_digits(
-        split, resolution=int(suite.get("resolution", 16))).head(unit.spec["limit"]))
+    data = cached(("si-data", split, spec.resolution, unit.spec["limit"]),
+                  lambda: _split_data(spec, split, unit.spec["limit"]))
     model = cached(("zoo", model_name, str(env.device)),
                    lambda: zoo.load(model_name, device=env.device, verbose=env.verbose).module)
     x, y = data.x[indices].to(env.device), data.y[indices].to(env.device)
     t0 = time.perf_counter()
-    flags = evaluate_chunk(model, x, y, sigma, suite, num_classes=data.num_classes,
+    flags = evaluate_chunk(model, x, y, sigma, spec, num_classes=data.num_classes,
                            keys=image_keys(env.seed, cid, indices))
     seconds = (time.perf_counter() - t0) / len(indices)
     as_lists = {key: {name: {mode: t.int().tolist() for mode, t in per_mode.items()}
@@ -178,7 +257,7 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
     return [
         {
             "kind": "smoothed_inference", "config": cid, "model": model_name, "split": split,
-            "sigma": sigma, "seed": seed, "index": i, "label": int(data.y[i]),
+            "sigma": sigma, **noise_fields(sigma), "seed": seed, "index": i, "label": int(data.y[i]),
             "correct": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["correct"].items()},
             "abstain": {n: {m: v[j] for m, v in pm.items()} for n, pm in as_lists["abstain"].items()},
             "seconds": round(seconds, 4),
@@ -190,7 +269,7 @@ def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str,
 # ----------------------------------------------------------------------------------------------------- report
 
 
-def accuracy_grid(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
+def accuracy_grid(suite: Any, rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
     """(model, split, input, mode, sigma) -> accuracy [seeds, len(M grid)] (abstains count as wrong)."""
     groups: dict[tuple, dict[int, list[list[int]]]] = {}
     for r in rows:
@@ -218,11 +297,13 @@ def abstain_rates(rows: list[dict[str, Any]]) -> dict[tuple, np.ndarray]:
     return {k: np.mean(np.array(v), axis=0) for k, v in groups.items()}
 
 
-def select(suite: dict[str, Any], grid: dict[tuple, np.ndarray], model: str, mode: str) -> tuple[float, int] | None:
+def select(suite: Mapping[str, Any] | SmoothedInferenceSpec, grid: dict[tuple, np.ndarray], model: str,
+           mode: str) -> tuple[float, int] | None:
     """(sigma, M) with the best mean val accuracy under PGD; ties -> smaller M, then smaller sigma."""
-    ms = [int(m) for m in suite["num_samples"]]
+    spec = spec_of(suite)
+    ms = list(spec.num_samples)
     best, best_key = None, None
-    for sigma in sorted(float(s) for s in suite["sigmas"]):
+    for sigma in sorted(spec.sigmas):
         acc = grid.get((model, "val", "pgd", mode, sigma))
         if acc is None:
             continue
@@ -237,32 +318,33 @@ def select(suite: dict[str, Any], grid: dict[tuple, np.ndarray], model: str, mod
 CAPTION = rep.uncertainty_caption(rep.SEED_MEAN + ", each seed's accuracy over the same test images")
 
 
-def _cell(acc: np.ndarray | None, j: int) -> str:
+def seed_cell(acc: np.ndarray | None, j: int) -> str:
     """Mean over seeds ± its standard error, in percent."""
     if acc is None:
         return "–"
     return rep.mean_cell(acc[:, j].tolist(), digits=1, percent=True)
 
 
-def _se(acc: np.ndarray) -> np.ndarray:
+def seed_se(acc: np.ndarray) -> np.ndarray:
     """Standard error of the mean over seeds (axis 0) per M; 0 for one seed (plotted without a bar)."""
     if acc.shape[0] < 2:
         return np.zeros(acc.shape[1])
     return np.array([rep.se_of_mean(acc[:, j].tolist()) for j in range(acc.shape[1])])
 
 
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    grid = accuracy_grid(suite, rows)
-    ms = [int(m) for m in suite["num_samples"]]
+def summarize(suite: Mapping[str, Any] | SmoothedInferenceSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = spec_of(suite)
+    grid = accuracy_grid(spec, rows)
+    ms = list(spec.num_samples)
     selected, table = {}, []
-    for model in suite["models"]:
+    for model in spec.models:
         base = [grid.get((model, "test", name, "prediction", 0.0)) for name in INPUTS]
         if base[0] is not None:
             table.append({"model": model, "method": "base model (σ = 0, no noise)", "sigma": 0.0, "M": 1,
-                          **{name: _cell(a, 0) for name, a in zip(INPUTS, base, strict=True)},
+                          **{name: seed_cell(a, 0) for name, a in zip(INPUTS, base, strict=True)},
                           "seeds": int(base[0].shape[0])})
-        for mode in suite["modes"]:
-            choice = select(suite, grid, model, mode)
+        for mode in spec.modes:
+            choice = select(spec, grid, model, mode)
             if choice is None:
                 continue
             sigma, m = choice
@@ -272,108 +354,18 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
                 if accs[0] is None:
                     continue
                 table.append({"model": model, "method": label, "sigma": sigma, "M": mm,
-                              **{name: _cell(a, ms.index(mm)) for name, a in zip(INPUTS, accs, strict=True)},
+                              **{name: seed_cell(a, ms.index(mm)) for name, a in zip(INPUTS, accs, strict=True)},
                               "seeds": int(accs[0].shape[0])})
     full = {"|".join(map(str, k)): {"mean": a.mean(axis=0).tolist(), "std": a.std(axis=0, ddof=1).tolist()
-                                    if a.shape[0] > 1 else [0.0] * a.shape[1], "se": _se(a).tolist(),
+                                    if a.shape[0] > 1 else [0.0] * a.shape[1], "se": seed_se(a).tolist(),
                                     "seeds": int(a.shape[0])}
             for k, a in sorted(grid.items())}
     return {"selected_on_val": selected, "table": table, "grid": full, "M": ms}
 
 
-def test_images(rows: list[dict[str, Any]], model: str) -> int:
-    """How many test images a model's rows cover (from the rows only)."""
-    return len({int(r["index"]) for r in rows if r["model"] == model and r["split"] == "test"})
-
-
-def plot(suite: dict[str, Any], grid: dict[tuple, np.ndarray], selected: dict[str, Any], out: Path,
-         rows: list[dict[str, Any]] | None = None, seed: int = 0) -> list[rep.Plot]:
-    plt = rep.pyplot()
-    ms = [int(m) for m in suite["num_samples"]]
-    sigmas = sorted(float(s) for s in suite["sigmas"])
-    seeds = int(suite.get("test_seeds", suite.get("seeds", 5)))
-    plots = []
-    for model in suite["models"]:
-        images = test_images(rows, model) if rows is not None else "test"
-        info = rep.PlotInfo(images=images if isinstance(images, int) else "test images", seed=seed,
-                            noise_samples=f"M ∈ {{{', '.join(map(str, ms))}}} noisy passes",
-                            extra=(f"{seeds} test seeds",))
-        # Fig. 1: accuracy vs sigma for several M (prediction smoothing), clean and under PGD, test split
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-        for ax, name in zip(axes, INPUTS, strict=True):
-            shown = ms[:: max(1, len(ms) // 5)] + ([ms[-1]] if (len(ms) - 1) % max(1, len(ms) // 5) else [])
-            for i, m in enumerate(shown):
-                j = ms.index(m)
-                ys = [grid[(model, "test", name, "prediction", s)][:, j].mean()
-                      if (model, "test", name, "prediction", s) in grid else np.nan for s in sigmas]
-                ax.plot(sigmas, ys, marker=rep.marker(i), label=f"M = {m}")
-            ax.set_title(f"{name} (prediction smoothing, test)", fontsize=9)
-            ax.set_xlabel("σ (pixel units)")
-            rep.zero_visible(ax)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("accuracy (mean over seeds)")
-        axes[0].legend(fontsize=8)
-        plots.append(rep.save(fig, out / f"{model}_accuracy_vs_sigma.png",
-                              f"{model}: accuracy vs σ: {info.caption()}", dpi=110))
-        # Fig. 2: accuracy vs M per mode at the val-selected sigma, test split, mean ± SE over seeds
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-        for ax, name in zip(axes, INPUTS, strict=True):
-            for i, mode in enumerate(suite["modes"]):
-                choice = selected.get(f"{model}/{mode}")
-                if not choice:
-                    continue
-                acc = grid.get((model, "test", name, mode, choice["sigma"]))
-                if acc is None:
-                    continue
-                ax.errorbar(ms, acc.mean(axis=0), yerr=_se(acc), marker=rep.marker(i), capsize=2,
-                            label=f"{mode} (σ = {choice['sigma']:g})")
-            ax.set_xscale("log", base=2)
-            ax.set_title(f"{name} (test; σ chosen on val)", fontsize=9)
-            ax.set_xlabel("M (noisy passes)")
-            rep.zero_visible(ax)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("accuracy ± 1 SE over seeds")
-        axes[0].legend(fontsize=8)
-        plots.append(rep.save(fig, out / f"{model}_accuracy_vs_samples.png",
-                              f"{model}: accuracy vs M at the val-selected σ, ± 1 SE over seeds: {info.caption()}",
-                              dpi=110))
-    return plots
-
-
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    summary = summarize(suite, rows)
-    grid = accuracy_grid(suite, rows)
-    why = rep.plots_unavailable() if rows else None
-    plots = plot(suite, grid, summary["selected_on_val"], out, rows, manifest["seed"]) if rows and why is None \
-        else []
-    a = suite["attack"]
-    lines = [
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}\n",
-        "Smoothed inference (Nemcovsky et al., arXiv:1911.07198v2): accuracy (%) on the digits test split, "
-        f"mean {rep.UNCERTAINTY} of the mean over seeds. Attacks on the noisy base at the smoothing σ: "
-        f"PGD-{a['norm']} ε={a['eps']}, "
-        f"step {a['eps_step']}, {a['max_iter']} steps, {a.get('num_random_init', 1)} random start (1 noisy pass "
-        f"per step) and EPGD (same, {a['epgd_samples']} noisy passes averaged per step). Ties abstain and count "
-        "as wrong. **σ and M were chosen on the val split (best mean accuracy under PGD), never on test.** "
-        f"{rep.run_line(manifest)}\n",
-    ]
-    table = [[t["model"], t["method"], f"{t['sigma']:g}", t["M"], t["clean"], t["pgd"], t["epgd"], t["seeds"]]
-             for t in summary["table"]]
-    if table:
-        lines.append(rep.markdown_table(["model", "method", "σ", "M", "clean", "PGD", "EPGD", "seeds"], table,
-                                        caption=CAPTION))
-    else:
-        lines.append("(no rows yet)")
-    ms = summary["M"]
-    for model in suite["models"]:
-        for mode in suite["modes"]:
-            choice = summary["selected_on_val"].get(f"{model}/{mode}")
-            if choice is None:
-                continue
-            lines.append(f"\n**{model}, {mode}: test accuracy (%) vs M at the val-selected σ = {choice['sigma']:g}**\n")
-            per_m = [[name, *(_cell(acc, j) for j in range(len(ms)))] for name in INPUTS
-                     if (acc := grid.get((model, "test", name, mode, choice["sigma"]))) is not None]
-            lines.append(rep.markdown_table(["input", *(f"M={m}" for m in ms)], per_m, caption=CAPTION))
-    if plots or why:
-        lines.append("\n" + rep.plots_section(plots, why))
-    return rep.write_summary(out, summary, "\n".join(lines) + "\n")
+    """``summary.json``, ``summary.md`` and the plots from the rows (``report.smoothed_inference``)."""
+    from benchmarks.report import smoothed_inference as si_report
+
+    spec = spec_of(suite)
+    return si_report.write(spec, summarize(spec, rows), rows, out, manifest)

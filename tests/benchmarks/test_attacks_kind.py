@@ -125,7 +125,7 @@ def test_eps_must_be_a_number_or_a_grid(tmp_path, attacks_suite, capsys):
     suite_file = attacks_suite(eps="big")
     with pytest.raises(SystemExit) as refused:
         run.main(["--suite", str(suite_file), "--out", str(tmp_path / "x"), "--quiet"])
-    assert refused.value.code == 2 and "eps = 'big' is invalid; expected a number >= 0 or a list" in \
+    assert refused.value.code == 2 and "eps = 'big' is invalid; expected a number > 0 (finite) or a list" in \
         capsys.readouterr().err
 
 
@@ -135,12 +135,36 @@ def test_a_denoised_target_is_scored_as_a_fixed_function():
     from art_ext.models import DnCNN
     from art_ext.smoothing import NoiseKeys
     from art_ext.testing import tiny_cnn, tiny_images
-    from benchmarks.kinds.attacks import Target
+    from benchmarks.image_keys import score_deployment
+    from benchmarks.kinds.attacks import deploy
+    from benchmarks.specs import TargetSpec
 
     models = {"model": tiny_cnn(size=8), "denoiser": DnCNN(in_channels=1, depth=3, width=4).eval()}
-    spec = {"deployment": "denoised", "sigma": 0.25, "smoothing_samples": 4}
-    target = Target(spec, models, 10, torch.Generator().manual_seed(0))
-    assert not target.base.training
+    spec = TargetSpec(name="t", model="digits_cnn", deployment="denoised", attacks=(), sigma=0.25, smoothing_samples=4,
+                      denoiser="digits_dncnn_stabmse_025")
+    target = deploy(spec, models, 10, torch.Generator().manual_seed(0))
+    assert not target.base.training and target.randomized and target.sigma_pixel == 0.25
     x, y = tiny_images(3), torch.tensor([0, 1, 2])
-    score = target.score(x, y, NoiseKeys.from_seed(0, range(3)), draws=2)
+    score = score_deployment(target, x, y, NoiseKeys.from_seed(0, range(3)), draws=2)
     assert 0.0 <= score.mean_accuracy <= 1.0
+
+
+def test_every_attack_output_is_projected_before_scoring(monkeypatch):
+    """The attacks kind passes every attack's output through the deployment's one final projection: an attack that
+    returns a point outside the eps-ball and the bounds is scored at its projection."""
+    from art_ext.ops.norms import lp_norm
+    from art_ext.smoothing import NoiseKeys
+    from art_ext.testing import tiny_cnn, tiny_images
+    from benchmarks.kinds import attacks as kind
+    from benchmarks.specs import TargetSpec
+
+    monkeypatch.setattr(kind, "pgd", lambda model, x, y, cfg, keys=None: x + 3.0)
+    from benchmarks.specs import AttackSpec, AttacksSpec
+
+    target = kind.deploy(TargetSpec(name="t", model="digits_cnn", deployment="plain", attacks=()),
+                         {"model": tiny_cnn(size=8)}, 10, None)
+    x, y = tiny_images(3), torch.tensor([0, 1, 2])
+    pgd = AttackSpec.from_table({"name": "pgd"})
+    spec = AttacksSpec.from_suite({"eps": 0.5, "norm": "l2", "max_iter": 2, "targets": []})
+    x_adv, _ = kind.run_attack(spec, pgd, target, x, y, NoiseKeys.from_seed(0, range(3)))
+    assert (lp_norm(x_adv - x, "l2") <= 0.5 * (1 + 1e-5)).all() and x_adv.min() >= 0 and x_adv.max() <= 1

@@ -11,7 +11,7 @@ from benchmarks import common
 from benchmarks.kinds import certify as kind
 
 FIXED_ROW_KEYS = {"kind", "config", "model", "sigma", "training_sigma", "index", "label", "prediction", "radius",
-                  "p_a_lower", "correct", "seconds"}
+                  "p_a_lower", "correct", "seconds", "noise_space", "sigma_pixel"}
 
 SUITE = {
     "name": "tiny_seq", "kind": "certify", "dataset": "digits", "split": "test", "n0": 10, "n": 400, "n_max": 400,
@@ -39,7 +39,7 @@ def test_sequential_rows_passes_and_report(tmp_path, fake_zoo):
     fixed = [r for r in rows if r["config"] == "digits_cnn@sigma=0.25"]
     seq = [r for r in rows if r["config"] == "digits_cnn@sigma=0.25/sequential(staged_cp,n_max=400,grid=0.25)"]
     assert len(fixed) == 6 and len(seq) == 6
-    assert all(set(r) == FIXED_ROW_KEYS for r in fixed)  # fixed-n rows carry exactly the fields they always had
+    assert all(set(r) == FIXED_ROW_KEYS for r in fixed)  # fixed-n rows: the fields they always had, and their noise
     assert all(r["method"] == "sequential" and r["n_max"] == 400 and r["grid"] == [0.25] for r in seq)
     assert all(10 < r["num_samples"] <= 410 for r in seq)
 
@@ -62,8 +62,10 @@ def test_default_suite_is_unchanged_by_the_method_option():
         "digits_cnn@sigma=0.25", "digits_cnn_noise025@sigma=0.25", "digits_cnn@sigma=0.5",
         "digits_cnn_noise050@sigma=0.5"]
     assert not kind.has_sequential(suite)
-    table = kind.markdown_table(suite, [])
-    assert table.splitlines()[0] == kind.CAPTION  # the uncertainty caption line, then the unchanged columns
+    from benchmarks.report import certify as certify_report
+
+    table = certify_report.markdown_table(suite, [])
+    assert table.splitlines()[0] == certify_report.CAPTION  # the uncertainty caption line, then the unchanged columns
     assert table.splitlines()[2] == ("| model | train σ | σ | images | r=0.00 | r=0.25 | r=0.50 | r=0.75 | r=1.00 | "
                                      "ACR | abstain | s/img |")
 

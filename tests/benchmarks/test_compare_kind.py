@@ -14,9 +14,12 @@ import pytest
 import torch
 from torch import nn
 
+from art_ext.deployment import Deployment
 from art_ext.testing import write_cifar10_root
 from benchmarks import common, run
 from benchmarks.kinds import compare
+from benchmarks.kinds.compare.spec import CompareSpec
+from benchmarks.report import binomial_se
 
 SUITE = common.SUITES_DIR / "robustbench_cifar10.toml"
 
@@ -100,7 +103,7 @@ def test_robustbench_cifar10_runs_offline_end_to_end(offline_robustbench, capsys
     # flag is computed, not assumed (p = 0 or 1 has SE 0, so any difference is flagged)
     wong_board = board["robustbench:Wong2020Fast"]
     assert ("clean differs" in " ".join(wong_board["flags"])) == (abs(wong_board["clean"] - 0.8334) >
-                                                                  compare.se(wong_board["clean"], 2))
+                                                                  binomial_se(wong_board["clean"], 2))
 
 
 COMPARE_BASE = {"kind": "compare", "norm": "l2", "eps": 0.5, "models": ["digits_cnn"], "defences": ["none"],
@@ -208,30 +211,17 @@ def test_worst_case_over_attacks_is_per_example():
     assert compare.worst_case({"a": {0: a[0]}}, clean) == {0: (0.0, False)}  # only images every input holds
 
 
-def test_frozen_noise_surrogate_is_deterministic_and_batch_independent():
-    from art_ext.testing import tiny_cnn
-
-    base = tiny_cnn().eval()
-    noise = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    surrogate = compare.FrozenNoiseSmoothing(base, 0.25, noise)
-    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    # same-kernel: the same call twice on the same batch
-    torch.testing.assert_close(surrogate(x), surrogate(x), rtol=0, atol=0)
-    torch.testing.assert_close(surrogate(x)[2:3], surrogate(x[2:3]), rtol=1e-6, atol=1e-6)
-    expected = torch.log(torch.softmax(base(x[1:2] + 0.25 * noise), 1).mean(0))
-    torch.testing.assert_close(surrogate(x)[1], expected, rtol=1e-5, atol=1e-6)
-
-
 def test_apgd_leaves_the_global_rng_untouched():
     from art_ext.testing import tiny_cnn
 
     model = tiny_cnn().eval()
-    target = compare.Deployed(model, "none", {}, 10, torch.device("cpu"), torch.Generator().manual_seed(0), None)
+    target = Deployment.plain(model)
     x, y = torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2])
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    compare.run_attack("apgd-ce", {"steps": 3}, "linf", 0.1, target, x, y, seed=7)
+    spec = CompareSpec.from_suite({**COMPARE_BASE, "attacks": ["none", "apgd-ce"], "steps": 3})
+    compare.run_attack("apgd-ce", spec, "linf", 0.1, target, x, y, seed=7)
     # same-kernel: the global RNG's own draws, not model outputs
     torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
 
@@ -291,3 +281,72 @@ def test_the_shipped_compare_suites_pass_the_checks(name):
     suite = common.load_suite(name)
     common.validate(suite, compare.SCHEMA, name)
     compare.check(suite)
+
+
+def test_a_normalized_noise_denoiser_is_smoothed_attacked_and_certified_in_its_noise_space(monkeypatch):
+    """``denoiser:digits_unet_nn_100`` declares NormalizedNoise (std 0.319) at sigma_n = 1: compare must smooth,
+    attack and certify with pixel noise of std 0.319 (not 1.0), record it in every row, and report pixel radii."""
+    from types import SimpleNamespace
+
+    from art_ext import zoo
+    from art_ext.smoothing import certify
+    from art_ext.smoothing.noise import NormalizedNoise
+    from benchmarks import references
+    from benchmarks.image_keys import image_keys
+
+    entry = zoo.get_entry("digits_unet_nn_100", kind="denoiser")
+    identity = nn.Identity()  # stands in for the UNet (its weights are not shipped): the noise is what is checked
+    real_load = zoo.load
+
+    def load(name, kind="classifier", device=None, **kwargs):
+        if name == "digits_unet_nn_100":
+            return SimpleNamespace(module=identity, entry=entry)
+        return real_load(name, kind=kind, device=device, **kwargs)
+
+    monkeypatch.setattr(zoo, "load", load)
+    suite = {**COMPARE_BASE, "models": ["digits_lenet"], "defences": ["denoiser:digits_unet_nn_100"],
+             "attacks": ["none", "pgd"], "steps": 2, "smoothing_samples": 2, "score_draws": 2,
+             "certify": {"n0": 10, "n": 60, "alpha": 0.01, "batch_size": 60}}
+    unit = compare.units(suite, 3)[0]
+    rows = compare.compute_unit(suite, unit, "cpu", references.Roots(), seed=0, limit=3)
+    assert {r["noise_space"] for r in rows} == {repr(NormalizedNoise(mean=(0.305,), std=(0.319,)))}
+    assert [r["sigma_pixel"] for r in rows] == pytest.approx([0.319] * len(rows))  # 0.319 x sigma_n, sigma_n = 1
+    certs = [r for r in rows if r["config"].endswith("/certify")]
+    assert [r["sigma"] for r in certs] == [1.0] * 3
+    # the radii are those of CERTIFY in the normalized space, converted to pixels (R_n * 0.319): recompute them
+    data = compare.load_data(suite, 3, references.Roots())
+    base = compare.deploy(compare._model("digits_lenet", "cpu", None, None), "denoiser:digits_unet_nn_100",
+                          CompareSpec.from_suite(suite),
+                          10, torch.device("cpu"), torch.Generator(), torch.Generator(), None).base
+    expected = certify(base, data.x[:3], n0=10, n=60, sigma=1.0, alpha=0.01, num_classes=10, batch_size=60,
+                       keys=image_keys(0, f"{compare.tag_of('digits_lenet', unit['defence'])}/certify", [0, 1, 2]),
+                       noise_space=NormalizedNoise(mean=(0.305,), std=(0.319,)))
+    assert expected.radius_noise_space is not None
+    # same-kernel: the same certify call on the same images and keys
+    assert [r["radius"] for r in certs] == expected.radius.tolist()
+    torch.testing.assert_close(expected.radius, expected.radius_noise_space * 0.319, rtol=1e-6, atol=0)
+
+
+def test_an_external_attacks_output_is_projected_onto_the_ball_and_the_bounds(monkeypatch):
+    """torchattacks' APGD output passes the one final projection: a point it returns outside the eps-ball and the
+    [0, 1] box is scored only after projection."""
+    import torchattacks
+
+    from art_ext.ops.norms import lp_norm
+    from art_ext.testing import tiny_cnn
+
+    class Overshoot:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __call__(self, x, y):
+            return x + 3.0  # far outside the ball and the box
+
+    monkeypatch.setattr(torchattacks, "APGD", Overshoot)
+    target = Deployment.plain(tiny_cnn().eval())
+    x, y = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2])
+    spec = CompareSpec.from_suite({**COMPARE_BASE, "attacks": ["none", "apgd-ce"]})
+    for norm, eps in (("linf", 0.1), ("l2", 0.5)):
+        x_adv, _ = compare.run_attack("apgd-ce", spec, norm, eps, target, x, y, seed=1)
+        assert (lp_norm(x_adv - x, norm) <= eps * (1 + 1e-5)).all()
+        assert x_adv.min() >= 0 and x_adv.max() <= 1

@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import report as rep
 from benchmarks.kinds import certify
+from benchmarks.report import certify as certify_report
 
 MANIFEST = {"seed": 3, "git_sha": "abc", "versions": {"torch": "t"}, "device": "cpu"}
 
@@ -83,7 +84,7 @@ def test_certify_report_uncertainty_plot_and_zero_curve(tmp_path) -> None:
     assert "| m1 | – | 0.25 | 8 | 0.750 ± 0.153 |" in text and "Cells: value ± one standard error" in text
     assert "one-off model training and loading are excluded" in text
     summary = certify.summarize(suite, rows)
-    plot = certify.plot_curves(summary, rows, tmp_path / "c.png", certify.plot_info(suite, summary, 3))
+    plot = certify_report.plot_curves(summary, rows, tmp_path / "c.png", certify_report.plot_info(suite, summary, 3))
     for part in ("N = 100 noise samples", "8 images", "α = 0.01", "seed 3"):
         assert part in plot.title
     assert all(low < 0 for low, _ in plot.ylims)  # m0's curve at 0 is drawn above the frame

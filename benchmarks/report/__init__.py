@@ -88,12 +88,13 @@ def se_of_mean(values: Iterable[float]) -> float:
     return float(arr.std(ddof=1) / math.sqrt(arr.size))
 
 
-def cell(value: float, se: float, *, digits: int = 3, percent: bool = False) -> str:
-    """``"value ± se"`` with ``digits`` decimals (both times 100 with ``percent``); an undefined ``se`` (nan) is
-    written ``± n/a``."""
+def cell(value: float, se: float, *, digits: int = 3, percent: bool = False, signed: bool = False) -> str:
+    """``"value ± se"`` with ``digits`` decimals (both times 100 with ``percent``; the value with its sign with
+    ``signed``, for differences): the one ± formatter of every report. An undefined ``se`` (nan) is written
+    ``± n/a``."""
     scale = 100.0 if percent else 1.0
     spread = "n/a" if math.isnan(se) else f"{scale * se:.{digits}f}"
-    return f"{scale * value:.{digits}f} ± {spread}"
+    return f"{scale * value:{'+' if signed else ''}.{digits}f} ± {spread}"
 
 
 def accuracy_cell(p: float, n: int, *, digits: int = 3, percent: bool = False) -> str:
@@ -105,6 +106,24 @@ def mean_cell(values: Sequence[float], *, digits: int = 3, percent: bool = False
     """The mean of ``values`` (e.g. one accuracy per seed) with the standard error of that mean."""
     return cell(float(np.mean(np.asarray(values, dtype=np.float64))), se_of_mean(values), digits=digits,
                 percent=percent)
+
+
+def proportion_cell(values: Sequence[float], *, digits: int = 1, percent: bool = True) -> str:
+    """The mean of per-image values in [0, 1] with its standard error: binomial (``binomial_se``) when every value is
+    0 or 1, else the SE of the mean over the images; ``"–"`` for no values.
+
+    Examples:
+        >>> proportion_cell([1.0, 1.0, 0.0, 1.0])
+        '75.0 ± 21.7'
+        >>> proportion_cell([])
+        '–'
+    """
+    if len(values) == 0:
+        return "–"
+    arr = np.asarray(values, dtype=np.float64)
+    mean = float(arr.mean())
+    se = binomial_se(mean, arr.size) if set(np.unique(arr)) <= {0.0, 1.0} else se_of_mean(arr.tolist())
+    return cell(mean, se, digits=digits, percent=percent)
 
 
 def uncertainty_caption(*what: str) -> str:

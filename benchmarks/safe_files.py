@@ -1,0 +1,104 @@
+"""Reading model files without running code from them: what a file is (``check_torch_file``: a torch zip archive or
+a pickle, not an HTML page or a truncated download), whether a pickle names anything but weights
+(``pickled_object``: its opcodes are read, never executed), and ``torch_load`` with one-line errors."""
+
+from __future__ import annotations
+
+import pickletools
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import SuiteError
+
+
+def check_torch_file(path: Path, what: str) -> str:
+    """``"zip"`` (torch.save / TorchScript archive) or ``"legacy"`` (pre-1.6 torch.save pickle) for a file that looks
+    like a torch checkpoint; a ``SuiteError`` naming ``path`` when it is missing, an HTML page, truncated or neither."""
+    if not path.is_file():
+        raise SuiteError(f"{what}: {path} not found (nothing is downloaded): place the file there")
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        raise SuiteError(f"{what}: {path} is empty")
+    if head.lstrip()[:1] == b"<":
+        raise SuiteError(f"{what}: {path} is an HTML page (a failed or blocked download?), not a torch checkpoint: "
+                         "replace it with the real file")
+    if head[:4] == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            raise SuiteError(f"{what}: {path} is truncated (a torch zip archive without its end record): copy or "
+                             "download it again")
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
+                raise SuiteError(f"{what}: {path} is a zip file but not a torch checkpoint (no data.pkl)")
+        return "zip"
+    if head[:1] == b"\x80":  # pickle protocol marker of the legacy format
+        return "legacy"
+    raise SuiteError(f"{what}: {path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
+
+
+def is_torchscript(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
+
+
+#: what a pickle of tensors (a state_dict, a checkpoint dict) names besides builtin containers
+_WEIGHT_GLOBALS = {("collections", "OrderedDict"), ("builtins", "set"), ("__builtin__", "set"),
+                   ("builtins", "frozenset"), ("__builtin__", "frozenset")}
+_WEIGHT_MODULES = ("torch._utils", "torch.serialization")
+
+
+def _weight_global(module: str, name: str) -> bool:
+    if (module, name) in _WEIGHT_GLOBALS or module in _WEIGHT_MODULES:
+        return True
+    # torch.FloatStorage, torch.float16, ...: looked up on torch itself, nothing from the file is imported
+    return module == "torch" and (name.endswith("Storage") or isinstance(getattr(torch, name, None), torch.dtype))
+
+
+def pickled_object(path: Path, kind: str) -> str | None:
+    """The first Python object other than tensors and builtin containers that the pickle in a torch file names (e.g.
+    ``torch.nn.modules.container.Sequential`` for ``torch.save(model)``, ``posix.system`` for a crafted file), or
+    None for plain weights. ``kind`` is ``check_torch_file``'s. Reads the pickle's opcodes with ``pickletools``:
+    nothing is unpickled, imported or executed."""
+    def scan(stream: Any) -> str | None:
+        for opcode, arg, _ in pickletools.genops(stream):
+            if opcode.name == "GLOBAL":
+                module, _, name = str(arg).partition(" ")
+                if not _weight_global(module, name):
+                    return f"{module}.{name}"
+            elif opcode.name in ("STACK_GLOBAL", "INST", "OBJ"):  # torch.save never writes these for weights
+                return f"an object built by the {opcode.name} opcode"
+        return None
+
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+                with archive.open(name) as stream:
+                    return scan(stream)
+        with open(path, "rb") as stream:  # legacy: magic number, protocol, sys info, then the object's pickle
+            for _ in range(4):
+                found = scan(stream)
+                if found is not None:
+                    return found
+            return None
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # a malformed pickle: never unpickled either
+        return f"an unreadable pickle ({type(err).__name__})"
+
+
+def refuse_pickled_module(what: str, path: Path, found: str) -> SuiteError:
+    return SuiteError(f"{what}: {path} is a pickled Python object ({found}; e.g. a torch.save(model) file) and "
+                      f"unpickling it would run code from the file, so it is refused: save the model with "
+                      f"torch.jit.save (TorchScript), or, only if you trust the file, write file+trusted:{path}")
+
+
+def torch_load(path: Path, what: str, *, weights_only: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # re-raised with the path; torch's message is kept
+        raise SuiteError(f"{what}: cannot read {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+
+
+# ---- models --------------------------------------------------------------------------------------------------------
