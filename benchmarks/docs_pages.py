@@ -85,7 +85,7 @@ def run_folders(results: Path = RESULTS) -> list[Path]:
 
 
 def _certify_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
-    from benchmarks.kinds import certify
+    from benchmarks.report import certify
 
     records = [{**s, "certified_accuracy": _float_keys(s["certified_accuracy"]),
                 "certified_accuracy_se": _float_keys(s["certified_accuracy_se"])} for s in summary]
@@ -96,13 +96,14 @@ def _certify_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
 
 
 def _attacks_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
-    from benchmarks.kinds import attacks
+    from benchmarks.report import attacks
 
     return "## Robust accuracy\n\n" + attacks.markdown_table(summary, isinstance(suite["eps"], list))
 
 
 def _bn_adaptation_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
-    from benchmarks.kinds import bn_adaptation as bn
+    from benchmarks.kinds.bn_adaptation import spec_of
+    from benchmarks.report import bn_adaptation as bn
 
     rows = common.read_rows(folder)
     if not rows:
@@ -114,16 +115,16 @@ def _bn_adaptation_tables(suite: dict[str, Any], summary: Any, folder: Path) -> 
     return "\n".join([
         "## Top-1 accuracy (%) under Gaussian noise (Table 3 analog)",
         "",
-        bn.table_noise_accuracy(suite, rows),
+        bn.table_noise_accuracy(spec_of(suite), rows),
         "",
         f"## Accuracy (%) of {ablation['model']} at σ = {ablation['sigma']} against ρ (Table 6 analog)",
         "",
-        bn.table_ablation(suite, rows, "rho", "rho", "ρ"),
+        bn.table_ablation(spec_of(suite), rows, "rho", "rho", "ρ"),
         "",
         f"## Accuracy (%) of {ablation['model']} at σ = {ablation['sigma']} against the number of adaptation "
         "images (Table 7 analog)",
         "",
-        bn.table_ablation(suite, rows, "adaptation_size", "images", "images"),
+        bn.table_ablation(spec_of(suite), rows, "adaptation_size", "images", "images"),
         "",
         "## Certified accuracy (%) and ACR (Table 1 analog)",
         "",
@@ -133,11 +134,11 @@ def _bn_adaptation_tables(suite: dict[str, Any], summary: Any, folder: Path) -> 
         "adaptation rows, the smoothed label otherwise. Auto-Noise radii certify the smoothed classifier at each "
         "image's selected σ, not the σ-selecting rule.",
         "",
-        bn.table_certify(suite, records),
+        bn.table_certify(spec_of(suite), records),
         "",
         "## σ selected by Auto-Noise (number of test images)",
         "",
-        bn.table_sigma_histogram(suite, records),
+        bn.table_sigma_histogram(spec_of(suite), records),
     ])
 
 
@@ -170,7 +171,7 @@ def _smoothed_inference_tables(suite: dict[str, Any], summary: Any, folder: Path
             choice = summary["selected_on_val"].get(f"{model}/{mode}")
             if choice is None:
                 continue
-            per_m = [[name, *(si._cell(acc, j) for j in range(len(ms)))] for name in si.INPUTS
+            per_m = [[name, *(si.seed_cell(acc, j) for j in range(len(ms)))] for name in si.INPUTS
                      if (acc := grid.get((model, "test", name, mode, choice["sigma"]))) is not None]
             parts += ["", f"## {model}, {mode} voting: accuracy (%) against M at σ = {choice['sigma']:g}", "",
                       rep.markdown_table(["input", *(f"M={m}" for m in ms)], per_m, caption=si.CAPTION)]
