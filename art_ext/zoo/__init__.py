@@ -33,6 +33,7 @@ Examples:
 
 from art_ext.zoo._cache import CacheNotWritableError, CorruptWeights, cache_dir, cache_file
 from art_ext.zoo._shipped import manifest as shipped_manifest
+from art_ext.zoo.catalogue import certified as _certified
 from art_ext.zoo.catalogue import classifiers as _classifiers
 from art_ext.zoo.catalogue import denoisers as _denoisers
 from art_ext.zoo.catalogue import diffusion as _diffusion
@@ -57,7 +58,7 @@ unregister = REGISTRY.unregister
 get_entry = REGISTRY.get
 names = REGISTRY.names
 
-for _classifier in _classifiers.ENTRIES:  # classifiers first: denoisers are guided by them
+for _classifier in (*_classifiers.ENTRIES, *_certified.ENTRIES):  # classifiers first: denoisers are guided by them
     register(_classifier)
 for _denoiser in _denoisers.ENTRIES:
     register(_denoiser)

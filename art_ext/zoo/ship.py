@@ -24,13 +24,15 @@ from art_ext.zoo.entries import REGISTRY
 from art_ext.zoo.loader import TRAINING_THREADS, load
 
 #: the shipped entries: the default suite's and the README examples' models, the attacks and comparison suites'
-#: classifiers and denoisers, and the diffusion model (about 4 MB in all)
+#: classifiers and denoisers, the diffusion model and the certified-training classifiers (about 5 MB in all)
 SHIPPED: tuple[str, ...] = (
     "digits_cnn", "digits_cnn_noise025", "digits_cnn_noise050", "digits_cnn_noise100", "digits_lenet", "digits_mlp",
     "digits_cnn_pgd_l2", "digits_cnn_pgd_linf", "digits_cnn_cni",
     *(f"digits_dncnn_{objective}_{sigma}" for objective in ("mse", "stab", "stabmse", "bb_stabmse", "bb_stab")
       for sigma in ("025", "050", "100")),
     "digits_ddpm",
+    *(f"digits_cnn_{method}{sigma}" for method in ("smoothadv", "macer", "smoothmix", "consistency")
+      for sigma in ("025", "050")),
 )
 
 

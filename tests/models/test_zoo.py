@@ -20,6 +20,14 @@ from art_ext.zoo._registry import Registry
 GOLDEN_FINGERPRINTS = {
     "digits_cnn": "27a4d87b4c5c",
     "digits_cnn_cni": "e79244280ef2",
+    "digits_cnn_consistency025": "caa723a102c3",
+    "digits_cnn_consistency050": "08505ab828dc",
+    "digits_cnn_macer025": "0b0400030f9b",
+    "digits_cnn_macer050": "98d5fcbd005b",
+    "digits_cnn_smoothadv025": "789eb472def5",
+    "digits_cnn_smoothadv050": "efd9ea318aca",
+    "digits_cnn_smoothmix025": "b10c1b647ace",
+    "digits_cnn_smoothmix050": "3a02d8414f94",
     "digits_cnn_noise025": "dae567f567f2",
     "digits_cnn_noise050": "9e73b50e4cf6",
     "digits_cnn_noise100": "aa95b6e2f200",
@@ -60,7 +68,7 @@ def test_every_registered_entry_has_its_golden_fingerprint():
 def test_one_registry_holds_all_three_kinds():
     classifiers, denoisers = zoo.names(kind="classifier"), zoo.names(kind="denoiser")
     diffusion = zoo.names(kind="diffusion")
-    assert len(classifiers) == 9 and len(denoisers) == 22 and diffusion == ["digits_ddpm"]
+    assert len(classifiers) == 17 and len(denoisers) == 22 and diffusion == ["digits_ddpm"]
     assert sorted(classifiers + denoisers + diffusion) == zoo.names() == sorted(GOLDEN_FINGERPRINTS)
     assert all(isinstance(zoo.get_entry(n), zoo.ClassifierEntry) for n in classifiers)
     assert all(isinstance(zoo.get_entry(n), (zoo.DenoiserEntry, zoo.RescaledLossDenoiserEntry)) for n in denoisers)

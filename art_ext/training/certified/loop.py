@@ -11,6 +11,7 @@ per chunk the method's own draws (noise first, then SmoothMix's lambda).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -154,7 +155,7 @@ def run_epoch(
                 after_step()
             total += loss.detach() * len(chunk)
     mean = float(total) / len(x)
-    if not mean == mean or mean in (float("inf"), float("-inf")):
+    if not math.isfinite(mean):
         raise FloatingPointError(f"training diverged at epoch {epoch} (mean loss {mean}); lower the learning rate")
     return mean
 
