@@ -264,7 +264,9 @@ def test_fit_is_deterministic_at_a_fixed_seed(name: str) -> None:
     for key in first:
         assert torch.equal(first[key], again[key]), key  # same-kernel: same seed, data, order, one thread
         assert torch.equal(first[key], one_hot[key]), key  # same-kernel: labels read as the same indices
+    # same-kernel: an inequality; another seed draws other shuffles and noise, so some weight must differ
     assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
+    # same-kernel: an inequality; training moved the weights away from the initial ones
     assert any(not torch.equal(first[k], tiny_cnn(batchnorm=True).state_dict()[k]) for k in first)
 
 
@@ -345,9 +347,11 @@ def test_fit_training_mode_drop_last_scheduler_and_flags() -> None:
     clf = build("PyTorchRandomizedSmoothing", model, seed=0)
     stats = model[1].running_mean.clone()
     clf.fit(x, y, batch_size=32, nb_epochs=1, training_mode=False)
-    assert torch.equal(model[1].running_mean, stats)  # eval-mode BatchNorm: running statistics untouched
+    # same-kernel: eval-mode BatchNorm never writes its running statistics, so they are the same tensor values
+    assert torch.equal(model[1].running_mean, stats)
     assert not model.training  # the user's flags are restored (it was built in eval mode)
     clf.fit(x, y, batch_size=32, nb_epochs=1)
+    # same-kernel: an inequality; training-mode BatchNorm updates its running statistics
     assert not torch.equal(model[1].running_mean, stats) and not model.training
 
     recorder = Recorder()

@@ -85,6 +85,7 @@ def test_the_recipe_with_gaussian_augmentation_is_the_gaussian_entries_training(
     again = train_certified(certified, data, CertifiedTrainConfig(epochs=2, method=GaussianAugmentation(0.25)))
     # same-kernel: the same draws, forwards and Adam steps in the same order on one thread
     assert history == again
+    # same-kernel: as above, the same training twice
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), certified.state_dict().values(),
                                                  strict=True))
     assert not certified.training

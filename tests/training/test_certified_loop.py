@@ -69,7 +69,9 @@ def test_training_is_deterministic_at_a_fixed_seed(method, digits) -> None:
                                               train(method, digits, 1))
     # same-kernel: two trainings with the same seed, thread count and data on this machine
     assert history_a == history_b
+    # same-kernel: as above, the weights of the same two trainings
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    # same-kernel: an inequality; another seed trains other weights
     assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values(), strict=True))
 
 
