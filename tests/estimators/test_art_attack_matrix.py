@@ -232,3 +232,22 @@ def test_art_ext_attacks_on_smoothed_classifiers(kind: str, attack, x: np.ndarra
         attack(clf, sigma=0.5)
     with pytest.raises(ValueError, match="needs sigma"):
         attack(clf.estimator)
+
+
+@pytest.mark.parametrize("kind", SMOOTHED)
+@pytest.mark.parametrize("attack", (EPGD, SmoothAdvPGD))
+def test_art_ext_attacks_go_through_the_base_and_the_classifiers_noise(kind: str, attack, x: np.ndarray) -> None:
+    """The threat model of both papers: the attack differentiates the base classifier f at x + noise of the smoothed
+    classifier's sigma, not the smoothed forward (whose noisy copies left [0, 1] and were refused before). Built on
+    the smoothed classifier it gives exactly what it gives on the wrapped estimator with that sigma."""
+    clf = build(kind)
+    y = np.array([0, 1, 2, 3])
+    on_smoothed = attack(clf, eps=EPS, eps_step=0.2, max_iter=3, seed=0, verbose=False)
+    on_base = attack(clf.estimator, sigma=SIGMA, eps=EPS, eps_step=0.2, max_iter=3, seed=0, verbose=False)
+    assert on_smoothed._model.model is clf.estimator.model  # the base network, not the smoothed forward
+    assert on_smoothed.config == on_base.config
+    x_adv = on_smoothed.generate(x, y)
+    # same-kernel: the same base module, noise keys from the same seed, the same ops in the same order
+    assert np.array_equal(x_adv, on_base.generate(x, y))
+    assert not np.array_equal(x_adv, x)  # it moved
+    assert np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1).max() <= EPS * (1 + 1e-5)
