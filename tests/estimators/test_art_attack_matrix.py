@@ -242,8 +242,9 @@ def test_art_ext_attacks_go_through_the_base_and_the_classifiers_noise(kind: str
     the smoothed classifier it gives exactly what it gives on the wrapped estimator with that sigma."""
     clf = build(kind)
     y = np.array([0, 1, 2, 3])
-    on_smoothed = attack(clf, eps=EPS, eps_step=0.2, max_iter=3, seed=0, verbose=False)
-    on_base = attack(clf.estimator, sigma=SIGMA, eps=EPS, eps_step=0.2, max_iter=3, seed=0, verbose=False)
+    draws = {"eot_samples": 2} if attack is EPGD else {"num_noise": 2}  # noise draws per step: few, for speed
+    on_smoothed = attack(clf, eps=EPS, eps_step=0.2, max_iter=3, seed=0, verbose=False, **draws)
+    on_base = attack(clf.estimator, sigma=SIGMA, eps=EPS, eps_step=0.2, max_iter=3, seed=0, verbose=False, **draws)
     assert on_smoothed._model.model is clf.estimator.model  # the base network, not the smoothed forward
     assert on_smoothed.config == on_base.config
     x_adv = on_smoothed.generate(x, y)
