@@ -250,5 +250,5 @@ def test_art_ext_attacks_go_through_the_base_and_the_classifiers_noise(kind: str
     x_adv = on_smoothed.generate(x, y)
     # same-kernel: the same base module, noise keys from the same seed, the same ops in the same order
     assert np.array_equal(x_adv, on_base.generate(x, y))
-    assert not np.array_equal(x_adv, x)  # it moved
+    assert np.abs(x_adv - x).max() > 1e-3  # it moved
     assert np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1).max() <= EPS * (1 + 1e-5)
