@@ -125,7 +125,8 @@ def test_art_attacks_lower_the_smoothed_accuracy(classifiers, points, kind, atta
     if attack == "newton_fool" and kind != "bn_adaptation":
         # NewtonFool reads predict's outputs as softmax values (its step is min(eta |x| |grad|, p_y - 1/K)): on the
         # default log-probabilities p_y - 1/K < 0 and it steps the wrong way, so it needs output="probabilities"
-        clf = type(clf)(clf.estimator, SIGMA, num_samples=16, seed=0, output="probabilities")
+        smoothing = RandomizedSmoothingClassifier if kind == "randomized_smoothing" else SmoothedInferenceClassifier
+        clf = smoothing(clf.estimator, SIGMA, num_samples=16, seed=0, output="probabilities")
     before = accuracy(kind, clf, x, y)
     np.random.seed(0)  # HopSkipJump's random initialisation uses numpy's global RNG
     x_adv = make_attack(attack, clf).generate(x, y=y)
