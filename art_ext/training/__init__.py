@@ -1,6 +1,16 @@
 """Training recipes (deterministic, CPU-friendly). Every recipe config has ``fit(model, data, ...)`` (``Recipe``)."""
 
 from art_ext.training.adversarial import AdversarialTrainConfig, robust_accuracy, train_adversarial
+from art_ext.training.certified import (
+    CertifiedMethod,
+    ConsistencyTraining,
+    GaussianAugmentation,
+    MACERTraining,
+    SmoothAdvTraining,
+    SmoothMixTraining,
+    certified_loss,
+    train_certified_epochs,
+)
 from art_ext.training.classifier import (
     FineTune,
     Recipe,
@@ -15,7 +25,9 @@ from art_ext.training.diffusion import DiffusionTrainConfig
 from art_ext.training.rescaled_loss import RescaledLossTrainConfig, train_rescaled_loss
 
 __all__ = [
-    "AdversarialTrainConfig", "DenoiserTrainConfig", "DiffusionTrainConfig", "FineTune", "Recipe",
+    "AdversarialTrainConfig", "CertifiedMethod", "ConsistencyTraining", "GaussianAugmentation", "MACERTraining",
+    "SmoothAdvTraining", "SmoothMixTraining", "certified_loss", "train_certified_epochs",
+    "DenoiserTrainConfig", "DiffusionTrainConfig", "FineTune", "Recipe",
     "RescaledLossTrainConfig", "SplitLoader",
     "TrainConfig",
     "TrainingRun", "accuracy", "robust_accuracy", "train_adversarial", "train_classifier", "train_denoiser",

@@ -3,11 +3,20 @@
 
 from types import ModuleType
 
-from benchmarks.kinds import attacks, bn_adaptation, certify, compare, normalized_noise, smoothed_inference
+from benchmarks.kinds import (
+    attacks,
+    bn_adaptation,
+    certified_training,
+    certify,
+    compare,
+    normalized_noise,
+    smoothed_inference,
+)
 
 KINDS: dict[str, ModuleType] = {
     "attacks": attacks,
     "bn_adaptation": bn_adaptation,
+    "certified_training": certified_training,
     "certify": certify,
     "compare": compare,
     "normalized_noise": normalized_noise,

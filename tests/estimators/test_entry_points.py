@@ -156,8 +156,12 @@ def test_training_mode_unknown_keywords_and_fit_are_refused(kind) -> None:
         clf.loss_gradient(x, np.array([1, 2]), training_mode=True)
     with pytest.raises(TypeError, match="unknown keyword"):
         clf.predict(x, sampling=True)  # ART's PyTorchRandomizedSmoothing option, ignored silently elsewhere
-    with pytest.raises(NotImplementedError, match="fit"):
-        clf.fit(x, np.array([1, 2]))
+    if kind == "randomized_smoothing":  # PyTorchRandomizedSmoothing trains (Gaussian augmentation) given an optimizer
+        with pytest.raises(ValueError, match="optimizer"):
+            clf.fit(x, np.array([1, 2]))
+    else:
+        with pytest.raises(NotImplementedError, match="fit"):
+            clf.fit(x, np.array([1, 2]))
     with pytest.raises(ValueError, match="batch_size"):
         clf.predict(x, batch_size=0)
     assert model.samples == 0

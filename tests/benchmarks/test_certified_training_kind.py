@@ -1,0 +1,82 @@
+"""The ``certified_training`` suite kind on a tiny suite: a zoo row and ART trainers trained in-run (1 epoch on 64
+images), certified by art_ext's CERTIFY; train rows, per-image rows, paired ΔACR, resume, reproducible ART training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import common, run
+from benchmarks.kinds import KINDS
+
+SUITE = {
+    "description": "tiny certified_training suite", "dataset": "digits", "limit": 3, "n0": 10, "n": 60,
+    "alpha": 0.01, "batch_size": 500, "images_per_chunk": 2, "radii": [0.0, 0.25, 0.5], "train_images": 64,
+    "configs": [
+        {"name": "Gaussian", "method": "gaussian", "sigma": 0.25, "model": "digits_cnn_noise025"},
+        {"name": "MACER (ART)", "method": "macer", "sigma": 0.25, "art": "PyTorchMACER", "init": "digits_cnn_noise025",
+         "epochs": 1, "art_args": {"gaussian_samples": 2, "lmbda": 4.0}},
+        {"name": "SmoothAdv (ART)", "method": "smoothadv", "sigma": 0.25, "art": "PyTorchSmoothAdv",
+         "init": "digits_cnn_noise025", "epochs": 1, "art_args": {"num_steps": 1, "epsilon": 0.5}},
+        {"name": "SmoothMix (ART)", "method": "smoothmix", "sigma": 0.25, "art": "PyTorchSmoothMix",
+         "init": "digits_cnn_noise025", "epochs": 1, "art_args": {"num_steps": 1, "eta": 1.0}},
+    ],
+}
+
+
+def strip_timing(rows):
+    return sorted(common.untimed(r) for r in rows)
+
+
+def test_the_kind_is_registered() -> None:
+    assert "certified_training" in KINDS
+
+
+@pytest.mark.slow
+def test_tiny_suite_trains_art_in_run_certifies_reports_and_resumes(tmp_path, write_suite) -> None:
+    suite_file = write_suite("certified_training", **SUITE, file="tiny_ct.toml")
+    full, again = tmp_path / "full", tmp_path / "again"
+    assert run.main(["--suite", str(suite_file), "--out", str(full), "--quiet"]) == 0
+    rows = common.read_rows(full)
+    train = {r["name"]: r for r in rows if r["kind"] == "train"}
+    certs = [r for r in rows if r["kind"] == "certify"]
+    assert set(train) == {"Gaussian", "MACER (ART)", "SmoothAdv (ART)", "SmoothMix (ART)"}
+    assert train["Gaussian"]["implementation"] == "art_ext" and train["Gaussian"]["seconds"] > 0
+    assert train["MACER (ART)"]["implementation"] == "ART PyTorchMACER"
+    assert len(certs) == 4 * 3 and {r["index"] for r in certs} == {0, 1, 2}
+    assert all(r["certified_label"] in (-1, *range(10)) and r["radius"] >= 0 for r in certs)
+    assert all(r["radius"] == 0 for r in certs if r["certified_label"] == -1)  # abstentions certify nothing
+    assert (full / "art_models" / "MACER_ART_.pt").is_file()
+    summary = json.loads((full / "summary.json").read_text())
+    by_name = {s["name"]: s for s in summary}
+    assert "delta_acr_vs_gaussian" not in by_name["Gaussian"] and "delta_acr_vs_gaussian" in by_name["MACER (ART)"]
+    text = (full / "summary.md").read_text()
+    assert "| MACER (ART) | ART PyTorchMACER | 0.25 | 3 |" in text and "ΔACR vs Gaussian" in text
+
+    # ART's training is seeded from the run seed: a second run trains the same weights and certifies the same
+    assert run.main(["--suite", str(suite_file), "--out", str(again), "--quiet"]) == 0
+    assert strip_timing(common.read_rows(again)) == strip_timing(rows)
+
+    # resume after losing the last certification rows: the saved ART weights are read back, rows are the same
+    lines = (again / "rows.jsonl").read_text().splitlines(keepends=True)
+    (again / "rows.jsonl").write_text("".join(lines[:-3]))
+    assert run.main(["--suite", str(suite_file), "--out", str(again), "--quiet", "--resume"]) == 0
+    assert strip_timing(common.read_rows(again)) == strip_timing(rows)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model": "digits_cnn_noise025"}, "give either model (a zoo classifier) or art"),
+    ({"art": None}, "give either model (a zoo classifier) or art"),
+    ({"init": None}, "needs init"),
+    ({"art": "PyTorchRandomizedSmoothing"}, "art = 'PyTorchRandomizedSmoothing' is invalid"),
+    ({"art_args": {"lmbda": "big"}}, "expected an inline table of ART constructor arguments"),
+])
+def test_bad_configs_fail_before_any_work(change, message, tmp_path, write_suite, fails) -> None:
+    art = {**SUITE["configs"][1], **change}
+    art = {k: v for k, v in art.items() if v is not None}
+    suite_file = write_suite("certified_training", **{**SUITE, "configs": [SUITE["configs"][0], art]},
+                             file="bad_ct.toml")
+    line = fails(["--suite", str(suite_file), "--out", str(tmp_path / "out"), "--quiet"])
+    assert message in line
+    assert not (tmp_path / "out" / "rows.jsonl").exists()
