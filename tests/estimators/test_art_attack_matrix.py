@@ -38,16 +38,25 @@ from art.attacks.evasion import (
     SimBA,
     SquareAttack,
 )
+from torch import nn
 
 from art_ext.attacks import EPGD, SmoothAdvPGD
 from art_ext.estimators import (
     CertificationThroughAdaptationClassifier,
+    PyTorchMACER,
+    PyTorchRandomizedSmoothing,
+    PyTorchSmoothAdv,
+    PyTorchSmoothMix,
     RandomizedSmoothingClassifier,
     SmoothedInferenceClassifier,
 )
 from art_ext.testing import art_classifier, tiny_cnn
 
-KINDS = ("randomized_smoothing", "smoothed_inference", "bn_adaptation")
+#: ART's randomized-smoothing estimators by name, built with ART's constructor (their ``predict`` is Cohen's PREDICT
+#: as ART's: one-hot rows, all zero where the test abstains)
+DROP_INS = {"PyTorchRandomizedSmoothing": PyTorchRandomizedSmoothing, "PyTorchMACER": PyTorchMACER,
+            "PyTorchSmoothAdv": PyTorchSmoothAdv, "PyTorchSmoothMix": PyTorchSmoothMix}
+KINDS = ("randomized_smoothing", "smoothed_inference", "bn_adaptation", *DROP_INS)
 SMOOTHED = ("randomized_smoothing", "smoothed_inference")
 SIGMA = 0.25
 EPS = 0.5  # L2 budgets
@@ -56,6 +65,12 @@ N = 4
 
 
 def build(kind: str, **kwargs: Any):
+    if kind in DROP_INS and "output" in kwargs:  # soft smoothed scores instead of PREDICT's votes
+        return DROP_INS[kind].from_classifier(art_classifier(tiny_cnn(batchnorm=True)), SIGMA, sample_size=16, seed=0,
+                                              **kwargs)
+    if kind in DROP_INS:
+        return DROP_INS[kind](tiny_cnn(batchnorm=True), nn.CrossEntropyLoss(), (1, 8, 8), 10, clip_values=(0.0, 1.0),
+                              device_type="cpu", sample_size=16, scale=SIGMA, seed=0, **kwargs)
     estimator = art_classifier(tiny_cnn(batchnorm=True))
     if kind == "randomized_smoothing":
         return RandomizedSmoothingClassifier(estimator, SIGMA, num_samples=4, seed=0, **kwargs)
@@ -128,11 +143,23 @@ def check_points(x_adv: np.ndarray, x: np.ndarray, budget: tuple[str, float] | N
         assert size.max() <= eps * (1 + 1e-5) + 1e-6  # float32 rounding of x + delta
 
 
+#: APGD reads the outputs as logits and refuses probabilities; the drop-ins' PREDICT rows (one-hot, or all zero
+#: where PREDICT abstains) look like probabilities to it
+PREDICT_ROWS_REFUSED = (r"^The provided estimator seems to predict probabilities\. If loss_type='[a-z_]+' the "
+                        r"estimator has to to predict logits\.$")
+REFUSED = {(kind, attack): PREDICT_ROWS_REFUSED for kind in DROP_INS for attack in ("apgd_ce", "apgd_dlr")}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_art_attack_runs(kind: str, attack: str, x: np.ndarray) -> None:
+    """Each cell of the matrix: the attack runs, or (``REFUSED``) it is refused with the tested one-line reason."""
     np.random.seed(0)  # ART's attacks draw from numpy's global RNG
     make, budget = ATTACKS[attack]
+    if (kind, attack) in REFUSED:
+        with pytest.raises(ValueError, match=REFUSED[kind, attack]):
+            make(build(kind)).generate(x)
+        return
     if attack in ONE_BY_ONE:
         x = x[:2]
     with warnings.catch_warnings():
@@ -141,9 +168,19 @@ def test_art_attack_runs(kind: str, attack: str, x: np.ndarray) -> None:
     check_points(x_adv, x, budget)
 
 
+@pytest.mark.parametrize("kind", DROP_INS)
+@pytest.mark.parametrize("norm", [np.inf, 2], ids=["inf", "l2"])
+def test_autoattack_refuses_predict_rows(kind: str, norm) -> None:
+    """AutoAttack builds APGD-CE and APGD-DLR at construction, which refuse the drop-ins' PREDICT rows (attack
+    ``PyTorchRandomizedSmoothing.from_classifier(..., output="log_probabilities")`` instead)."""
+    with pytest.raises(ValueError, match=PREDICT_ROWS_REFUSED):
+        AutoAttack(build(kind), norm=norm, eps=EPS, eps_step=EPS / 4)
+    AutoAttack(build(kind, output="log_probabilities"), norm=norm, eps=EPS, eps_step=EPS / 4)  # soft scores: taken
+
+
 @pytest.mark.skipif(importlib.util.find_spec("multiprocess") is None,
                     reason="ART's AutoAttack.generate imports the optional package multiprocess")
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in DROP_INS])
 @pytest.mark.parametrize("norm", [np.inf, 2], ids=["inf", "l2"])
 def test_autoattack_runs(kind: str, norm, x: np.ndarray) -> None:
     np.random.seed(0)
@@ -153,11 +190,11 @@ def test_autoattack_runs(kind: str, norm, x: np.ndarray) -> None:
     check_points(x_adv, x, ("2", EPS) if norm == 2 else ("inf", EPS_INF))
 
 
-@pytest.mark.parametrize("kind", SMOOTHED)
+@pytest.mark.parametrize("kind", SMOOTHED + tuple(DROP_INS))
 @pytest.mark.parametrize("variant", ["px", "dct"])
 def test_simba_runs_on_probability_outputs(kind: str, variant: str, x: np.ndarray) -> None:
     """SimBA reads the outputs as probabilities: the smoothed classifiers give them with ``output="probabilities"``
-    (the smoothed class probabilities themselves)."""
+    (the smoothed class probabilities themselves; for the drop-ins through ``from_classifier``)."""
     np.random.seed(0)
     clf = build(kind, output="probabilities")
     x_adv = SimBA(clf, attack=variant, max_iter=10, epsilon=0.1, verbose=False).generate(x[:1])
@@ -167,9 +204,12 @@ def test_simba_runs_on_probability_outputs(kind: str, variant: str, x: np.ndarra
 @pytest.mark.parametrize("kind", KINDS)
 def test_simba_refuses_log_probability_and_logit_outputs_in_one_line(kind: str, x: np.ndarray) -> None:
     """The default output of the smoothed classifiers is the log of the smoothed probabilities (ART's APGD and
-    AutoAttack refuse probabilities); certification through adaptation returns the original model's logits. SimBA
-    needs probabilities and says so."""
+    AutoAttack refuse probabilities); certification through adaptation returns the original model's logits; the
+    drop-ins' ``predict`` is ART's PREDICT, whose abstaining rows are all zero (the first image abstains here: 16
+    draws of the untrained model do not pass the binomial test). SimBA needs probabilities and says so."""
     np.random.seed(0)
+    if kind in DROP_INS:
+        assert not build(kind).predict(x[:1]).any()  # PREDICT abstains on it: an all-zero row
     with pytest.raises(ValueError, match=r"^This attack requires an estimator predicting probabilities\. It looks like "
                                          r"the current estimator is not predicting probabilities$"):
         SimBA(build(kind), attack="px", max_iter=10, epsilon=0.1, verbose=False).generate(x[:1])
@@ -234,7 +274,7 @@ def test_art_ext_attacks_on_smoothed_classifiers(kind: str, attack, x: np.ndarra
         attack(clf.estimator)
 
 
-@pytest.mark.parametrize("kind", SMOOTHED)
+@pytest.mark.parametrize("kind", SMOOTHED + tuple(DROP_INS))
 @pytest.mark.parametrize("attack", (EPGD, SmoothAdvPGD))
 def test_art_ext_attacks_go_through_the_base_and_the_classifiers_noise(kind: str, attack, x: np.ndarray) -> None:
     """The threat model of both papers: the attack differentiates the base classifier f at x + noise of the smoothed
