@@ -245,6 +245,20 @@ def test_smoothed_outputs_at_iterates_outside_the_domain(kind: str, x: np.ndarra
     assert grads.shape == (4, 1, 1, 8, 8) and np.isnan(grads).all()
 
 
+@pytest.mark.parametrize("kind", DROP_INS)
+def test_drop_in_predict_rows_at_iterates_outside_the_domain(kind: str, x: np.ndarray) -> None:
+    """ART's PREDICT rows at an attack's iterates: out-of-range values are evaluated at the clipped image, a NaN row
+    gives a NaN row (as ART's PyTorchClassifier returns for it; an all-zero row would read as an abstention)."""
+    outside = x.copy()
+    outside[0, 0, 0, 0] = -0.04
+    outside[1, 0, 0, 0] = 1.3
+    outside[2] = np.nan
+    rows = build(kind).predict(outside)
+    # same-kernel: both calls draw the same per-image keys from freshly built classifiers and run the same ops
+    assert np.array_equal(rows[:2], build(kind).predict(np.clip(outside, 0, 1))[:2])
+    assert np.isnan(rows[2]).all() and np.isfinite(rows[[0, 1, 3]]).all()
+
+
 def test_user_entry_points_stay_strict(x: np.ndarray) -> None:
     clf = build("randomized_smoothing")
     bad = x.copy()
