@@ -120,6 +120,19 @@ def noise_of_target(estimator: object, sigma: float | None, noise_space: NoiseSp
     return own_sigma, own_space
 
 
+def check_preprocessing_defences(estimator: object) -> None:
+    """Run ``check_estimator(estimator)`` of every preprocessing defence of ``estimator`` that has one (art_ext's
+    ``DenoiserPreprocessor`` / ``NormalizedNoisePreprocessor``: channel order, channel count, normalization), and of
+    the base estimator of an art_ext smoothed classifier, so a mismatch is a one-line error when the attack is built
+    instead of a failure deep inside the denoiser. Read by attribute: ``attacks`` does not import ``defences``."""
+    parts = smoothed_parts(estimator)
+    for target in (estimator,) if parts is None else (estimator, parts[0]):
+        for op in getattr(target, "preprocessing_defences", None) or []:
+            check = getattr(op, "check_estimator", None)
+            if callable(check):
+                check(target)
+
+
 class TorchEvasionAttack(EvasionAttack):
     """Base of the art_ext adapters. Subclasses set ``attack_params`` and implement ``_build_config`` (a config with
     ``eps`` and ``norm``) and ``_attack_batch``; at most a few lines each."""
@@ -131,6 +144,7 @@ class TorchEvasionAttack(EvasionAttack):
                  **params: Any) -> None:
         super().__init__(estimator=estimator)
         _art.check_pytorch_classifier(estimator)
+        check_preprocessing_defences(estimator)
         self.batch_size = batch_size
         self.verbose = verbose
         self.seed = seed

@@ -1,6 +1,6 @@
-"""What every attack core does at its entry: one input check (``check_attack_inputs``: x and y, before any model
-call), one checked cast of the inputs to the model's dtype, and per-image randomness (noise keys, keyed Gaussian
-draws in a noise space, per-image generators for uniform draws).
+"""What every attack core does at its entry: one input check (``art_ext.ops.validation.check_attack_inputs``: x
+and y, before any model call), one checked cast of the inputs to the model's dtype, and per-image randomness (noise
+keys, keyed Gaussian draws in a noise space, per-image generators for uniform draws).
 
 Every random draw of an attack is a function of its image's key (``art_ext.smoothing.keys``) and of a position in
 a fixed per-image order, never of the batch it is computed in: an image attacked alone or inside any batch, under
@@ -18,7 +18,6 @@ import torch
 from art_ext.ops import validation
 from art_ext.smoothing.keys import NoiseKeys, NoiseStreams, resolve_keys
 from art_ext.smoothing.noise import NoiseSpace, resolve
-from art_ext.types import Bounds
 
 
 def model_dtype(model: object) -> torch.dtype:
@@ -42,54 +41,6 @@ def to_model_dtype(x: torch.Tensor, model: object, *, name: str = "x") -> torch.
         raise ValueError(f"{name} has dtype {x.dtype}; expected floating inputs inside the attack's bounds "
                          f"(e.g. x.float() / 255 for 8-bit images)")
     return validation.cast_to_model_dtype(x.detach(), model, name=name, default=torch.float32)
-
-
-def check_attack_inputs(x: object, y: object, bounds: Bounds, num_classes: int | None = None, *,
-                        attack: str = "the attack") -> None:
-    """Refuse malformed inputs of an attack core before any work, with one-line errors naming the bad value.
-
-    ``x`` must be a non-empty floating tensor [B, ...] of finite values inside ``bounds`` (nothing is clamped: an
-    input outside the box would be moved by the attack's projection, not attacked); ``y`` must be int64 class
-    indices of shape [B], >= 0, and < ``num_classes`` when it is given (``checked_width`` checks the range against
-    the model's output width at its first forward when it is not).
-
-    Raises:
-        TypeError: ``x`` or ``y`` is not a tensor. ValueError: any other violation.
-    """
-    if isinstance(x, torch.Tensor) and not x.is_floating_point():
-        raise ValueError(f"x has dtype {x.dtype}; expected floating inputs inside the attack's bounds "
-                         f"[{bounds.low}, {bounds.high}] (e.g. x.float() / 255 for 8-bit images)")
-    x = validation.check_batch(x, name="x")
-    lo, hi = float(x.detach().min()), float(x.detach().max())
-    if lo < bounds.low or hi > bounds.high:
-        raise ValueError(f"x has values in [{lo:.4g}, {hi:.4g}], outside {attack}'s bounds [{bounds.low}, "
-                         f"{bounds.high}]; pass inputs inside the bounds (e.g. x / 255 for [0, 255] images) or "
-                         "bounds=Bounds(low, high) matching the data")
-    check_labels(y, x.shape[0], num_classes)
-
-
-def check_labels(y: object, batch: int, num_classes: int | None = None) -> None:
-    """Check that ``y`` holds int64 class indices of shape [batch], >= 0 (and < ``num_classes`` when given)."""
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y must be a torch.Tensor of int64 class indices of shape [{batch}], got {type(y).__name__}")
-    if y.dim() == 2 and y.shape[1] == 1:
-        raise ValueError(f"y has shape {tuple(y.shape)}, a column; pass class indices of shape [{batch}] "
-                         "(y.squeeze(1))")
-    if y.dim() == 2:
-        raise ValueError(f"y has shape {tuple(y.shape)}, one-hot or scores; pass class indices of shape [{batch}] "
-                         "(y.argmax(1) for one-hot)")
-    if tuple(y.shape) != (batch,):
-        raise ValueError(f"y has shape {tuple(y.shape)}; expected class indices of shape [{batch}], one per image "
-                         "of x")
-    if y.dtype != torch.int64:
-        raise ValueError(f"y has dtype {y.dtype}; expected int64 class indices of shape [{batch}] (y.long() for "
-                         "integer labels)")
-    low, high = int(y.min()), int(y.max())
-    if low < 0:
-        raise ValueError(f"y holds negative labels (min {low}); expected class indices >= 0")
-    if num_classes is not None and high >= num_classes:
-        raise ValueError(f"y holds labels up to {high} but the model returns {num_classes} class scores; expected "
-                         f"class indices in [0, {num_classes})")
 
 
 def checked_width(model: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor

@@ -9,11 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from art_ext import _art
-from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks._common import check_attack_inputs
 from art_ext.attacks.pgd import LossFn, PGDConfig, cross_entropy_loss, pgd
 from art_ext.ops.bpda import straight_through
+from art_ext.ops.validation import check_attack_inputs
 from art_ext.smoothing.keys import NoiseKeys
 from art_ext.types import Bounds, LogitsFn, Norm
 
@@ -128,52 +126,10 @@ def bpda_pgd(
     return pgd(attacked, x, y, config, loss_fn=loss_fn, bounds=bounds, mask=mask, generator=generator, keys=keys)
 
 
-class BPDAPGD(TorchEvasionAttack):
-    """ART ``EvasionAttack``: PGD with every preprocessing *defence* of the ``PyTorchClassifier`` replaced by its BPDA
-    straight-through version (value of the defence, gradient of the surrogate).
+def __getattr__(name: str) -> Any:
+    """``BPDAPGD``, the ART adapter, loaded (with ART) on first use: importing this core does not import ART."""
+    if name == "BPDAPGD":
+        from art_ext.attacks.adapters import BPDAPGD
 
-    Works where ART's own path does not: ART back-propagates through a ``PreprocessorPyTorch``'s ``forward`` and
-    never calls ``estimate_forward`` (ART issue #1526), so a quantiser gives zero gradients; numpy ``Preprocessor``
-    defences are also supported (with several defences chained). ``surrogate="identity"`` (default) or
-    ``"estimate_forward"`` (each defence's own ART differentiable estimate). The mean/std ``preprocessing`` stays
-    exact. Warns when max_iter * eps_step < eps. ``"estimate_forward"`` needs every defence to be a
-    ``PreprocessorPyTorch`` (numpy defences have no torch estimate) and is refused at construction otherwise.
-    """
-
-    attack_params = TorchEvasionAttack.attack_params + [
-        "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init", "eot_samples", "surrogate"]
-
-    def __init__(self, estimator, norm=2, eps: float = 0.5, eps_step: float = 0.0625, max_iter: int = 20,
-                 targeted: bool = False, num_random_init: int = 0, eot_samples: int = 1,
-                 surrogate: str = "identity", batch_size: int = 32, verbose: bool = True,
-                 seed: int | None = None) -> None:
-        super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
-                         eps_step=eps_step, max_iter=max_iter, targeted=targeted, num_random_init=num_random_init,
-                         eot_samples=eot_samples, surrogate=surrogate)
-        warn_if_unreachable(self.config)
-
-    def _build_config(self) -> PGDConfig:
-        if self.surrogate not in ("identity", "estimate_forward"):
-            raise ValueError(f"surrogate must be 'identity' or 'estimate_forward', got {self.surrogate!r}")
-        if self.surrogate == "estimate_forward":
-            from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
-
-            numpy_only = [type(op).__name__ for op in (self.estimator.preprocessing_defences or [])
-                          if not isinstance(op, PreprocessorPyTorch)]
-            if numpy_only:
-                raise ValueError(
-                    f"surrogate='estimate_forward' needs PreprocessorPyTorch defences (a torch estimate_forward); "
-                    f"{numpy_only} are numpy-only: use surrogate='identity' for them"
-                )
-        return PGDConfig(eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter, norm=self.norm,
-                         targeted=self.targeted, num_random_init=self.num_random_init, eot_samples=self.eot_samples)
-
-    def _model_view(self, estimator: Any) -> nn.Module:
-        def wrap(op: Any) -> BPDA:
-            surrogate = (lambda x: op.estimate_forward(x)) if self.surrogate == "estimate_forward" else None
-            return bpda(_art.defence_as_tensor_function(op), surrogate)
-
-        return _art.ARTModelView(estimator, wrap_defence=wrap)
-
-    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
-        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)
+        return BPDAPGD
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

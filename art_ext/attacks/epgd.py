@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from art_ext.attacks._adapter import TorchEvasionAttack, noise_of_target
-from art_ext.attacks._common import KeyedNoise, attack_keys, check_attack_inputs, to_model_dtype
+from art_ext.attacks._common import KeyedNoise, attack_keys, to_model_dtype
 from art_ext.attacks.pgd import LossFn, PGDConfig, pgd
 from art_ext.ops import norms
+from art_ext.ops.validation import check_attack_inputs
 from art_ext.smoothing.keys import NoiseKeys
 from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
 from art_ext.types import Bounds, LogitsFn, Norm
@@ -150,35 +151,10 @@ def epgd(
     return x_adv.to(x_in.dtype)
 
 
-class EPGD(TorchEvasionAttack):
-    """ART ``EvasionAttack`` running ``epgd`` on an ART ``PyTorchClassifier`` (noise added to the estimator's
-    inputs, before its preprocessing; ``noise_space=NormalizedNoise(mean, std)`` declares noise of std sigma after
-    the normalization instead).
+def __getattr__(name: str) -> Any:
+    """``EPGD``, the ART adapter, loaded (with ART) on first use: importing this core does not import ART."""
+    if name == "EPGD":
+        from art_ext.attacks.adapters import EPGD
 
-    Against an art_ext smoothed classifier (``RandomizedSmoothingClassifier``, ``SmoothedInferenceClassifier``) it
-    attacks the smoothed model through its base estimator and the classifier's own sigma and noise space (the
-    threat model of Salman et al.); ``sigma`` may then be left None, and another sigma is refused."""
-
-    attack_params = TorchEvasionAttack.attack_params + [
-        "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init", "sigma", "eot_samples", "noise_space"]
-
-    def __init__(self, estimator, sigma: float | None = None, norm=2, eps: float = 0.5, eps_step: float = 0.1,
-                 max_iter: int = 20,
-                 eot_samples: int = 8, targeted: bool = False, num_random_init: int = 0,
-                 noise_space: NoiseSpace | None = None, batch_size: int = 32, verbose: bool = True,
-                 seed: int | None = None) -> None:
-        super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, sigma=sigma, norm=norm,
-                         eps=eps, eps_step=eps_step, max_iter=max_iter, eot_samples=eot_samples, targeted=targeted,
-                         num_random_init=num_random_init, noise_space=noise_space)
-
-    def _model_view(self, estimator):
-        return self._base_view(estimator)
-
-    def _build_config(self) -> EPGDConfig:
-        sigma, noise_space = noise_of_target(self.estimator, self.sigma, self.noise_space, type(self).__name__)
-        return EPGDConfig(eps=self.eps, eps_step=self.eps_step, sigma=sigma, max_iter=self.max_iter,
-                          norm=self.norm, targeted=self.targeted, num_random_init=self.num_random_init,
-                          eot_samples=self.eot_samples, noise_space=noise_space)
-
-    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
-        return epgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)
+        return EPGD
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

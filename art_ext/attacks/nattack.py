@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import torch
 
-from art_ext import _art
-from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks._common import attack_keys, check_attack_inputs, checked_width, to_model_dtype
+from art_ext.attacks._common import attack_keys, checked_width, to_model_dtype
 from art_ext.ops import norms
+from art_ext.ops.validation import check_attack_inputs
 from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
 from art_ext.types import Bounds, LogitsFn, Norm
 
@@ -245,55 +244,10 @@ def _scores(model: LogitsFn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
-class NAttack(TorchEvasionAttack):
-    """ART ``EvasionAttack`` running ``nattack`` on an ART ``PyTorchClassifier``: scores and success come from what
-    the estimator's ``predict`` returns, preprocessing *and postprocessing* defences included
-    (``_art.ARTModelView(estimator, postprocessing=True)``), since a score-based attacker only sees those outputs.
-    After ``generate``, ``queries`` and ``success`` hold the per-example results.
+def __getattr__(name: str) -> Any:
+    """``NAttack``, the ART adapter, loaded (with ART) on first use: importing this core does not import ART."""
+    if name == "NAttack":
+        from art_ext.attacks.adapters import NAttack
 
-    The estimator needs finite ``clip_values`` (the search is parameterised by tanh onto that box); ``eps`` is in
-    their units.
-    """
-
-    attack_params = TorchEvasionAttack.attack_params + [
-        "eps", "max_iter", "norm", "targeted", "pop_size", "sigma", "learning_rate", "max_queries", "l2_sphere"]
-
-    def __init__(self, estimator, norm=float("inf"), eps: float = 0.031, max_iter: int = 500, pop_size: int = 300,
-                 sigma: float = 0.1, learning_rate: float = 0.02, max_queries: int | None = None,
-                 targeted: bool = False, l2_sphere: bool = False, batch_size: int = 32, verbose: bool = True,
-                 seed: int | None = None) -> None:
-        super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
-                         max_iter=max_iter, pop_size=pop_size, sigma=sigma, learning_rate=learning_rate,
-                         max_queries=max_queries, targeted=targeted, l2_sphere=l2_sphere)
-        self._queries: list[torch.Tensor] = []
-        self._success: list[torch.Tensor] = []
-        self.queries: np.ndarray | None = None  # per-image queries of the last generate, numpy [N]
-        self.success: np.ndarray | None = None
-
-    def _model_view(self, estimator):
-        return _art.ARTModelView(estimator, postprocessing=True)
-
-    def _build_config(self) -> NAttackConfig:
-        bounds = _art.clip_bounds(self.estimator)
-        if not (math.isfinite(bounds.low) and math.isfinite(bounds.high)):
-            raise ValueError(
-                f"NAttack needs finite clip_values (its tanh parameterisation maps the search space onto the box); "
-                f"the estimator's clip_values are {self.estimator.clip_values!r}: declare them, e.g. (0, 1)"
-            )
-        return NAttackConfig(eps=self.eps, max_iter=self.max_iter, norm=self.norm, pop_size=self.pop_size,
-                             sigma=self.sigma, learning_rate=self.learning_rate, max_queries=self.max_queries,
-                             targeted=self.targeted, l2_sphere=self.l2_sphere)
-
-    def generate(self, x, y=None, **kwargs):
-        self._queries, self._success = [], []
-        out = super().generate(x, y, **kwargs)
-        #: per-image queries used and success flags of the last ``generate`` (numpy [N])
-        self.queries = torch.cat(self._queries).cpu().numpy()
-        self.success = torch.cat(self._success).cpu().numpy()
-        return out
-
-    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
-        result = nattack(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)
-        self._queries.append(result.queries)
-        self._success.append(result.success)
-        return result.x_adv
+        return NAttack
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

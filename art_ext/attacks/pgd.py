@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from art_ext.attacks._adapter import TorchEvasionAttack
-from art_ext.attacks._common import attack_keys, check_attack_inputs, checked_width, image_generators, to_model_dtype
+from art_ext.attacks._common import attack_keys, checked_width, image_generators, to_model_dtype
 from art_ext.ops import norms
+from art_ext.ops.validation import check_attack_inputs
 from art_ext.smoothing.keys import NoiseKeys
 from art_ext.types import Bounds, LogitsFn, Norm
 
@@ -113,6 +114,18 @@ def pgd(
             ``bounds``, or ``y`` is not int64 class indices [B] >= 0 (a [B, 1] column or one-hot [B, K] is refused,
             not guessed); at the first forward: a label >= the model's output width. ValueError: both ``generator``
             and ``keys`` are given, or ``keys`` does not hold one key per image.
+
+    Examples:
+        >>> from art_ext.testing import tiny_cnn, tiny_images
+        >>> model, x = tiny_cnn(), tiny_images(4)
+        >>> y = model(x).argmax(1)
+        >>> x_adv = pgd(model, x, y, PGDConfig(eps=0.5, eps_step=0.1, max_iter=5, norm="l2"))
+        >>> bool((norms.lp_norm(x_adv - x, "l2") <= 0.5 + 1e-6).all())
+        True
+        >>> pgd(model, x * 255, y, PGDConfig(eps=0.5, eps_step=0.1))  # 8-bit values are refused, not clamped
+        Traceback (most recent call last):
+        ...
+        ValueError: x has values in [...], outside pgd's bounds [0.0, 1.0]; pass inputs inside the bounds ...
     """
     check_attack_inputs(x, y, bounds, attack="pgd")  # before any work
     x_in = x
@@ -155,38 +168,10 @@ def pgd(
     return (x + best).clamp(bounds.low, bounds.high).detach().to(x_in.dtype)
 
 
-# ---- ART adapter ---------------------------------------------------------------------------------------------------
-class PGD(TorchEvasionAttack):
-    """ART ``EvasionAttack`` running ``pgd`` (the same loop as every art_ext attack) on an ART ``PyTorchClassifier``.
+def __getattr__(name: str) -> Any:
+    """``PGD``, the ART adapter, loaded (with ART) on first use: importing this core does not import ART."""
+    if name == "PGD":
+        from art_ext.attacks.adapters import PGD
 
-    Drop-in for ``art.attacks.evasion.ProjectedGradientDescent`` (same parameter names and defaults), except that
-    only input gradients are computed (no weight gradients, no extra ``predict`` passes for logging), restarts keep
-    the highest-loss point per example, and ``seed`` makes runs reproducible. ``generate`` equals
-    ``pgd(ARTModelView(estimator), ...)`` at the same seed, followed by the adapters' final projection, for any
-    ``batch_size`` (per-image keys). ``eps`` and ``eps_step`` are in the units of the estimator's
-    ``clip_values`` (None = unbounded), as in ART.
-
-    Examples:
-        >>> from art_ext.testing import art_classifier, tiny_cnn, tiny_images
-        >>> clf = art_classifier(tiny_cnn(), clip_values=(0.0, 1.0))
-        >>> x = tiny_images(4).numpy()
-        >>> x_adv = PGD(clf, norm=2, eps=0.5, eps_step=0.1, max_iter=5).generate(x)
-        >>> bool(((x_adv - x).reshape(4, -1) ** 2).sum(1).max() <= 0.5 ** 2 + 1e-5)
-        True
-    """
-
-    attack_params = TorchEvasionAttack.attack_params + [
-        "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init"]
-
-    def __init__(self, estimator, norm=float("inf"), eps: float = 0.3, eps_step: float = 0.1, max_iter: int = 100,
-                 targeted: bool = False, num_random_init: int = 0, batch_size: int = 32, verbose: bool = True,
-                 seed: int | None = None) -> None:
-        super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, norm=norm, eps=eps,
-                         eps_step=eps_step, max_iter=max_iter, targeted=targeted, num_random_init=num_random_init)
-
-    def _build_config(self) -> PGDConfig:
-        return PGDConfig(eps=self.eps, eps_step=self.eps_step, max_iter=self.max_iter, norm=self.norm,
-                         targeted=self.targeted, num_random_init=self.num_random_init)
-
-    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
-        return pgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)
+        return PGD
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

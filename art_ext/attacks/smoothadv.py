@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from art_ext.attacks._adapter import TorchEvasionAttack, noise_of_target
-from art_ext.attacks._common import KeyedNoise, attack_keys, check_attack_inputs, to_model_dtype
+from art_ext.attacks._common import KeyedNoise, attack_keys, to_model_dtype
 from art_ext.attacks.pgd import LossFn, PGDConfig, pgd
 from art_ext.ops import norms
+from art_ext.ops.validation import check_attack_inputs
 from art_ext.smoothing.keys import NoiseKeys
 from art_ext.smoothing.noise import NoiseSpace, PixelNoise, resolve
 from art_ext.types import Bounds, LogitsFn, Norm
@@ -208,38 +208,10 @@ def smoothadv_pgd(
     return x_adv.to(x_in.dtype)
 
 
-class SmoothAdvPGD(TorchEvasionAttack):
-    """ART ``EvasionAttack`` running ``smoothadv_pgd`` on an ART ``PyTorchClassifier`` (the base classifier; noise is
-    added to the estimator's inputs before its preprocessing). ``noise="fixed"`` (default, Salman et al.) or
-    ``"fresh"`` (new draws every step).
+def __getattr__(name: str) -> Any:
+    """``SmoothAdvPGD``, the ART adapter, loaded (with ART) on first use: importing this core does not import ART."""
+    if name == "SmoothAdvPGD":
+        from art_ext.attacks.adapters import SmoothAdvPGD
 
-    Against an art_ext smoothed classifier (``RandomizedSmoothingClassifier``, ``SmoothedInferenceClassifier``) it
-    attacks the smoothed model through its base estimator and the classifier's own sigma and noise space (the
-    threat model of Salman et al.); ``sigma`` may then be left None, and another sigma is refused."""
-
-    attack_params = TorchEvasionAttack.attack_params + [
-        "eps", "eps_step", "max_iter", "norm", "targeted", "num_random_init", "sigma", "num_noise", "aggregate",
-        "noise", "noise_space"]
-
-    def __init__(self, estimator, sigma: float | None = None, norm=2, eps: float = 0.5,
-                 eps_step: float | None = None, max_iter: int = 20, num_noise: int = 8,
-                 aggregate: Aggregate = "softmax",
-                 noise: NoiseSchedule = "fixed", noise_space: NoiseSpace | None = None, targeted: bool = False,
-                 num_random_init: int = 0, batch_size: int = 32, verbose: bool = True,
-                 seed: int | None = None) -> None:
-        super().__init__(estimator, batch_size=batch_size, verbose=verbose, seed=seed, sigma=sigma, norm=norm,
-                         eps=eps, eps_step=eps_step, max_iter=max_iter, num_noise=num_noise, aggregate=aggregate,
-                         noise=noise, noise_space=noise_space, targeted=targeted, num_random_init=num_random_init)
-
-    def _model_view(self, estimator):
-        return self._base_view(estimator)
-
-    def _build_config(self) -> SmoothAdvConfig:
-        sigma, noise_space = noise_of_target(self.estimator, self.sigma, self.noise_space, type(self).__name__)
-        return SmoothAdvConfig(eps=self.eps, sigma=sigma, max_iter=self.max_iter, eps_step=self.eps_step,
-                               norm=self.norm, targeted=self.targeted, num_random_init=self.num_random_init,
-                               num_noise=self.num_noise, aggregate=self.aggregate, noise=self.noise,
-                               noise_space=noise_space)
-
-    def _attack_batch(self, model, x, y, keys, *, bounds, mask):
-        return smoothadv_pgd(model, x, y, self.config, bounds=bounds, mask=mask, keys=keys)
+        return SmoothAdvPGD
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,11 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from art_ext import _art
-from art_ext.defences.denoised_smoothing import DenoiserPreprocessor, _check_batch, denoise
 from art_ext.ops.modes import eval_mode
 from art_ext.smoothing import Certificates, certify
-from art_ext.smoothing.keys import NoiseKeys, NoiseStreams
 from art_ext.smoothing.noise import NoiseSpace, NormalizedNoise, PixelNoise
 
 #: ImageNet statistics, the normalization Kumar & Narayan use for CIFAR-10 and ImageNet (Sec. V-C)
@@ -195,100 +192,11 @@ class NormalizedNoiseDenoiser(nn.Module):
                            batch_size=batch_size, generator=generator, noise_space=self.noise_space)
 
 
-class NormalizedNoisePreprocessor(DenoiserPreprocessor):
-    """ART ``PreprocessorPyTorch``: noise after normalization, then the UNet, returning pixels (Kumar & Narayan).
+def __getattr__(name: str) -> Any:
+    """``NormalizedNoisePreprocessor``, the ART adapter (``art_ext.defences.preprocessors``), loaded with ART on first
+    use: importing this module does not import ART."""
+    if name == "NormalizedNoisePreprocessor":
+        from art_ext.defences.preprocessors import NormalizedNoisePreprocessor
 
-    ART applies preprocessing defences to [0, 1] pixels and its ``preprocessing=(mean, std)`` standardisation after
-    them. This preprocessor therefore normalizes with the reconstructor's (mean, std), which should be the
-    estimator's own (``check_estimator`` verifies it), adds fresh noise of std ``sigma`` there (``noise="pixel"``:
-    in pixels), reconstructs pixels with the UNet, and hands them to ART's standardisation and the classifier.
-
-    Noise keyed per image: each ``forward`` takes one draw from the generator and derives one ``NoiseKeys`` key per
-    image of the batch it receives; image i's noise is a function of that draw and i only, not of the other images
-    or of the denoiser's ``batch_size``. ART's ``predict``, ``loss_gradient`` and ``class_gradient`` apply the
-    preprocessing to the whole array of a call before batching, so there the noise is keyed per image per call.
-    (A smoothing estimator that feeds this preprocessor chunks of noisy samples calls it once per chunk: its base
-    is then random, not the fixed function that CERTIFY needs; use ``NormalizedNoiseDenoiser.certify`` instead.)
-
-    Args:
-        reconstructor: A ``NormalizedReconstructor`` with ``output_space="pixel"``.
-        sigma: Noise std in the noise space's units (>= 0; 0 = reconstruction only).
-        noise: ``"normalized"`` (default) or ``"pixel"``.
-        gradient: ``"exact"`` (autograd through the UNet; the noise is additive, so d/dx is exact) or ``"bpda"``
-            (identity backward pass through noise + UNet).
-        seed: Seeds the noise generator (None: torch's global generator).
-        batch_size, device_type, apply_fit, apply_predict: As ``DenoiserPreprocessor``.
-
-    Examples:
-        >>> import numpy as np
-        >>> from art.estimators.classification import PyTorchClassifier
-        >>> from art_ext.testing import tiny_cnn
-        >>> rec = NormalizedReconstructor(nn.Conv2d(3, 3, 1), IMAGENET_MEAN, IMAGENET_STD).eval()
-        >>> pre = NormalizedNoisePreprocessor(rec, 0.25, gradient="bpda", seed=0)
-        >>> est = PyTorchClassifier(tiny_cnn(in_channels=3), nn.CrossEntropyLoss(), (3, 8, 8), 10,
-        ...                         clip_values=(0.0, 1.0), preprocessing=(np.array(IMAGENET_MEAN),
-        ...                         np.array(IMAGENET_STD)), preprocessing_defences=[pre])
-        >>> pre.check_estimator(est)  # the noise goes in after the estimator's own normalization
-        >>> est.predict(np.zeros((2, 3, 8, 8), dtype=np.float32)).shape
-        (2, 10)
-    """
-
-    params = ["sigma", "noise", "gradient", "batch_size"]
-
-    def __init__(self, reconstructor: NormalizedReconstructor, sigma: float, *, noise: str = "normalized",
-                 gradient: str = "exact", seed: int | None = None, batch_size: int | None = None,
-                 device_type: str = "cpu", apply_fit: bool = False, apply_predict: bool = True) -> None:
-        if not isinstance(reconstructor, NormalizedReconstructor):
-            raise TypeError(f"reconstructor must be a NormalizedReconstructor, got {type(reconstructor).__name__}")
-        if reconstructor.output_space != "pixel":
-            raise ValueError("the ART adapter needs a reconstructor with output_space='pixel' (ART's own "
-                             f"standardisation follows it), got {reconstructor.output_space!r}")
-        self.sigma, self.noise, self._stats = sigma, noise, reconstructor.stats
-        super().__init__(reconstructor, gradient=gradient, batch_size=batch_size, device_type=device_type,
-                         apply_fit=apply_fit, apply_predict=apply_predict)
-        self._generator = _art.generator_for(seed, self.device)
-
-    def _check_params(self) -> None:  # ART's set_params() re-runs this
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not (
-                math.isfinite(self.sigma) and self.sigma >= 0):
-            raise ValueError(f"sigma must be a finite number >= 0 (noise-space units), got {self.sigma!r}")
-        self.noise_space = noise_space_for(self.noise, *self._stats)
-        super()._check_params()
-
-    def check_estimator(self, estimator: Any) -> None:
-        """Raise ``ValueError`` unless ``estimator`` feeds this preprocessor what it expects: ``clip_values`` None or
-        (0, 1) ([0, 1] pixels, the range of mean / std), channel-first inputs with the reconstructor's channel count,
-        and a ``preprocessing`` (mean, std) equal to the reconstructor's, i.e. the noise goes in after the
-        estimator's own normalization."""
-        own = _art.estimator_normalization(estimator)  # checks it is a PyTorchClassifier
-        _art.check_pixel_clip_values(estimator)
-        channels = len(self._stats[0])
-        if not estimator.channels_first:
-            raise ValueError(f"the estimator has channels_first=False (input_shape {tuple(estimator.input_shape)}); "
-                             f"the preprocessor expects channel-first images [N, {channels}, H, W]")
-        shape = tuple(estimator.input_shape)
-        if len(shape) != 3 or shape[0] != channels:
-            raise ValueError(f"the estimator's input_shape {shape} has {shape[0] if shape else 0} channel(s); the "
-                             f"reconstructor has {channels} (expected input_shape ({channels}, H, W))")
-        mine = self._stats
-        if own is None or not (torch.allclose(torch.tensor(own[0]), torch.tensor(mine[0]))
-                               and torch.allclose(torch.tensor(own[1]), torch.tensor(mine[1]))):
-            raise ValueError(f"the estimator normalizes with (mean, std) = {own}, the reconstructor with {mine}; "
-                             "pass preprocessing=(mean, std) equal to the reconstructor's to the PyTorchClassifier")
-
-    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
-        _check_batch(x)
-        self.noise_space.check_input(x)
-        sigma = float(self.sigma)
-        if sigma == 0:
-            return x
-        keys = NoiseKeys.draw(self._generator, x.shape[0], x.device)  # one draw per call, key i = f(draw, i)
-        noise = NoiseStreams(keys, x.shape[1:], device=x.device, dtype=x.dtype).draw(0, 1)[:, 0]  # [N, C, H, W]
-        scale = sigma if self.noise_space.is_pixel else sigma * self.noise_space.pixel_scale(x)  # [C, 1, 1]
-        return x + scale * noise
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return denoise(self.denoiser, self._noisy(x), self._config), y  # [N, C, H, W] pixels
-
-    def estimate_forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return denoise(self.denoiser, self._noisy(x), self._config)
+        return NormalizedNoisePreprocessor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

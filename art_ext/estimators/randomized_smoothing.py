@@ -472,8 +472,10 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
         binomial test of the top two counts has p-value <= ``alpha``, else all zero (``is_abstain=True``, ART's
         default) or one-hot anyway (``is_abstain=False``). ``batch_size``: noisy samples per forward pass.
         ``verbose`` is accepted and shows nothing (one batched call, no per-image loop). Values of ``x`` are not
-        range-checked (ART's attacks query their own iterates): a row with a NaN or infinite value gives an
-        all-zero row, other values are clipped to [0, 1] first, as for the soft scores.
+        range-checked (ART's attacks query their own iterates): a row with a NaN or infinite value gives a NaN row,
+        as ART's ``PyTorchClassifier`` returns for it (an all-zero row would read as an abstention, and
+        SquareAttack(norm=2) would accept its NaN candidate as a success), other values are clipped to [0, 1]
+        first, as for the soft scores.
         """
         if not isinstance(verbose, bool):
             raise TypeError(f"verbose must be a bool, got {verbose!r}")
@@ -491,6 +493,7 @@ class PyTorchRandomizedSmoothing(CheckedPyTorchClassifier):
         finite = torch.isfinite(x_t).flatten(1).all(dim=1)  # [N]
         rows = finite.nonzero().flatten()
         out = torch.zeros((x_t.shape[0], self.nb_classes), dtype=torch.float64)  # [N, K]
+        out[~finite.cpu()] = float("nan")  # not run: NaN scores, as the model would give them
         if rows.numel() == 0:
             return out.numpy()
         with eval_mode(self.model), torch.no_grad():

@@ -15,8 +15,10 @@ import importlib
 import json
 import sys
 import types
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from torch import nn
 
@@ -103,6 +105,40 @@ def local_files(name: str, *, model_dir: str | Path, dataset: str = "cifar10", t
     return [path]
 
 
+def check_checkpoint_file(path: str | Path, what: str = "checkpoint") -> Literal["zip", "legacy"]:
+    """What a torch checkpoint file looks like on disk, read from its first bytes (nothing is unpickled): ``"zip"``
+    (``torch.save``'s archive, or TorchScript) or ``"legacy"`` (a pre-1.6 ``torch.save`` pickle).
+
+    A failed download leaves an HTML page or a truncated archive, which torch reports as an unpickling or zip error;
+    here each is one line naming the file and what to do.
+
+    Raises:
+        FileNotFoundError: no file at ``path``. ValueError: the file is empty, an HTML page, a truncated zip archive,
+            a zip file without ``data.pkl``, or neither a zip archive nor a pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} not found (nothing is downloaded): place the file there")
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        raise ValueError(f"{what}: {path} is empty (an interrupted copy or download?): copy or download it again")
+    if head.lstrip()[:1] == b"<":
+        raise ValueError(f"{what}: {path} is an HTML page (a failed or blocked download?), not a torch checkpoint: "
+                         "replace it with the real file")
+    if head[:4] == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{what}: {path} is truncated (a torch zip archive without its end record): copy or "
+                             "download it again")
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
+                raise ValueError(f"{what}: {path} is a zip file but not a torch checkpoint (no data.pkl)")
+        return "zip"
+    if head[:1] == b"\x80":  # pickle protocol marker of the legacy format
+        return "legacy"
+    raise ValueError(f"{what}: {path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
+
+
 def load_robustbench_model(
     name: str, *, model_dir: str | Path, dataset: str = "cifar10", threat_model: str = "Linf",
     device: str = "cpu",
@@ -119,7 +155,8 @@ def load_robustbench_model(
         ValueError: an unknown dataset, threat model or model name (the message lists the known names).
         FileNotFoundError: a file robustbench would read is not at its path (nothing is downloaded; ``local_files``
             lists them: the checkpoint, or each member of an ensemble).
-        ValueError: also for a model whose weights robustbench would download from timm's hub.
+        ValueError: also for a model whose weights robustbench would download from timm's hub, and for a file
+            that is not a torch checkpoint (an HTML page, a truncated or empty file: ``check_checkpoint_file``).
     """
     known = robustbench_model_names(dataset, threat_model)
     if name not in known:
@@ -135,6 +172,8 @@ def load_robustbench_model(
             "; art_ext never downloads: place the model's files there (RobustBench's layout "
             "<model_dir>/<dataset>/<threat_model>/<name>.pt, and <name>.pt_m<i>.pt for each member of an ensemble)"
         )
+    for file in files:  # an HTML page or a truncated archive: one line here, not torch's unpickling error
+        check_checkpoint_file(file, f"RobustBench model {name!r}")
     from robustbench.utils import load_model
 
     model = load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model)

@@ -30,8 +30,8 @@ from art_ext.attacks import (
     smoothadv_pgd,
 )
 from art_ext.attacks._adapter import final_projection
-from art_ext.attacks._common import check_attack_inputs
 from art_ext.ops import norms
+from art_ext.ops.validation import check_attack_inputs
 from art_ext.testing import CallRecorder, art_classifier, tiny_cnn, tiny_images
 from art_ext.types import Bounds
 

@@ -1,5 +1,7 @@
 """RobustBench models from a local model_dir, offline, through the import shims (random-init checkpoints)."""
 
+import re
+
 import pytest
 import torch
 
@@ -86,3 +88,35 @@ def test_an_ensemble_needs_every_member_file_and_downloads_nothing(tmp_path, mon
 def test_a_model_whose_weights_come_from_timms_hub_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Debenedetti2022Light_XCiT-S12.*timm's hub.*never downloads"):
         rb.load_robustbench_model("Debenedetti2022Light_XCiT-S12", model_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"<!DOCTYPE html><html><body>Google Drive - Virus scan warning</body></html>",
+     r"is an HTML page \(a failed or blocked download\?\), not a torch checkpoint: replace it with the real file"),
+    (None, r"is truncated \(a torch zip archive without its end record\): copy or download it again"),
+    (b"", r"is empty"),
+    (b"plain text, no checkpoint", r"is not a torch checkpoint \(neither a torch zip archive nor a pickle\)"),
+])
+def test_a_broken_checkpoint_is_a_one_line_error_naming_the_file(tmp_path, content, message):
+    """Before: torch's UnpicklingError ("invalid load key, '<'") or a zip error from deep inside robustbench."""
+    path = rb.checkpoint_path("Standard", model_dir=tmp_path)
+    path.parent.mkdir(parents=True)
+    if content is None:  # a download cut short: the first half of a real torch zip archive
+        torch.save({"w": torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"RobustBench model 'Standard': {re.escape(str(path))} "
+                                         + message) as info:
+        rb.load_robustbench_model("Standard", model_dir=tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_check_checkpoint_file_tells_the_two_torch_formats(tmp_path):
+    zipped, legacy = tmp_path / "new.pt", tmp_path / "old.pt"
+    torch.save({"w": torch.zeros(3)}, zipped)
+    torch.save({"w": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
+    assert rb.check_checkpoint_file(zipped) == "zip"
+    assert rb.check_checkpoint_file(legacy) == "legacy"
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt not found \(nothing is downloaded\)"):
+        rb.check_checkpoint_file(tmp_path / "missing.pt")
