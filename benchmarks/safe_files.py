@@ -11,32 +11,18 @@ from typing import Any
 
 import torch
 
+from art_ext.models.robustbench import check_checkpoint_file
 from benchmarks.common import SuiteError
 
 
 def check_torch_file(path: Path, what: str) -> str:
     """``"zip"`` (torch.save / TorchScript archive) or ``"legacy"`` (pre-1.6 torch.save pickle) for a file that looks
-    like a torch checkpoint; a ``SuiteError`` naming ``path`` when it is missing, an HTML page, truncated or neither."""
-    if not path.is_file():
-        raise SuiteError(f"{what}: {path} not found (nothing is downloaded): place the file there")
-    with open(path, "rb") as handle:
-        head = handle.read(512)
-    if not head:
-        raise SuiteError(f"{what}: {path} is empty")
-    if head.lstrip()[:1] == b"<":
-        raise SuiteError(f"{what}: {path} is an HTML page (a failed or blocked download?), not a torch checkpoint: "
-                         "replace it with the real file")
-    if head[:4] == b"PK\x03\x04":
-        if not zipfile.is_zipfile(path):
-            raise SuiteError(f"{what}: {path} is truncated (a torch zip archive without its end record): copy or "
-                             "download it again")
-        with zipfile.ZipFile(path) as archive:
-            if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
-                raise SuiteError(f"{what}: {path} is a zip file but not a torch checkpoint (no data.pkl)")
-        return "zip"
-    if head[:1] == b"\x80":  # pickle protocol marker of the legacy format
-        return "legacy"
-    raise SuiteError(f"{what}: {path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
+    like a torch checkpoint; a ``SuiteError`` naming ``path`` when it is missing, empty, an HTML page, truncated or
+    neither (the library's ``check_checkpoint_file``, its errors as the runner's one-line errors)."""
+    try:
+        return check_checkpoint_file(path, what)
+    except (FileNotFoundError, ValueError) as error:
+        raise SuiteError(str(error)) from None
 
 
 def is_torchscript(path: Path) -> bool:
