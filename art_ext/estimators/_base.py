@@ -106,7 +106,8 @@ def wrappers_in_eval(*modules: nn.Module) -> None:
 
 
 def check_wrapped(estimator: object) -> None:
-    """The estimator art_ext can wrap: an ART ``PyTorchClassifier`` on [0, 1] pixels without postprocessing."""
+    """The estimator art_ext can wrap: an ART ``PyTorchClassifier`` on [0, 1] pixels without postprocessing, whose
+    preprocessing defences accept it (``check_estimator`` of art_ext's denoiser preprocessors, run when wrapped)."""
     _art.check_pytorch_classifier(estimator)
     _art.check_pixel_clip_values(estimator)
     post = [type(op).__name__ for op in (getattr(estimator, "postprocessing_defences", None) or [])]
@@ -116,6 +117,10 @@ def check_wrapped(estimator: object) -> None:
             "torch model (to sample and differentiate it), so ART's numpy postprocessing would be skipped: wrap an "
             "estimator without postprocessing defences"
         )
+    for op in getattr(estimator, "preprocessing_defences", None) or []:
+        check = getattr(op, "check_estimator", None)  # art_ext's preprocessors: channel order, count, normalization
+        if callable(check):
+            check(estimator)
 
 
 def _class_labels(label: object, num_examples: int, nb_classes: int) -> list[int] | np.ndarray | None:

@@ -97,6 +97,21 @@ def test_attacks_check_the_preprocessors_estimator_when_they_are_built() -> None
         PGD(channels_last, norm=2, eps=0.5, eps_step=0.1, max_iter=2, verbose=False)
 
 
+@pytest.mark.parametrize("wrap", ["randomized_smoothing", "smoothed_inference"])
+def test_wrapping_an_estimator_checks_its_preprocessors(wrap: str) -> None:
+    """A smoothing classifier checks the preprocessors of the estimator it wraps when it is built, before any
+    sampling: the normalization mismatch is refused at construction, a matching estimator is accepted."""
+    from art_ext.estimators import SmoothedInferenceClassifier
+
+    build = RandomizedSmoothingClassifier if wrap == "randomized_smoothing" else SmoothedInferenceClassifier
+    pre = NormalizedNoisePreprocessor(NormalizedReconstructor(nn.Identity(), MEAN, STD), 0.25, seed=0)
+    wrong = _estimator(pre, preprocessing=(np.array([0.5]), np.array([0.5])))
+    with pytest.raises(ValueError, match=r"the estimator normalizes with \(mean, std\) = \(\(0.5,\), \(0.5,\)\)"):
+        build(wrong, 0.25, num_samples=2, seed=0)
+    right = _estimator(pre, preprocessing=(np.array(MEAN), np.array(STD)))
+    assert build(right, 0.25, num_samples=2, seed=0).predict(_images()).shape == (3, 10)
+
+
 def test_the_declared_channel_count_is_read_from_the_denoiser() -> None:
     from art_ext.defences.preprocessors import declared_channels
     from art_ext.models.denoisers import DnCNN
