@@ -244,10 +244,6 @@ def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points", "SE of the mean over the images for ACR",
-                                  "paired SE over the images for ΔACR")
-
-
 def _pair(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([r["certified_label"] for r in rows]), np.array([r["radius"] for r in rows])
 
@@ -296,34 +292,8 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
-    radii = [float(r) for r in suite["radii"]]
-    body = []
-    for s in summary:
-        n = s["examples"]
-        delta = rep.cell(s["delta_acr_vs_gaussian"], s["delta_acr_se"]) if "delta_acr_vs_gaussian" in s else "–"
-        train = "–" if s["train_seconds"] is None else f"{s['train_seconds']:.0f}"
-        body.append([s["name"], s["implementation"], f"{s['sigma']:g}", n,
-                     *(rep.accuracy_cell(s["certified_accuracy"][r], n, digits=1, percent=True) for r in radii),
-                     rep.cell(s["acr"], s["acr_se"]), delta, train, f"{s['seconds_per_example']:.2f}"])
-    return rep.markdown_table(["method", "implementation", "σ", "images", *(f"{r:g}" for r in radii), "ACR",
-                               "ΔACR vs Gaussian", "train s", "certify s/img"], body, caption=CAPTION)
-
-
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    summary = summarize(suite, rows)
-    text = "\n".join([
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}",
-        "",
-        f"{rep.run_line(manifest)} CERTIFY (art_ext) with n0 = {suite['n0']}, N = {suite['n']:,}, α = "
-        f"{suite['alpha']} on the first {manifest.get('limit')} test images; every config at one σ sees the same "
-        "noise per image, so ΔACR against the Gaussian-augmentation row of its σ is a paired difference. 'train s' "
-        "is the training time: for art_ext rows as recorded with the zoo weights, for ART rows measured in this run "
-        f"({suite.get('torch_threads', 1)} thread(s)). {rep.TIMING_NOTE}",
-        "",
-        "## Certified accuracy (%) at L2 radius, ACR and training time",
-        "",
-        table(suite, summary) if summary else "(no certification rows yet)",
-        "",
-    ])
-    return rep.write_summary(out, summary, text)
+    """``summary.json`` and ``summary.md`` from the rows (``report.certified_training``)."""
+    from benchmarks.report import certified_training as ct_report
+
+    return ct_report.write(suite, summarize(suite, rows), out, manifest)

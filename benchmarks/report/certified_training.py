@@ -1,0 +1,50 @@
+"""Markdown of the ``certified_training`` kind, from its summary (``benchmarks.kinds.certified_training.summarize``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report as rep
+
+CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points", "SE of the mean over the images for ACR",
+                                  "paired SE over the images for ΔACR")
+
+
+def markdown_table(suite: Mapping[str, Any], summary: list[dict[str, Any]]) -> str:
+    """Certified accuracy (%) per radius, ACR, ΔACR against the Gaussian row of the same σ and the timings."""
+    radii = [float(r) for r in suite["radii"]]
+    body = []
+    for s in summary:
+        n = s["examples"]
+        delta = rep.cell(s["delta_acr_vs_gaussian"], s["delta_acr_se"]) if "delta_acr_vs_gaussian" in s else "–"
+        train = "–" if s["train_seconds"] is None else f"{s['train_seconds']:.0f}"
+        body.append([s["name"], s["implementation"], f"{s['sigma']:g}", n,
+                     *(rep.accuracy_cell(s["certified_accuracy"][r], n, digits=1, percent=True) for r in radii),
+                     rep.cell(s["acr"], s["acr_se"]), delta, train, f"{s['seconds_per_example']:.2f}"])
+    return rep.markdown_table(["method", "implementation", "σ", "images", *(f"{r:g}" for r in radii), "ACR",
+                               "ΔACR vs Gaussian", "train s", "certify s/img"], body, caption=CAPTION)
+
+
+def markdown(suite: Mapping[str, Any], summary: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
+    """The whole ``summary.md``: the run's settings and the table."""
+    return "\n".join([
+        f"# Suite `{suite['name']}`: {suite.get('description', '')}",
+        "",
+        f"{rep.run_line(manifest)} CERTIFY (art_ext) with n0 = {suite['n0']}, N = {suite['n']:,}, α = "
+        f"{suite['alpha']} on the first {manifest.get('limit')} test images; every config at one σ sees the same "
+        "noise per image, so ΔACR against the Gaussian-augmentation row of its σ is a paired difference. 'train s' "
+        "is the training time: for art_ext rows as recorded with the zoo weights, for ART rows measured in this run "
+        f"({suite.get('torch_threads', 1)} thread(s)). {rep.TIMING_NOTE}",
+        "",
+        "## Certified accuracy (%) at L2 radius, ACR and training time",
+        "",
+        markdown_table(suite, summary) if summary else "(no certification rows yet)",
+        "",
+    ])
+
+
+def write(suite: Mapping[str, Any], summary: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+    """Write ``summary.json`` and ``summary.md``; returns the Markdown."""
+    return rep.write_summary(out, summary, markdown(suite, summary, manifest))
