@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report as rep
+from benchmarks.kinds.certified_training import CertifiedTrainingSpec, spec_of
 
 CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points", "SE of the mean over the images for ACR",
                                   "paired SE over the images for ΔACR")
 
 
-def markdown_table(suite: Mapping[str, Any], summary: list[dict[str, Any]]) -> str:
+def markdown_table(spec: CertifiedTrainingSpec | Mapping[str, Any], summary: list[dict[str, Any]]) -> str:
     """Certified accuracy (%) per radius, ACR, ΔACR against the Gaussian row of the same σ and the timings."""
-    radii = [float(r) for r in suite["radii"]]
+    radii = list(spec_of(spec).radii)
     body = []
     for s in summary:
         n = s["examples"]
@@ -27,24 +28,27 @@ def markdown_table(suite: Mapping[str, Any], summary: list[dict[str, Any]]) -> s
                                "ΔACR vs Gaussian", "train s", "certify s/img"], body, caption=CAPTION)
 
 
-def markdown(suite: Mapping[str, Any], summary: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
+def markdown(spec: CertifiedTrainingSpec | Mapping[str, Any], summary: list[dict[str, Any]],
+             manifest: dict[str, Any]) -> str:
     """The whole ``summary.md``: the run's settings and the table."""
+    spec = spec_of(spec)
     return "\n".join([
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}",
+        f"# Suite `{spec.name}`: {spec.description}",
         "",
-        f"{rep.run_line(manifest)} CERTIFY (art_ext) with n0 = {suite['n0']}, N = {suite['n']:,}, α = "
-        f"{suite['alpha']} on the first {manifest.get('limit')} test images; every config at one σ sees the same "
+        f"{rep.run_line(manifest)} CERTIFY (art_ext) with n0 = {spec.n0}, N = {spec.n:,}, α = "
+        f"{spec.alpha} on the first {manifest.get('limit')} test images; every config at one σ sees the same "
         "noise per image, so ΔACR against the Gaussian-augmentation row of its σ is a paired difference. 'train s' "
         "is the training time: for art_ext rows as recorded with the zoo weights, for ART rows measured in this run "
-        f"({suite.get('torch_threads', 1)} thread(s)). {rep.TIMING_NOTE}",
+        f"({spec.torch_threads} thread(s)). {rep.TIMING_NOTE}",
         "",
         "## Certified accuracy (%) at L2 radius, ACR and training time",
         "",
-        markdown_table(suite, summary) if summary else "(no certification rows yet)",
+        markdown_table(spec, summary) if summary else "(no certification rows yet)",
         "",
     ])
 
 
-def write(suite: Mapping[str, Any], summary: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
+def write(spec: CertifiedTrainingSpec | Mapping[str, Any], summary: list[dict[str, Any]], out: Path,
+          manifest: dict[str, Any]) -> str:
     """Write ``summary.json`` and ``summary.md``; returns the Markdown."""
-    return rep.write_summary(out, summary, markdown(suite, summary, manifest))
+    return rep.write_summary(out, summary, markdown(spec, summary, manifest))
