@@ -28,6 +28,19 @@ def markdown_table(spec: CertifiedTrainingSpec | Mapping[str, Any], summary: lis
                                "ΔACR vs Gaussian", "train s", "certify s/img"], body, caption=CAPTION)
 
 
+def settings(spec: CertifiedTrainingSpec | Mapping[str, Any], limit: Any) -> str:
+    """What was certified and how to read ΔACR and 'train s' (the sentences after the run line)."""
+    spec = spec_of(spec)
+    return (f"CERTIFY (art_ext) with n0 = {spec.n0}, N = {spec.n:,}, α = {spec.alpha} on the first {limit} test "
+            "images; every config at one σ sees the same noise per image, so ΔACR against the Gaussian-augmentation "
+            "row of its σ is a paired difference. 'train s' is the training time: for art_ext rows as recorded with "
+            f"the zoo weights, for ART rows measured in this run ({spec.torch_threads} thread(s)). {rep.TIMING_NOTE}")
+
+
+#: the heading of the one table
+HEADING = "Certified accuracy (%) at L2 radius, ACR and training time"
+
+
 def markdown(spec: CertifiedTrainingSpec | Mapping[str, Any], summary: list[dict[str, Any]],
              manifest: dict[str, Any]) -> str:
     """The whole ``summary.md``: the run's settings and the table."""
@@ -35,13 +48,9 @@ def markdown(spec: CertifiedTrainingSpec | Mapping[str, Any], summary: list[dict
     return "\n".join([
         f"# Suite `{spec.name}`: {spec.description}",
         "",
-        f"{rep.run_line(manifest)} CERTIFY (art_ext) with n0 = {spec.n0}, N = {spec.n:,}, α = "
-        f"{spec.alpha} on the first {manifest.get('limit')} test images; every config at one σ sees the same "
-        "noise per image, so ΔACR against the Gaussian-augmentation row of its σ is a paired difference. 'train s' "
-        "is the training time: for art_ext rows as recorded with the zoo weights, for ART rows measured in this run "
-        f"({spec.torch_threads} thread(s)). {rep.TIMING_NOTE}",
+        f"{rep.run_line(manifest)} {settings(spec, manifest.get('limit'))}",
         "",
-        "## Certified accuracy (%) at L2 radius, ACR and training time",
+        f"## {HEADING}",
         "",
         markdown_table(spec, summary) if summary else "(no certification rows yet)",
         "",
