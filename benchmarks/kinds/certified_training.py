@@ -22,6 +22,10 @@ group: "gaussian", "smoothadv", "macer", "smoothmix", "consistency"), ``sigma`` 
 ``init`` (+ ``art_args``, ``epochs``). Rows: one ``train`` row per config (``seconds`` = training time) and one
 ``certify`` row per test image. An image's noise depends on the run seed, sigma and its dataset index only, so every
 config at one sigma sees the same noise (paired comparisons).
+
+``check`` builds the suite's frozen ``CertifiedTrainingSpec`` once (``specs.typed``; each error names the field,
+``configs[i].<field>`` for a config's), and training, certification and the summary read it; the Markdown is
+``benchmarks.report.certified_training``'s.
 """
 
 from __future__ import annotations
