@@ -10,7 +10,11 @@ typed by hand, and the same files always give the same bytes (``tests/benchmarks
 
 The ``bn_adaptation`` kind's ``summary.json`` holds its certification part only, and the ``smoothed_inference`` kind's
 its main table only; their other tables (noise accuracy and ablations; accuracy against M) are rendered from
-``rows.jsonl`` by the same kind code that wrote the run's report.
+``rows.jsonl`` by the same kind code that wrote the run's report. The ``compare`` and ``normalized_noise`` pages
+show their report module's Markdown (``benchmarks/report/<kind>.py``) without its title and opening sentence (seed,
+git SHA, machine: the page's run table states those); ``summary.json`` sorts its keys and writes a noise space as its
+repr, so their renderers put rows and radii back in the suite's order and the noise spaces back from the suite's
+configs (an error if the zoo now declares another space than the run used).
 
 Usage::
 
@@ -178,12 +182,91 @@ def _smoothed_inference_tables(suite: dict[str, Any], summary: Any, folder: Path
     return "\n".join(parts)
 
 
+def _without_provenance(text: str, manifest: dict[str, Any], folder: Path) -> str:
+    """A kind's ``summary.md`` text without its title and the opening sentence of its first paragraph, which states
+    the seed, git SHA and machine: the page's own title and run table state those, and the SHA stays in the
+    manifest."""
+    lines = text.rstrip("\n").split("\n")
+    first, sep, rest = lines[2].partition(". ") if len(lines) > 2 and lines[0].startswith("# ") else ("", "", "")
+    sha = str(manifest.get("git_sha"))
+    if not sep or sha not in first:
+        raise PageError(f"{_shown(folder)}: the report's Markdown does not open with a title and a sentence stating "
+                        "the run (seed, git SHA); update benchmarks/docs_pages.py to its layout")
+    body = "\n".join([rest, *lines[3:]])
+    if sha in body:
+        raise PageError(f"{_shown(folder)}: the report's Markdown states the git SHA beyond its first sentence")
+    return body
+
+
+def _certified_training_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
+    from benchmarks.report import certified_training as ct
+
+    manifest = _read_json(folder / common.MANIFEST_FILE)
+    records = [{**s, "certified_accuracy": _float_keys(s["certified_accuracy"]),
+                "certified_accuracy_se": _float_keys(s["certified_accuracy_se"])} for s in summary]
+    return "\n".join([f"## {ct.HEADING}", "", ct.settings(suite, manifest.get("limit")), "",
+                      ct.markdown_table(suite, records) if records else "(no certification rows yet)"])
+
+
+def _compare_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
+    from benchmarks.kinds.compare.spec import spec_of
+    from benchmarks.report import compare
+
+    manifest = _read_json(folder / common.MANIFEST_FILE)
+    if not summary["pairs"]:
+        return "(no rows yet)"
+    spec = spec_of(suite)
+    # certified accuracies are keyed by the radius as written (f"{r:g}"): JSON gives the keys back unchanged but
+    # sorted as strings, and the table's columns follow the suite's radii
+    radii = [f"{r:g}" for r in spec.certify.radii] if spec.certify is not None else []
+    pairs = [{**p, "certify": p["certify"] and {**p["certify"],
+                                                "certified": {r: p["certify"]["certified"][r] for r in radii}}}
+             for p in summary["pairs"]]
+    return _without_provenance(compare.markdown(spec, {**summary, "pairs": pairs}, manifest), manifest, folder)
+
+
+def _normalized_noise_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:
+    from benchmarks.kinds import normalized_noise as kind
+    from benchmarks.report import normalized_noise
+
+    manifest = _read_json(folder / common.MANIFEST_FILE)
+    spec = kind.spec_of(suite)
+
+    def space(table: str, row: str, written: str) -> Any:
+        """The noise space of a row, from its config (summary.json holds its repr only); the zoo must agree."""
+        config = next(c for c in spec.configs if c.table == table and c.row == row)
+        declared = kind.noise_of(config)[1]
+        if repr(declared) != written:
+            raise PageError(f"{_shown(folder)}/summary.json: Table {table} row {row!r} ran in noise space {written}, "
+                            f"but its denoiser now declares {declared!r}; rerun the suite")
+        return declared
+
+    def in_suite_order(table: str) -> dict[str, Any]:
+        """summary.json sorts its keys; the tables list their rows in the suite's order."""
+        order = [c.row for c in spec.configs if c.table == table]
+        unknown = sorted(set(summary[table]) - set(order))
+        if unknown:
+            raise PageError(f"{_shown(folder)}/summary.json: Table {table} row {unknown[0]!r} is not in the suite")
+        return {row: summary[table][row] for row in order if row in summary[table]}
+
+    records = {
+        "I": in_suite_order("I"),
+        "II": {row: {**d, "certified": _float_keys(d["certified"]), "space": space("II", row, d["space"])}
+               for row, d in in_suite_order("II").items()},
+        "V": {row: {**d, "space": space("V", row, d["space"])} for row, d in in_suite_order("V").items()},
+    }
+    return _without_provenance(normalized_noise.markdown(spec, records, manifest), manifest, folder)
+
+
 #: kind -> the page's tables, from (suite, summary.json, folder)
 RENDERERS: dict[str, Callable[[dict[str, Any], Any, Path], str]] = {
     "certify": _certify_tables,
     "attacks": _attacks_tables,
     "bn_adaptation": _bn_adaptation_tables,
     "smoothed_inference": _smoothed_inference_tables,
+    "certified_training": _certified_training_tables,
+    "compare": _compare_tables,
+    "normalized_noise": _normalized_noise_tables,
 }
 
 
@@ -196,8 +279,21 @@ ROWS_KINDS = ("bn_adaptation", "smoothed_inference")
 
 def _noise_samples(suite: dict[str, Any]) -> str | None:
     kind = suite["kind"]
-    if kind == "certify":
+    if kind in ("certify", "certified_training"):
         return f"N0 = {_number(suite['n0'])}, N = {_number(suite['n'])}"
+    if kind == "compare":
+        from benchmarks.kinds.compare.spec import spec_of as compare_spec
+
+        spec = compare_spec(suite)
+        draws = f"k = {spec.score_draws} scoring draws of each randomized defence"
+        return draws if spec.certify is None else (f"{draws}; CERTIFY N0 = {_number(spec.certify.n0)}, "
+                                                   f"N = {_number(spec.certify.n)}")
+    if kind == "normalized_noise":
+        from benchmarks.kinds.normalized_noise import spec_of as normalized_noise_spec
+
+        nn_spec = normalized_noise_spec(suite)
+        return (f"N0 = {_number(nn_spec.n0)}, N = {_number(nn_spec.n)} (Table II); k = {nn_spec.attack_draws} "
+                "scoring draws per attacked image (Table V)")
     if kind == "bn_adaptation":
         part = suite["certify"]
         return f"N0 = {_number(part['n0'])}, N = {_number(part['n'])}, N_auto = {_number(part['n_auto'])} per σ"

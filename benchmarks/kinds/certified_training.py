@@ -22,13 +22,20 @@ group: "gaussian", "smoothadv", "macer", "smoothmix", "consistency"), ``sigma`` 
 ``init`` (+ ``art_args``, ``epochs``). Rows: one ``train`` row per config (``seconds`` = training time) and one
 ``certify`` row per test image. An image's noise depends on the run seed, sigma and its dataset index only, so every
 config at one sigma sees the same noise (paired comparisons).
+
+``check`` builds the suite's frozen ``CertifiedTrainingSpec`` once (``specs.typed``; each error names the field,
+``configs[i].<field>`` for a config's), and training, certification and the summary read it; the Markdown is
+``benchmarks.report.certified_training``'s.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +48,7 @@ from art_ext.ops.hashing import state_dict_sha256
 from art_ext.ops.modes import torch_threads
 from art_ext.smoothing import certify
 from art_ext.smoothing.metrics import abstain_rate, average_certified_radius, certified_accuracy
-from benchmarks import common
+from benchmarks import common, specs
 from benchmarks import report as rep
 from benchmarks.backends import Unit, WorkerEnv, cached
 from benchmarks.common import Key, Tables
@@ -53,12 +60,15 @@ METHODS = ("gaussian", "smoothadv", "macer", "smoothmix", "consistency")
 ART_TRAINERS = ("PyTorchMACER", "PyTorchSmoothAdv", "PyTorchSmoothMix")
 
 
+ART_ARGS_FORM = "an inline table of ART constructor arguments with numeric values"
+
+
 def _art_args(value: Any) -> str | None:
     ok = isinstance(value, dict) and all(
         isinstance(k, str) and (value[k] is None or (isinstance(value[k], (int, float)) and not isinstance(value[k],
                                                                                                           bool)))
         for k in value)
-    return None if ok else "an inline table of ART constructor arguments with numeric values"
+    return None if ok else ART_ARGS_FORM
 
 
 SCHEMA = {
@@ -86,33 +96,168 @@ SCHEMA = {
 }
 
 
-def check(suite: dict[str, Any]) -> None:
-    """Each config is a zoo model (``model``) or an ART trainer (``art`` + ``init``); names are unique."""
-    names = [c["name"] for c in suite["configs"]]
-    if len(set(names)) != len(names):
-        raise common.SuiteError(f"config names must be unique, got {names}")
-    for c in suite["configs"]:
-        if ("model" in c) == ("art" in c):
-            raise common.SuiteError(f"config {c['name']!r}: give either model (a zoo classifier) or art (an ART "
-                                    f"trainer, with init), not {'both' if 'model' in c else 'neither'}")
-        if "art" in c and "init" not in c:
-            raise common.SuiteError(f"config {c['name']!r}: art = {c['art']!r} needs init (the zoo entry whose "
-                                    "architecture, initialization and budget it trains with)")
-        if "model" in c and any(k in c for k in ("init", "art_args", "epochs")):
-            raise common.SuiteError(f"config {c['name']!r}: init, art_args and epochs apply to art configs only")
+# ---------------------------------------------------------------------------------------------------------------
+# The typed spec
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _data(suite: dict[str, Any], split: str):
-    return cached(("ct-data", split, suite.get("resolution", 16)),
-                  lambda: digits.load_digits(split, resolution=int(suite.get("resolution", 16))))
+def _invalid(where: str, value: Any, expected: str) -> common.SuiteError:
+    return common.SuiteError(f"{where} = {value!r} is invalid; expected {expected}")
 
 
-def _threads(suite: dict[str, Any]) -> int:
-    return int(suite.get("torch_threads", 1))
+def _finite(value: Any, *, positive: bool) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (value > 0 if positive else value >= 0))
+
+
+@dataclass(frozen=True)
+class TrainingConfigSpec:
+    """One ``[[configs]]`` table, typed: a zoo classifier (``model``) or an ART trainer trained in-run (``art``,
+    from the untrained module of ``init``, with ``art_args`` and optionally ``epochs``)."""
+
+    name: str
+    method: str
+    sigma: float
+    sigma_as_written: float  # the TOML value (an int stays an int in the train row, as before the spec)
+    model: str | None
+    art: str | None
+    init: str | None
+    art_args: tuple[tuple[str, float | None], ...]
+    epochs: int | None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], index: int) -> TrainingConfigSpec:
+        """The spec of ``configs[index]``; raises ``SuiteError`` naming ``configs[index].<field>``."""
+        where = f"configs[{index}]"
+        if not isinstance(table.get("name"), str) or not table["name"]:
+            raise _invalid(f"{where}.name", table.get("name"), "a non-empty string")
+        if table.get("method") not in METHODS:
+            raise _invalid(f"{where}.method", table.get("method"), "one of " + ", ".join(map(repr, METHODS)))
+        if not _finite(table.get("sigma"), positive=True):
+            raise _invalid(f"{where}.sigma", table.get("sigma"), "a finite number > 0")
+        if ("model" in table) == ("art" in table):
+            field = "art" if "model" in table else "model"
+            raise common.SuiteError(f"{where}.{field}: config {table['name']!r}: give either model (a zoo "
+                                    "classifier) or art (an ART trainer, with init), not "
+                                    f"{'both' if 'model' in table else 'neither'}")
+        classifiers = zoo.names(kind="classifier")
+        if "model" in table:
+            if table["model"] not in classifiers:
+                raise _invalid(f"{where}.model", table["model"], "a zoo classifier name")
+            extra = [k for k in ("init", "art_args", "epochs") if k in table]
+            if extra:
+                raise common.SuiteError(f"{where}.{extra[0]}: init, art_args and epochs apply to art configs only "
+                                        f"(config {table['name']!r} has model = {table['model']!r})")
+        else:
+            if table["art"] not in ART_TRAINERS:
+                raise _invalid(f"{where}.art", table["art"], "one of " + ", ".join(map(repr, ART_TRAINERS)))
+            if "init" not in table:
+                raise common.SuiteError(f"{where}.init: config {table['name']!r}: art = {table['art']!r} needs init "
+                                        "(the zoo entry whose architecture, initialization and budget it trains with)")
+            if table["init"] not in classifiers:
+                raise _invalid(f"{where}.init", table["init"], "a zoo classifier name")
+            if _art_args(table.get("art_args", {})) is not None:
+                raise _invalid(f"{where}.art_args", table["art_args"], ART_ARGS_FORM)
+            epochs = table.get("epochs", 1)
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 2 ** 63 - 1:
+                raise _invalid(f"{where}.epochs", epochs, "an integer >= 1 and <= 2**63 - 1")
+        return cls(name=table["name"], method=table["method"], sigma=float(table["sigma"]),
+                   sigma_as_written=table["sigma"], model=table.get("model"),
+                   art=table.get("art"), init=table.get("init"),
+                   art_args=tuple(sorted(dict(table.get("art_args", {})).items())), epochs=table.get("epochs"))
+
+    @property
+    def implementation(self) -> str:
+        """Who trained it: "art_ext" (a zoo model) or "ART <trainer>"."""
+        return "art_ext" if self.art is None else f"ART {self.art}"
+
+    @property
+    def zoo_entry(self) -> str:
+        """The zoo entry it loads (``model``) or trains from (``init``)."""
+        name = self.model if self.art is None else self.init
+        assert name is not None
+        return name
+
+    @property
+    def train_id(self) -> str:
+        return f"train/{self.name}"
+
+    @property
+    def certify_id(self) -> str:
+        return f"cert/{self.name}"
+
+
+@dataclass(frozen=True)
+class CertifiedTrainingSpec:
+    """A ``certified_training`` suite, typed (``from_suite``), every default resolved once."""
+
+    name: str
+    description: str
+    dataset: str
+    resolution: int
+    limit: int | None
+    n0: int
+    n: int
+    alpha: float
+    batch_size: int
+    images_per_chunk: int
+    radii: tuple[float, ...]
+    torch_threads: int
+    train_images: int | None
+    configs: tuple[TrainingConfigSpec, ...]
+
+    @classmethod
+    def from_suite(cls, suite: Mapping[str, Any]) -> CertifiedTrainingSpec:
+        """The spec of a suite; raises ``SuiteError`` naming the field (``configs[i].<field>`` for a config's)."""
+        alpha: Any = suite.get("alpha")
+        if not _finite(alpha, positive=True) or alpha >= 1:
+            raise _invalid("alpha", alpha, "a number > 0 and < 1")
+        n: Any = suite.get("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise _invalid("n", n, "an integer >= 1")
+        specs.check_certifiable({"n": n, "alpha": alpha}, "")
+        radii = suite.get("radii")
+        if not isinstance(radii, (list, tuple)) or not radii:
+            raise _invalid("radii", radii, "a non-empty list of finite numbers >= 0")
+        for i, radius in enumerate(radii):
+            if not _finite(radius, positive=False):
+                raise _invalid(f"radii[{i}]", radius, "a finite number >= 0")
+        configs = tuple(TrainingConfigSpec.from_table(table, i) for i, table in enumerate(suite["configs"]))
+        seen: dict[str, int] = {}
+        for i, config in enumerate(configs):
+            # the ART weights file is named by the slug: two names with one slug would share a file
+            for key, what in ((config.name, "name"), (_slug(config.name), "weights file name")):
+                first = seen.setdefault(f"{what}:{key}", i)
+                if first != i:
+                    raise common.SuiteError(f"configs[{first}].name and configs[{i}].name give the same {what} "
+                                            f"{key!r}: config names must be unique (their rows and weights would "
+                                            "collide)")
+        return cls(name=str(suite.get("name", "certified_training")), description=str(suite.get("description", "")),
+                   dataset=str(suite.get("dataset", specs.DEFAULT_DATASET)),
+                   resolution=int(suite.get("resolution", specs.DEFAULT_RESOLUTION)), limit=suite.get("limit"),
+                   n0=int(suite["n0"]), n=n, alpha=float(alpha), batch_size=int(suite["batch_size"]),
+                   images_per_chunk=int(suite.get("images_per_chunk", 25)), radii=tuple(float(r) for r in radii),
+                   torch_threads=int(suite.get("torch_threads", 1)), train_images=suite.get("train_images"),
+                   configs=configs)
+
+
+def spec_of(suite: Mapping[str, Any] | CertifiedTrainingSpec) -> CertifiedTrainingSpec:
+    """The ``CertifiedTrainingSpec`` of a suite (built once per process and suite)."""
+    return specs.typed(CertifiedTrainingSpec, suite)
+
+
+def check(suite: dict[str, Any]) -> None:
+    """Rules across keys, before any work: the spec builds (``CertifiedTrainingSpec.from_suite``)."""
+    spec_of(suite)
+
+
+def _data(spec: CertifiedTrainingSpec, split: str):
+    return cached(("ct-data", split, spec.resolution),
+                  lambda: digits.load_digits(split, resolution=spec.resolution))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -120,28 +265,30 @@ def _threads(suite: dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def art_weights_file(out: Path, config: dict[str, Any]) -> Path:
-    return out / "art_models" / f"{_slug(config['name'])}.pt"
+def art_weights_file(out: Path, config: TrainingConfigSpec) -> Path:
+    return out / "art_models" / f"{_slug(config.name)}.pt"
 
 
-def train_art(suite: dict[str, Any], config: dict[str, Any], seed: int) -> tuple[torch.nn.Module, float]:
+def train_art(suite: Mapping[str, Any] | CertifiedTrainingSpec, config: TrainingConfigSpec,
+              seed: int) -> tuple[torch.nn.Module, float]:
     """Train ``config``'s ART estimator by ART's ``fit``; returns the trained module (eval mode) and the seconds."""
     from art.estimators.certification import randomized_smoothing as art_rs
 
-    entry = zoo.get_entry(config["init"], kind="classifier")
+    spec = spec_of(suite)
+    entry = zoo.get_entry(config.zoo_entry, kind="classifier")
     budget = entry.train  # type: ignore[attr-defined]
     module = entry.build()
-    train = _data(suite, "train").head(suite.get("train_images"))
-    epochs = int(config.get("epochs", budget.epochs))
+    train = _data(spec, "train").head(spec.train_images)
+    epochs = config.epochs if config.epochs is not None else int(budget.epochs)
     optimizer = torch.optim.Adam(module.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=budget.lr, total_steps=epochs)
-    trainer = getattr(art_rs, config["art"])
+    trainer = getattr(art_rs, str(config.art))
     estimator = trainer(module, torch.nn.CrossEntropyLoss(), input_shape=tuple(train.x.shape[1:]),
                         nb_classes=train.num_classes, optimizer=optimizer, clip_values=(0.0, 1.0), device_type="cpu",
-                        scale=float(config["sigma"]), **dict(config.get("art_args", {})))
+                        scale=config.sigma, **dict(config.art_args))
     numpy_state = np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[]), torch_threads(_threads(suite)):
+        with torch.random.fork_rng(devices=[]), torch_threads(spec.torch_threads):
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)  # ART's fit and attacks draw from the global NumPy RNG
             started = time.perf_counter()
@@ -153,31 +300,31 @@ def train_art(suite: dict[str, Any], config: dict[str, Any], seed: int) -> tuple
     return module.eval(), seconds
 
 
-def run_training(suite: dict[str, Any], ctx: common.RunContext) -> dict[str, str]:
+def run_training(suite: Mapping[str, Any] | CertifiedTrainingSpec, ctx: common.RunContext) -> dict[str, str]:
     """Train the ART configs not trained yet and write every config's ``train`` row; returns the ART weight files."""
     files = {}
-    for config in suite["configs"]:
-        cid = f"train/{config['name']}"
-        if "model" in config:
+    for config in spec_of(suite).configs:
+        cid = config.train_id
+        if config.art is None:
             if not ctx.is_done(cid, 0):
-                model = zoo.load(config["model"], kind="classifier", verbose=ctx.verbose)
-                ctx.write_rows([{"kind": "train", "config": cid, "index": 0, "name": config["name"],
-                                 "method": config["method"], "implementation": "art_ext", "sigma": config["sigma"],
-                                 "model": config["model"], "sha256": model.sha256,
+                model = zoo.load(config.zoo_entry, kind="classifier", verbose=ctx.verbose)
+                ctx.write_rows([{"kind": "train", "config": cid, "index": 0, "name": config.name,
+                                 "method": config.method, "implementation": config.implementation,
+                                 "sigma": config.sigma_as_written, "model": config.zoo_entry, "sha256": model.sha256,
                                  "seconds": model.info.get("train_seconds")}])
             continue
         path = art_weights_file(ctx.out, config)
-        files[config["name"]] = str(path)
+        files[config.name] = str(path)
         if ctx.is_done(cid, 0) and path.is_file():
             continue
-        log.info("training %s (%s) in-run", config["name"], config["art"])
+        log.info("training %s (%s) in-run", config.name, config.art)
         module, seconds = train_art(suite, config, common.seed_for(ctx.seed, cid))
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(module.state_dict(), path)
-        ctx.write_rows([{"kind": "train", "config": cid, "index": 0, "name": config["name"],
-                         "method": config["method"], "implementation": "ART " + config["art"],
-                         "sigma": config["sigma"], "model": config["init"], "sha256": state_dict_sha256(module),
-                         "seconds": round(seconds, 2)}])
+        ctx.write_rows([{"kind": "train", "config": cid, "index": 0, "name": config.name,
+                         "method": config.method, "implementation": config.implementation,
+                         "sigma": config.sigma_as_written, "model": config.zoo_entry,
+                         "sha256": state_dict_sha256(module), "seconds": round(seconds, 2)}])
     return files
 
 
@@ -186,13 +333,13 @@ def run_training(suite: dict[str, Any], ctx: common.RunContext) -> dict[str, str
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _model(config: dict[str, Any], weights: str | None, env: WorkerEnv) -> torch.nn.Module:
+def _model(config: TrainingConfigSpec, weights: str | None, env: WorkerEnv) -> torch.nn.Module:
     if weights is None:
-        return cached(("zoo", config["model"], str(env.device)),
-                      lambda: zoo.load(config["model"], kind="classifier", device=env.device).module)
+        return cached(("zoo", config.zoo_entry, str(env.device)),
+                      lambda: zoo.load(config.zoo_entry, kind="classifier", device=env.device).module)
 
     def load() -> torch.nn.Module:
-        module = zoo.get_entry(config["init"], kind="classifier").build()
+        module = zoo.get_entry(config.zoo_entry, kind="classifier").build()
         module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return module.to(env.device).eval()
 
@@ -204,48 +351,46 @@ def certify_keys(seed: int, sigma: float, indices: list[int]):
     return image_keys(seed, f"certify/sigma={float(sigma):g}", indices)
 
 
-def compute(suite: dict[str, Any], unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
-    config, indices = unit.spec["config"], list(unit.indices)
-    torch.set_num_threads(_threads(suite))
-    data = _data(suite, "test")
+def compute(suite: Mapping[str, Any] | CertifiedTrainingSpec, unit: Unit, env: WorkerEnv) -> list[dict[str, Any]]:
+    """The ``certify`` rows of one chunk of images of one config (``run`` lists the units)."""
+    spec = spec_of(suite)
+    config, indices = spec.configs[unit.spec["config"]], list(unit.indices)
+    torch.set_num_threads(spec.torch_threads)
+    data = _data(spec, "test")
     model = _model(config, unit.spec.get("weights"), env)
     x = data.x[indices].to(env.device)
     started = time.perf_counter()
     with torch.no_grad():
-        certs = certify(model, x, n0=int(suite["n0"]), n=int(suite["n"]), sigma=float(config["sigma"]),
-                        alpha=float(suite["alpha"]), num_classes=data.num_classes,
-                        batch_size=int(suite["batch_size"]), keys=certify_keys(env.seed, config["sigma"], indices))
+        certs = certify(model, x, n0=spec.n0, n=spec.n, sigma=config.sigma, alpha=spec.alpha,
+                        num_classes=data.num_classes, batch_size=spec.batch_size,
+                        keys=certify_keys(env.seed, config.sigma, indices))
     seconds = (time.perf_counter() - started) / len(indices)
-    implementation = "art_ext" if "model" in config else "ART " + config["art"]
-    return [{"kind": "certify", "config": unit.config, "index": i, "name": config["name"], "method": config["method"],
-             "implementation": implementation, "sigma": float(config["sigma"]), "label": int(data.y[i]),
+    return [{"kind": "certify", "config": unit.config, "index": i, "name": config.name, "method": config.method,
+             "implementation": config.implementation, "sigma": config.sigma, "label": int(data.y[i]),
              "certified_label": int(certs.label[j]), "radius": float(certs.radius[j]),
              "seconds": round(seconds, 4)} for j, i in enumerate(indices)]
 
 
 def run(suite: dict[str, Any], ctx: common.RunContext) -> None:
-    weights = run_training(suite, ctx)
-    test = _data(suite, "test").head(ctx.limit)
-    chunk = int(suite.get("images_per_chunk", 25))
+    spec = spec_of(suite)
+    weights = run_training(spec, ctx)
+    test = _data(spec, "test").head(ctx.limit)
     units = []
-    for config in suite["configs"]:
-        cid = f"cert/{config['name']}"
-        for start in range(0, len(test), chunk):
-            indices = tuple(range(start, min(start + chunk, len(test))))
+    for index, config in enumerate(spec.configs):
+        cid = config.certify_id
+        for start in range(0, len(test), spec.images_per_chunk):
+            indices = tuple(range(start, min(start + spec.images_per_chunk, len(test))))
             if all(ctx.is_done(cid, i) for i in indices):
                 continue
+            # the unit names its config by position in the suite (picklable for any backend)
             units.append(Unit(cid, indices, common.seed_for(ctx.seed, cid),
-                              {"config": config, "weights": weights.get(config["name"])}))
+                              {"config": index, "weights": weights.get(config.name)}))
     ctx.run_units(units, compute, suite, desc="certify")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Report (from rows only)
 # ---------------------------------------------------------------------------------------------------------------
-
-
-CAPTION = rep.uncertainty_caption(rep.BINOMIAL + ", in percentage points", "SE of the mean over the images for ACR",
-                                  "paired SE over the images for ΔACR")
 
 
 def _pair(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -257,35 +402,36 @@ def _radii_credited(rows: list[dict[str, Any]]) -> np.ndarray:
     return np.array([r["radius"] if r["certified_label"] == r["label"] else 0.0 for r in rows])
 
 
-def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    radii = [float(r) for r in suite["radii"]]
+def summarize(suite: Mapping[str, Any] | CertifiedTrainingSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary record per config with certification rows, in suite order, computed from rows only."""
+    spec = spec_of(suite)
+    radii = list(spec.radii)
     train = {r["name"]: r for r in rows if r["kind"] == "train"}
     by_name: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r["kind"] == "certify":
             by_name.setdefault(r["name"], []).append(r)
-    baseline = {float(c["sigma"]): c["name"] for c in suite["configs"]
-                if c["method"] == "gaussian" and "model" in c}
+    baseline = {c.sigma: c.name for c in spec.configs if c.method == "gaussian" and c.art is None}
     out = []
-    for config in suite["configs"]:
-        mine = sorted(by_name.get(config["name"], []), key=lambda r: r["index"])
+    for config in spec.configs:
+        mine = sorted(by_name.get(config.name, []), key=lambda r: r["index"])
         if not mine:
             continue
         labels = np.array([r["label"] for r in mine])
         credited = _radii_credited(mine)
         accuracy = certified_accuracy(_pair(mine), labels, radii)
         record: dict[str, Any] = {
-            "name": config["name"], "method": config["method"], "sigma": float(config["sigma"]),
+            "name": config.name, "method": config.method, "sigma": config.sigma,
             "implementation": mine[0]["implementation"], "examples": len(mine),
             "certified_accuracy": accuracy,
             "certified_accuracy_se": {r: rep.binomial_se(a, len(mine)) for r, a in accuracy.items()},
             "acr": average_certified_radius(_pair(mine), labels), "acr_se": rep.se_of_mean(credited),
             "abstain": abstain_rate(_pair(mine)),
-            "train_seconds": train.get(config["name"], {}).get("seconds"),
+            "train_seconds": train.get(config.name, {}).get("seconds"),
             "seconds_per_example": float(np.mean([r["seconds"] for r in mine])),
         }
-        reference = baseline.get(float(config["sigma"]))
-        if reference is not None and reference != config["name"]:
+        reference = baseline.get(config.sigma)
+        if reference is not None and reference != config.name:
             theirs = {r["index"]: r for r in by_name.get(reference, [])}
             shared = [r for r in mine if r["index"] in theirs]
             if len(shared) > 1:
@@ -296,34 +442,9 @@ def summarize(suite: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def table(suite: dict[str, Any], summary: list[dict[str, Any]]) -> str:
-    radii = [float(r) for r in suite["radii"]]
-    body = []
-    for s in summary:
-        n = s["examples"]
-        delta = rep.cell(s["delta_acr_vs_gaussian"], s["delta_acr_se"]) if "delta_acr_vs_gaussian" in s else "–"
-        train = "–" if s["train_seconds"] is None else f"{s['train_seconds']:.0f}"
-        body.append([s["name"], s["implementation"], f"{s['sigma']:g}", n,
-                     *(rep.accuracy_cell(s["certified_accuracy"][r], n, digits=1, percent=True) for r in radii),
-                     rep.cell(s["acr"], s["acr_se"]), delta, train, f"{s['seconds_per_example']:.2f}"])
-    return rep.markdown_table(["method", "implementation", "σ", "images", *(f"{r:g}" for r in radii), "ACR",
-                               "ΔACR vs Gaussian", "train s", "certify s/img"], body, caption=CAPTION)
-
-
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:
-    summary = summarize(suite, rows)
-    text = "\n".join([
-        f"# Suite `{suite['name']}`: {suite.get('description', '')}",
-        "",
-        f"{rep.run_line(manifest)} CERTIFY (art_ext) with n0 = {suite['n0']}, N = {suite['n']:,}, α = "
-        f"{suite['alpha']} on the first {manifest.get('limit')} test images; every config at one σ sees the same "
-        "noise per image, so ΔACR against the Gaussian-augmentation row of its σ is a paired difference. 'train s' "
-        "is the training time: for art_ext rows as recorded with the zoo weights, for ART rows measured in this run "
-        f"({suite.get('torch_threads', 1)} thread(s)). {rep.TIMING_NOTE}",
-        "",
-        "## Certified accuracy (%) at L2 radius, ACR and training time",
-        "",
-        table(suite, summary) if summary else "(no certification rows yet)",
-        "",
-    ])
-    return rep.write_summary(out, summary, text)
+    """``summary.json`` and ``summary.md`` from the rows (``report.certified_training``)."""
+    from benchmarks.report import certified_training as ct_report
+
+    spec = spec_of(suite)
+    return ct_report.write(spec, summarize(spec, rows), out, manifest)

@@ -3,14 +3,18 @@ images), certified by art_ext's CERTIFY; train rows, per-image rows, paired ΔAC
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import math
+from typing import Any
 
 import pytest
 
 from benchmarks import common, run
 from benchmarks.kinds import KINDS
 
-SUITE = {
+SUITE: dict[str, Any] = {
     "description": "tiny certified_training suite", "dataset": "digits", "limit": 3, "n0": 10, "n": 60,
     "alpha": 0.01, "batch_size": 500, "images_per_chunk": 2, "radii": [0.0, 0.25, 0.5], "train_images": 64,
     "configs": [
@@ -78,5 +82,77 @@ def test_bad_configs_fail_before_any_work(change, message, tmp_path, write_suite
     suite_file = write_suite("certified_training", **{**SUITE, "configs": [SUITE["configs"][0], art]},
                              file="bad_ct.toml")
     line = fails(["--suite", str(suite_file), "--out", str(tmp_path / "out"), "--quiet"])
+    assert message in line
+    assert not (tmp_path / "out" / "rows.jsonl").exists()
+
+
+# ---- the typed spec ------------------------------------------------------------------------------------------------
+def _with(config_index: int, change: dict, **suite_changes) -> dict:
+    configs = [dict(c) for c in SUITE["configs"]]
+    configs[config_index] = {k: v for k, v in {**configs[config_index], **change}.items() if v is not None}
+    return {"name": "tiny_ct", "kind": "certified_training", **SUITE, "configs": configs, **suite_changes}
+
+
+def test_the_spec_is_frozen_typed_and_built_once() -> None:
+    from benchmarks.kinds.certified_training import CertifiedTrainingSpec, spec_of
+
+    suite = _with(0, {})
+    spec = spec_of(suite)
+    assert isinstance(spec, CertifiedTrainingSpec) and spec_of(copy.deepcopy(suite)) is spec and spec_of(spec) is spec
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.n = 1  # type: ignore[misc]
+    assert (spec.n0, spec.n, spec.alpha, spec.radii) == (10, 60, 0.01, (0.0, 0.25, 0.5))
+    assert (spec.images_per_chunk, spec.torch_threads, spec.train_images, spec.resolution) == (2, 1, 64, 16)
+    gaussian, macer = spec.configs[0], spec.configs[1]
+    assert (gaussian.implementation, gaussian.zoo_entry, gaussian.art, gaussian.epochs) == (
+        "art_ext", "digits_cnn_noise025", None, None)
+    assert (macer.implementation, macer.zoo_entry, macer.epochs) == ("ART PyTorchMACER", "digits_cnn_noise025", 1)
+    assert macer.art_args == (("gaussian_samples", 2), ("lmbda", 4.0))
+    assert (macer.train_id, macer.certify_id) == ("train/MACER (ART)", "cert/MACER (ART)")
+
+
+@pytest.mark.parametrize("suite, message", [
+    (_with(1, {"sigma": math.inf}), "configs[1].sigma = inf is invalid; expected a finite number > 0"),
+    (_with(1, {"sigma": math.nan}), "configs[1].sigma = nan is invalid; expected a finite number > 0"),
+    (_with(0, {"sigma": 0.0}), "configs[0].sigma = 0.0 is invalid; expected a finite number > 0"),
+    (_with(1, {"method": "cohen"}), "configs[1].method = 'cohen' is invalid; expected one of 'gaussian'"),
+    (_with(1, {"model": "digits_cnn_noise025"}), "configs[1].art: config 'MACER (ART)': give either model"),
+    (_with(1, {"art": None}), "configs[1].model: config 'MACER (ART)': give either model (a zoo classifier) or art "
+                              "(an ART trainer, with init), not neither"),
+    (_with(1, {"init": None}), "configs[1].init: config 'MACER (ART)': art = 'PyTorchMACER' needs init"),
+    (_with(0, {"epochs": 2}), "configs[0].epochs: init, art_args and epochs apply to art configs only"),
+    (_with(1, {"art": "PyTorchRandomizedSmoothing"}), "configs[1].art = 'PyTorchRandomizedSmoothing' is invalid; "
+                                                      "expected one of 'PyTorchMACER'"),
+    (_with(1, {"art_args": {"lmbda": "big"}}), "configs[1].art_args = {'lmbda': 'big'} is invalid; expected an inline"),
+    (_with(1, {"epochs": 0}), "configs[1].epochs = 0 is invalid; expected an integer >= 1"),
+    (_with(0, {"model": "no_such_model"}), "configs[0].model = 'no_such_model' is invalid; expected a zoo classifier"),
+    (_with(1, {"init": "no_such_model"}), "configs[1].init = 'no_such_model' is invalid; expected a zoo classifier"),
+    (_with(0, {}, n=3, alpha=0.01), "n = 3 with alpha = 0.01 can never certify"),
+    (_with(0, {}, alpha=1.0), "alpha = 1.0 is invalid; expected a number > 0 and < 1"),
+    (_with(0, {}, radii=[0.0, -0.5]), "radii[1] = -0.5 is invalid; expected a finite number >= 0"),
+    (_with(0, {}, radii=[0.0, math.inf]), "radii[1] = inf is invalid; expected a finite number >= 0"),
+    (_with(2, {"name": "Gaussian"}), "configs[0].name and configs[2].name give the same name 'Gaussian'"),
+    (_with(0, {"name": "MACER_ART_"}), "configs[0].name and configs[1].name give the same weights file name "
+                                       "'MACER_ART_'"),
+])
+def test_the_spec_refuses_each_bad_field_by_name(suite, message) -> None:
+    from benchmarks.kinds.certified_training import CertifiedTrainingSpec
+
+    with pytest.raises(common.SuiteError) as err:
+        CertifiedTrainingSpec.from_suite(suite)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("config_index, change, message", [
+    (2, {"name": "Gaussian"}, "configs[0].name and configs[2].name give the same name 'Gaussian'"),
+    (0, {"name": "MACER_ART_"}, "give the same weights file name 'MACER_ART_'"),
+    (0, {"epochs": 2}, "configs[0].epochs: init, art_args and epochs apply to art configs only"),
+])
+def test_cross_field_errors_stop_the_runner_before_any_work(config_index, change, message, tmp_path, write_suite,
+                                                             fails) -> None:
+    suite = _with(config_index, change)
+    suite.pop("name"), suite.pop("kind")
+    line = fails(["--suite", str(write_suite("certified_training", **suite, file="bad_ct.toml")), "--out",
+                  str(tmp_path / "out"), "--quiet"])
     assert message in line
     assert not (tmp_path / "out" / "rows.jsonl").exists()

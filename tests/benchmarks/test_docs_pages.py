@@ -110,3 +110,117 @@ def test_module_examples():
 
     result = doctest.testmod(docs_pages, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---- the renderers of the kinds whose report lives in benchmarks/report/<kind>.py -----------------------------------
+CERTIFIED_TRAINING = {
+    "description": "tiny certified_training", "dataset": "digits", "limit": 3, "n0": 10, "n": 60, "alpha": 0.01,
+    "batch_size": 500, "images_per_chunk": 3, "radii": [0.0, 0.25],
+    "configs": [{"name": "Gaussian σ=0.25", "method": "gaussian", "sigma": 0.25, "model": "digits_cnn_noise025"},
+                {"name": "MACER σ=0.25", "method": "macer", "sigma": 0.25, "model": "digits_cnn_macer025"}],
+}
+COMPARE = {
+    "description": "tiny compare", "dataset": "digits", "limit": 2, "chunk": 2, "norm": "l2", "eps": 0.5, "steps": 2,
+    "score_draws": 2, "smoothing_samples": 4, "models": ["digits_cnn"],
+    "defences": ["none", "smoothed_inference:soft"], "attacks": ["none", "pgd"],
+    # radii whose strings sort otherwise than their values ("10" < "2"): the columns must keep the suite's order
+    "certify": {"n0": 10, "n": 60, "alpha": 0.01, "batch_size": 100, "radii": [0.0, 0.25, 2.0, 10.0]},
+}
+
+
+def _run_into_results(tmp_path: Path, write_suite, kind: str, suite: dict) -> Path:
+    """A run folder ``results/<suite>/`` made by the runner on a tiny suite, with a verdict."""
+    from benchmarks import run
+
+    path = write_suite(kind, **suite, file=f"tiny_{kind}.toml")
+    folder = tmp_path / "results" / f"tiny_{kind}"
+    assert run.main(["--suite", str(path), "--out", str(folder), "--quiet", "--device", "cpu"]) == 0
+    (folder / "verdict.md").write_text("What the tiny run shows.\n")
+    return folder
+
+
+def _regenerates(folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Write the pages of ``folder``'s results directory, check that a second generation gives the same bytes, and
+    return the suite page."""
+    monkeypatch.setattr(docs_pages, "RESULTS", folder.parent)
+    assert docs_pages.main([]) == 0
+    assert docs_pages.main(["--check"]) == 0
+    page = (folder.parent / f"{folder.name}.md").read_text(encoding="utf-8")
+    assert page == docs_pages.suite_page(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["git_sha"] not in page  # provenance stays in the manifest
+    assert "What the tiny run shows." in page
+    return page
+
+
+def _sections(summary_md: str) -> str:
+    """The run's ``summary.md`` from its first section heading on (what the page must show unchanged)."""
+    return summary_md[summary_md.index("\n## ") + 1:].rstrip("\n")
+
+
+def test_a_certified_training_run_gives_its_page(tmp_path, write_suite, monkeypatch):
+    folder = _run_into_results(tmp_path, write_suite, "certified_training", CERTIFIED_TRAINING)
+    page = _regenerates(folder, monkeypatch)
+    summary_md = (folder / "summary.md").read_text(encoding="utf-8")
+    table = summary_md[summary_md.index("Cells: value ± one standard error"):].rstrip("\n")
+    assert table in page and "| MACER σ=0.25 | art_ext | 0.25 | 3 |" in page  # the table as the run's report has it
+    assert "CERTIFY (art_ext) with n0 = 10, N = 60, α = 0.01 on the first 3 test images" in page
+    assert "| noise samples | N0 = 10, N = 60 |" in page
+
+
+def test_a_compare_run_gives_its_page(tmp_path, write_suite, monkeypatch):
+    folder = _run_into_results(tmp_path, write_suite, "compare", COMPARE)
+    page = _regenerates(folder, monkeypatch)
+    summary_md = (folder / "summary.md").read_text(encoding="utf-8")
+    assert _sections(summary_md) in page  # every table, the certified one (radii as float keys) included
+    assert "## Certified accuracy (Cohen et al. CERTIFY)" in page and "| r=0 | r=0.25 | r=2 | r=10 | ACR |" in page
+    assert summary_md.split("\n")[2].split(". ", 1)[1] in page  # the reading notes, without the provenance
+    assert "| noise samples | k = 2 scoring draws of each randomized defence; CERTIFY N0 = 10, N = 60 |" in page
+    assert "| α | 0.01 |" in page
+
+
+def _normalized_noise_folder(tmp_path: Path) -> Path:
+    """A normalized_noise run folder written by the kind's own report from tiny rows (its Table V attacks take too
+    long for a quick test): summary.json, summary.md, a manifest and a verdict."""
+    from benchmarks.kinds import normalized_noise as kind
+
+    suite = {"name": "tiny_nn", "kind": "normalized_noise", "description": "tiny", "limit": 2, "n0": 10, "n": 60,
+             "alpha": 0.01, "batch_size": 500, "radii": [0.0, 0.1], "transfer_models": ["digits_mlp"],
+             "attack_draws": 2,
+             "configs": [{"table": "I", "row": "unet", "denoiser": "digits_unet_nn_100"},
+                         {"table": "II", "row": "unet", "model": "digits_cnn", "denoiser": "digits_unet_nn_100"},
+                         {"table": "II", "row": "cohen", "model": "digits_cnn_noise025", "sigma": 0.25},
+                         {"table": "V", "row": "unet", "model": "digits_cnn", "denoiser": "digits_unet_nn_100"}]}
+    rows = [{"config": "I/unet/digits_mlp", "index": i, "correct": i == 0} for i in range(2)]
+    rows += [{"config": cid, "index": i, "prediction": 3, "label": 3 if i == 0 else 5, "radius": radius}
+             for cid, radius in (("II/unet", 0.2), ("II/cohen", 0.05)) for i in range(2)]
+    rows += [{"config": "V/unet", "index": i, "acc_paper": 1.0, "acc_sane": 0.5, "acc_exact": 0.5 * i}
+             for i in range(2)]
+    folder = tmp_path / "results" / "tiny_nn"
+    folder.mkdir(parents=True)
+    manifest = {"suite": suite, "seed": 0, "git_sha": "0123abcd", "versions": {"torch": "2"}, "device": "cpu",
+                "device_name": "test machine", "limit": 2, "models": {}, "dataset": {"examples": 2}}
+    kind.report(suite, rows, folder, manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "verdict.md").write_text("What the tiny run shows.\n")
+    return folder
+
+
+def test_a_normalized_noise_run_gives_its_page(tmp_path, monkeypatch):
+    folder = _normalized_noise_folder(tmp_path)
+    page = _regenerates(folder, monkeypatch)
+    summary_md = (folder / "summary.md").read_text(encoding="utf-8")
+    assert "(normalized)" in summary_md and "R_n=0.31" in summary_md
+    assert _sections(summary_md) in page  # noise spaces and float radii restored from summary.json
+    assert "| cohen | 0.25 (pixel) | 0.250 | (50.0 ± 35.4) | 0.0 ± 0.0 |" in page
+    assert "| noise samples | N0 = 10, N = 60 (Table II); k = 2 scoring draws per attacked image (Table V) |" in page
+
+
+def test_a_normalized_noise_row_whose_noise_space_changed_is_an_error(tmp_path):
+    folder = _normalized_noise_folder(tmp_path)
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["V"]["unet"]["space"] = "PixelNoise()"
+    summary_path.write_text(json.dumps(summary))
+    with pytest.raises(docs_pages.PageError, match="Table V row 'unet' ran in noise space PixelNoise()"):
+        docs_pages.suite_page(folder)
