@@ -108,7 +108,9 @@ def test_check_mode(results_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys:
 def test_module_examples():
     import doctest
 
-    result = doctest.testmod(docs_pages, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    from benchmarks import docs_tables
+
+    result = doctest.testmod(docs_tables, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 
