@@ -7,7 +7,7 @@ Models (a suite's ``model`` / ``models`` value):
   checkpoint at ``<model_dir>/<dataset>/<threat>/<Name>.pt``, loaded offline through
   ``art_ext.models.robustbench`` (nothing is ever downloaded).
 * ``torchvision:<arch>[:<weights file>]``: a torchvision architecture with a local state_dict (default
-  ``<model_dir>/torchvision/<arch>.pth``); the number of classes is read from the weights, and ImageNet's
+  ``<model_dir>/torchvision/<arch>.pth``; ``torch.save`` read with ``weights_only=True``, or ``.safetensors``); the number of classes is read from the weights, and ImageNet's
   per-channel normalization is put in front, so the model takes [0, 1] pixels like every art_ext model.
 * ``file:<path>``: a TorchScript archive (``torch.jit.save``), which loads without running Python code from the
   file; it must take [0, 1] pixels. A whole module saved with ``torch.save(model)`` is a pickle, and unpickling it
@@ -47,7 +47,14 @@ from torch import nn
 
 from art_ext.ops.hashing import state_dict_sha256
 from benchmarks.common import SuiteError
-from benchmarks.safe_files import check_torch_file, is_torchscript, pickled_object, refuse_pickled_module, torch_load
+from benchmarks.safe_files import (
+    check_torch_file,
+    is_torchscript,
+    pickled_object,
+    read_state_dict,
+    refuse_pickled_module,
+    torch_load,
+)
 
 MODEL_FORMS = ("zoo:<name> (or a bare zoo name)", "robustbench:<Name>[:<threat>[:<dataset>]]",
                "torchvision:<arch>[:<weights file>]", "file:<path>",
@@ -142,6 +149,10 @@ class ModelRef:
         path = self.file(roots)
         assert path is not None
         kind = check_torch_file(path, f"model {self.text!r}")
+        if self.scheme == "file" and kind == "safetensors":
+            raise SuiteError(f"model {self.text!r}: {path} holds weights only (safetensors) and a file: reference "
+                             "needs the whole module: use torchvision:<arch>:<file> for a torchvision architecture, "
+                             "or save the module with torch.jit.save")
         if self.scheme == "file" and not self.trusted and not (kind == "zip" and is_torchscript(path)):
             found = pickled_object(path, kind)
             if found is not None:
@@ -241,7 +252,7 @@ def _torchvision_model(arch: str, path: Path, what: str) -> nn.Module:
     from art_ext.data.image_folder import IMAGENET_MEAN, IMAGENET_STD
     from art_ext.models import Normalize
 
-    state = torch_load(path, what, weights_only=True)
+    state = read_state_dict(path, what)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):

@@ -16,13 +16,49 @@ from benchmarks.common import SuiteError
 
 
 def check_torch_file(path: Path, what: str) -> str:
-    """``"zip"`` (torch.save / TorchScript archive) or ``"legacy"`` (pre-1.6 torch.save pickle) for a file that looks
+    """``"safetensors"`` for a ``.safetensors`` file whose header reads as one (``check_safetensors_file``); else
+    ``"zip"`` (torch.save / TorchScript archive) or ``"legacy"`` (pre-1.6 torch.save pickle) for a file that looks
     like a torch checkpoint; a ``SuiteError`` naming ``path`` when it is missing, empty, an HTML page, truncated or
     neither (the library's ``check_checkpoint_file``, its errors as the runner's one-line errors)."""
+    if path.suffix == ".safetensors":
+        return check_safetensors_file(path, what)
     try:
         return check_checkpoint_file(path, what)
     except (FileNotFoundError, ValueError) as error:
         raise SuiteError(str(error)) from None
+
+
+def check_safetensors_file(path: Path, what: str) -> str:
+    """``"safetensors"`` when ``path`` starts as the safetensors format does (an 8-byte little-endian header length,
+    then that many bytes of JSON); a ``SuiteError`` naming ``path`` otherwise. Nothing in the format runs code."""
+    if not path.is_file():
+        raise SuiteError(f"{what}: {path} not found (nothing is downloaded): place the file there")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        header = handle.read(min(max(length, 0), 1)) if 0 < length <= size - 8 else b""
+    if header != b"{":
+        raise SuiteError(f"{what}: {path} is not a safetensors file (no JSON header after the 8-byte length; a "
+                         "truncated copy or an HTML page?)")
+    return "safetensors"
+
+
+def read_state_dict(path: Path, what: str) -> Any:
+    """The tensors of a weights file without running code from it: ``safetensors`` for ``.safetensors`` files (the
+    ``safetensors`` package, installed with the ``diffusion`` extra), else ``torch.load(weights_only=True)``."""
+    if check_torch_file(path, what) == "safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as err:
+            raise SuiteError(f"{what}: reading {path} needs the safetensors package: pip install safetensors "
+                             "(or art_ext[diffusion])") from err
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as err:  # re-raised with the path; the reader's message is kept
+            raise SuiteError(f"{what}: cannot read {path}: {type(err).__name__}: "
+                             f"{str(err).splitlines()[0]}") from err
+    return torch_load(path, what, weights_only=True)
 
 
 def is_torchscript(path: Path) -> bool:

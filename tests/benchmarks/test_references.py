@@ -210,6 +210,32 @@ def test_torchvision_reference_reads_local_weights_and_normalizes_inside(tmp_pat
         parse_model("torchvision:resnet19").check(Roots(model_dir=tmp_path))
 
 
+def test_torchvision_reference_reads_safetensors_weights(tmp_path):
+    """A state_dict in the safetensors format loads into a torchvision architecture like its torch.save copy; a
+    truncated safetensors file and a weights-only file given as file: are one-line errors."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = torchvision.models.mobilenet_v3_small(num_classes=7).eval()
+    pth, safe = tmp_path / "m.pth", tmp_path / "m.safetensors"
+    torch.save(net.state_dict(), pth)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(safe))
+    from_pth = parse_model(f"torchvision:mobilenet_v3_small:{pth}").load(Roots())
+    from_safe = parse_model(f"torchvision:mobilenet_v3_small:{safe}").load(Roots())
+    assert from_pth.weights_sha256 == from_safe.weights_sha256  # the same tensors, read two ways
+    with torch.no_grad():
+        # same-kernel: the same weights in the same architecture on the same input
+        assert torch.equal(from_pth.module(X), from_safe.module(X))
+    with pytest.raises(SuiteError, match="holds weights only \\(safetensors\\)"):
+        parse_model(f"file:{safe}").check(Roots())
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(safe.read_bytes()[:4])
+    with pytest.raises(SuiteError, match="is not a safetensors file"):
+        parse_model(f"torchvision:mobilenet_v3_small:{broken}").load(Roots())
+
+
 def test_zoo_reference_is_the_zoo_model():
     from art_ext import zoo
 
