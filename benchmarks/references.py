@@ -7,8 +7,9 @@ Models (a suite's ``model`` / ``models`` value):
   checkpoint at ``<model_dir>/<dataset>/<threat>/<Name>.pt``, loaded offline through
   ``art_ext.models.robustbench`` (nothing is ever downloaded).
 * ``torchvision:<arch>[:<weights file>]``: a torchvision architecture with a local state_dict (default
-  ``<model_dir>/torchvision/<arch>.pth``; ``torch.save`` read with ``weights_only=True``, or ``.safetensors``); the number of classes is read from the weights, and ImageNet's
-  per-channel normalization is put in front, so the model takes [0, 1] pixels like every art_ext model.
+  ``<model_dir>/torchvision/<arch>.pth``; ``torch.save`` read with ``weights_only=True``, or ``.safetensors``); the
+  number of classes is read from the weights, and ImageNet's per-channel normalization is put in front, so the model
+  takes [0, 1] pixels like every art_ext model.
 * ``file:<path>``: a TorchScript archive (``torch.jit.save``), which loads without running Python code from the
   file; it must take [0, 1] pixels. A whole module saved with ``torch.save(model)`` is a pickle, and unpickling it
   runs whatever code the file names, so ``file:`` refuses it (the check reads the pickle's opcodes without
