@@ -204,6 +204,13 @@ def index_page(folders: list[Path]) -> str:
         examples = (manifest.get("dataset") or {}).get("examples", manifest.get("limit"))
         lines.append(f"| [`{folder.name}`]({folder.name}.md) | `{suite['kind']}` | {suite.get('description', '')} | "
                      f"{examples} | {manifest.get('device_name')} |")
+    shipped = sorted(p.stem for p in (ROOT / "benchmarks" / "suites").glob("*.toml"))
+    missing = [name for name in shipped if name not in {folder.name for folder in folders}]
+    if missing:
+        lines += ["", "Shipped suites without a committed run here: " + ", ".join(f"`{m}`" for m in missing)
+                  + ". Run one with `python3 benchmarks/run.py --suite <name> --out docs/results/<name>`, write its "
+                  "`verdict.md`, then `python3 benchmarks/docs_pages.py`; [Benchmarks and suites]"
+                  "(../how-to/benchmarks.md) says what each needs."]
     return "\n".join(lines) + "\n"
 
 
