@@ -1,9 +1,9 @@
-"""Snapshot and restore the train/eval mode of every submodule."""
+"""Snapshot and restore the train/eval mode of every submodule (and, for ``frozen``, parameter gradients)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 
 from torch import nn
 
@@ -18,6 +18,23 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in saved:
             m.training = flag
+
+
+@contextmanager
+def frozen(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Eval mode and ``requires_grad=False`` for every module during the block (a classifier that guides a training
+    objective, or a model under attack); both restored afterwards."""
+    saved = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    with ExitStack() as stack:
+        for module in modules:
+            stack.enter_context(eval_mode(module))
+        for p, _ in saved:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in saved:
+                p.requires_grad_(flag)
 
 
 @contextmanager

@@ -20,8 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from art_ext.data.base import LabeledImages
-from art_ext.ops.modes import eval_mode
+from art_ext.ops.modes import eval_mode, frozen
 from art_ext.training.classifier import SplitLoader, TrainingRun, adam_one_cycle, random_shift, take_step
 
 log = logging.getLogger(__name__)
@@ -122,22 +121,6 @@ class DenoiserTrainConfig:
     def loss_name(self) -> str:
         """The loss of the main phase: ``stab+mse`` fine-tunes with ``stab``."""
         return "stab" if self.objective == "stab+mse" else self.objective
-
-
-@contextmanager
-def frozen(classifiers: Sequence[nn.Module]) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` for every classifier during the block; both restored afterwards."""
-    saved = [(p, p.requires_grad) for c in classifiers for p in c.parameters()]
-    with ExitStack() as stack:
-        for classifier in classifiers:
-            stack.enter_context(eval_mode(classifier))
-        for p, _ in saved:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, flag in saved:
-                p.requires_grad_(flag)
 
 
 def denoiser_loss(

@@ -36,10 +36,10 @@ from tqdm.auto import tqdm
 from art_ext.data.base import LabeledImages
 from art_ext.defences.normalized_noise import NOISE, NormalizedReconstructor, noise_space_for
 from art_ext.ops import validation as checks
-from art_ext.ops.modes import eval_mode
+from art_ext.ops.modes import eval_mode, frozen
 from art_ext.smoothing.noise import add_gaussian_noise
 from art_ext.training.classifier import SplitLoader, TrainingRun
-from art_ext.training.denoiser import _load_checkpoint, _save_checkpoint, frozen
+from art_ext.training.denoiser import _load_checkpoint, _save_checkpoint
 
 log = logging.getLogger(__name__)
 

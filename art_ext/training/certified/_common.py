@@ -8,13 +8,12 @@ the noise of all B * m rows is one ``torch.randn`` draw from the caller's genera
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
 
-from art_ext.ops.modes import eval_mode
+from art_ext.ops.modes import frozen
 
 
 def check_real(value: object, name: str, *, low: float = 0.0, strict: bool = True, high: float | None = None,
@@ -59,18 +58,9 @@ def soft_smoothed(logits: torch.Tensor, m: int) -> torch.Tensor:
     return logits.softmax(dim=1).view(-1, m, logits.shape[1]).mean(dim=1)
 
 
-@contextmanager
-def attacking(model: nn.Module) -> Iterator[None]:
+def attacking(model: nn.Module) -> AbstractContextManager[None]:
     """Eval mode and frozen parameters (no parameter gradients) for an attack; both restored afterwards."""
-    saved = [(p, p.requires_grad) for p in model.parameters()]
-    with eval_mode(model):
-        for p, _ in saved:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, flag in saved:
-                p.requires_grad_(flag)
+    return frozen([model])
 
 
 def unit_rows(g: torch.Tensor, *, eps: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
