@@ -44,6 +44,12 @@ def steepest_ascent(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
     return grad / _per_example(lp_norm(grad, "l2").clamp_min(_TINY), grad)
 
 
+def project_l2_ball(delta: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
+    """``delta`` scaled per example by min(1, radius / ||delta||_2) (``radius`` a number or one per example [B])."""
+    scale = (radius / lp_norm(delta, "l2").clamp_min(_TINY)).clamp(max=1.0)
+    return delta * _per_example(scale, delta)
+
+
 def project_and_clamp(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: Norm, bounds: Bounds) -> torch.Tensor:
     """Project ``delta`` onto the eps-ball of ``norm``, then make x + delta lie in ``bounds``.
 
@@ -53,8 +59,7 @@ def project_and_clamp(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: No
     if norm == "linf":
         delta = delta.clamp(-eps, eps)
     else:
-        scale = (eps / lp_norm(delta, "l2").clamp_min(_TINY)).clamp(max=1.0)
-        delta = delta * _per_example(scale, delta)
+        delta = project_l2_ball(delta, eps)
     return (x + delta).clamp(bounds.low, bounds.high) - x
 
 

@@ -79,13 +79,6 @@ def unit_rows(g: torch.Tensor, *, eps: float = 0.0, generator: torch.Generator |
     return (flat / norms).view_as(g)
 
 
-def project_l2(delta: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
-    """``delta`` scaled per row by min(1, radius / ||delta||_2) (no division by zero)."""
-    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    scale = (radius / norms).clamp(max=1.0)
-    return delta * scale.view(-1, *([1] * (delta.dim() - 1)))
-
-
 class CertifiedMethod:
     """Base of the five certified-training configs: ``loss`` is the method's training loss for one batch (inputs
     already checked by ``certified_loss``), ``chunks`` the optimizer steps the loop takes per loader batch."""

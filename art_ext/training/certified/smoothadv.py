@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from art_ext.ops.norms import project_l2_ball
 from art_ext.training.certified._common import (
     CertifiedMethod,
     attacking,
     check_int,
     check_real,
     noisy_copies,
-    project_l2,
     soft_smoothed,
     unit_rows,
     warmup_factor,
@@ -77,7 +77,7 @@ def smoothadv_attack(
             with torch.no_grad():
                 delta = delta + step * unit_rows(grad, generator=generator)
                 delta = (x + delta).clamp(0.0, 1.0) - x
-                delta = project_l2(delta, eps)  # a rescaled box-feasible delta stays in the box (convexity)
+                delta = project_l2_ball(delta, eps)  # a rescaled box-feasible delta stays in the box (convexity)
     return (x + delta).detach()
 
 

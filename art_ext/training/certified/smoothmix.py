@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from art_ext.ops.norms import project_l2_ball
 from art_ext.training.certified._common import (
     CertifiedMethod,
     attacking,
     check_int,
     check_real,
     noisy_copies,
-    project_l2,
     soft_smoothed,
     unit_rows,
     warmup_factor,
@@ -69,10 +69,10 @@ def smoothmix_path(
             with torch.no_grad():
                 point = point + step_size * unit_rows(grad, eps=1e-8)
                 if maxnorm is not None:
-                    point = x + project_l2(point - x, maxnorm)
+                    point = x + project_l2_ball(point - x, maxnorm)
                 point = point.clamp(0.0, 1.0)
             if t + 1 == mix_step:
-                clean = (x + project_l2(point - x, maxnorm_s)).clamp(0.0, 1.0)
+                clean = (x + project_l2_ball(point - x, maxnorm_s)).clamp(0.0, 1.0)
     return clean.detach(), point.detach()
 
 
