@@ -166,6 +166,11 @@ class RunContext:
             self.done.add(key)
             self._written[key] = untimed(row)
 
+    def written(self, config_id: str, index: int) -> dict[str, Any] | None:
+        """The finished row of ``(config_id, index)`` without its timing fields (None when not finished)."""
+        text = self._written.get((config_id, index))
+        return None if text is None else json.loads(text)
+
     def worker_env(self) -> Any:
         from benchmarks.backends import WorkerEnv
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -300,6 +301,15 @@ def train_art(suite: Mapping[str, Any] | CertifiedTrainingSpec, config: Training
     return module.eval(), seconds
 
 
+def _check_saved_weights(path: Path, recorded: str) -> None:
+    """A continued run certifies the ART weights its ``train`` row recorded, or stops with a one-line error."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    found = state_dict_sha256(state)
+    if found != recorded:
+        raise common.SuiteError(f"{path} holds weights with sha256 {found[:12]}..., but this run trained and recorded "
+                                f"{recorded[:12]}...: the file was replaced; continue in a new --out folder")
+
+
 def run_training(suite: Mapping[str, Any] | CertifiedTrainingSpec, ctx: common.RunContext) -> dict[str, str]:
     """Train the ART configs not trained yet and write every config's ``train`` row; returns the ART weight files."""
     files = {}
@@ -315,12 +325,16 @@ def run_training(suite: Mapping[str, Any] | CertifiedTrainingSpec, ctx: common.R
             continue
         path = art_weights_file(ctx.out, config)
         files[config.name] = str(path)
-        if ctx.is_done(cid, 0) and path.is_file():
+        recorded = ctx.written(cid, 0)
+        if recorded is not None and path.is_file():
+            _check_saved_weights(path, recorded["sha256"])
             continue
         log.info("training %s (%s) in-run", config.name, config.art)
         module, seconds = train_art(suite, config, common.seed_for(ctx.seed, cid))
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(module.state_dict(), path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(module.state_dict(), tmp)
+        os.replace(tmp, path)  # a kill mid-save leaves the old file or none, never a torn one
         ctx.write_rows([{"kind": "train", "config": cid, "index": 0, "name": config.name,
                          "method": config.method, "implementation": config.implementation,
                          "sigma": config.sigma_as_written, "model": config.zoo_entry,

@@ -38,7 +38,7 @@ def test_the_kind_is_registered() -> None:
 
 
 @pytest.mark.slow
-def test_tiny_suite_trains_art_in_run_certifies_reports_and_resumes(tmp_path, write_suite) -> None:
+def test_tiny_suite_trains_art_in_run_certifies_reports_and_resumes(tmp_path, write_suite, fails) -> None:
     suite_file = write_suite("certified_training", **SUITE, file="tiny_ct.toml")
     full, again = tmp_path / "full", tmp_path / "again"
     assert run.main(["--suite", str(suite_file), "--out", str(full), "--quiet"]) == 0
@@ -67,6 +67,14 @@ def test_tiny_suite_trains_art_in_run_certifies_reports_and_resumes(tmp_path, wr
     (again / "rows.jsonl").write_text("".join(lines[:-3]))
     assert run.main(["--suite", str(suite_file), "--out", str(again), "--quiet", "--resume"]) == 0
     assert strip_timing(common.read_rows(again)) == strip_timing(rows)
+
+    # a continued run certifies only the ART weights its train row recorded: a replaced file is a one-line error
+    (again / "rows.jsonl").write_text("".join(lines[:-3]))
+    macer, smoothmix = again / "art_models" / "MACER_ART_.pt", again / "art_models" / "SmoothMix_ART_.pt"
+    macer.write_bytes(smoothmix.read_bytes())
+    message = fails(["--suite", str(suite_file), "--out", str(again), "--quiet", "--resume"])
+    assert "MACER_ART_.pt holds weights with sha256" in message and "the file was replaced" in message
+    assert not list((again / "art_models").glob("*.tmp"))  # saves go through a temporary file and a rename
 
 
 @pytest.mark.parametrize("change, message", [
