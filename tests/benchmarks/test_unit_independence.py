@@ -34,6 +34,14 @@ def certify(chunk: int) -> dict[str, Any]:
                         {"model": "digits_mlp", "sigma": 0.5, "method": "sequential", "n_max": 300}]}
 
 
+def certified_training(chunk: int) -> dict[str, Any]:
+    # zoo models only (ART's trainers train once per run, not per unit); two configs at one sigma share the noise
+    return {"kind": "certified_training", "limit": 6, "n0": 20, "n": 200, "alpha": 0.01, "batch_size": 64,
+            "images_per_chunk": chunk, "radii": [0.0, 0.25],
+            "configs": [{"name": "Gaussian", "method": "gaussian", "sigma": 0.25, "model": "digits_cnn_noise025"},
+                        {"name": "MACER", "method": "macer", "sigma": 0.25, "model": "digits_cnn_macer025"}]}
+
+
 def normalized_noise(chunk: int) -> dict[str, Any]:
     return {"kind": "normalized_noise", "limit": 6, "images_per_chunk": chunk, "n0": 10, "n": 60, "alpha": 0.01,
             "batch_size": 50, "radii": [0.0, 0.1], "transfer_models": ["digits_mlp"], "attack_draws": 2,
@@ -122,7 +130,7 @@ def _compare(row):
 
 #: per kind, config ids (substrings) whose rows must be among those compared: the keyed attacks are covered
 COVERED: dict[str, tuple[str, ...]] = {
-    "certify": (), "bn_adaptation": ("cert/",), "smoothed_inference": (),
+    "certify": (), "bn_adaptation": ("cert/",), "smoothed_inference": (), "certified_training": ("MACER",),
     "normalized_noise": ("V/",),
     "attacks": ("standard/pgd", "standard/nattack", "quantised/bpda_pgd", "smoothed/pgd", "smoothed/epgd",
                 "smoothed/smoothadv"),
@@ -133,6 +141,7 @@ Suite = Callable[[int], dict[str, Any]]
 
 CASES: dict[str, tuple[Suite, Exact, Close]] = {
     "certify": (certify, UNTIMED, lambda row: {}),
+    "certified_training": (certified_training, UNTIMED, lambda row: {}),
     "normalized_noise": (normalized_noise, UNTIMED, lambda row: {}),
     "bn_adaptation": (bn_adaptation, _bn, lambda row: {}),
     "smoothed_inference": (smoothed_inference, _smoothed, lambda row: {}),
