@@ -8,14 +8,13 @@ inside [0, 1] (and inside the eps-ball where the attack has a budget), or are re
 (SimBA needs probability outputs: it runs on ``output="probabilities"``, and the refusal of the default
 log-probability output is tested). A tiny untrained CNN (``art_ext.testing.tiny_cnn``) and a few iterations: these
 tests check that each attack runs, not that it lowers accuracy (tests/estimators/test_art_attacks.py does that on a
-trained model). ART's ``AutoAttack`` imports the optional ``multiprocess`` package in ``generate``; where it is
-missing those two tests are skipped (its four default attacks run one by one here: APGD-CE, APGD-DLR, DeepFool,
-Square). ART's attacks draw from numpy's global RNG, which each test seeds.
+trained model). ART's ``AutoAttack.generate`` imports the package ``multiprocess``, which the test extra installs
+(its four default attacks run one by one here too: APGD-CE, APGD-DLR, DeepFool, Square). ART's attacks draw from
+numpy's global RNG, which each test seeds.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -178,15 +177,16 @@ def test_autoattack_refuses_predict_rows(kind: str, norm) -> None:
     AutoAttack(build(kind, output="log_probabilities"), norm=norm, eps=EPS, eps_step=EPS / 4)  # soft scores: taken
 
 
-@pytest.mark.skipif(importlib.util.find_spec("multiprocess") is None,
-                    reason="ART's AutoAttack.generate imports the optional package multiprocess")
-@pytest.mark.parametrize("kind", [k for k in KINDS if k not in DROP_INS])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("norm", [np.inf, 2], ids=["inf", "l2"])
 def test_autoattack_runs(kind: str, norm, x: np.ndarray) -> None:
+    """AutoAttack runs to the end on every classifier: the drop-ins through their soft scores
+    (``from_classifier(..., output="log_probabilities")``; their PREDICT rows are refused above)."""
     np.random.seed(0)
+    classifier = build(kind, output="log_probabilities") if kind in DROP_INS else build(kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x_adv = auto_attack(build(kind), norm).generate(x)
+        x_adv = auto_attack(classifier, norm).generate(x)
     check_points(x_adv, x, ("2", EPS) if norm == 2 else ("inf", EPS_INF))
 
 
