@@ -426,6 +426,8 @@ def summarize(suite: Mapping[str, Any] | CertifiedTrainingSpec, rows: list[dict[
         if r["kind"] == "certify":
             by_name.setdefault(r["name"], []).append(r)
     baseline = {c.sigma: c.name for c in spec.configs if c.method == "gaussian" and c.art is None}
+    # an ART row's counterpart: art_ext's zoo model of the same method and sigma
+    counterpart = {(c.method, c.sigma): c.name for c in spec.configs if c.art is None}
     out = []
     for config in spec.configs:
         mine = sorted(by_name.get(config.name, []), key=lambda r: r["index"])
@@ -446,14 +448,27 @@ def summarize(suite: Mapping[str, Any] | CertifiedTrainingSpec, rows: list[dict[
         }
         reference = baseline.get(config.sigma)
         if reference is not None and reference != config.name:
-            theirs = {r["index"]: r for r in by_name.get(reference, [])}
-            shared = [r for r in mine if r["index"] in theirs]
-            if len(shared) > 1:
-                diff = _radii_credited(shared) - _radii_credited([theirs[r["index"]] for r in shared])
-                record["delta_acr_vs_gaussian"] = float(diff.mean())
-                record["delta_acr_se"] = rep.se_of_mean(diff)
+            paired = _paired_delta_acr(mine, by_name.get(reference, []))
+            if paired is not None:
+                record["delta_acr_vs_gaussian"], record["delta_acr_se"] = paired
+        reference = counterpart.get((config.method, config.sigma))
+        if config.art is not None and reference is not None:
+            paired = _paired_delta_acr(mine, by_name.get(reference, []))
+            if paired is not None:
+                record["delta_acr_vs_art_ext"], record["delta_acr_vs_art_ext_se"] = paired
         out.append(record)
     return out
+
+
+def _paired_delta_acr(mine: list[dict[str, Any]], reference: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """Mean and SE over the images both configs certified of (credited radius of ``mine`` minus ``reference``'s):
+    a paired difference, as every config at one sigma sees the same noise per image; None below two shared images."""
+    theirs = {r["index"]: r for r in reference}
+    shared = [r for r in mine if r["index"] in theirs]
+    if len(shared) < 2:
+        return None
+    diff = _radii_credited(shared) - _radii_credited([theirs[r["index"]] for r in shared])
+    return float(diff.mean()), rep.se_of_mean(diff)
 
 
 def report(suite: dict[str, Any], rows: list[dict[str, Any]], out: Path, manifest: dict[str, Any]) -> str:

@@ -164,3 +164,44 @@ def test_cross_field_errors_stop_the_runner_before_any_work(config_index, change
                   str(tmp_path / "out"), "--quiet"])
     assert message in line
     assert not (tmp_path / "out" / "rows.jsonl").exists()
+
+
+def test_paired_differences_against_gaussian_and_art_ext_by_hand() -> None:
+    """Synthetic rows (no training): ΔACR is the mean over the shared images of the credited radius (radius when the
+    certificate is the label, else 0) minus the reference's, with the sample-SD standard error; an ART row is paired
+    with art_ext's model of the same method and σ, art_ext's rows get no ART column."""
+    from benchmarks.kinds import certified_training as ct
+    from benchmarks.report import certified_training as report
+
+    spec = ct.spec_of(SUITE)
+    radii = {  # per config: (certified label, radius) for images 0, 1, 2 (every label is 0)
+        "Gaussian": [(0, 0.2), (0, 0.4), (3, 0.5)],
+        "MACER (ART)": [(0, 0.6), (-1, 0.0), (0, 0.3)],
+        "SmoothAdv (ART)": [(0, 0.2), (0, 0.4), (3, 0.5)],
+    }
+    rows = [{"kind": "certify", "name": name, "index": i, "label": 0, "certified_label": c, "radius": r,
+             "seconds": 1.0, "implementation": "x"}
+            for name, pairs in radii.items() for i, (c, r) in enumerate(pairs)]
+    mine = dataclasses.replace(spec, configs=(*spec.configs[:3], dataclasses.replace(
+        spec.configs[0], name="MACER (art_ext)", method="macer", model="digits_cnn_noise025")))
+    rows += [{**r, "name": "MACER (art_ext)"} for r in rows if r["name"] == "Gaussian"]
+    by_name = {s["name"]: s for s in ct.summarize(mine, rows)}
+
+    # MACER (ART) minus Gaussian: (0.6 - 0.2, 0 - 0.4, 0.3 - 0) = (0.4, -0.4, 0.3)
+    diff = [0.4, -0.4, 0.3]
+    mean = sum(diff) / 3
+    se = math.sqrt(sum((d - mean) ** 2 for d in diff) / 2 / 3)
+    assert by_name["MACER (ART)"]["delta_acr_vs_gaussian"] == pytest.approx(mean, abs=1e-12)
+    assert by_name["MACER (ART)"]["delta_acr_se"] == pytest.approx(se, abs=1e-12)
+    # its art_ext counterpart certifies as Gaussian does here, so ART minus art_ext is the same difference
+    assert by_name["MACER (ART)"]["delta_acr_vs_art_ext"] == pytest.approx(mean, abs=1e-12)
+    assert by_name["MACER (ART)"]["delta_acr_vs_art_ext_se"] == pytest.approx(se, abs=1e-12)
+    # SmoothAdv (ART) has no art_ext counterpart in this suite; art_ext's rows get no ART column
+    assert "delta_acr_vs_art_ext" not in by_name["SmoothAdv (ART)"]
+    assert "delta_acr_vs_art_ext" not in by_name["MACER (art_ext)"]
+    # same-kernel: identical rows, so every paired difference is x - x, exactly 0 on any CPU
+    assert by_name["SmoothAdv (ART)"]["delta_acr_vs_gaussian"] == 0.0
+    table = report.markdown_table(mine, list(by_name.values()))
+    assert "| ΔACR vs Gaussian | ΔACR ART − art_ext |" in table
+    macer_art = next(line for line in table.splitlines() if line.startswith("| MACER (ART) |"))
+    assert f"| +0.100 ± {se:.3f} | +0.100 ± {se:.3f} |" in macer_art  # signed, both columns (mean = 0.3 / 3)
