@@ -178,8 +178,17 @@ def _certified_training_tables(suite: dict[str, Any], summary: Any, folder: Path
     manifest = _read_json(folder / common.MANIFEST_FILE)
     records = [{**s, "certified_accuracy": _float_keys(s["certified_accuracy"]),
                 "certified_accuracy_se": _float_keys(s["certified_accuracy_se"])} for s in summary]
-    return "\n".join([f"## {ct.HEADING}", "", ct.settings(suite, manifest.get("limit")), "",
-                      ct.markdown_table(suite, records) if records else "(no certification rows yet)"])
+    parts = [f"## {ct.HEADING}", "", ct.settings(suite, manifest.get("limit")), "",
+             ct.markdown_table(suite, records) if records else "(no certification rows yet)"]
+    selection = folder / ct.SELECTION_FILE
+    if selection.is_file():
+        records = [json.loads(line) for line in selection.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            table = ct.selection_table(records)
+        except ValueError as error:
+            raise PageError(f"{_shown(selection)}: {error}") from error
+        parts += ["", f"## {ct.SELECTION_HEADING}", "", table]
+    return "\n".join(parts)
 
 
 def _compare_tables(suite: dict[str, Any], summary: Any, folder: Path) -> str:

@@ -67,3 +67,61 @@ def write(spec: CertifiedTrainingSpec | Mapping[str, Any], summary: list[dict[st
           manifest: dict[str, Any]) -> str:
     """Write ``summary.json`` and ``summary.md``; returns the Markdown."""
     return rep.write_summary(out, summary, markdown(spec, summary, manifest))
+
+
+# ---- the zoo models' hyper-parameter selection (benchmarks/sweep_certified_training.py) ----------------------------
+
+#: the validation-selection records committed beside a run (``sweep_certified_training --baselines --out``)
+SELECTION_FILE = "selection.jsonl"
+SELECTION_HEADING = "How the art_ext models' hyper-parameters were chosen"
+
+
+def selection_table(records: list[dict[str, Any]]) -> str:
+    """The validation sweep behind the certified zoo entries, one row per record, with a "chosen" column derived from
+    the zoo itself: a record is chosen when its fingerprint is the shipped entry's.
+
+    Checked, so the table cannot drift from the shipped models: every record is a candidate of
+    ``art_ext.zoo.catalogue.certified.CANDIDATES`` (or the shipped Gaussian model it is compared with), every shipped
+    certified entry is chosen exactly once, and the chosen candidate has the highest validation ACR of its method and
+    σ (the selection rule).
+
+    Raises:
+        ValueError: a record that is no candidate, a shipped entry without its record, or a choice against the rule.
+    """
+    from art_ext import zoo
+    from art_ext.zoo.catalogue.certified import CANDIDATES, ENTRIES, certified_entry, describe, sigma_tag
+
+    known = {certified_entry(c, f"digits_cnn_{m}{sigma_tag(s)}").fingerprint(): describe(c).removeprefix(", ")
+             for m, s, c in CANDIDATES}
+    best: dict[tuple[str, float], float] = {}
+    for r in records:
+        best[r["method"], r["sigma"]] = max(best.get((r["method"], r["sigma"]), -1.0), r["val_acr"])
+    body, chosen = [], set()
+    for r in records:
+        shipped = zoo.get_entry(r["name"]).fingerprint()
+        if r["method"] == "gaussian":
+            if r["fingerprint"] != shipped:
+                raise ValueError(f"selection: {r['name']} record {r['fingerprint']} is not the shipped model "
+                                 f"({shipped}); rescore it with benchmarks/sweep_certified_training.py --baselines")
+            candidate, mark = "Gaussian augmentation", "(baseline)"
+        elif r["fingerprint"] not in known:
+            raise ValueError(f"selection: record {r['name']} {r['fingerprint']} ({r['config']}) is not a candidate "
+                             "of art_ext.zoo.catalogue.certified.CANDIDATES")
+        else:
+            candidate, mark = known[r["fingerprint"]], ""
+            if r["fingerprint"] == shipped:
+                if r["val_acr"] < best[r["method"], r["sigma"]]:
+                    raise ValueError(f"selection: {r['name']} ships {candidate}, which is not the highest "
+                                     f"validation ACR of its method and sigma")
+                mark = "yes"
+                chosen.add(r["name"])
+        body.append([f"{r['sigma']:g}", r["method"], f"`{r['name']}`", candidate, f"{r['val_acr']:.3f}",
+                     f"{100 * r['val_certified_accuracy_r0']:.1f}", f"{r['train_seconds']:.0f}", mark])
+    missing = sorted({e.name for e in ENTRIES} - chosen)
+    if missing:
+        raise ValueError(f"selection: no record of the shipped {', '.join(missing)}")
+    caption = ("Validation split only (the 200 validation images, CERTIFY n0 = 100, N = 1,000, α = 0.001): each "
+               "candidate trained with the zoo's full recipe, the highest validation ACR of each method and σ "
+               "shipped. 'train s' is the wall time recorded with the weights, on one thread of a shared CPU.")
+    return rep.markdown_table(["σ", "method", "zoo entry", "candidate", "val ACR", "val cert. acc. r = 0 (%)",
+                               "train s", "chosen"], body, caption=caption)

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,38 @@ def test_paired_differences_against_gaussian_and_art_ext_by_hand() -> None:
     assert "| ΔACR vs Gaussian | ΔACR ART − art_ext |" in table
     macer_art = next(line for line in table.splitlines() if line.startswith("| MACER (ART) |"))
     assert f"| +0.100 ± {se:.3f} | +0.100 ± {se:.3f} |" in macer_art  # signed, both columns (mean = 0.3 / 3)
+
+
+def _selection() -> list[dict[str, Any]]:
+    from benchmarks.report import certified_training as report
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "results" / "certified_training" / report.SELECTION_FILE
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_the_committed_selection_names_every_shipped_certified_entry_as_chosen() -> None:
+    from art_ext.zoo.catalogue.certified import ENTRIES
+    from benchmarks.report import certified_training as report
+
+    table = report.selection_table(_selection())
+    chosen = {line.split("|")[3].strip(" `") for line in table.splitlines() if line.endswith("| yes |")}
+    assert chosen == {e.name for e in ENTRIES}
+    assert table.count("| (baseline) |") == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda rows: rows[:1] + rows[2:], "no record of the shipped digits_cnn_smoothadv025"),
+    (lambda rows: [{**r, "fingerprint": "000000000000"} if i == 2 else r for i, r in enumerate(rows)],
+     "is not a candidate"),
+    (lambda rows: [{**r, "val_acr": 0.9} if i == 2 else r for i, r in enumerate(rows)],
+     "not the highest validation ACR"),
+    (lambda rows: [{**r, "fingerprint": "000000000000"} if i == 0 else r for i, r in enumerate(rows)],
+     "is not the shipped model"),
+])
+def test_a_selection_that_drifts_from_the_zoo_is_refused(change, message) -> None:
+    from benchmarks.report import certified_training as report
+
+    rows = _selection()
+    assert rows[1]["name"] == "digits_cnn_smoothadv025" and rows[0]["method"] == "gaussian"  # what the cases edit
+    with pytest.raises(ValueError, match=message):
+        report.selection_table(change(rows))

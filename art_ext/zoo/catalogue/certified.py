@@ -95,7 +95,8 @@ SELECTED: dict[tuple[str, float], int] = {
 }
 
 
-def _describe(method: CertifiedMethod) -> str:
+def describe(method: CertifiedMethod) -> str:
+    """The hyper-parameters of ``method`` beyond sigma, short (``", eps=0.5, T=2, m=2, warm-up 6"``)."""
     if isinstance(method, SmoothAdvTraining):
         return f", eps={method.eps:g}, T={method.num_steps}, m={method.num_noise_vec}, warm-up {method.warmup}"
     if isinstance(method, MACERTraining):
@@ -109,7 +110,7 @@ def _describe(method: CertifiedMethod) -> str:
 
 
 ENTRIES: tuple[ClassifierEntry, ...] = tuple(
-    certified_entry(config, f"digits_cnn_{method}{sigma_tag(sigma)}", _describe(config) + " (chosen on val)")
+    certified_entry(config, f"digits_cnn_{method}{sigma_tag(sigma)}", describe(config) + " (chosen on val)")
     for sigma in SIGMAS for method in METHODS
     for config in [candidates(method, sigma)[SELECTED[method, sigma]]]
 )
