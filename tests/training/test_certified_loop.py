@@ -200,6 +200,13 @@ def test_labels_beyond_the_model_outputs_and_bad_models_are_refused(digits) -> N
         train_certified_epochs(model, x, y + 1, GaussianAugmentation(0.25), batch_size=8, nb_epochs=1,
                                optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
     assert model.calls == 1  # only the probe forward of one image
+    with pytest.raises(ValueError, match="y has label 10 but the model has 10 outputs"):
+        certified_loss(model, x, y + 1, GaussianAugmentation(0.25), generator=None)
+    assert model.calls == 2
+    mixed = CountingModel()
+    mixed.net[1].bias = nn.Parameter(mixed.net[1].bias.detach().double())  # float32 weight, float64 bias
+    with pytest.raises(ValueError, match="has parameters of several floating dtypes"):
+        certified_loss(mixed, x, y, GaussianAugmentation(0.25), generator=None)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         certified_loss(lambda t: t, x, y, GaussianAugmentation(0.25), generator=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="epoch must be an int >= 0"):
@@ -212,3 +219,16 @@ def test_public_names_are_exported_from_training() -> None:
     for name in ("GaussianAugmentation", "SmoothAdvTraining", "MACERTraining", "SmoothMixTraining",
                  "ConsistencyTraining", "certified_loss", "train_certified_epochs"):
         assert getattr(training, name) is getattr(ct, name)
+
+
+def test_images_are_cast_once_to_the_model_dtype(digits) -> None:
+    """float64 images on a float32 model train as their float32 cast (the entry points' one cast), and a float64
+    model takes float32 images the same way."""
+    x, y = digits
+    for model_dtype, image_dtype in ((torch.float32, torch.float64), (torch.float64, torch.float32)):
+        model = CountingModel().to(model_dtype)
+        losses = [certified_loss(model, x.to(dtype), y, GaussianAugmentation(0.25),
+                                 generator=torch.Generator().manual_seed(0)) for dtype in (image_dtype, model_dtype)]
+        assert losses[0].dtype == model_dtype
+        # same-kernel: the cast happens before any work, so both calls run the same kernels on the same tensors
+        assert torch.equal(losses[0], losses[1])

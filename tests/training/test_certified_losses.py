@@ -109,6 +109,9 @@ def test_smoothadv_warmup_grows_eps_by_epoch_and_the_update_uses_the_attack_nois
     x, y = torch.rand(3, 1, 8, 8, generator=gen(5)), torch.tensor([1, 2, 3])
     certified_loss(tiny_cnn.train(), x, y, config, generator=gen(6), epoch=0)
     handle.remove()
+    # same-kernel: the label-range probe forwards the first image itself, a copy of the same tensor
+    assert torch.equal(seen[0], x[:1])
+    seen = seen[1:]
     assert len(seen) == config.num_steps + 1  # T attack forwards, then the update
     noise_attack = seen[0] - x.repeat_interleave(2, dim=0)  # the first attack forward is at x itself
     first_update = seen[-1]

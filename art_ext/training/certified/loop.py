@@ -52,8 +52,12 @@ def _check_generator(generator: object, device: torch.device) -> None:
                          f"the model's device")
 
 
-def _check_data(x: object, y: object, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_data(x: object, y: object, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images checked and cast once to the model's dtype (a model of mixed floating dtypes is refused), the
+    labels checked against the images."""
     x = checks.check_images(x, name="x")
+    checks.model_dtype(model, strict=True)
+    x = checks.cast_to_model_dtype(x, model)
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"y must be a torch.Tensor of int64 class indices [N], got {type(y).__name__}")
     if y.dtype != torch.int64 or y.dim() != 1:
@@ -95,8 +99,9 @@ def certified_loss(
 
     Args:
         model: Base classifier on [0, 1] pixels ([B, C, H, W] -> logits [B, K]); normalization belongs inside it.
-        x: Images [B, C, H, W] in [0, 1], on the model's device.
-        y: Labels [B], int64 class indices.
+        x: Images [B, C, H, W] in [0, 1], on the model's device (cast to the model's dtype).
+        y: Labels [B], int64 class indices below the model's number of outputs (checked with one eval-mode forward
+            of one image, which draws no randomness and leaves BN statistics alone).
         method: ``GaussianAugmentation``, ``SmoothAdvTraining``, ``MACERTraining``, ``SmoothMixTraining`` or
             ``ConsistencyTraining``.
         generator: Source of every random draw (noise, SmoothMix's lambda); None: torch's global generator.
@@ -126,7 +131,8 @@ def certified_loss(
     method = _check_method(method)
     _check_generator(generator, device)
     epoch = _check_epoch(epoch)
-    x, y = _check_data(x, y, device)
+    x, y = _check_data(x, y, model, device)
+    _check_label_range(model, x, y)
     return method.loss(model, x, y, generator=generator, epoch=epoch)
 
 
@@ -206,7 +212,7 @@ def train_certified_epochs(
     device = _check_model(model)
     method = _check_method(method)
     _check_generator(generator, device)
-    x, y = _check_data(x, y, device)
+    x, y = _check_data(x, y, model, device)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     check_int(batch_size, "batch_size")
