@@ -184,10 +184,12 @@ def _certified_training_tables(suite: dict[str, Any], summary: Any, folder: Path
     if selection.is_file():
         records = [json.loads(line) for line in selection.read_text(encoding="utf-8").splitlines() if line.strip()]
         try:
-            table = ct.selection_table(records)
+            table, ablation = ct.selection_table(records), ct.shift_ablation_table(records)
         except ValueError as error:
             raise PageError(f"{_shown(selection)}: {error}") from error
         parts += ["", f"## {ct.SELECTION_HEADING}", "", table]
+        if ablation is not None:
+            parts += ["", f"## {ct.ABLATION_HEADING}", "", ablation]
     return "\n".join(parts)
 
 

@@ -8,13 +8,18 @@ scores the shipped Gaussian-augmentation models the candidates are compared with
 ``050``). Trained weights go into the cache folder in the zoo's format, so ``python -m art_ext.zoo.ship NAMES --cache
 DIR`` ships the chosen ones without training again. The test split is never read.
 
-The records of the shipped selection are committed as ``docs/results/certified_training/selection.jsonl``; the
-results page renders them (``benchmarks.report.certified_training.selection_table``).
+``--selected`` keeps only the shipped candidate of each method and sigma, and ``--max-shift K`` trains with random
+shifts of up to K pixels instead of the zoo recipe's (an ablation of the recipe; the zoo's cache key changes with it).
+
+The records of the shipped selection and of the ``--baselines --selected --max-shift 0`` ablation are committed as
+``docs/results/certified_training/selection.jsonl``; the results page renders them
+(``benchmarks.report.certified_training.selection_table`` and ``shift_ablation_table``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -28,7 +33,8 @@ from art_ext.smoothing.keys import NoiseKeys
 from art_ext.smoothing.metrics import average_certified_radius, certified_accuracy
 from art_ext.training.certified import CertifiedMethod
 from art_ext.zoo import _cache
-from art_ext.zoo.catalogue.certified import CANDIDATES, SIGMAS, certified_entry, sigma_tag
+from art_ext.zoo.catalogue.certified import CANDIDATES, SELECTED, SIGMAS, candidates, certified_entry, sigma_tag
+from art_ext.zoo.entries import ClassifierEntry
 from art_ext.zoo.loader import train_entry
 
 
@@ -41,6 +47,24 @@ def validation_scores(module: torch.nn.Module, sigma: float) -> dict[str, float]
             "val_certified_accuracy_r0": certified_accuracy(certs, val.y, [0.0])[0.0]}
 
 
+def shipped_method(method: str, sigma: float) -> CertifiedMethod:
+    """The candidate the zoo ships for ``method`` at ``sigma``."""
+    return candidates(method, sigma)[SELECTED[method, sigma]]
+
+
+def sweep_entry(method: str, sigma: float, config: CertifiedMethod | None, max_shift: int | None) -> ClassifierEntry:
+    """The zoo entry a sweep record scores: the shipped Gaussian-augmentation entry (``config`` None) or the candidate
+    ``config`` under the zoo recipe, with random shifts of up to ``max_shift`` pixels (None: the recipe's own)."""
+    if config is None:
+        entry = zoo.get_entry(f"digits_cnn_noise{sigma_tag(sigma)}", kind="classifier")
+        assert isinstance(entry, ClassifierEntry)
+    else:
+        entry = certified_entry(config, f"digits_cnn_{method}{sigma_tag(sigma)}")
+    if max_shift is None or max_shift == entry.train.max_shift:
+        return entry
+    return dataclasses.replace(entry, train=dataclasses.replace(entry.train, max_shift=max_shift))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sigma", type=float, help="only the candidates at this sigma")
@@ -49,7 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="JSON lines file to append the results to")
     parser.add_argument("--baselines", action="store_true",
                         help="also score the shipped Gaussian-augmentation models (digits_cnn_noise025 / 050)")
+    parser.add_argument("--selected", action="store_true", help="only the shipped candidate of each method and sigma")
+    parser.add_argument("--max-shift", type=int, default=None,
+                        help="train with random shifts of up to this many pixels instead of the zoo recipe's (an "
+                             "ablation of the recipe; 0 = none)")
     args = parser.parse_args(argv)
+    if args.max_shift is not None and args.max_shift < 0:
+        parser.error(f"--max-shift must be >= 0, got {args.max_shift}")
     methods = args.method.split(",") if args.method else None
     scored = set()
     if args.out is not None and args.out.is_file():
@@ -57,35 +87,30 @@ def main(argv: list[str] | None = None) -> None:
     todo: list[tuple[str, float, CertifiedMethod | None]] = []
     if args.baselines:
         todo += [("gaussian", sigma, None) for sigma in SIGMAS]
-    todo += list(CANDIDATES)
+    todo += [(m, s, c) for m, s, c in CANDIDATES if not args.selected or c == shipped_method(m, s)]
     for method, sigma, config in todo:
         if (args.sigma is not None and sigma != args.sigma) or (methods and method not in methods):
             continue
-        if config is None:  # a shipped Gaussian-augmentation model
-            name = f"digits_cnn_noise{sigma_tag(sigma)}"
-            entry = zoo.get_entry(name)
-            if entry.fingerprint() in scored:
-                continue
-            model = zoo.load(name)
-            described = f"GaussianAugmentation(sigma={sigma})"  # the zoo's noise-augmentation recipe
+        entry = sweep_entry(method, sigma, config, args.max_shift)
+        if entry.fingerprint() in scored:
+            continue
+        if config is None and entry == zoo.get_entry(entry.name):  # the shipped Gaussian-augmentation model
+            model = zoo.load(entry.name)
         else:
-            entry = certified_entry(config, f"digits_cnn_{method}{sigma_tag(sigma)}")
-            if entry.fingerprint() in scored:
-                continue
             path = _cache.cache_file(entry, args.cache)
             if path.exists():
                 model = _cache.read(entry, path, "cpu", source="cache")
             else:
                 model = train_entry(entry)
                 _cache.write(model, path)
-            described = repr(config)
+        described = f"GaussianAugmentation(sigma={sigma})" if config is None else repr(config)
         with torch.no_grad():
             torch.set_num_threads(1)
             started = time.perf_counter()
             scores = validation_scores(model.module, sigma)
         record = {"name": entry.name, "method": method, "sigma": sigma, "fingerprint": entry.fingerprint(),
-                  "config": described, **scores, "val_accuracy": model.info["val_accuracy"],
-                  "train_seconds": model.info["train_seconds"],
+                  "config": described, "max_shift": entry.train.max_shift, **scores,
+                  "val_accuracy": model.info["val_accuracy"], "train_seconds": model.info["train_seconds"],
                   "certify_seconds": round(time.perf_counter() - started, 1)}
         print(json.dumps(record), flush=True)
         if args.out is not None:

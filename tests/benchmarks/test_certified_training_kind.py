@@ -241,3 +241,27 @@ def test_a_selection_that_drifts_from_the_zoo_is_refused(change, message) -> Non
     assert rows[1]["name"] == "digits_cnn_smoothadv025" and rows[0]["method"] == "gaussian"  # what the cases edit
     with pytest.raises(ValueError, match=message):
         report.selection_table(change(rows))
+
+
+def test_the_shift_ablation_pairs_each_record_with_its_shipped_model() -> None:
+    """A ``--max-shift 0`` record is shown beside the shipped model of its name (Δ = its val ACR minus the shipped
+    one's) and kept out of the selection table; a record that is not the shipped recipe with other shifts, or whose
+    shipped model has no record, is refused."""
+    from benchmarks.report import certified_training as report
+    from benchmarks.sweep_certified_training import shipped_method, sweep_entry
+
+    rows = [r for r in _selection() if "max_shift" not in r or r["max_shift"] == 2]
+    assert report.shift_ablation_table(rows) is None
+    macer = sweep_entry("macer", 0.5, shipped_method("macer", 0.5), 0)
+    shipped = next(r for r in rows if r["name"] == "digits_cnn_macer050")
+    record = {**shipped, "fingerprint": macer.fingerprint(), "max_shift": 0, "val_acr": shipped["val_acr"] + 0.25,
+              "val_certified_accuracy_r0": 0.5}
+    table = report.shift_ablation_table([*rows, record])
+    assert table is not None
+    line = next(line for line in table.splitlines() if "`digits_cnn_macer050`" in line)
+    assert f"| {shipped['val_acr']:.3f} | 0 | {shipped['val_acr'] + 0.25:.3f} | +0.250 |" in line
+    assert report.selection_table([*rows, record]) == report.selection_table(rows)  # not a selection candidate
+    with pytest.raises(ValueError, match="is not the shipped recipe with other shifts"):
+        report.shift_ablation_table([*rows, {**record, "fingerprint": shipped["fingerprint"]}])
+    with pytest.raises(ValueError, match="has no record of the shipped model beside it"):
+        report.shift_ablation_table([r for r in rows if r is not shipped] + [record])
