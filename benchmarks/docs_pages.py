@@ -136,7 +136,8 @@ def suite_page(folder: Path) -> str:
     verdict = verdict_path.read_text(encoding="utf-8").strip()
     name = folder.name
     plots = sorted(p.name for p in folder.glob("*.png"))
-    sources = ["manifest.json", "summary.json", *(["rows.jsonl"] if suite["kind"] in ROWS_KINDS else [])]
+    sources = ["manifest.json", "summary.json", *(["rows.jsonl"] if suite["kind"] in ROWS_KINDS else []),
+               *(["selection.jsonl"] if (folder / "selection.jsonl").is_file() else [])]
     parts = [
         f"# Results: `{name}`",
         "",
