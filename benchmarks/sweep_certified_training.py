@@ -11,9 +11,13 @@ DIR`` ships the chosen ones without training again. The test split is never read
 ``--selected`` keeps only the shipped candidate of each method and sigma, and ``--max-shift K`` trains with random
 shifts of up to K pixels instead of the zoo recipe's (an ablation of the recipe; the zoo's cache key changes with it).
 
-The records of the shipped selection and of the ``--baselines --selected --max-shift 0`` ablation are committed as
-``docs/results/certified_training/selection.jsonl``; the results page renders them
-(``benchmarks.report.certified_training.selection_table`` and ``shift_ablation_table``).
+``--art-run DIR`` instead scores the ART models a ``certified_training`` run trained (``DIR/art_models``, each
+checked against the sha256 of its train row) on the same validation certification.
+
+The records of the shipped selection, of the ``--baselines --selected --max-shift 0`` ablation and of
+``--art-run`` on the committed run's folder are committed as ``docs/results/certified_training/selection.jsonl``;
+the results page renders them (``benchmarks.report.certified_training.selection_table`` and
+``shift_ablation_table``).
 """
 
 from __future__ import annotations
@@ -65,6 +69,38 @@ def sweep_entry(method: str, sigma: float, config: CertifiedMethod | None, max_s
     return dataclasses.replace(entry, train=dataclasses.replace(entry.train, max_shift=max_shift))
 
 
+def art_run_records(folder: Path, *, sigma: float | None = None) -> list[dict]:
+    """Validation records of the ART models trained in a ``certified_training`` run folder: one per ART ``train`` row
+    (``name`` is the zoo entry it was initialized from), its weights read from ``art_models/`` with nothing unpickled
+    and refused unless their sha256 is the one the row recorded."""
+    from art_ext.ops.hashing import state_dict_sha256
+    from benchmarks import common
+    from benchmarks.kinds import certified_training as kind
+
+    records = []
+    for row in common.read_rows(folder):
+        if row["kind"] != "train" or not row["implementation"].startswith("ART ") or (
+                sigma is not None and row["sigma"] != sigma):
+            continue
+        path = folder / "art_models" / f"{kind.file_slug(row['name'])}.pt"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state_dict_sha256(state) != row["sha256"]:
+            raise SystemExit(f"{path}: its weights are not the ones the run's train row recorded ({row['sha256']})")
+        entry = zoo.get_entry(row["model"], kind="classifier")
+        module = entry.build()
+        module.load_state_dict(state)
+        module.eval()
+        with torch.no_grad():
+            torch.set_num_threads(1)
+            started = time.perf_counter()
+            scores = validation_scores(module, float(row["sigma"]))
+        records.append({"name": row["model"], "method": row["method"], "sigma": float(row["sigma"]),
+                        "implementation": row["implementation"], "sha256": row["sha256"],
+                        "max_shift": 0, **scores, "train_seconds": row["seconds"],
+                        "certify_seconds": round(time.perf_counter() - started, 1)})
+    return records
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sigma", type=float, help="only the candidates at this sigma")
@@ -77,9 +113,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-shift", type=int, default=None,
                         help="train with random shifts of up to this many pixels instead of the zoo recipe's (an "
                              "ablation of the recipe; 0 = none)")
+    parser.add_argument("--art-run", type=Path, default=None,
+                        help="instead: score the ART models a certified_training run folder trained (its art_models/, "
+                             "checked against the sha256 its train rows recorded)")
     args = parser.parse_args(argv)
     if args.max_shift is not None and args.max_shift < 0:
         parser.error(f"--max-shift must be >= 0, got {args.max_shift}")
+    if args.art_run is not None:
+        for record in art_run_records(args.art_run, sigma=args.sigma):
+            print(json.dumps(record), flush=True)
+            if args.out is not None:
+                with args.out.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+        return
     methods = args.method.split(",") if args.method else None
     scored = set()
     if args.out is not None and args.out.is_file():

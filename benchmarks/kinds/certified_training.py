@@ -102,7 +102,8 @@ SCHEMA = {
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _slug(name: str) -> str:
+def file_slug(name: str) -> str:
+    """``name`` as a file name (what is not a letter, digit, ".", "_" or "-" becomes "_")."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
@@ -231,7 +232,7 @@ class CertifiedTrainingSpec:
         seen: dict[str, int] = {}
         for i, config in enumerate(configs):
             # the ART weights file is named by the slug: two names with one slug would share a file
-            for key, what in ((config.name, "name"), (_slug(config.name), "weights file name")):
+            for key, what in ((config.name, "name"), (file_slug(config.name), "weights file name")):
                 first = seen.setdefault(f"{what}:{key}", i)
                 if first != i:
                     raise common.SuiteError(f"configs[{first}].name and configs[{i}].name give the same {what} "
@@ -267,7 +268,7 @@ def _data(spec: CertifiedTrainingSpec, split: str):
 
 
 def art_weights_file(out: Path, config: TrainingConfigSpec) -> Path:
-    return out / "art_models" / f"{_slug(config.name)}.pt"
+    return out / "art_models" / f"{file_slug(config.name)}.pt"
 
 
 def train_art(suite: Mapping[str, Any] | CertifiedTrainingSpec, config: TrainingConfigSpec,

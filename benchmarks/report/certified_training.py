@@ -93,7 +93,7 @@ def selection_table(records: list[dict[str, Any]]) -> str:
 
     known = {certified_entry(c, f"digits_cnn_{m}{sigma_tag(s)}").fingerprint(): describe(c).removeprefix(", ")
              for m, s, c in CANDIDATES}
-    records = [r for r in records if not _is_ablation(r)]
+    records = [r for r in records if not _is_art(r) and not _is_ablation(r)]
     best: dict[tuple[str, float], float] = {}
     for r in records:
         best[r["method"], r["sigma"]] = max(best.get((r["method"], r["sigma"]), -1.0), r["val_acr"])
@@ -128,6 +128,11 @@ def selection_table(records: list[dict[str, Any]]) -> str:
                                "train s", "chosen"], body, caption=caption)
 
 
+def _is_art(record: dict[str, Any]) -> bool:
+    """A record of an ART model trained in a ``certified_training`` run (``sweep_certified_training --art-run``)."""
+    return str(record.get("implementation", "art_ext")).startswith("ART ")
+
+
 def _is_ablation(record: dict[str, Any]) -> bool:
     """A record trained with other random shifts than the zoo recipe's (``sweep_certified_training --max-shift``);
     records without the field were made with the recipe's."""
@@ -154,9 +159,10 @@ def shift_ablation_table(records: list[dict[str, Any]]) -> str | None:
     from benchmarks.sweep_certified_training import sweep_entry
 
     shipped = {r["name"]: r for r in records
-               if not _is_ablation(r) and r["fingerprint"] == zoo.get_entry(r["name"]).fingerprint()}
+               if not _is_art(r) and not _is_ablation(r) and r["fingerprint"] == zoo.get_entry(r["name"]).fingerprint()}
+    art = {(r["name"], r["sigma"]): r for r in records if _is_art(r)}
     body = []
-    for r in (r for r in records if _is_ablation(r)):
+    for r in (r for r in records if not _is_art(r) and _is_ablation(r)):
         config = None if r["method"] == "gaussian" else candidates(r["method"], r["sigma"])[
             SELECTED[r["method"], r["sigma"]]]
         expected = sweep_entry(r["method"], r["sigma"], config, r["max_shift"]).fingerprint()
@@ -167,15 +173,22 @@ def shift_ablation_table(records: list[dict[str, Any]]) -> str | None:
         if reference is None:
             raise ValueError(f"selection: the max_shift = {r['max_shift']} record of {r['name']} has no record of the "
                              "shipped model beside it")
+        theirs = art.pop((r["name"], r["sigma"]), None)
         body.append([f"{r['sigma']:g}", r["method"], f"`{r['name']}`", f"{reference['val_acr']:.3f}",
                      f"{r['max_shift']}", f"{r['val_acr']:.3f}", f"{r['val_acr'] - reference['val_acr']:+.3f}",
+                     "–" if theirs is None else f"{theirs['val_acr']:.3f}",
                      f"{100 * reference['val_certified_accuracy_r0']:.1f} / "
                      f"{100 * r['val_certified_accuracy_r0']:.1f}"])
+    if art:
+        raise ValueError(f"selection: ART records without an ablation row of their zoo entry: "
+                         f"{', '.join(f'{name} σ={sigma:g}' for name, sigma in sorted(art))}")
     if not body:
         return None
     caption = ("Validation split only, as above: each shipped model's method and hyper-parameters trained again with "
                "the recipe's random shifts of up to 2 pixels replaced (every other setting, the seed included, "
-               "unchanged). Certified accuracy at r = 0 (%) is shipped / without shifts.")
+               "unchanged); beside them, ART's model of the same method and σ from the run above, initialized from "
+               "that zoo entry and trained by ART's `fit`, which shifts nothing (its weights checked against the "
+               "sha256 its train row recorded). Certified accuracy at r = 0 (%) is shipped / without shifts.")
     return rep.markdown_table(["σ", "method", "zoo entry", "val ACR (shipped)", "max shift", "val ACR", "Δ val ACR",
-                               "val cert. acc. r = 0 (%)"], body, caption=caption)
+                               "val ACR, ART", "val cert. acc. r = 0 (%)"], body, caption=caption)
 

@@ -76,6 +76,11 @@ def test_tiny_suite_trains_art_in_run_certifies_reports_and_resumes(tmp_path, wr
     message = fails(["--suite", str(suite_file), "--out", str(again), "--quiet", "--resume"])
     assert "MACER_ART_.pt holds weights with sha256" in message and "the file was replaced" in message
     assert not list((again / "art_models").glob("*.tmp"))  # saves go through a temporary file and a rename
+    # the sweep scores a run's ART models only with the weights its train rows recorded (MACER's row comes first)
+    from benchmarks.sweep_certified_training import art_run_records
+
+    with pytest.raises(SystemExit, match="MACER_ART_.pt: its weights are not the ones the run's train row recorded"):
+        art_run_records(again)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -265,3 +270,14 @@ def test_the_shift_ablation_pairs_each_record_with_its_shipped_model() -> None:
         report.shift_ablation_table([*rows, {**record, "fingerprint": shipped["fingerprint"]}])
     with pytest.raises(ValueError, match="has no record of the shipped model beside it"):
         report.shift_ablation_table([r for r in rows if r is not shipped] + [record])
+
+    # an ART model of the same entry and σ (sweep --art-run) fills the ART column of that row, and only that row
+    art = {"name": "digits_cnn_macer050", "method": "macer", "sigma": 0.5, "implementation": "ART PyTorchMACER",
+           "sha256": "0" * 64, "max_shift": 0, "val_acr": 0.7, "val_certified_accuracy_r0": 0.8}
+    table = report.shift_ablation_table([*rows, record, art])
+    assert table is not None and "| Δ val ACR | val ACR, ART |" in table
+    line = next(line for line in table.splitlines() if "`digits_cnn_macer050`" in line)
+    assert f"| +0.250 | 0.700 | {100 * shipped['val_certified_accuracy_r0']:.1f} / 50.0 |" in line
+    assert report.selection_table([*rows, record, art]) == report.selection_table(rows)
+    with pytest.raises(ValueError, match="ART records without an ablation row of their zoo entry: digits_cnn_macer025"):
+        report.shift_ablation_table([*rows, record, {**art, "name": "digits_cnn_macer025", "sigma": 0.25}])
