@@ -73,7 +73,6 @@ def art_run_records(folder: Path, *, sigma: float | None = None) -> list[dict]:
     """Validation records of the ART models trained in a ``certified_training`` run folder: one per ART ``train`` row
     (``name`` is the zoo entry it was initialized from), its weights read from ``art_models/`` with nothing unpickled
     and refused unless their sha256 is the one the row recorded."""
-    from art_ext.ops.hashing import state_dict_sha256
     from benchmarks import common
     from benchmarks.kinds import certified_training as kind
 
@@ -82,10 +81,12 @@ def art_run_records(folder: Path, *, sigma: float | None = None) -> list[dict]:
         if row["kind"] != "train" or not row["implementation"].startswith("ART ") or (
                 sigma is not None and row["sigma"] != sigma):
             continue
-        path = folder / "art_models" / f"{kind.file_slug(row['name'])}.pt"
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state_dict_sha256(state) != row["sha256"]:
-            raise SystemExit(f"{path}: its weights are not the ones the run's train row recorded ({row['sha256']})")
+        path = kind.art_weights_file(folder, row["name"])
+        try:
+            state = kind.read_art_weights(path, row["sha256"])
+        except common.SuiteError as error:  # this command line's one-line exit, naming the file
+            raise SystemExit(f"{path}: its weights are not the ones the run's train row recorded "
+                             f"({row['sha256']})") from error
         entry = zoo.get_entry(row["model"], kind="classifier")
         module = entry.build()
         module.load_state_dict(state)

@@ -267,8 +267,9 @@ def _data(spec: CertifiedTrainingSpec, split: str):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def art_weights_file(out: Path, config: TrainingConfigSpec) -> Path:
-    return out / "art_models" / f"{file_slug(config.name)}.pt"
+def art_weights_file(out: Path, name: str) -> Path:
+    """Where a run in ``out`` keeps the weights of its ART config ``name``."""
+    return out / "art_models" / f"{file_slug(name)}.pt"
 
 
 def train_art(suite: Mapping[str, Any] | CertifiedTrainingSpec, config: TrainingConfigSpec,
@@ -302,13 +303,15 @@ def train_art(suite: Mapping[str, Any] | CertifiedTrainingSpec, config: Training
     return module.eval(), seconds
 
 
-def _check_saved_weights(path: Path, recorded: str) -> None:
-    """A continued run certifies the ART weights its ``train`` row recorded, or stops with a one-line error."""
+def read_art_weights(path: Path, recorded: str) -> dict[str, torch.Tensor]:
+    """The ART weights saved at ``path`` (read without unpickling), if they are the ones whose sha256 the run's
+    ``train`` row ``recorded``; otherwise a one-line ``SuiteError``."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     found = state_dict_sha256(state)
     if found != recorded:
         raise common.SuiteError(f"{path} holds weights with sha256 {found[:12]}..., but this run trained and recorded "
                                 f"{recorded[:12]}...: the file was replaced; continue in a new --out folder")
+    return state
 
 
 def run_training(suite: Mapping[str, Any] | CertifiedTrainingSpec, ctx: common.RunContext) -> dict[str, str]:
@@ -324,11 +327,11 @@ def run_training(suite: Mapping[str, Any] | CertifiedTrainingSpec, ctx: common.R
                                  "sigma": config.sigma_as_written, "model": config.zoo_entry, "sha256": model.sha256,
                                  "seconds": model.info.get("train_seconds")}])
             continue
-        path = art_weights_file(ctx.out, config)
+        path = art_weights_file(ctx.out, config.name)
         files[config.name] = str(path)
         recorded = ctx.written(cid, 0)
         if recorded is not None and path.is_file():
-            _check_saved_weights(path, recorded["sha256"])
+            read_art_weights(path, recorded["sha256"])  # a continued run certifies the weights it recorded
             continue
         log.info("training %s (%s) in-run", config.name, config.art)
         module, seconds = train_art(suite, config, common.seed_for(ctx.seed, cid))
